@@ -1,0 +1,87 @@
+"""The ``crmrules`` command: what admins and CI run against regulations.
+
+Admins read its output, so every failure is a list of ``file:line:col:
+message`` lines and an exit code, never a Python traceback. Set
+``CRMRULES_DEBUG=1`` to get the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from crmrules.errors import CrmRulesError, RegulationError
+from crmrules.rules.regulation import load_regulation
+from crmrules.rules.schema import json_schema
+
+
+def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    failed = 0
+    for path in paths:
+        try:
+            regulation = load_regulation(path)
+        except RegulationError as error:
+            failed += 1
+            for problem in error.problems:
+                print(problem, file=err)
+            count = len(error.problems)
+            print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=err)
+        else:
+            print(f"{path}: ok, {regulation.summary()}", file=out)
+    return 1 if failed else 0
+
+
+def _schema(out: TextIO) -> int:
+    json.dump(json_schema(), out, ensure_ascii=False, indent=2)
+    out.write("\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crmrules",
+        description="Check and run crmrules sales regulations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    validate = commands.add_parser(
+        "validate",
+        help="check regulations and report every problem with its location",
+        description="Check each PATH (a regulation file, or a folder whose files are merged) "
+        "and print every problem as file:line:col: message. Exits 1 if any is invalid.",
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    commands.add_parser(
+        "schema",
+        help="print the JSON Schema of the rule language (for editors)",
+        description="Print the JSON Schema of the rule language. Save it and point your "
+        "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
+        "on the first line of a YAML regulation.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args.paths, sys.stdout, sys.stderr)
+        return _schema(sys.stdout)
+    except CrmRulesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug: say so in one line rather than dump a traceback
+        if os.environ.get("CRMRULES_DEBUG"):
+            raise
+        print(
+            f"internal error: {type(error).__name__}: {error}\n"
+            "This is a bug in crmrules; run again with CRMRULES_DEBUG=1 and report the output.",
+            file=sys.stderr,
+        )
+        return 2
+
+
+__all__ = ["main"]

@@ -1,0 +1,71 @@
+"""Errors that reach admins and host developers.
+
+Every error an admin can cause names where it happened (file, line and column,
+or record and field) and, where it helps, what to do. Nothing here carries a
+Python traceback to the person reading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in a regulation or scenario file; line and column count from 1."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an admin's input."""
+
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.message}{hint}"
+
+
+class CrmRulesError(Exception):
+    """The base of every error crmrules raises on purpose."""
+
+
+class RegulationError(CrmRulesError):
+    """A regulation (or scenario) that cannot be loaded; lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = sorted(
+            problems,
+            key=lambda p: (p.location is None, p.location or Location("", 0, 0)),
+        )
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        lines = [str(p) for p in self.problems]
+        head = f"{count} problem{'s' if count != 1 else ''} in the regulation"
+        return "\n".join([head, *lines]) if count != 1 else lines[0]
+
+
+class RecordError(CrmRulesError):
+    """A record from the host (client, deal, event, ...) with a bad field value."""
+
+    def __init__(self, record: str, field: str, message: str) -> None:
+        self.record = record
+        self.field = field
+        self.message = message
+        super().__init__(f"{record}: field {field!r}: {message}")
+
+
+__all__ = ["CrmRulesError", "Location", "Problem", "RecordError", "RegulationError"]

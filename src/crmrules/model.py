@@ -1,0 +1,254 @@
+"""The CRM domain model: what a host stores and what rules read and make.
+
+Records are pydantic models so a host's input is checked at the boundary
+(a bad value names the record and field). Custom fields declared in a
+regulation live in ``fields``; ``record()`` flattens built-in and custom
+fields into the plain mapping that conditions and templates see.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from crmrules.calendar import Duration
+
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _flatten(model: BaseModel, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    data = {name: getattr(model, name) for name in type(model).model_fields if name not in skip}
+    custom = data.pop("fields", None) or {}
+    return {**custom, **data}
+
+
+class Client(Model):
+    """A company or a person the sales team works with."""
+
+    id: RecordId
+    kind: Literal["company", "person"] = "company"
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    region: str | None = None
+    city: str | None = None
+    country: str | None = None
+    industry: str | None = None
+    source: str | None = None
+    tags: frozenset[str] = frozenset()
+    territories: frozenset[str] = frozenset()
+    responsible: str | None = Field(None, description="the id of the client's manager")
+    created_at: AwareDatetime | None = None
+    last_contact_at: AwareDatetime | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="custom fields")
+
+    def record(self) -> dict[str, Any]:
+        return _flatten(self)
+
+
+class ContactRole(Model):
+    """A contact's place in one client organisation."""
+
+    client: RecordId
+    role: str = Field(description="e.g. director, accountant, buyer")
+    primary: bool = False
+
+
+class Contact(Model):
+    """A person who may work in several client organisations, with a role in each."""
+
+    id: RecordId
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    roles: list[ContactRole] = Field(default_factory=list)
+
+    def role_in(self, client: str) -> str | None:
+        return next((r.role for r in self.roles if r.client == client), None)
+
+
+class Manager(Model):
+    id: RecordId
+    name: str = ""
+    email: str | None = None
+    skills: frozenset[str] = frozenset()
+    capacity: int | None = Field(None, ge=0, description="open tasks or clients they can carry")
+    working_hours: str | None = None
+    territories: frozenset[str] = frozenset()
+    active: bool = True
+
+    def record(self) -> dict[str, Any]:
+        return _flatten(self)
+
+
+class MembershipSource(StrEnum):
+    RULE = "rule"
+    MANUAL_ADD = "manual_add"
+    MANUAL_REMOVE = "manual_remove"
+
+
+class TerritoryMembership(Model):
+    """Why a client is (or is kept out of) a territory: its rule, or a manual override."""
+
+    client: RecordId
+    territory: str
+    source: MembershipSource
+    since: AwareDatetime
+
+
+class Stage(Model):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    id: str
+    name: str | None = None
+    deadline: Duration | None = None
+    final: bool = False
+
+
+class Pipeline(Model):
+    """Ordered stages and the moves allowed between them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str | None = None
+    stages: tuple[Stage, ...]
+    #: from stage -> the stages it may move to; stages not listed use the default.
+    transitions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def stage(self, stage_id: str) -> Stage | None:
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+    def next_stage(self, stage_id: str) -> str | None:
+        ids = [s.id for s in self.stages]
+        index = ids.index(stage_id) if stage_id in ids else len(ids)
+        return ids[index + 1] if index + 1 < len(ids) else None
+
+    def allowed_moves(self, stage_id: str) -> tuple[str, ...]:
+        """A transitions entry, else the next stage or any final one (none from a final stage)."""
+        if stage_id in self.transitions:
+            return self.transitions[stage_id]
+        current = self.stage(stage_id)
+        if current is None or current.final:
+            return ()
+        nxt = self.next_stage(stage_id)
+        finals = tuple(s.id for s in self.stages if s.final and s.id != nxt)
+        return ((nxt,) if nxt else ()) + finals
+
+    def can_move(self, from_stage: str, to_stage: str) -> bool:
+        return to_stage in self.allowed_moves(from_stage)
+
+
+class Deal(Model):
+    id: RecordId
+    client: RecordId
+    pipeline: str
+    stage: str
+    stage_entered_at: AwareDatetime | None = None
+    amount: Decimal | None = None
+    created_at: AwareDatetime | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="custom fields")
+
+    def record(self) -> dict[str, Any]:
+        return _flatten(self)
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Task(Model):
+    id: RecordId
+    kind: str
+    title: str
+    description: str | None = None
+    due: AwareDatetime | None = None
+    assignee: str | None = None
+    priority: Literal["low", "normal", "high"] = "normal"
+    status: TaskStatus = TaskStatus.OPEN
+    client: str | None = None
+    deal: str | None = None
+    rule: str | None = Field(None, description="the rule that made it")
+    idempotency_key: str | None = None
+    created_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+
+
+class MailingStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Mailing(Model):
+    id: RecordId
+    template: str
+    to: str = Field(description="the resolved address")
+    channel: str = "email"
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    status: MailingStatus = MailingStatus.PENDING
+    client: str | None = None
+    deal: str | None = None
+    rule: str | None = None
+    idempotency_key: str | None = None
+    created_at: AwareDatetime | None = None
+
+
+class Interaction(Model):
+    id: RecordId
+    kind: Literal["call", "meeting", "email"]
+    direction: Literal["in", "out"] = "out"
+    outcome: str | None = Field(None, description="e.g. reached, no_answer, agreed, refused")
+    client: RecordId
+    deal: str | None = None
+    contact: str | None = None
+    manager: str | None = None
+    occurred_at: AwareDatetime
+    note: str | None = None
+
+
+class Event(Model):
+    """Something that happened, reported by the host or raised by crmrules itself."""
+
+    id: RecordId
+    type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    occurred_at: AwareDatetime
+    client: str | None = None
+    deal: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    #: the values an update changed: field key -> value before / after
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {**self.data, "id": self.id, "type": self.type, "occurred_at": self.occurred_at}
+
+
+__all__ = [
+    "Client",
+    "Contact",
+    "ContactRole",
+    "Deal",
+    "Event",
+    "Interaction",
+    "Mailing",
+    "MailingStatus",
+    "Manager",
+    "MembershipSource",
+    "Pipeline",
+    "Stage",
+    "Task",
+    "TaskStatus",
+    "TerritoryMembership",
+]

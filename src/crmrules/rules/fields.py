@@ -1,0 +1,264 @@
+"""The field registry: every field path a rule may name, with its type.
+
+Rules never reach Python attributes by a name from a file; they go through
+this registry, which knows the built-in fields of the spec and the custom
+fields a regulation declares. It also turns admin-written values into the
+field's type, so type errors surface when the regulation loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from crmrules.calendar import BusinessCalendar
+from crmrules.errors import RecordError
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    ENUM = "enum"
+    SET = "set"
+
+
+NUMBER_TYPES = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
+TIME_TYPES = frozenset({FieldType.DATE, FieldType.DATETIME})
+TEXT_TYPES = frozenset({FieldType.STRING, FieldType.ENUM})
+
+#: The records a rule can look at; a field path is ``<namespace>.<key>``.
+NAMESPACES = ("client", "deal", "event", "manager")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    path: str
+    type: FieldType
+    values: tuple[str, ...] = ()
+    default: Any = None
+    builtin: bool = False
+
+    @property
+    def namespace(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.path.split(".", 1)[1]
+
+
+def _builtins() -> dict[str, FieldSpec]:
+    S, D, DT = FieldType.STRING, FieldType.DECIMAL, FieldType.DATETIME
+    table: dict[str, FieldType] = {
+        "client.id": S,
+        "client.name": S,
+        "client.email": S,
+        "client.phone": S,
+        "client.region": S,
+        "client.city": S,
+        "client.country": S,
+        "client.industry": S,
+        "client.source": S,
+        "client.kind": FieldType.ENUM,
+        "client.tags": FieldType.SET,
+        "client.territories": FieldType.SET,
+        "client.responsible": S,
+        "client.created_at": DT,
+        "client.last_contact_at": DT,
+        "deal.id": S,
+        "deal.client": S,
+        "deal.pipeline": S,
+        "deal.stage": S,
+        "deal.amount": D,
+        "deal.created_at": DT,
+        "deal.stage_entered_at": DT,
+        "event.id": S,
+        "event.type": S,
+        "event.occurred_at": DT,
+        "manager.id": S,
+        "manager.name": S,
+        "manager.email": S,
+        "manager.skills": FieldType.SET,
+        "manager.capacity": FieldType.INTEGER,
+    }
+    specs = {path: FieldSpec(path, kind, builtin=True) for path, kind in table.items()}
+    specs["client.kind"] = FieldSpec(
+        "client.kind", FieldType.ENUM, values=("company", "person"), builtin=True
+    )
+    return specs
+
+
+BUILTIN_FIELDS: Mapping[str, FieldSpec] = _builtins()
+
+#: Custom keys are identifiers: letters (any script), digits and underscores.
+CUSTOM_KEY = re.compile(r"[^\W\d]\w{0,63}")
+
+
+class FieldRegistry:
+    """Built-in and declared fields of one regulation."""
+
+    def __init__(self, custom: Iterable[FieldSpec] = ()) -> None:
+        self._fields: dict[str, FieldSpec] = dict(BUILTIN_FIELDS)
+        for spec in custom:
+            self._fields[spec.path] = spec
+
+    def get(self, path: str) -> FieldSpec | None:
+        return self._fields.get(path)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._fields
+
+    def __iter__(self) -> Iterator[FieldSpec]:
+        return iter(self._fields.values())
+
+    def suggest(self, path: str, namespace: str | None = None) -> str | None:
+        """The closest known path, for "did you mean ...?" hints."""
+        candidates = [p for p in self._fields if namespace is None or p.startswith(namespace)]
+        close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def of(self, namespace: str) -> list[FieldSpec]:
+        return [spec for spec in self._fields.values() if spec.namespace == namespace]
+
+    def coerce_record(
+        self, namespace: str, record_id: str, data: Mapping[str, Any], calendar: BusinessCalendar
+    ) -> dict[str, Any]:
+        """A host record's values in their field types; unknown keys are kept as they are.
+
+        Raises RecordError naming the record and field, so a host sees which
+        of its rows is wrong instead of a traceback from deep in the engine.
+        """
+        result: dict[str, Any] = {}
+        for key, value in data.items():
+            spec = self._fields.get(f"{namespace}.{key}")
+            if spec is None or value is None:
+                result[key] = value
+                continue
+            try:
+                result[key] = coerce(spec, value, calendar)
+            except ValueError as error:
+                raise RecordError(f"{namespace} {record_id}", key, str(error)) from None
+        for spec in self.of(namespace):
+            if spec.default is not None and result.get(spec.key) is None:
+                result[spec.key] = spec.default
+        return result
+
+
+def _describe(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def coerce(spec: FieldSpec, value: Any, calendar: BusinessCalendar) -> Any:
+    """``value`` in the type of ``spec``; ValueError with an admin-readable message if not."""
+    kind = spec.type
+    if isinstance(value, bool) and kind is not FieldType.BOOLEAN:
+        raise ValueError(f"expected a {kind} value, got {str(value).lower()}")
+    if kind is FieldType.STRING:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int):
+            return str(value)
+        raise ValueError(f"expected text, got {_describe(value)}")
+    if kind is FieldType.ENUM:
+        text = str(value) if isinstance(value, int) else value
+        if not isinstance(text, str):
+            raise ValueError(f"expected one of {', '.join(spec.values)}, got {_describe(value)}")
+        if text not in spec.values:
+            close = difflib.get_close_matches(text, spec.values, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(
+                f"{_describe(text)} is not one of {', '.join(spec.values)} for {spec.path}{hint}"
+            )
+        return text
+    if kind is FieldType.INTEGER:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d{1,30}", value.strip()):
+            return int(value)
+        raise ValueError(f"expected a whole number, got {_describe(value)}")
+    if kind is FieldType.DECIMAL:
+        if isinstance(value, int | Decimal):
+            return Decimal(value)
+        if isinstance(value, float):
+            return Decimal(str(value))
+        if isinstance(value, str) and len(value) <= 40:
+            try:
+                number = Decimal(value.strip().replace(",", "."))
+            except InvalidOperation:
+                pass
+            else:
+                if number.is_finite():
+                    return number
+        raise ValueError(f"expected a number, got {_describe(value)}")
+    if kind is FieldType.BOOLEAN:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {_describe(value)}")
+    if kind is FieldType.DATE:
+        if isinstance(value, datetime):
+            raise ValueError(f"expected a date (YYYY-MM-DD), got the moment {value.isoformat()}")
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a date such as 2026-03-02, got {_describe(value)}")
+    if kind is FieldType.DATETIME:
+        return coerce_datetime(value, calendar)
+    if kind is FieldType.SET:
+        if isinstance(value, str):
+            raise ValueError(f"expected a list of text values, got {_describe(value)}")
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+            if all(isinstance(item, str) for item in items):
+                return frozenset(items)
+        raise ValueError(f"expected a list of text values, got {_describe(value)}")
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def coerce_datetime(value: Any, calendar: BusinessCalendar) -> datetime:
+    """An aware moment; a moment written without an offset is in the calendar's time zone."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"expected a moment such as 2026-03-02T10:00:00+03:00, got {_describe(value)}"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return calendar.combine(value.date(), value.time())
+        return value
+    if isinstance(value, date):
+        return calendar.combine(value, time(0, 0))
+    raise ValueError(f"expected a moment such as 2026-03-02T10:00:00+03:00, got {_describe(value)}")
+
+
+__all__ = [
+    "BUILTIN_FIELDS",
+    "CUSTOM_KEY",
+    "NAMESPACES",
+    "NUMBER_TYPES",
+    "TEXT_TYPES",
+    "TIME_TYPES",
+    "FieldRegistry",
+    "FieldSpec",
+    "FieldType",
+    "coerce",
+    "coerce_datetime",
+]

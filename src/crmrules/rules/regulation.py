@@ -1,0 +1,982 @@
+"""Compiling a regulation: from merged YAML/JSON to checked, ready-to-run objects.
+
+One pass over the document collects every problem (unknown keys, wrong
+types, bad references, conditions that do not fit their fields, templates
+that do not compile) and raises them together, each with its file, line and
+column. Nothing from the file is executed: values are data, templates are
+parsed and checked in the sandbox, patterns are RE2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
+from crmrules.errors import Location, Problem, RegulationError
+from crmrules.model import Manager, Pipeline, Stage
+from crmrules.rules import schema
+from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.fields import (
+    CUSTOM_KEY,
+    TIME_TYPES,
+    FieldRegistry,
+    FieldSpec,
+    FieldType,
+    coerce,
+)
+from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
+from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
+
+SECTIONS = (
+    "version",
+    "fields",
+    "calendar",
+    "pipelines",
+    "managers",
+    "territories",
+    "templates",
+    "rules",
+)
+CUSTOM_NAMESPACES = ("client", "deal", "event")
+#: Fields that actions must not set directly: ids, and what has its own action.
+READ_ONLY = frozenset(
+    {
+        "client.id", "client.territories", "client.created_at",
+        "deal.id", "deal.client", "deal.pipeline", "deal.stage",
+        "deal.created_at", "deal.stage_entered_at",
+    }
+)  # fmt: skip
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+# --- the compiled regulation ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of a rule: its name, checked parameters and compiled templates."""
+
+    name: str
+    params: BaseModel
+    location: Location | None
+    templates: Mapping[str, CompiledTemplate] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContactPlan:
+    every: Duration
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Territory:
+    id: str
+    name: str | None
+    parent: str | None
+    priority: int
+    exclusive: bool
+    condition: Condition
+    managers: tuple[str, ...]
+    strategy: str
+    contact_plan: tuple[ContactPlan, ...]
+    location: Location | None
+
+
+@dataclass(frozen=True)
+class MailTemplate:
+    id: str
+    subject: CompiledTemplate | None
+    text: CompiledTemplate | None
+    html: CompiledTemplate | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str | None
+    trigger: Trigger
+    condition: Condition
+    actions: tuple[Action, ...]
+    priority: int
+    stop: bool
+    once: str
+    cooldown: Duration | None
+    enabled: bool
+    max_lateness: Duration | None
+    location: Location | None
+    #: position in the merged files; breaks priority ties ("file order")
+    order: int
+
+
+@dataclass(frozen=True)
+class Regulation:
+    version: int
+    fields: FieldRegistry
+    calendar: BusinessCalendar
+    pipelines: Mapping[str, Pipeline]
+    managers: Mapping[str, Manager]
+    territories: Mapping[str, Territory]
+    templates: Mapping[str, MailTemplate]
+    rules: tuple[Rule, ...]
+    files: tuple[str, ...]
+    source: SourceMap
+
+    def summary(self) -> str:
+        def count(n: int, word: str) -> str:
+            return f"{n} {word}{'' if n == 1 else 's'}"
+
+        custom = sum(1 for spec in self.fields if not spec.builtin)
+        parts = [
+            count(len(self.rules), "rule"),
+            count(len(self.pipelines), "pipeline"),
+            count(len(self.territories), "territory").replace("territorys", "territories"),
+            count(len(self.templates), "template"),
+            count(len(self.managers), "manager"),
+            count(custom, "custom field"),
+        ]
+        return f"{count(len(self.files), 'file')}: " + ", ".join(parts)
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def load_regulation(
+    *paths: str | Path,
+    actions: Mapping[str, type[BaseModel]] | None = None,
+    limits: Limits | None = None,
+) -> Regulation:
+    """Load, merge, check and compile a regulation; RegulationError lists every problem."""
+    document = load_document(paths, limits)
+    return compile_regulation(document, actions)
+
+
+def compile_regulation(
+    document: Document, actions: Mapping[str, type[BaseModel]] | None = None
+) -> Regulation:
+    compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS)
+    regulation = compiler.run()
+    if compiler.problems or regulation is None:
+        raise RegulationError(compiler.problems)
+    return regulation
+
+
+# --- pydantic errors → admin problems -------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _strip_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[PathKey, Any]:
+    """Keep the parts of a pydantic ``loc`` that exist in the data (drops union tags)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not path_is_union_tag(part):
+            path.append(part)  # a key that is missing or unknown
+            break
+    return tuple(path), node
+
+
+def path_is_union_tag(part: str) -> bool:
+    return "[" in part or part in ("str", "int", "bool", "list", "dict") or part[:1].isupper()
+
+
+# --- the compiler ---------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, document: Document, actions: Mapping[str, type[BaseModel]]) -> None:
+        self.document = document
+        self.source = document.source
+        self.actions = actions
+        self.problems: list[Problem] = []
+        self.registry = FieldRegistry()
+        self.calendar = BusinessCalendar()
+        self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+        self.managers: dict[str, Manager] = {}
+        self.manager_ids_known = False
+        self.territory_specs: dict[str, schema.TerritorySpec] = {}
+        self.descendants: dict[str, frozenset[str]] = {}
+        self.templates: dict[str, MailTemplate] = {}
+        self.rule_ids: dict[str, PathKey] = {}
+        self.deferred: list[Callable[[], None]] = []
+        #: Built-in actions' checks beyond their parameter models (references, templates).
+        self.checks: dict[str, Callable[[Any, PathKey, dict[str, CompiledTemplate]], None]] = {
+            "create_task": self._check_create_task,
+            "send_mailing": self._check_send_mailing,
+            "move_stage": self._check_move_stage,
+            "assign_manager": self._check_assign_manager,
+            "set_field": self._check_set_field,
+            "add_to_territory": self._check_territory_ref,
+            "remove_from_territory": self._check_territory_ref,
+            "cancel_tasks": self._check_cancel_tasks,
+            "notify": self._check_notify,
+            "emit": self._check_emit,
+        }
+
+    # -- reporting
+
+    def error(
+        self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
+        self.problems.append(Problem(message, self.source.locate(path, key=key), hint))
+
+    def validate(self, model: type[M], data: Any, path: PathKey) -> M | None:
+        """``model`` from ``data``, or None after turning pydantic's errors into problems."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self._report(model, data, path, exc)
+            return None
+
+    def _report(
+        self, model: type[BaseModel], data: Any, path: PathKey, exc: ValidationError
+    ) -> None:
+        grouped: dict[PathKey, list[dict[str, Any]]] = {}
+        for err in exc.errors(include_url=False):
+            where, _ = _strip_loc(data, tuple(err["loc"]))
+            grouped.setdefault(where, []).append(dict(err))
+        for where, errors in grouped.items():
+            full = (*path, *where)
+            first = errors[0]
+            kind = first["type"]
+            if kind == "extra_forbidden":
+                name = str(where[-1])
+                owner = _owner_model(model, data, where[:-1])
+                options = _field_names(owner) if owner else []
+                close = difflib.get_close_matches(name, options, n=1)
+                hint = (
+                    f"did you mean {close[0]}?"
+                    if close
+                    else (f"allowed: {', '.join(options)}" if options else None)
+                )
+                self.error(full, f"unknown key {name!r}", hint, key=True)
+            elif kind == "missing":
+                self.error(full[:-1], f"missing required key {where[-1]!r}")
+            elif kind == "string_pattern_mismatch":
+                self.error(
+                    full,
+                    f"invalid id {first['input']!r}",
+                    "ids use letters, digits, '_', '.' and '-', up to 100 characters",
+                )
+            elif kind == "literal_error":
+                expected = first.get("ctx", {}).get("expected", "")
+                options = re.findall(r"'([^']*)'", expected)
+                close = difflib.get_close_matches(str(first["input"]), options, n=1)
+                self.error(
+                    full,
+                    f"{first['input']!r} is not one of {', '.join(options)}",
+                    f"did you mean {close[0]}?" if close else None,
+                )
+            else:
+                messages = list(dict.fromkeys(_message(e) for e in errors))
+                self.error(full, "; or ".join(messages))
+
+    # -- the pass
+
+    def run(self) -> Regulation | None:
+        data = self.document.data
+        if not isinstance(data, dict):
+            self.error((), "a regulation must be a mapping of sections (version, rules, ...)")
+            return None
+        for key in data:
+            if key not in SECTIONS:
+                close = difflib.get_close_matches(str(key), SECTIONS, n=1)
+                self.error(
+                    (key,),
+                    f"unknown section {key!r}",
+                    f"did you mean {close[0]}?" if close else f"sections: {', '.join(SECTIONS)}",
+                    key=True,
+                )
+        version = data.get("version")
+        if version is None:
+            self.problems.append(
+                Problem(
+                    "the regulation has no version",
+                    Location(self.document.files[0], 1, 1) if self.document.files else None,
+                    "add 'version: 1' at the top of one file",
+                )
+            )
+        elif version != 1:
+            self.error(("version",), f"unsupported version {version!r}", "this is version 1")
+        self._fields(data.get("fields"))
+        self._calendar(data.get("calendar"))
+        self._pipelines(_as_list(self, data, "pipelines"))
+        self._managers(_as_list(self, data, "managers"))
+        territories = self._territory_specs(_as_list(self, data, "territories"))
+        self._templates(data.get("templates"))
+        rule_specs = self._rule_specs(_as_list(self, data, "rules"))
+        compiled_territories = self._territories(territories)
+        rules = self._rules(rule_specs)
+        for check in self.deferred:
+            check()
+        if self.problems:
+            return None
+        return Regulation(
+            version=1,
+            fields=self.registry,
+            calendar=self.calendar,
+            pipelines=self.pipelines,
+            managers=self.managers,
+            territories=compiled_territories,
+            templates=self.templates,
+            rules=tuple(rules),
+            files=tuple(self.document.files),
+            source=self.source,
+        )
+
+    # -- fields
+
+    def _fields(self, raw: Any) -> None:
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.error(("fields",), "fields must be a mapping of field paths to declarations")
+            return
+        custom: list[FieldSpec] = []
+        for path_text, decl_raw in raw.items():
+            path: PathKey = ("fields", path_text)
+            namespace, _, key = path_text.partition(".")
+            if namespace not in CUSTOM_NAMESPACES or not CUSTOM_KEY.fullmatch(key):
+                self.error(
+                    path,
+                    f"{path_text!r} is not a field path",
+                    "write client.<name>, deal.<name> or event.<name> (letters, digits, _)",
+                    key=True,
+                )
+                continue
+            if path_text in self.registry:
+                self.error(path, f"{path_text} is a built-in field", "pick another name", key=True)
+                continue
+            decl = self.validate(schema.FieldDecl, decl_raw, path)
+            if decl is None:
+                continue
+            kind = FieldType(decl.type)
+            values = tuple(decl.values or ())
+            if kind is FieldType.ENUM and not values:
+                self.error(path, f"enum field {path_text} needs values: [...]")
+                continue
+            if kind is not FieldType.ENUM and decl.values is not None:
+                self.error((*path, "values"), "values apply to enum fields only", key=True)
+                continue
+            spec = FieldSpec(path_text, kind, values)
+            default = decl.default
+            if default is not None:
+                try:
+                    default = coerce(spec, default, self.calendar)
+                except ValueError as error:
+                    self.error((*path, "default"), f"default: {error}")
+                    continue
+            custom.append(FieldSpec(path_text, kind, values, default))
+        self.registry = FieldRegistry(custom)
+
+    # -- calendar
+
+    def _calendar(self, raw: Any) -> None:
+        if raw is None:
+            return
+        spec = self.validate(schema.CalendarSpec, raw, ("calendar",))
+        if spec is None:
+            return
+        weekend: list[int] = []
+        for index, name in enumerate(spec.weekend):
+            day = WEEKDAY_NAMES.get(name.lower())
+            if day is None:
+                close = difflib.get_close_matches(name.lower(), list(WEEKDAY_NAMES), n=1)
+                self.error(
+                    ("calendar", "weekend", index),
+                    f"{name!r} is not a day of the week",
+                    f"did you mean {close[0]}?" if close else "write mon, tue, ... sun",
+                )
+                return
+            weekend.append(day)
+        hours = None
+        if spec.working_hours is not None:
+            try:
+                hours = WorkingHours.parse(spec.working_hours)
+            except ValueError as error:
+                self.error(("calendar", "working_hours"), str(error))
+                return
+        try:
+            self.calendar = BusinessCalendar(
+                spec.timezone,
+                country=spec.country,
+                subdivision=spec.subdivision,
+                weekend=weekend,
+                holidays=spec.holidays,
+                workdays=spec.workdays,
+                working_hours=hours,
+            )
+        except ValueError as error:
+            text = str(error)
+            key = "country" if "countr" in text else "timezone" if "zone" in text else None
+            self.error(("calendar", key) if key and key in raw else ("calendar",), text)
+
+    # -- pipelines
+
+    def _pipelines(self, items: list[Any]) -> None:
+        seen: dict[str, PathKey] = {}
+        for index, raw in enumerate(items):
+            path: PathKey = ("pipelines", index)
+            spec = self.validate(schema.PipelineSpec, raw, path)
+            if spec is None or not self._unique(seen, spec.id, path, "pipeline"):
+                continue
+            stages: list[Stage] = []
+            stage_seen: dict[str, PathKey] = {}
+            for s_index, stage in enumerate(spec.stages):
+                s_path = (*path, "stages", s_index)
+                if not self._unique(stage_seen, stage.id, s_path, "stage"):
+                    continue
+                deadline = self._duration(stage.deadline, (*s_path, "deadline"))
+                stages.append(Stage(id=stage.id, name=stage.name, deadline=deadline,
+                                    final=stage.final))  # fmt: skip
+            transitions: dict[str, tuple[str, ...]] = {}
+            for t_index, transition in enumerate(spec.transitions):
+                t_path = (*path, "transitions", t_index)
+                targets = [transition.to] if isinstance(transition.to, str) else transition.to
+                names = [("from", transition.from_, ("from",))] + [
+                    ("to", target, ("to",) if isinstance(transition.to, str) else ("to", i))
+                    for i, target in enumerate(targets)
+                ]
+                for _, stage_id, sub in names:
+                    if stage_id not in stage_seen:
+                        self._unknown((*t_path, *sub), "stage", stage_id, stage_seen)
+                if transition.from_ in transitions:
+                    self.error(
+                        (*t_path, "from"),
+                        f"transitions from {transition.from_!r} are listed twice",
+                        "merge them into one entry",
+                    )
+                transitions[transition.from_] = tuple(targets)
+            self.pipelines[spec.id] = Pipeline(
+                id=spec.id, name=spec.name, stages=tuple(stages), transitions=transitions
+            )
+
+    # -- managers
+
+    def _managers(self, items: list[Any]) -> None:
+        seen: dict[str, PathKey] = {}
+        self.manager_ids_known = bool(items)
+        for index, raw in enumerate(items):
+            path: PathKey = ("managers", index)
+            spec = self.validate(schema.ManagerSpec, raw, path)
+            if spec is None or not self._unique(seen, spec.id, path, "manager"):
+                continue
+            if spec.working_hours is not None:
+                try:
+                    WorkingHours.parse(spec.working_hours)
+                except ValueError as error:
+                    self.error((*path, "working_hours"), str(error))
+            self.managers[spec.id] = Manager(
+                id=spec.id,
+                name=spec.name or spec.id,
+                email=spec.email,
+                skills=frozenset(spec.skills),
+                capacity=spec.capacity,
+                working_hours=spec.working_hours,
+                territories=frozenset(spec.territories),
+                active=spec.active,
+            )
+            for t_index, territory in enumerate(spec.territories):
+                t_path = (*path, "territories", t_index)
+                self.deferred.append(partial(self._check_territory, territory, t_path))
+
+    # -- territories
+
+    def _territory_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.TerritorySpec]]:
+        found: list[tuple[PathKey, schema.TerritorySpec]] = []
+        seen: dict[str, PathKey] = {}
+        for index, raw in enumerate(items):
+            path: PathKey = ("territories", index)
+            spec = self.validate(schema.TerritorySpec, raw, path)
+            if spec is None or not self._unique(seen, spec.id, path, "territory"):
+                continue
+            self.territory_specs[spec.id] = spec
+            found.append((path, spec))
+        # Parents must exist and must not loop.
+        for path, spec in found:
+            if spec.parent is not None and spec.parent not in self.territory_specs:
+                self._unknown((*path, "parent"), "territory", spec.parent, self.territory_specs)
+        for path, spec in found:
+            chain = [spec.id]
+            parent = spec.parent
+            while parent is not None and parent in self.territory_specs:
+                if parent in chain:
+                    loop = " → ".join([*chain[chain.index(parent) :], parent])
+                    self.error((*path, "parent"), f"territory parents form a cycle: {loop}")
+                    break
+                chain.append(parent)
+                parent = self.territory_specs[parent].parent
+        children: dict[str, list[str]] = {}
+        for spec in self.territory_specs.values():
+            if spec.parent:
+                children.setdefault(spec.parent, []).append(spec.id)
+        for territory_id in self.territory_specs:
+            below: set[str] = set()
+            todo = [territory_id]
+            while todo:
+                current = todo.pop()
+                if current not in below:
+                    below.add(current)
+                    todo.extend(children.get(current, ()))
+            self.descendants[territory_id] = frozenset(below)
+        return found
+
+    def _territories(
+        self, specs: list[tuple[PathKey, schema.TerritorySpec]]
+    ) -> dict[str, Territory]:
+        compiled: dict[str, Territory] = {}
+        for path, spec in specs:
+            condition = ALWAYS if spec.when is None else self._condition(spec.when, (*path, "when"))
+            if condition is not None:
+                self._client_only(condition, (*path, "when"))
+            for m_index, manager in enumerate(spec.managers):
+                self._check_manager(manager, (*path, "managers", m_index))
+            plans: list[ContactPlan] = []
+            for p_index, plan in enumerate(spec.contact_plan):
+                p_path = (*path, "contact_plan", p_index)
+                every = self._duration(plan.every, (*p_path, "every"))
+                if every is not None and every.is_zero:
+                    self.error((*p_path, "every"), "every: the period must be longer than zero")
+                actions = self._actions(plan.then, (*p_path, "then"))
+                if every is not None:
+                    plans.append(ContactPlan(every, actions))
+            if condition is None:
+                continue
+            compiled[spec.id] = Territory(
+                id=spec.id,
+                name=spec.name,
+                parent=spec.parent,
+                priority=spec.priority,
+                exclusive=spec.exclusive,
+                condition=Condition(condition, self.calendar),
+                managers=tuple(spec.managers),
+                strategy=spec.strategy,
+                contact_plan=tuple(plans),
+                location=self.source.locate(path),
+            )
+        return compiled
+
+    def _client_only(self, node: Node, path: PathKey) -> None:
+        for leaf in _leaves(node):
+            if leaf.field.namespace != "client":
+                where = [leaf.location] if leaf.location else []
+                self.problems.append(
+                    Problem(
+                        f"a territory condition reads client fields only, not {leaf.field.path}",
+                        where[0] if where else self.source.locate(path),
+                    )
+                )
+
+    # -- templates
+
+    def _templates(self, raw: Any) -> None:
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.error(("templates",), "templates must be a mapping of template ids")
+            return
+        for template_id, body in raw.items():
+            path: PathKey = ("templates", template_id)
+            if not re.fullmatch(r"[^\W_]([\w.\-]{0,98}[\w])?", template_id):
+                self.error(path, f"invalid template id {template_id!r}", key=True)
+                continue
+            spec = self.validate(schema.TemplateSpec, body, path)
+            if spec is None:
+                continue
+            if spec.text is None and spec.html is None:
+                self.error(path, f"template {template_id} has no text or html body")
+                continue
+            self.templates[template_id] = MailTemplate(
+                template_id,
+                self._optional_template(spec.subject, "subject", (*path, "subject")),
+                self._optional_template(spec.text, "text", (*path, "text")),
+                self._optional_template(spec.html, "html", (*path, "html")),
+            )
+
+    def _optional_template(
+        self, text: str | None, kind: Kind, path: PathKey
+    ) -> CompiledTemplate | None:
+        return None if text is None else self._template(text, kind, path)
+
+    def _template(self, text: str, kind: Kind, path: PathKey) -> CompiledTemplate | None:
+        try:
+            return compile_template(
+                text,
+                kind,
+                self.registry.__contains__,
+                known_fields=[spec.path for spec in self.registry],
+                cache=self.template_cache,
+            )
+        except TemplateError as error:
+            where = self.source.line_in(path, error.line or 1)
+            self.problems.append(Problem(error.message, where, error.hint))
+            return None
+
+    # -- rules
+
+    def _rule_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.RuleSpec]]:
+        found: list[tuple[PathKey, schema.RuleSpec]] = []
+        for index, raw in enumerate(items):
+            path: PathKey = ("rules", index)
+            spec = self.validate(schema.RuleSpec, raw, path)
+            if spec is None or not self._unique(self.rule_ids, spec.id, path, "rule"):
+                continue
+            found.append((path, spec))
+        return found
+
+    def _rules(self, specs: list[tuple[PathKey, schema.RuleSpec]]) -> list[Rule]:
+        rules: list[Rule] = []
+        for order, (path, spec) in enumerate(specs):
+            trigger = self._trigger(spec.on, (*path, "on"))
+            condition = ALWAYS if spec.if_ is None else self._condition(spec.if_, (*path, "if"))
+            actions = self._actions(spec.then, (*path, "then"))
+            cooldown = self._duration(spec.cooldown, (*path, "cooldown"))
+            lateness = self._duration(spec.max_lateness, (*path, "max_lateness"))
+            if trigger is None or condition is None:
+                continue
+            if spec.max_lateness is not None and trigger.kind == "event":
+                self.error(
+                    (*path, "max_lateness"),
+                    "max_lateness applies to time triggers only",
+                    key=True,
+                )
+            rules.append(
+                Rule(
+                    id=spec.id,
+                    description=spec.description,
+                    trigger=trigger,
+                    condition=Condition(condition, self.calendar),
+                    actions=actions,
+                    priority=spec.priority,
+                    stop=spec.stop,
+                    once=spec.once,
+                    cooldown=cooldown,
+                    enabled=spec.enabled,
+                    max_lateness=lateness,
+                    location=self.source.locate(path),
+                    order=order,
+                )
+            )
+        return rules
+
+    def _trigger(self, raw: Any, path: PathKey) -> Trigger | None:
+        try:
+            return parse_trigger(raw, self.registry)
+        except TriggerError as error:
+            sub = (*path, error.key) if error.key is not None else path
+            self.error(sub, str(error), key=error.at_key)
+            return None
+
+    def _condition(self, raw: Any, path: PathKey) -> Node | None:
+        scope = Scope(self.registry, self.calendar, self.source, self.problems, self.descendants)
+        return parse(raw, path, scope)
+
+    # -- actions
+
+    def _actions(self, items: list[Any], path: PathKey) -> tuple[Action, ...]:
+        actions: list[Action] = []
+        for index, raw in enumerate(items):
+            action = self._action(raw, (*path, index))
+            if action is not None:
+                actions.append(action)
+        return tuple(actions)
+
+    def _action(self, raw: Any, path: PathKey) -> Action | None:
+        names = sorted(self.actions)
+        if not isinstance(raw, dict) or len(raw) != 1:
+            self.error(
+                path,
+                "an action is a mapping with one key, the action's name",
+                f"e.g. - create_task: {{title: ...}}; actions: {', '.join(names)}",
+            )
+            return None
+        name, params_raw = next(iter(raw.items()))
+        model = self.actions.get(name)
+        if model is None:
+            close = difflib.get_close_matches(str(name), names, n=1)
+            self.error(
+                (*path, name),
+                f"unknown action {name!r}",
+                f"did you mean {close[0]}?" if close else f"actions: {', '.join(names)}",
+                key=True,
+            )
+            return None
+        p_path = (*path, name)
+        if name in schema.SHORTHAND and not isinstance(params_raw, dict):
+            params_raw = {schema.SHORTHAND[name]: params_raw}
+        params = self.validate(model, params_raw if params_raw is not None else {}, p_path)
+        if params is None:
+            return None
+        templates: dict[str, CompiledTemplate] = {}
+        check = self.checks.get(name)
+        if check is not None:
+            check(params, p_path, templates)
+        return Action(name, params, self.source.locate(path), templates)
+
+    def _template_param(
+        self, text: str | None, kind: Kind, path: PathKey, into: dict[str, CompiledTemplate]
+    ) -> None:
+        compiled = self._optional_template(text, kind, path)
+        if compiled is not None:
+            into[str(path[-1])] = compiled
+
+    def _check_create_task(
+        self, params: schema.CreateTask, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        self._template_param(params.title, "subject", (*path, "title"), templates)
+        self._template_param(params.description, "text", (*path, "description"), templates)
+        if isinstance(params.due, str):
+            self._duration(params.due, (*path, "due"))
+        elif isinstance(params.due, schema.DueSpec):
+            due_path = (*path, "due")
+            spec = self.registry.get(params.due.field)
+            if spec is None or spec.type not in TIME_TYPES or spec.namespace == "manager":
+                self.error(
+                    (*due_path, "field"),
+                    f"due: {params.due.field!r} is not a date or datetime field",
+                    _did_you_mean(self.registry.suggest(params.due.field)),
+                )
+            if params.due.after is not None and params.due.before is not None:
+                self.error(due_path, "due: give after or before, not both")
+            self._duration(params.due.after, (*due_path, "after"))
+            self._duration(params.due.before, (*due_path, "before"))
+        self._check_assignee(params.assignee, (*path, "assignee"))
+
+    def _check_assignee(self, assignee: str | schema.AssignSpec | None, path: PathKey) -> None:
+        if isinstance(assignee, schema.AssignSpec):
+            self._check_assign_manager(assignee, path, {})
+        elif assignee is not None and assignee not in ("responsible", "territory"):
+            self._check_manager(assignee, path)
+
+    def _check_send_mailing(
+        self, params: schema.SendMailing, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        if params.template not in self.templates:
+            self._unknown((*path, "template"), "template", params.template, self.templates)
+        to = params.to
+        if not (
+            to in ("client", "responsible")
+            or (to.startswith("contact:") and len(to) > len("contact:"))
+            or EMAIL.fullmatch(to)
+        ):
+            self.error(
+                (*path, "to"),
+                f"to: {to!r} is not a recipient",
+                "write client, responsible, contact:<role> or an e-mail address",
+            )
+
+    def _check_move_stage(
+        self, params: schema.MoveStage, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        if params.to == "next":
+            return
+        stages = {s.id: s for p in self.pipelines.values() for s in p.stages}
+        if params.to not in stages:
+            self._unknown((*path, "to"), "stage", params.to, {**stages, "next": None})
+
+    def _check_assign_manager(
+        self, params: schema.AssignSpec, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        among = params.among
+        if isinstance(among, str):
+            if among not in self.territory_specs:
+                self._unknown((*path, "among"), "territory", among, self.territory_specs)
+        elif among is not None:
+            for index, manager in enumerate(among):
+                self._check_manager(manager, (*path, "among", index))
+        if params.strategy == "by_skill" and not params.skills:
+            self.error(
+                path, "by_skill needs skills: [...]", "list the skills the manager must have"
+            )
+        if params.fallback is not None:
+            self._check_manager(params.fallback, (*path, "fallback"))
+
+    def _check_set_field(
+        self, params: schema.SetField, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        spec = self.registry.get(params.field)
+        if spec is None or spec.namespace not in ("client", "deal"):
+            self.error(
+                (*path, "field"),
+                f"set_field: {params.field!r} is not a client or deal field",
+                _did_you_mean(self.registry.suggest(params.field)),
+            )
+            return
+        if spec.path in READ_ONLY:
+            advice = {
+                "deal.stage": "use move_stage",
+                "client.territories": "use add_to_territory / remove_from_territory",
+            }
+            self.error((*path, "field"), f"{spec.path} cannot be set by a rule",
+                       advice.get(spec.path))  # fmt: skip
+            return
+        value = params.value
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            self._template_param(value, "subject", (*path, "value"), templates)
+            return
+        if value is not None:
+            try:
+                coerce(spec, value, self.calendar)
+            except ValueError as error:
+                self.error((*path, "value"), f"value for {spec.path}: {error}")
+
+    def _check_territory_ref(
+        self, params: schema.TerritoryRef, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        self._check_territory(params.territory, (*path, "territory"))
+
+    def _check_cancel_tasks(
+        self, params: schema.CancelTasks, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        if not (params.all or params.kind or params.rule or params.title_contains):
+            self.error(
+                path,
+                "cancel_tasks needs kind, rule or title_contains",
+                "to cancel every open task of the client or deal, write all: true",
+            )
+        if params.rule is not None:
+            self.deferred.append(partial(self._check_rule, params.rule, (*path, "rule")))
+
+    def _check_notify(
+        self, params: schema.Notify, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        self._template_param(params.message, "text", (*path, "message"), templates)
+        to = params.to
+        if not (to == "responsible" or to.startswith(("https://", "http://"))):
+            self._check_manager(to, (*path, "to"))
+
+    def _check_emit(
+        self, params: schema.Emit, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        problem = check_event_type(params.type)
+        if problem:
+            self.error((*path, "type"), problem)
+        for key, value in params.data.items():
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                self._template_param(value, "subject", (*path, "data", key), templates)
+
+    # -- shared checks
+
+    def _duration(self, text: str | None, path: PathKey) -> Duration | None:
+        if text is None:
+            return None
+        try:
+            return Duration.parse(text)
+        except ValueError as error:
+            self.error(path, str(error))
+            return None
+
+    def _unique(self, seen: dict[str, PathKey], item_id: str, path: PathKey, what: str) -> bool:
+        if item_id in seen:
+            first = self.source.locate((*seen[item_id], "id"))
+            self.error((*path, "id"), f"{what} id {item_id!r} is defined twice (first at {first})")
+            return False
+        seen[item_id] = path
+        return True
+
+    def _unknown(self, path: PathKey, what: str, name: str, known: Iterable[str]) -> None:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        plural = "territories" if what == "territory" else f"{what}s"
+        self.error(
+            path,
+            f"unknown {what} {name!r}",
+            f"did you mean {close[0]}?" if close else f"no {what} with that id in {plural}",
+        )
+
+    def _check_manager(self, manager: str, path: PathKey) -> None:
+        if self.manager_ids_known and manager not in self.managers:
+            self._unknown(path, "manager", manager, self.managers)
+
+    def _check_territory(self, territory: str, path: PathKey) -> None:
+        if territory not in self.territory_specs:
+            self._unknown(path, "territory", territory, self.territory_specs)
+
+    def _check_rule(self, rule: str, path: PathKey) -> None:
+        if rule not in self.rule_ids:
+            self._unknown(path, "rule", rule, self.rule_ids)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _as_list(compiler: _Compiler, data: dict[str, Any], section: str) -> list[Any]:
+    value = data.get(section)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        compiler.error((section,), f"{section} must be a list")
+        return []
+    return value
+
+
+def _owner_model(model: type[BaseModel], data: Any, path: PathKey) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` inside ``model``'s data."""
+    current: type[BaseModel] | None = model
+    for part in path:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if info is None:
+            return None
+        current = _model_in(info.annotation)
+    return current
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    text = str(error.get("msg", "invalid value"))
+    return text[0].lower() + text[1:] if text else text
+
+
+def _did_you_mean(suggestion: str | None) -> str | None:
+    return f"did you mean {suggestion}?" if suggestion else None
+
+
+def _leaves(node: Node) -> list[Leaf]:
+    if isinstance(node, Leaf):
+        return [node]
+    if isinstance(node, All | AnyOf):
+        return [leaf for item in node.items for leaf in _leaves(item)]
+    return []  # normalised trees have no Not; a Const has no leaves
+
+
+__all__ = [
+    "Action",
+    "ContactPlan",
+    "MailTemplate",
+    "Regulation",
+    "Rule",
+    "Territory",
+    "compile_regulation",
+    "load_regulation",
+]
