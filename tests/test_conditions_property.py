@@ -476,18 +476,85 @@ def conditions(*, empty_lists: bool = True) -> st.SearchStrategy[dict[str, Any]]
     return st.recursive(leaves(empty_lists=empty_lists), extend, max_leaves=12)
 
 
+def leaves_of(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if "all" in raw or "any" in raw:
+        return [leaf for item in raw.get("all", raw.get("any", [])) for leaf in leaves_of(item)]
+    if "not" in raw:
+        return leaves_of(raw["not"])
+    return [raw]
+
+
+def near_values(leaf: Mapping[str, Any], now: datetime) -> list[Any]:
+    """Record values close to a leaf's literal, so that leaves are not almost always false."""
+    if "territory" in leaf:
+        return [frozenset({leaf["territory"]}), frozenset({"msk-ent", "spb"})]
+    path = leaf["field"]
+    kind = FIELDS[path][0]
+    [(op, arg)] = [(k, v) for k, v in leaf.items() if k not in ("field", "ignore_case")]
+    out: list[Any] = []
+
+    def add_scalar(raw: Any) -> None:
+        if kind == "datetime" and is_date_only(raw):
+            start = day_start(as_day(raw))
+            out.extend([start, start - timedelta(seconds=1), start + timedelta(days=1)])
+            out.append(start + timedelta(hours=12))
+            out.append((start + timedelta(days=1) - timedelta(seconds=1)).astimezone(UTC))
+        elif kind == "datetime":
+            moment = literal(kind, raw)
+            out.extend([moment, moment + timedelta(seconds=1), moment - timedelta(seconds=1)])
+        elif kind == "date":
+            day = as_day(raw)
+            out.extend([day, day + timedelta(days=1), day - timedelta(days=1)])
+        elif kind in ("integer", "decimal"):
+            number = literal(kind, raw)
+            out.extend([number, number + 1, number - 1])
+        elif kind == "string":
+            text = str(raw)
+            out.extend([text, text.upper(), text.lower(), text.swapcase(), f"x{text}y"])
+        elif kind == "set":
+            items = literal(kind, raw) if isinstance(raw, list) else frozenset({str(raw)})
+            out.extend([items, frozenset(i.upper() for i in items), items | {"spb"}])
+        else:
+            out.append(literal(kind, raw))
+
+    if op in ("is_empty", "changed", "matches"):
+        return out
+    if op in ("older_than", "newer_than"):
+        threshold = ago(now, arg)
+        if kind == "date":
+            day = threshold.astimezone(MSK).date()
+            return [day, day - timedelta(days=1), day + timedelta(days=1)]
+        return [threshold, threshold - timedelta(seconds=1), threshold + timedelta(seconds=1)]
+    if kind == "set" and op in ("contains_any", "contains_all"):
+        items = frozenset(arg)
+        return [items, items | {"spb"}, frozenset(list(items)[:1])]
+    if isinstance(arg, list) and not (kind == "set" and op in ("eq", "ne", "changed_from", "changed_to")):
+        for item in arg:
+            add_scalar(item)
+    else:
+        add_scalar(arg)
+    return out
+
+
 @st.composite
-def change_pairs(draw: st.DrawFn, path: str) -> tuple[Any, Any]:
+def change_pairs(draw: st.DrawFn, path: str, near: list[Any]) -> tuple[Any, Any]:
     kind = FIELDS[path][0]
     blank = {"string": "", "set": frozenset()}.get(kind)
-    side = st.one_of(st.none(), st.just(blank), record_value(path))
+    anything = st.one_of(st.none(), st.just(blank), record_value(path))
+    side = st.sampled_from(near) | anything if near else anything
     before = draw(side)
     after = before if draw(st.integers(0, 4)) == 0 else draw(side)
     return before, after
 
 
 @st.composite
-def facts(draw: st.DrawFn) -> Facts:
+def facts(draw: st.DrawFn, hints: Mapping[str, Any] | None = None) -> Facts:
+    """Records and changes; with ``hints`` (a condition), values often sit near its literals."""
+    now = draw(st.sampled_from(NOWS))
+    near: dict[str, list[Any]] = {}
+    for leaf in leaves_of(hints) if hints is not None else []:
+        path = leaf.get("field", "client.territories")
+        near.setdefault(path, []).extend(near_values(leaf, now))
     records: dict[str, dict[str, Any] | None] = {}
     for namespace in NAMESPACES:
         if draw(st.integers(0, 12)) == 0:
@@ -498,15 +565,34 @@ def facts(draw: st.DrawFn) -> Facts:
             if not path.startswith(namespace + "."):
                 continue
             key = path.split(".", 1)[1]
-            how = draw(st.sampled_from(["absent", "none", "value", "value", "value"]))
+            how = draw(st.sampled_from(["absent", "none", "value", "value", "near", "near"]))
+            if how == "near" and not near.get(path):
+                how = "value"
             if how == "none":
                 record[key] = None
             elif how == "value":
                 record[key] = draw(record_value(path))
+            elif how == "near":
+                record[key] = draw(st.sampled_from(near[path]))
         records[namespace] = record
-    paths = draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=4, unique=True))
-    changes = {path: draw(change_pairs(path)) for path in paths}
-    return Facts(records=records, now=draw(st.sampled_from(NOWS)), changes=changes)
+    candidates = sorted(FIELDS)
+    mentioned = sorted(p for p in near if p in FIELDS)
+    paths = draw(st.lists(st.sampled_from(candidates), max_size=3, unique=True))
+    paths += [path for path in mentioned if path not in paths and draw(st.integers(0, 2))]
+    changes = {path: draw(change_pairs(path, near.get(path, []))) for path in paths}
+    return Facts(records=records, now=now, changes=changes)
+
+
+def all_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"all": items}
+
+
+@st.composite
+def cases(
+    draw: st.DrawFn, conditions: st.SearchStrategy[dict[str, Any]]
+) -> tuple[dict[str, Any], Facts]:
+    raw = draw(conditions)
+    return raw, draw(facts(raw))
 
 
 # ============================================================================================
@@ -514,17 +600,10 @@ def facts(draw: st.DrawFn) -> Facts:
 # ============================================================================================
 
 
-def leaves_of(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    if "all" in raw or "any" in raw:
-        return [leaf for item in raw.get("all", raw.get("any", [])) for leaf in leaves_of(item)]
-    if "not" in raw:
-        return leaves_of(raw["not"])
-    return [raw]
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=conditions(), fact=facts())
-def test_compiled_condition_agrees_with_reference(raw: dict[str, Any], fact: Facts) -> None:
+@given(case=cases(conditions()))
+def test_compiled_condition_agrees_with_reference(case: tuple[dict[str, Any], Facts]) -> None:
+    raw, fact = case
     condition, problems = compile_raw(raw)
     assert (condition is None) == bool(problems), problems
     assume(condition is not None)
@@ -537,9 +616,10 @@ def test_compiled_condition_agrees_with_reference(raw: dict[str, Any], fact: Fac
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(items=st.lists(leaves(empty_lists=False), min_size=1, max_size=5), fact=facts())
-def test_false_all_is_decided_by_a_false_leaf(items: list[dict[str, Any]], fact: Facts) -> None:
-    raw = {"all": items}
+@given(case=cases(st.lists(leaves(empty_lists=False), min_size=1, max_size=5).map(all_of)))
+def test_false_all_is_decided_by_a_false_leaf(case: tuple[dict[str, Any], Facts]) -> None:
+    raw, fact = case
+    items = raw["all"]
     condition, problems = compile_raw(raw)
     assume(condition is not None)
     assert condition is not None and not problems

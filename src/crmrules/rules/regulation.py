@@ -10,8 +10,10 @@ parsed and checked in the sandbox, patterns are RE2.
 from __future__ import annotations
 
 import difflib
+import gc
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -155,8 +157,27 @@ def load_regulation(
     limits: Limits | None = None,
 ) -> Regulation:
     """Load, merge, check and compile a regulation; RegulationError lists every problem."""
-    document = load_document(paths, limits)
-    return compile_regulation(document, actions)
+    with _collector_paused():
+        document = load_document(paths, limits)
+        return compile_regulation(document, actions)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a regulation is built.
+
+    Loading creates hundreds of thousands of small containers that all stay
+    alive; on CPython 3.11 the collector re-scans them again and again, which
+    doubles the load time of a large regulation. Reference counting still
+    frees memory meanwhile, and the collector resumes (if it was on) at the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def compile_regulation(
