@@ -763,3 +763,26 @@ def test_missing_datetime_with_date_literal() -> None:
     assert evaluate({"field": DELIVERED, "eq": "2025-06-15"}, None, deal={}) is False
     assert evaluate({"field": DELIVERED, "ne": "2025-06-15"}, None, deal={}) is True
     assert evaluate({"not": {"field": DELIVERED, "before": "2025-06-15"}}, None, deal={}) is True
+
+
+def test_changed_looks_only_at_the_update() -> None:
+    def check(raw: dict[str, Any], before: Any, after: Any) -> bool:
+        condition, problems = compile_raw(raw)
+        assert condition is not None, problems
+        fact = Facts(records={}, now=NOW, changes={raw["field"]: (before, after)})
+        assert condition.trace(fact).result == condition(fact) == reference(raw, fact)
+        return condition(fact)
+
+    stage = "deal.stage"
+    assert check({"field": stage, "changed": True}, "offer", "invoice") is True
+    assert check({"field": stage, "changed": True}, "offer", "offer") is False
+    assert check({"field": stage, "changed": True}, None, "") is False
+    assert check({"field": stage, "changed": False}, None, "") is True
+    assert check({"field": stage, "changed_from": "offer"}, "offer", "invoice") is True
+    assert check({"field": stage, "changed_to": "invoice"}, "offer", "invoice") is True
+    assert check({"field": stage, "changed_to": "offer"}, "offer", "offer") is False
+    raw = {"field": stage, "changed_to": "INVOICE", "ignore_case": True}
+    assert check(raw, "offer", "invoice") is True
+    tags = {"field": "client.tags", "changed": True}
+    assert check(tags, frozenset(), None) is False
+    assert check({"field": "client.tags", "changed_to": ["b", "a"]}, None, frozenset("ab")) is True

@@ -318,6 +318,8 @@ def test_loop_must_run_over_a_field() -> None:
 def test_loop_attributes_are_limited() -> None:
     with pytest.raises(TemplateError, match="not available"):
         compile_("{% for t in client.tags %}{{ loop.cycle }}{% endfor %}")
+    with pytest.raises(TemplateError, match="only be used inside"):
+        compile_("{% for t in client.tags %}{% endfor %}{{ loop.index }}")
 
 
 def test_reserved_names_cannot_be_assigned() -> None:
@@ -584,7 +586,7 @@ FRAGMENTS = [
 ]
 
 SOURCES = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=80),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=80),
     st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join),
 )
 

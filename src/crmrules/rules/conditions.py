@@ -90,6 +90,17 @@ WRITTEN_OPS: dict[str, tuple[str, bool]] = {
     "changed_to": ("changed_to", False),
 }
 
+#: Names admins bring from other tools (business-rules, HubSpot, SQL), for hints only.
+SYNONYMS = {
+    "equals": "eq", "equal": "eq", "equal_to": "eq", "is": "eq", "==": "eq",
+    "not_equal": "ne", "not_equals": "ne", "not_equal_to": "ne", "neq": "ne", "!=": "ne",
+    "greater_than": "gt", "greater_than_or_equal_to": "gte", "less_than": "lt",
+    "less_than_or_equal_to": "lte", "one_of": "in", "is_one_of": "in", "not_one_of": "not_in",
+    "matches_regex": "matches", "regex": "matches", "has_any": "contains_any",
+    "has_all": "contains_all", "shares_at_least_one_element_with": "contains_any",
+    "contains_all_elements_of": "contains_all", "exists": "is_empty", "is_set": "is_empty",
+}  # fmt: skip
+
 _ALL_TYPES = frozenset(FieldType)
 #: Which field types each positive operator accepts (the spec's table).
 OPERATOR_TYPES: dict[str, frozenset[FieldType]] = {
@@ -334,10 +345,15 @@ def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
         return None
     unknown = [k for k in ops if k not in WRITTEN_OPS]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), list(WRITTEN_OPS), n=1)
+        name = str(unknown[0])
+        close = (
+            [SYNONYMS[name]]
+            if name in SYNONYMS
+            else difflib.get_close_matches(name, list(WRITTEN_OPS), n=1)
+        )
         scope.error(
-            (*path, unknown[0]),
-            f"unknown operator {unknown[0]!r}",
+            (*path, name),
+            f"unknown operator {name!r}",
             f"did you mean {close[0]}?" if close else "see the operators in the rule language",
             key=True,
         )

@@ -266,6 +266,17 @@ class _Compiler:
             return model.model_validate(data)
         except ValidationError as exc:
             self._report(model, data, path, exc)
+            # An unknown key is reported; go on without it so the rest is checked too.
+            unknown = {
+                err["loc"][0]
+                for err in exc.errors()
+                if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
+            }
+            if unknown and isinstance(data, dict):
+                try:
+                    return model.model_validate({k: v for k, v in data.items() if k not in unknown})
+                except ValidationError:
+                    return None
             return None
 
     def _report(

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any, Literal
 
-from jinja2 import nodes
+from jinja2 import Template, nodes
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.filters import (
     do_capitalize,
@@ -121,6 +121,9 @@ class TemplateError(CrmRulesError):
         self.message = message
         self.line = line
         self.hint = hint
+
+    def __reduce__(self) -> tuple[type[TemplateError], tuple[str, int | None, str | None]]:
+        return (type(self), (self.message, self.line, self.hint))
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
@@ -271,7 +274,7 @@ def _budget_of(context: Context) -> _Budget:
 # --------------------------------------------------------------------------- filters
 
 
-def _items(value: object) -> Iterable[Any]:
+def _items(value: object) -> Sequence[Any]:
     """A sequence to iterate; a missing or empty value is an empty sequence."""
     if value is None or isinstance(value, Undefined):
         return ()
@@ -326,7 +329,7 @@ def _f_default(
 
 
 def _f_length(context: Context, value: object) -> int:
-    return len(list(_items(value))) if not isinstance(value, str) else len(value)
+    return len(_items(value))
 
 
 def _f_round(context: Context, value: object, precision: int = 0, method: str = "common") -> object:
@@ -658,6 +661,7 @@ class _Checker:
         self.known_fields = known_fields
         self.bound: set[str] = set()
         self.fields: set[str] = set()
+        self.loop_depth = 0  # how many {% for %} bodies enclose the node being checked
 
     def fail(self, message: str, node: nodes.Node | None, hint: str | None = None) -> TemplateError:
         return TemplateError(message, node.lineno if node is not None else None, hint)
@@ -760,7 +764,10 @@ class _Checker:
                 node.iter,
                 "e.g. {% for tag in client.tags %}",
             )
-        self.visit_all([node.iter, node.test, *node.body, *node.else_])
+        self.visit_all([node.iter, node.test, *node.else_])
+        self.loop_depth += 1
+        self.visit_all(node.body)
+        self.loop_depth -= 1
 
     def is_field_read(self, node: nodes.Node) -> bool:
         return (
@@ -802,6 +809,8 @@ class _Checker:
         if not isinstance(key, str):
             raise self.fail("field names must be written literally, e.g. client.name", node)
         if base.name == "loop":
+            if self.loop_depth == 0:
+                raise self.fail(f"'loop.{key}' can only be used inside {{% for %}}", node)
             if isinstance(node, nodes.Getattr) and key in LOOP_ATTRIBUTES:
                 return
             raise self.fail(
@@ -936,7 +945,7 @@ class CompiledTemplate:
         self._plain: str | None = None
         if plain:
             self._plain = _one_line(source) if kind == "subject" else source
-        self._template: Any = None
+        self._template: Template | None = None
 
     def __repr__(self) -> str:
         return f"CompiledTemplate({self.source!r}, kind={self.kind!r})"
@@ -968,7 +977,7 @@ class CompiledTemplate:
         text = "".join(parts)
         return _one_line(text) if self.kind == "subject" else text
 
-    def _compiled(self) -> Any:
+    def _compiled(self) -> Template:
         """Parse again, instrument and compile; the source was already checked at load."""
         if self._template is None:
             env = _ENVIRONMENTS[self.kind == "html"]
@@ -999,8 +1008,11 @@ class CompiledTemplate:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
+    """An exception as one line for an admin; no traceback, no class paths."""
+    if isinstance(exc, DecimalException):
+        return "invalid arithmetic on a decimal number"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text or type(exc).__name__
 
 
 def compile_template(
@@ -1033,7 +1045,8 @@ def compile_template(
         try:
             tree = env.parse(source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"syntax error: {exc.message}", exc.lineno) from exc
+            message = exc.message or "the template cannot be read"
+            raise TemplateError(f"syntax error: {message}", exc.lineno) from exc
         except RecursionError as exc:
             raise TemplateError("the template is nested too deeply") from exc
         except (ValueError, OverflowError) as exc:  # a number literal of 5000 digits
