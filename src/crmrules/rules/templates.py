@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, DecimalException
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from jinja2 import Template, nodes
 from jinja2.exceptions import TemplateSyntaxError
@@ -959,7 +959,8 @@ class CompiledTemplate:
         variables[_BUDGET_KEY] = _Budget(self.max_output)
         parts: list[str] = []
         size = 0
-        stream = template.generate(variables)
+        # Jinja2's generate() is a generator; close it so an abandoned render frees at once.
+        stream = cast(Generator[str, None, None], template.generate(variables))
         try:
             for chunk in stream:
                 size += len(chunk)

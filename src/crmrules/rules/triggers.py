@@ -32,6 +32,7 @@ BUILTIN_EVENTS = (
     "territory.entered",
     "territory.left",
 )
+_BUILTIN_PREFIXES = frozenset(name.split(".", 1)[0] for name in BUILTIN_EVENTS)
 EVENT_TYPE = re.compile(r"[^\W\d][\w\-]{0,63}(\.[\w\-]{1,64}){0,4}")
 
 
@@ -42,7 +43,7 @@ def check_event_type(name: object) -> str | None:
             f"{name!r} is not an event type; write names such as invoice.issued "
             "(letters, digits, '_' and '-', parts joined by '.')"
         )
-    if name in BUILTIN_EVENTS:
+    if name in BUILTIN_EVENTS or name.split(".", 1)[0] not in _BUILTIN_PREFIXES:
         return None
     close = difflib.get_close_matches(name, BUILTIN_EVENTS, n=1, cutoff=0.85)
     if close:
