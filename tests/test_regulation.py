@@ -207,7 +207,8 @@ def test_a_date_alone_means_the_whole_day_for_datetime_fields(tmp_path: Path) ->
             ["3:44: a territory condition reads client fields only, not deal.amount"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, max_lateness: 1 day, then: [{emit: {type: a}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, max_lateness: 1 day, then: [{emit: {type: a}}]}\n",
             ["3:22: max_lateness applies to time triggers only"],
         ),
         (
@@ -230,7 +231,8 @@ def test_a_date_alone_means_the_whole_day_for_datetime_fields(tmp_path: Path) ->
             ["3:44: cancel_tasks needs kind, rule or title_contains"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, then: [{set_field: {field: deal.stage, value: a}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, then: [{set_field: {field: deal.stage, value: a}}]}\n",
             ["3:49: deal.stage cannot be set by a rule (use move_stage)"],
         ),
         (
@@ -239,11 +241,13 @@ def test_a_date_alone_means_the_whole_day_for_datetime_fields(tmp_path: Path) ->
             ["5:69: value for client.size: expected a whole number, got 'big'"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, then: [{assign_manager: {strategy: by_skill}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, then: [{assign_manager: {strategy: by_skill}}]}\n",
             ["3:46: by_skill needs skills: [...] (list the skills the manager must have)"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, then: [{send_mailing: {template: t, to: boss}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, then: [{send_mailing: {template: t, to: boss}}]}\n",
             [
                 "3:55: unknown template 't' (no template with that id in templates)",
                 "3:62: to: 'boss' is not a recipient",
@@ -255,11 +259,13 @@ def test_a_date_alone_means_the_whole_day_for_datetime_fields(tmp_path: Path) ->
             ["3:40: since: client.name is not a date or datetime field of the client or deal"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: {every: 1 month, at: '25:00'}, then: [{emit: {type: a}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: {every: 1 month, at: '25:00'}, then: [{emit: {type: a}}]}\n",
             ["3:38: '25:00' is not a time of day; write HH:MM, e.g. 09:00"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: {every: 1 month, when: x}, then: [{emit: {type: a}}]}\n",
+            "version: 1\nrules:\n"
+            "  - {id: r, on: {every: 1 month, when: x}, then: [{emit: {type: a}}]}\n",
             ["3:34: unexpected key 'when' in the trigger"],
         ),
         (
@@ -283,12 +289,14 @@ def test_a_date_alone_means_the_whole_day_for_datetime_fields(tmp_path: Path) ->
             ["3:56: between: 10 is greater than 5"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, if: {field: deal.amount, eq: a, ignore_case: true},"
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, if: {field: deal.amount, eq: a, ignore_case: true},"
             " then: [{emit: {type: a}}]}\n",
             ["3:54: ignore_case does not apply to eq on decimal"],
         ),
         (
-            "version: 1\nrules:\n  - {id: r, on: x.y, if: {field: deal.amount, gt: {field: client.name}},"
+            "version: 1\nrules:\n"
+            "  - {id: r, on: x.y, if: {field: deal.amount, gt: {field: client.name}},"
             " then: [{emit: {type: a}}]}\n",
             ["3:51: cannot compare deal.amount (decimal) with client.name (string)"],
         ),

@@ -204,18 +204,20 @@ def _strip_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[PathKey, Any]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        ):
+        if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not path_is_union_tag(part):
-            path.append(part)  # a key that is missing or unknown
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_union_tag(part):
+            path.append(part)  # a key that is missing
             break
     return tuple(path), node
 
 
-def path_is_union_tag(part: str) -> bool:
+def _is_union_tag(part: str) -> bool:
+    """pydantic names union members in ``loc`` (``str``, ``list[str]``, ``DueSpec``)."""
     return "[" in part or part in ("str", "int", "bool", "list", "dict") or part[:1].isupper()
 
 
