@@ -319,9 +319,15 @@ STRINGS = [
     "İstanbul",
     "Ǆ",
     "ǆ",
+    "ẞ",
+    "ΟΔΟΣ",
+    "οδος",
 ]
 FRAGMENTS = ["моск", "МОСК", "ква", "ВА", "ß", "SS", "ss", "str", "STRA", "", "a", "B", "ru"]
+FRAGMENTS += ["ẞ", "ΟΣ", "ος"]
+# No upper-case escapes (\\D, \\W, \\S, \\A, \\P...): case-folding a pattern would change them.
 PATTERNS = ["^моск", "(?i)москва", "ва$", "^$", "S+", "ß", "[а-я]+", "^STRA", ".", r"\w+@", "Б"]
+PATTERNS += ["Straße", "STRASSE", "ẞ", "ΟΔΟΣ$"]
 SET_ITEMS = ["vip", "VIP", "Москва", "МОСКВА", "ß", "ss", "SS", "msk", "msk-ent", "spb", ""]
 DURATIONS = ["0 days", "1 day", "2 days", "30 days", "1 week", "1 hour", "5 hours", "24 hours"]
 DURATIONS += ["90 minutes", "1 business day", "3 business days"]
@@ -517,8 +523,11 @@ def near_values(leaf: Mapping[str, Any], now: datetime) -> list[Any]:
         else:
             out.append(literal(kind, raw))
 
-    if op in ("is_empty", "changed", "matches"):
+    if op in ("is_empty", "changed"):
         return out
+    if op == "matches":
+        text = re.sub(r"\(\?i\)|\\w|[\^$()?.+*\[\]]", "", arg)
+        return [text, text.upper(), text.casefold(), f"x{text}y", text.swapcase()]
     if op in ("older_than", "newer_than"):
         threshold = ago(now, arg)
         if kind == "date":

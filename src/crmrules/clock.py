@@ -11,6 +11,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Anything with ``now()``; the engine and timers take one so tests can control time."""
+
     def now(self) -> datetime:
         """The current moment, tz-aware."""
         ...

@@ -75,6 +75,8 @@ class Contact(Model):
 
 
 class Manager(Model):
+    """A sales manager rules can assign work to; inactive ones are skipped."""
+
     id: RecordId
     name: str = ""
     email: str | None = None
@@ -89,6 +91,8 @@ class Manager(Model):
 
 
 class MembershipSource(StrEnum):
+    """Whether a territory membership comes from its rule or a manual override."""
+
     RULE = "rule"
     MANUAL_ADD = "manual_add"
     MANUAL_REMOVE = "manual_remove"
@@ -104,6 +108,8 @@ class TerritoryMembership(Model):
 
 
 class Stage(Model):
+    """One stage of a pipeline; past ``deadline`` a deal raises deal.stage_overdue."""
+
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
     id: str
@@ -147,6 +153,8 @@ class Pipeline(Model):
 
 
 class Deal(Model):
+    """A sale in progress: a client, a pipeline and the stage it has reached."""
+
     id: RecordId
     client: RecordId
     pipeline: str
@@ -161,12 +169,16 @@ class Deal(Model):
 
 
 class TaskStatus(StrEnum):
+    """Open tasks can be completed or cancelled; closed ones stay closed."""
+
     OPEN = "open"
     DONE = "done"
     CANCELLED = "cancelled"
 
 
 class Task(Model):
+    """Work for a manager, made by a rule (``rule``) or by the host."""
+
     id: RecordId
     kind: str
     title: str
@@ -184,12 +196,16 @@ class Task(Model):
 
 
 class MailingStatus(StrEnum):
+    """Where a mailing is on its way from the outbox to the recipient."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
 
 
 class Mailing(Model):
+    """A rendered message to one recipient, made from a template by a rule."""
+
     id: RecordId
     template: str
     to: str = Field(description="the resolved address")
@@ -206,6 +222,8 @@ class Mailing(Model):
 
 
 class Interaction(Model):
+    """A call, meeting or e-mail with a client, logged by the host."""
+
     id: RecordId
     kind: Literal["call", "meeting", "email"]
     direction: Literal["in", "out"] = "out"
