@@ -204,7 +204,7 @@ def _strip_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[PathKey, Any]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if isinstance(node, dict) and part in node:  # noqa: SIM114 (separate for mypy narrowing)
             path.append(part)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
