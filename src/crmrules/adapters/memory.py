@@ -1,0 +1,304 @@
+"""The in-memory store: for tests, scenarios, and hosts that keep nothing.
+
+Transactions are serialised by one lock and undone from an undo log on
+failure, so an exception in the middle of an event leaves the store exactly
+as it was. Records are copied in and out, so a host that changes an object
+it got from the store changes nothing inside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from crmrules.model import (
+    Client,
+    Contact,
+    Deal,
+    Interaction,
+    Mailing,
+    Manager,
+    Task,
+    TaskStatus,
+    TerritoryMembership,
+)
+from crmrules.store import AuditEntry, MessageStatus, OutboxMessage
+
+M = TypeVar("M", bound=BaseModel)
+_MISSING = object()
+
+
+def _copy(model: M) -> M:
+    return model.model_copy(deep=True)
+
+
+class _State:
+    """The tables; plain dicts and sets, changed only through a transaction."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Client] = {}
+        self.deals: dict[str, Deal] = {}
+        self.deals_by_client: dict[str, set[str]] = {}
+        self.managers: dict[str, Manager] = {}
+        self.contacts: dict[str, Contact] = {}
+        self.interactions: dict[str, Interaction] = {}
+        self.tasks: dict[str, Task] = {}
+        self.task_keys: dict[str, str] = {}
+        self.tasks_by: dict[tuple[str, str], set[str]] = {}
+        self.mailings: dict[str, Mailing] = {}
+        self.mailing_keys: dict[str, str] = {}
+        self.outbox: dict[str, OutboxMessage] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.rotations: dict[str, int] = {}
+        self.fired: dict[tuple[str, str], datetime] = {}
+        self.memberships: dict[str, list[TerritoryMembership]] = {}
+        self.audit: list[AuditEntry] = []
+
+
+class MemoryTransaction:
+    """One unit of work on a MemoryStore; undone as a whole if it fails."""
+
+    def __init__(self, state: _State) -> None:
+        self._s = state
+        self._undo: list[Callable[[], None]] = []
+
+    # -- undo-logged primitives
+
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        old = table.get(key, _MISSING)
+        if old is _MISSING:
+            self._undo.append(lambda: table.pop(key, None))
+        else:
+            self._undo.append(lambda: table.__setitem__(key, old))
+        table[key] = value
+
+    def _index(self, table: dict[Any, set[str]], key: Any, member: str) -> None:
+        members = table.get(key)
+        if members is None:
+            members = table[key] = set()
+            self._undo.append(lambda: table.pop(key, None))
+        if member not in members:
+            members.add(member)
+            self._undo.append(lambda: members.discard(member))
+
+    def _unindex(self, table: dict[Any, set[str]], key: Any, member: str) -> None:
+        members = table.get(key)
+        if members is not None and member in members:
+            members.discard(member)
+            self._undo.append(lambda: members.add(member))
+
+    def rollback(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    # -- records
+
+    def get_client(self, client_id: str) -> Client | None:
+        client = self._s.clients.get(client_id)
+        return None if client is None else _copy(client)
+
+    def put_client(self, client: Client) -> None:
+        self._put(self._s.clients, client.id, _copy(client))
+
+    def iter_clients(self) -> Iterator[Client]:
+        for client_id in sorted(self._s.clients):
+            yield _copy(self._s.clients[client_id])
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        deal = self._s.deals.get(deal_id)
+        return None if deal is None else _copy(deal)
+
+    def put_deal(self, deal: Deal) -> None:
+        old = self._s.deals.get(deal.id)
+        if old is not None and old.client != deal.client:
+            self._unindex(self._s.deals_by_client, old.client, deal.id)
+        self._put(self._s.deals, deal.id, _copy(deal))
+        self._index(self._s.deals_by_client, deal.client, deal.id)
+
+    def deals_of(self, client_id: str) -> list[Deal]:
+        ids = sorted(self._s.deals_by_client.get(client_id, ()))
+        return [_copy(self._s.deals[i]) for i in ids]
+
+    def get_manager(self, manager_id: str) -> Manager | None:
+        manager = self._s.managers.get(manager_id)
+        return None if manager is None else _copy(manager)
+
+    def put_manager(self, manager: Manager) -> None:
+        self._put(self._s.managers, manager.id, _copy(manager))
+
+    def list_managers(self) -> list[Manager]:
+        return [_copy(self._s.managers[i]) for i in sorted(self._s.managers)]
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        contact = self._s.contacts.get(contact_id)
+        return None if contact is None else _copy(contact)
+
+    def put_contact(self, contact: Contact) -> None:
+        self._put(self._s.contacts, contact.id, _copy(contact))
+
+    def contacts_of(self, client_id: str) -> list[Contact]:
+        return [
+            _copy(c)
+            for _, c in sorted(self._s.contacts.items())
+            if any(role.client == client_id for role in c.roles)
+        ]
+
+    def add_interaction(self, interaction: Interaction) -> None:
+        self._put(self._s.interactions, interaction.id, _copy(interaction))
+
+    # -- tasks and mailings
+
+    def add_task(self, task: Task) -> bool:
+        if task.idempotency_key is not None:
+            if task.idempotency_key in self._s.task_keys:
+                return False
+            self._put(self._s.task_keys, task.idempotency_key, task.id)
+        self.put_task(task)
+        return True
+
+    def get_task(self, task_id: str) -> Task | None:
+        task = self._s.tasks.get(task_id)
+        return None if task is None else _copy(task)
+
+    def put_task(self, task: Task) -> None:
+        old = self._s.tasks.get(task.id)
+        if old is not None:
+            for index in _task_index(old):
+                self._unindex(self._s.tasks_by, index, task.id)
+        self._put(self._s.tasks, task.id, _copy(task))
+        for index in _task_index(task):
+            self._index(self._s.tasks_by, index, task.id)
+
+    def find_tasks(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        assignee: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> list[Task]:
+        filters = [
+            (name, value)
+            for name, value in (("client", client), ("deal", deal), ("assignee", assignee))
+            if value is not None
+        ]
+        if status is TaskStatus.OPEN:
+            filters.append(("open", "1"))
+        if filters:
+            sets = [self._s.tasks_by.get(f, set()) for f in filters]
+            ids: set[str] | list[str] = set.intersection(*sets)
+        else:
+            ids = list(self._s.tasks)
+        tasks = [self._s.tasks[i] for i in ids]
+        return [
+            _copy(t)
+            for t in sorted(tasks, key=lambda t: (t.created_at is None, t.created_at, t.id))
+            if status is None or t.status == status
+        ]
+
+    def add_mailing(self, mailing: Mailing) -> bool:
+        if mailing.idempotency_key is not None:
+            if mailing.idempotency_key in self._s.mailing_keys:
+                return False
+            self._put(self._s.mailing_keys, mailing.idempotency_key, mailing.id)
+        self._put(self._s.mailings, mailing.id, _copy(mailing))
+        return True
+
+    def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
+        found = [m for m in self._s.mailings.values() if client is None or m.client == client]
+        return [_copy(m) for m in sorted(found, key=lambda m: (m.created_at is None, m.created_at, m.id))]
+
+    # -- outbox
+
+    def enqueue(self, message: OutboxMessage) -> bool:
+        if message.key in self._s.outbox:
+            return False
+        self._put(self._s.outbox, message.key, _copy(message))
+        return True
+
+    def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]:
+        due = [
+            m
+            for m in self._s.outbox.values()
+            if m.status is MessageStatus.PENDING and m.next_attempt_at <= now
+        ]
+        due.sort(key=lambda m: (m.next_attempt_at, m.key))
+        return [_copy(m) for m in due[:limit]]
+
+    def put_message(self, message: OutboxMessage) -> None:
+        self._put(self._s.outbox, message.key, _copy(message))
+
+    def get_message(self, key: str) -> OutboxMessage | None:
+        message = self._s.outbox.get(key)
+        return None if message is None else _copy(message)
+
+    # -- engine state
+
+    def event_result(self, event_id: str) -> dict[str, Any] | None:
+        return self._s.results.get(event_id)
+
+    def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
+        self._put(self._s.results, event_id, result)
+
+    def get_rotation(self, key: str) -> int:
+        return self._s.rotations.get(key, 0)
+
+    def set_rotation(self, key: str, value: int) -> None:
+        self._put(self._s.rotations, key, value)
+
+    def last_fired(self, rule_id: str, scope: str) -> datetime | None:
+        return self._s.fired.get((rule_id, scope))
+
+    def record_fired(self, rule_id: str, scope: str, at: datetime) -> None:
+        self._put(self._s.fired, (rule_id, scope), at)
+
+    def memberships(self, client_id: str) -> list[TerritoryMembership]:
+        return [_copy(m) for m in self._s.memberships.get(client_id, [])]
+
+    def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
+        self._put(self._s.memberships, client_id, [_copy(m) for m in memberships])
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        log = self._s.audit
+        log.append(entry)
+        self._undo.append(log.pop)
+
+    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
+        return [e for e in self._s.audit if event_id is None or e.event_id == event_id]
+
+
+def _task_index(task: Task) -> list[tuple[str, str]]:
+    keys = [("client", task.client), ("deal", task.deal), ("assignee", task.assignee)]
+    found = [(name, value) for name, value in keys if value is not None]
+    if task.status is TaskStatus.OPEN:
+        found.append(("open", "1"))
+    return found
+
+
+class MemoryStore:
+    """A store in this process's memory; transactions are serialised by a lock."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        with self._lock:
+            tx = MemoryTransaction(self._state)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+
+    def close(self) -> None:
+        """Nothing to release; here so MemoryStore satisfies the Store protocol."""
+
+
+__all__ = ["MemoryStore", "MemoryTransaction"]

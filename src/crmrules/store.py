@@ -1,0 +1,158 @@
+"""The store protocol: everything the engine keeps goes through it.
+
+A store hands out transactions; all effects of one event are written in
+one transaction, which commits as a whole or not at all. The in-memory
+store (``crmrules.adapters.memory``) and the SQL store implement the same
+protocol and pass the same contract tests.
+
+Records are the domain models of ``crmrules.model``; the engine never keeps
+its own copies between transactions, so several engines (or processes, on a
+SQL store) can share one store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from crmrules.model import (
+    Client,
+    Contact,
+    Deal,
+    Interaction,
+    Mailing,
+    Manager,
+    Task,
+    TaskStatus,
+    TerritoryMembership,
+)
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last attempt
+
+
+class OutboxMessage(BaseModel):
+    """Something to deliver (a mailing or a notification), written with the event's effects.
+
+    Notifiers deliver from the outbox after the transaction commits, so a
+    rolled-back event sends nothing and a notifier that is down loses nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    key: str = Field(description="idempotency key; also the SMTP Message-ID and Idempotency-Key")
+    channel: str = Field(description="notifier name: email, webhook, log, or a plugin's")
+    to: str
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    mailing: str | None = Field(None, description="the Mailing this message delivers")
+    status: MessageStatus = MessageStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: AwareDatetime
+    created_at: AwareDatetime
+    sent_at: AwareDatetime | None = None
+    last_error: str | None = None
+
+
+class AuditEntry(BaseModel):
+    """One line of the audit log: what happened to an event and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime
+    event_id: str
+    event_type: str
+    kind: str = Field(description="fired, not_matched, held, effect, refused, error")
+    rule: str | None = None
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Transaction(Protocol):
+    """One unit of work; see Store.transaction."""
+
+    # -- records the host owns (or mirrors)
+    def get_client(self, client_id: str) -> Client | None: ...
+    def put_client(self, client: Client) -> None: ...
+    def iter_clients(self) -> Iterator[Client]: ...
+    def get_deal(self, deal_id: str) -> Deal | None: ...
+    def put_deal(self, deal: Deal) -> None: ...
+    def deals_of(self, client_id: str) -> list[Deal]: ...
+    def get_manager(self, manager_id: str) -> Manager | None: ...
+    def put_manager(self, manager: Manager) -> None: ...
+    def list_managers(self) -> list[Manager]: ...
+    def get_contact(self, contact_id: str) -> Contact | None: ...
+    def put_contact(self, contact: Contact) -> None: ...
+    def contacts_of(self, client_id: str) -> list[Contact]: ...
+    def add_interaction(self, interaction: Interaction) -> None: ...
+
+    # -- work the engine makes
+    def add_task(self, task: Task) -> bool:
+        """False (and nothing stored) if a task with the same idempotency key exists."""
+        ...
+
+    def get_task(self, task_id: str) -> Task | None: ...
+    def put_task(self, task: Task) -> None: ...
+    def find_tasks(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        assignee: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> list[Task]: ...
+    def add_mailing(self, mailing: Mailing) -> bool:
+        """False (and nothing stored) if a mailing with the same idempotency key exists."""
+        ...
+
+    def find_mailings(self, *, client: str | None = None) -> list[Mailing]: ...
+
+    # -- outbox
+    def enqueue(self, message: OutboxMessage) -> bool:
+        """False if a message with the same key is already queued or sent."""
+        ...
+
+    def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]: ...
+    def put_message(self, message: OutboxMessage) -> None: ...
+    def get_message(self, key: str) -> OutboxMessage | None: ...
+
+    # -- engine state
+    def event_result(self, event_id: str) -> dict[str, Any] | None: ...
+    def save_event_result(self, event_id: str, result: dict[str, Any]) -> None: ...
+    def get_rotation(self, key: str) -> int: ...
+    def set_rotation(self, key: str, value: int) -> None: ...
+    def last_fired(self, rule_id: str, scope: str) -> datetime | None: ...
+    def record_fired(self, rule_id: str, scope: str, at: datetime) -> None: ...
+    def memberships(self, client_id: str) -> list[TerritoryMembership]: ...
+    def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None: ...
+    def add_audit(self, entry: AuditEntry) -> None: ...
+    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]: ...
+
+
+class Store(Protocol):
+    """Where crmrules keeps everything; one per application, shared by engines."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A transaction that commits when the block ends and rolls back if it raises."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "AuditEntry",
+    "MessageStatus",
+    "OutboxMessage",
+    "Store",
+    "Transaction",
+]
