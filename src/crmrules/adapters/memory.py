@@ -65,7 +65,7 @@ class MemoryTransaction:
 
     def __init__(self, state: _State) -> None:
         self._s = state
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], object]] = []
 
     # -- undo-logged primitives
 
@@ -211,7 +211,10 @@ class MemoryTransaction:
 
     def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
         found = [m for m in self._s.mailings.values() if client is None or m.client == client]
-        return [_copy(m) for m in sorted(found, key=lambda m: (m.created_at is None, m.created_at, m.id))]
+        return [
+            _copy(m)
+            for m in sorted(found, key=lambda m: (m.created_at is None, m.created_at, m.id))
+        ]
 
     # -- outbox
 
