@@ -66,9 +66,7 @@ NAMESPACES = ("client", "deal", "manager")
 
 
 def make_scope(problems: list[Any]) -> Scope:
-    return Scope(
-        FieldRegistry(CUSTOM), CAL, SourceMap(), problems, territories=dict(TERRITORIES)
-    )
+    return Scope(FieldRegistry(CUSTOM), CAL, SourceMap(), problems, territories=dict(TERRITORIES))
 
 
 def compile_raw(raw: Mapping[str, Any]) -> tuple[Condition | None, list[Any]]:
@@ -537,7 +535,9 @@ def near_values(leaf: Mapping[str, Any], now: datetime) -> list[Any]:
     if kind == "set" and op in ("contains_any", "contains_all"):
         items = frozenset(arg)
         return [items, items | {"spb"}, frozenset(list(items)[:1])]
-    if isinstance(arg, list) and not (kind == "set" and op in ("eq", "ne", "changed_from", "changed_to")):
+    if isinstance(arg, list) and not (
+        kind == "set" and op in ("eq", "ne", "changed_from", "changed_to")
+    ):
         for item in arg:
             add_scalar(item)
     else:
@@ -707,7 +707,9 @@ def test_lt_on_missing_is_false_but_not_lt_is_true() -> None:
 def test_empty_lists_are_constants() -> None:
     assert evaluate({"field": "client.region", "in": []}, {"region": "Москва"}) is False
     assert evaluate({"field": "client.region", "not_in": []}) is True
-    assert evaluate({"field": "client.tags", "contains_any": []}, {"tags": frozenset({"a"})}) is False
+    assert (
+        evaluate({"field": "client.tags", "contains_any": []}, {"tags": frozenset({"a"})}) is False
+    )
     assert evaluate({"field": "client.tags", "contains_all": []}) is True
 
 
@@ -718,6 +720,17 @@ def test_ignore_case_uses_casefold() -> None:
     assert evaluate(raw, {"name": "Straße"}) is True
     raw = {"field": "client.name", "eq": "STRASSE"}
     assert evaluate(raw, {"name": "Straße"}) is False
+
+
+def test_ignore_case_matches_folds_both_sides() -> None:
+    """The spec folds both sides with str.casefold, so a pattern matches its own text."""
+    raw = {"field": "client.name", "matches": "^москва$", "ignore_case": True}
+    assert evaluate(raw, {"name": "МОСКВА"}) is True
+    raw = {"field": "client.name", "matches": "STRASSE", "ignore_case": True}
+    assert evaluate(raw, {"name": "Straße"}) is True
+    raw = {"field": "client.name", "matches": "Straße", "ignore_case": True}
+    assert evaluate(raw, {"name": "Straße"}) is True
+    assert evaluate(raw, {"name": "STRASSE"}) is True
 
 
 DELIVERED = "deal.delivered_at"

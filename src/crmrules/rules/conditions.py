@@ -164,6 +164,8 @@ class Leaf:
     ignore_case: bool = False
     location: Location | None = None
     territory: str | None = None
+    #: the OperatorPlugin of an operator a plugin added
+    plugin: Any = None
 
     def describe(self) -> str:
         """The leaf as an admin would write it."""
@@ -232,6 +234,8 @@ class Scope:
     problems: list[Problem]
     #: territory id -> the territory and all its descendants
     territories: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: operators added by plugins (crmrules.plugins.OperatorPlugin), by name
+    operators: Mapping[str, Any] = field(default_factory=dict)
 
     def error(
         self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
@@ -343,6 +347,8 @@ def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
     if not ops:
         scope.error(path, f"no operator for {spec.path}", "add one, e.g. eq: <value>")
         return None
+    if len(ops) == 1 and ops[0] in scope.operators and ops[0] not in WRITTEN_OPS:
+        return _plugin_leaf(spec, ops[0], raw, path, scope)
     unknown = [k for k in ops if k not in WRITTEN_OPS]
     if unknown:
         name = str(unknown[0])
@@ -402,6 +408,26 @@ def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
     if ignore_case and op != "matches":  # a pattern is matched case-insensitively instead
         value = _fold(value)
     return Leaf(spec, op, value, negated, ignore_case, scope.source.locate(value_path))
+
+
+def _plugin_leaf(
+    spec: FieldSpec, name: str, raw: dict[str, Any], path: PathKey, scope: Scope
+) -> Node | None:
+    plugin = scope.operators[name]
+    if spec.type not in plugin.types:
+        fits = ", ".join(sorted(t.value for t in plugin.types))
+        scope.error((*path, name), f"operator {name!r} does not fit {spec.path}, which is "
+                    f"{spec.type.value}", f"{name} works on {fits}", key=True)  # fmt: skip
+        return None
+    if "ignore_case" in raw:
+        scope.error((*path, "ignore_case"), f"ignore_case does not apply to {name}", key=True)
+        return None
+    try:
+        operand = plugin.operand(raw[name])
+    except ValueError as error:
+        scope.error((*path, name), f"{name}: {error}")
+        return None
+    return Leaf(spec, name, operand, location=scope.source.locate((*path, name)), plugin=plugin)
 
 
 class ItemError(ValueError):
@@ -639,6 +665,9 @@ def _threshold(calendar: BusinessCalendar, spec: FieldSpec, now: datetime, ago: 
 def _positive(leaf: Leaf, calendar: BusinessCalendar) -> Callable[[Any, Facts], bool]:
     """``test(value, facts)`` for a present (not None) value, before negation."""
     op, bound, spec = leaf.op, leaf.value, leaf.field
+    if leaf.plugin is not None:
+        plugin_test = leaf.plugin.test
+        return lambda value, facts: bool(plugin_test(value, bound))
     fold = _fold_value if leaf.ignore_case else (lambda v: v)
     if isinstance(bound, FieldRef):
         other = _getter(bound.spec)

@@ -155,11 +155,12 @@ def load_regulation(
     *paths: str | Path,
     actions: Mapping[str, type[BaseModel]] | None = None,
     limits: Limits | None = None,
+    operators: Mapping[str, Any] | None = None,
 ) -> Regulation:
     """Load, merge, check and compile a regulation; RegulationError lists every problem."""
     with _collector_paused():
         document = load_document(paths, limits)
-        return compile_regulation(document, actions)
+        return compile_regulation(document, actions, operators)
 
 
 @contextmanager
@@ -181,9 +182,12 @@ def _collector_paused() -> Iterator[None]:
 
 
 def compile_regulation(
-    document: Document, actions: Mapping[str, type[BaseModel]] | None = None
+    document: Document,
+    actions: Mapping[str, type[BaseModel]] | None = None,
+    operators: Mapping[str, Any] | None = None,
 ) -> Regulation:
-    compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS)
+    """Check and compile a loaded document; ``actions`` and ``operators`` include plugins'."""
+    compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS, operators or {})
     regulation = compiler.run()
     if compiler.problems or regulation is None:
         raise RegulationError(compiler.problems)
@@ -225,8 +229,14 @@ def _is_union_tag(part: str) -> bool:
 
 
 class _Compiler:
-    def __init__(self, document: Document, actions: Mapping[str, type[BaseModel]]) -> None:
+    def __init__(
+        self,
+        document: Document,
+        actions: Mapping[str, type[BaseModel]],
+        operators: Mapping[str, Any],
+    ) -> None:
         self.document = document
+        self.operators = operators
         self.source = document.source
         self.actions = actions
         self.problems: list[Problem] = []
@@ -721,7 +731,14 @@ class _Compiler:
             return None
 
     def _condition(self, raw: Any, path: PathKey) -> Node | None:
-        scope = Scope(self.registry, self.calendar, self.source, self.problems, self.descendants)
+        scope = Scope(
+            self.registry,
+            self.calendar,
+            self.source,
+            self.problems,
+            self.descendants,
+            self.operators,
+        )
         return parse(raw, path, scope)
 
     # -- actions

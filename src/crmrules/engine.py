@@ -1,0 +1,703 @@
+"""The Engine: a host reports what happened; the regulation decides what follows.
+
+One call (``handle`` or a host operation) is one store transaction:
+
+1. if the event id was handled before, return that result (exactly once);
+2. store the host's change, if any, recomputing the client's territories;
+3. run the cascade: for each event (the reported one first, then those the
+   changes raise), consider the rules listening to its type in priority
+   order; check ``enabled``, the condition, the cascade guard, ``once`` and
+   ``cooldown``; run the actions of each rule that fires, in order;
+4. save the result and the audit log, and commit.
+
+An exception anywhere rolls the whole transaction back, so the store is
+exactly as it was before the call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
+from crmrules.adapters.memory import MemoryStore
+from crmrules.clock import Clock, SystemClock
+from crmrules.errors import CrmRulesError, RecordError
+from crmrules.model import (
+    Client,
+    Deal,
+    Event,
+    Interaction,
+    Manager,
+    Task,
+    TaskStatus,
+)
+from crmrules.plugins import ActionPlugin, PluginManager
+from crmrules.result import Effect, EventRecord, Result, RuleOutcome
+from crmrules.rules.conditions import Facts
+from crmrules.rules.regulation import Regulation, Rule, load_regulation
+from crmrules.rules.schema import BUILTIN_ACTIONS
+from crmrules.rules.territories import recompute
+from crmrules.store import AuditEntry, Store, Transaction
+
+#: How many events deep a cascade may go before it is stopped.
+CASCADE_LIMIT = 10
+
+
+class RefusedError(CrmRulesError):
+    """A host call the regulation does not allow (a stage move outside the transitions...).
+
+    Nothing was changed. ``reason`` says why, for the person who asked.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ActionError(CrmRulesError):
+    """An action failed; the whole event was rolled back."""
+
+    def __init__(self, rule: str, action: str, event_id: str, error: BaseException) -> None:
+        super().__init__(
+            f"rule {rule}, action {action}, event {event_id}: {type(error).__name__}: {error}"
+        )
+        self.rule = rule
+        self.action = action
+        self.event_id = event_id
+        self.error = error
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _Pending:
+    event: Event
+    depth: int
+
+
+@dataclass
+class Run:
+    """One transaction's worth of work: the cascade of one reported event."""
+
+    engine: Engine
+    tx: Transaction
+    now: datetime
+    result: Result
+    queue: list[_Pending] = field(default_factory=list)
+    #: (rule id, subject) pairs that fired in this cascade
+    fired: set[tuple[str, str]] = field(default_factory=set)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    @property
+    def regulation(self) -> Regulation:
+        return self.engine.regulation
+
+    # -- events
+
+    def raise_event(
+        self,
+        parent: Event | None,
+        depth: int,
+        event_type: str,
+        *,
+        client: str | None,
+        deal: str | None,
+        data: Mapping[str, Any] | None = None,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        suffix: str = "",
+    ) -> None:
+        """Queue an event raised by a change; its id derives from its parent's."""
+        base = parent.id if parent is not None else self.result.event_id
+        event = Event(
+            id=f"{base}/{event_type}{suffix}",
+            type=event_type,
+            occurred_at=self.now,
+            client=client,
+            deal=deal,
+            data=dict(data or {}),
+            before=dict(before or {}),
+            after=dict(after or {}),
+        )
+        self.queue.append(_Pending(event, depth))
+
+    def cascade(self, first: Event) -> None:
+        self.queue.insert(0, _Pending(first, 0))
+        while self.queue:
+            pending = self.queue.pop(0)
+            if pending.depth > CASCADE_LIMIT:
+                message = (
+                    f"cascade stopped: {pending.event.type} ({pending.event.id}) is "
+                    f"{pending.depth} events deep (limit {CASCADE_LIMIT}); check rules that "
+                    "trigger each other"
+                )
+                self.result.errors.append(message)
+                self.note(pending.event, "error", None, message)
+                self.queue.clear()
+                break
+            self.process(pending.event, pending.depth)
+
+    def process(self, event: Event, depth: int) -> None:
+        self.result.events.append(
+            EventRecord(event.id, event.type, depth, event.client, event.deal)
+        )
+        stopped_by: str | None = None
+        for rule in self.engine.rules_for(event.type):
+            if stopped_by is not None:
+                self.outcome(event, rule, "held", f"stopped by rule {stopped_by} (stop: true)")
+                continue
+            if self.consider(event, depth, rule) and rule.stop:
+                stopped_by = rule.id
+
+    # -- one rule
+
+    def facts(self, event: Event, client: Client | None, deal: Deal | None) -> Facts:
+        manager = None
+        if client is not None and client.responsible:
+            manager = self.find_manager(client.responsible)
+        namespace = (
+            "deal"
+            if event.type.startswith("deal.")
+            or (event.deal and not event.type.startswith("client."))
+            else "client"
+        )
+        changes = {
+            f"{namespace}.{key}": (event.before.get(key), event.after.get(key))
+            for key in event.before.keys() | event.after.keys()
+        }
+        return Facts(
+            records={
+                "client": client.record() if client else None,
+                "deal": deal.record() if deal else None,
+                "event": event.record(),
+                "manager": manager.record() if manager else None,
+            },
+            now=self.now,
+            changes=changes,
+        )
+
+    def subjects(self, event: Event) -> tuple[Client | None, Deal | None]:
+        deal = self.tx.get_deal(event.deal) if event.deal else None
+        client_id = event.client or (deal.client if deal else None)
+        client = self.tx.get_client(client_id) if client_id else None
+        return client, deal
+
+    def consider(self, event: Event, depth: int, rule: Rule) -> bool:
+        """Decide and, if it fires, run one rule; True if it fired."""
+        if not rule.enabled:
+            self.outcome(event, rule, "held", "disabled (enabled: false)")
+            return False
+        client, deal = self.subjects(event)
+        facts = self.facts(event, client, deal)
+        if not rule.condition(facts):
+            trace = rule.condition.trace(facts)
+            leaf = trace.decided_by
+            self.result.outcomes.append(
+                RuleOutcome(
+                    rule=rule.id,
+                    event_id=event.id,
+                    event_type=event.type,
+                    status="not_matched",
+                    reason=trace.describe(),
+                    field=leaf.leaf.field.path if leaf else None,
+                    operator=leaf.leaf.describe() if leaf else None,
+                    expected=None,
+                    actual=None if leaf is None else _plain(leaf.actual),
+                )
+            )
+            self.note(event, "not_matched", rule.id, trace.describe())
+            return False
+        subject = f"deal:{deal.id}" if deal else f"client:{client.id}" if client else event.id
+        if (rule.id, subject) in self.fired:
+            self.outcome(event, rule, "held", f"already fired for {subject} in this cascade")
+            return False
+        held = self.policy_hold(rule, client, deal)
+        if held:
+            self.outcome(event, rule, "held", held)
+            return False
+        self.fired.add((rule.id, subject))
+        self.record_policy(rule, client, deal)
+        self.outcome(event, rule, "fired", rule.trigger.describe())
+        for index, action in enumerate(rule.actions):
+            context = ActionContext(self, event, depth, rule, index, action)
+            before = len(self.result.effects)
+            try:
+                self.engine.action_handler(action.name)(action.params, context)
+            except ActionRefused as refusal:
+                context.effect("refused", f"{action.name} refused: {refusal.reason}")
+            except Exception as error:
+                self.engine.plugins.action_failed(action.name, rule.id, event, error)
+                raise ActionError(rule.id, action.name, event.id, error) from error
+            self.engine.plugins.after_action(
+                action.name, rule.id, event, self.result.effects[before:]
+            )
+        return True
+
+    def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
+        scope = _once_scope(rule.once, client, deal)
+        if scope is not None:
+            if scope.startswith("-"):
+                return scope[1:]
+            last = self.tx.last_fired(rule.id, scope)
+            if last is not None:
+                return f"once {rule.once}: already fired for {scope} at {last.isoformat()}"
+        if rule.cooldown is not None and client is not None:
+            last = self.tx.last_fired(rule.id, f"client:{client.id}")
+            if last is not None:
+                until = self.regulation.calendar.add(last, rule.cooldown)
+                if self.now < until:
+                    return (
+                        f"cooldown {rule.cooldown}: fired for client {client.id} at "
+                        f"{last.isoformat()}, not again before {until.isoformat()}"
+                    )
+        return None
+
+    def record_policy(self, rule: Rule, client: Client | None, deal: Deal | None) -> None:
+        scope = _once_scope(rule.once, client, deal)
+        if scope is not None:
+            self.tx.record_fired(rule.id, scope, self.now)
+        if rule.cooldown is not None and client is not None and scope != f"client:{client.id}":
+            self.tx.record_fired(rule.id, f"client:{client.id}", self.now)
+
+    # -- recording
+
+    def outcome(self, event: Event, rule: Rule, status: Any, reason: str) -> None:
+        self.result.outcomes.append(RuleOutcome(rule.id, event.id, event.type, status, reason))
+        self.note(event, status, rule.id, reason)
+
+    def note(self, event: Event, kind: str, rule: str | None, message: str) -> None:
+        self.audit.append(
+            AuditEntry(
+                at=self.now,
+                event_id=event.id,
+                event_type=event.type,
+                kind=kind,
+                rule=rule,
+                message=message,
+            )
+        )
+
+    def add_effect(self, effect: Effect) -> None:
+        self.result.effects.append(effect)
+        self.audit.append(
+            AuditEntry(
+                at=self.now,
+                event_id=effect.event_id,
+                event_type=effect.kind,
+                kind="effect",
+                rule=effect.rule,
+                message=effect.summary,
+                data=effect.data,
+            )
+        )
+
+    # -- managers and records shared by host operations and actions
+
+    def find_manager(self, manager_id: str) -> Manager | None:
+        return self.tx.get_manager(manager_id) or self.regulation.managers.get(manager_id)
+
+    def store_client(
+        self, client: Client, old: Client | None, parent: Event | None, depth: int, origin: str = ""
+    ) -> Client:
+        """Store a client, recompute its territories, and raise created/updated events."""
+        client = self.engine.typed_client(client)
+        change = recompute(
+            self.regulation,
+            client,
+            Facts({"client": client.record()}, self.now),
+            self.tx.memberships(client.id),
+            self.now,
+        )
+        client = client.model_copy(update={"territories": change.territories})
+        self.tx.set_memberships(client.id, list(change.memberships))
+        self.tx.put_client(client)
+        if old is None:
+            self.raise_event(
+                parent, depth, "client.created", client=client.id, deal=None, suffix=origin
+            )
+        else:
+            before, after = _diff(old.record(), client.record())
+            before.pop("territories", None)
+            after.pop("territories", None)
+            if before or after:
+                self.raise_event(
+                    parent,
+                    depth,
+                    "client.updated",
+                    client=client.id,
+                    deal=None,
+                    before=before,
+                    after=after,
+                    suffix=origin,
+                )
+        for territory in change.entered:
+            self.raise_event(
+                parent,
+                depth,
+                "territory.entered",
+                client=client.id,
+                deal=None,
+                data={"territory": territory},
+                suffix=f"{origin}:{territory}",
+            )
+        for territory in change.left:
+            self.raise_event(
+                parent,
+                depth,
+                "territory.left",
+                client=client.id,
+                deal=None,
+                data={"territory": territory},
+                suffix=f"{origin}:{territory}",
+            )
+        return client
+
+    def store_deal(
+        self, deal: Deal, old: Deal | None, parent: Event | None, depth: int, origin: str = ""
+    ) -> None:
+        """Store a deal and raise created / stage_changed / updated events."""
+        deal = self.engine.typed_deal(deal)
+        pipeline = self.regulation.pipelines.get(deal.pipeline)
+        if pipeline is None:
+            raise RefusedError(
+                f"deal {deal.id}: unknown pipeline {deal.pipeline!r}; the regulation has "
+                f"{', '.join(self.regulation.pipelines) or 'no pipelines'}"
+            )
+        if pipeline.stage(deal.stage) is None:
+            raise RefusedError(
+                f"deal {deal.id}: pipeline {pipeline.id} has no stage {deal.stage!r}"
+            )
+        if old is not None and old.stage != deal.stage:
+            if not pipeline.can_move(old.stage, deal.stage):
+                allowed = ", ".join(pipeline.allowed_moves(old.stage)) or "none"
+                raise RefusedError(
+                    f"deal {deal.id}: cannot move from {old.stage} to {deal.stage} in pipeline "
+                    f"{pipeline.id} (allowed from {old.stage}: {allowed})"
+                )
+            deal = deal.model_copy(update={"stage_entered_at": self.now})
+        if old is None and deal.stage_entered_at is None:
+            deal = deal.model_copy(update={"stage_entered_at": self.now})
+        if old is None and deal.created_at is None:
+            deal = deal.model_copy(update={"created_at": self.now})
+        self.tx.put_deal(deal)
+        if old is None:
+            self.raise_event(
+                parent, depth, "deal.created", client=deal.client, deal=deal.id, suffix=origin
+            )
+            return
+        before, after = _diff(old.record(), deal.record())
+        if "stage" in after:
+            self.raise_event(
+                parent,
+                depth,
+                "deal.stage_changed",
+                client=deal.client,
+                deal=deal.id,
+                before={"stage": old.stage},
+                after={"stage": deal.stage},
+                suffix=origin,
+            )
+        if before or after:
+            self.raise_event(
+                parent,
+                depth,
+                "deal.updated",
+                client=deal.client,
+                deal=deal.id,
+                before=before,
+                after=after,
+                suffix=origin,
+            )
+
+
+def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | None:
+    """The key a ``once`` policy is kept under; a leading '-' is a reason to hold instead."""
+    if once == "per_client":
+        return f"client:{client.id}" if client else "-once per_client: the event has no client"
+    if once == "per_deal":
+        return f"deal:{deal.id}" if deal else "-once per_deal: the event has no deal"
+    if once == "per_stage_entry":
+        if deal is None:
+            return "-once per_stage_entry: the event has no deal"
+        entered = deal.stage_entered_at.isoformat() if deal.stage_entered_at else "?"
+        return f"stage:{deal.id}:{deal.stage}:{entered}"
+    return None  # per_event is guaranteed by handling each event id once; always: no limit
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    keys = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k)]
+    return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
+
+
+def _plain(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, frozenset | set):
+        return "[" + ", ".join(sorted(map(str, value))) + "]"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class Engine:
+    """Runs one regulation against one store.
+
+    ``plugins`` are objects with ``@hookimpl`` functions (see crmrules.plugins);
+    plugins installed through the ``crmrules`` entry point group are loaded too
+    unless ``entry_points=False``.
+    """
+
+    def __init__(
+        self,
+        regulation: Regulation,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        plugins: Iterable[object] = (),
+        *,
+        entry_points: bool = True,
+        plugin_manager: PluginManager | None = None,
+    ) -> None:
+        self.regulation = regulation
+        self.store: Store = store if store is not None else MemoryStore()
+        self.clock: Clock = clock or SystemClock()
+        self.plugins = plugin_manager or PluginManager(plugins, entry_points=entry_points)
+        self._actions: dict[str, ActionPlugin] = self.plugins.actions()
+        self._by_event: dict[str, list[Rule]] = {}
+        for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
+            if rule.trigger.kind == "event":
+                for event_type in rule.trigger.events:
+                    self._by_event.setdefault(event_type, []).append(rule)
+
+    @classmethod
+    def from_path(
+        cls,
+        *paths: str | Path,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        plugins: Iterable[object] = (),
+        entry_points: bool = True,
+    ) -> Engine:
+        """Load the regulation at ``paths`` (with the plugins' actions and operators)."""
+        manager = PluginManager(plugins, entry_points=entry_points)
+        actions = {**BUILTIN_ACTIONS, **{a.name: a.params for a in manager.actions().values()}}
+        regulation = load_regulation(*paths, actions=actions, operators=manager.operators())
+        return cls(regulation, store, clock, plugin_manager=manager)
+
+    # -- lookups used by a run
+
+    def rules_for(self, event_type: str) -> list[Rule]:
+        return self._by_event.get(event_type, [])
+
+    def action_handler(self, name: str) -> Callable[[Any, ActionContext], None]:
+        builtin = BUILTIN_HANDLERS.get(name)
+        if builtin is not None:
+            return builtin
+        return self._actions[name].handler
+
+    def typed_client(self, client: Client) -> Client:
+        fields = self.regulation.fields.coerce_record(
+            "client", client.id, client.fields, self.regulation.calendar
+        )
+        return client.model_copy(update={"fields": fields})
+
+    def typed_deal(self, deal: Deal) -> Deal:
+        fields = self.regulation.fields.coerce_record(
+            "deal", deal.id, deal.fields, self.regulation.calendar
+        )
+        return deal.model_copy(update={"fields": fields})
+
+    # -- the public operations
+
+    def handle(self, event: Event) -> Result:
+        """Handle an event the host reports; the same event id twice acts once."""
+        return self.plugins.handle_event(event, self._handle_reported)
+
+    def _handle_reported(self, event: Event) -> Result:
+        data = self.regulation.fields.coerce_record(
+            "event", event.id, event.data, self.regulation.calendar
+        )
+        typed = event.model_copy(update={"data": data})
+        return self._run(typed.id, lambda run: run.cascade(typed))
+
+    def _run(self, event_id: str, body: Callable[[Run], None]) -> Result:
+        with self.store.transaction() as tx:
+            earlier = tx.event_result(event_id)
+            if earlier is not None:
+                return Result.from_dict(earlier, duplicate=True)
+            run = Run(self, tx, self.clock.now(), Result(event_id))
+            body(run)
+            for entry in run.audit:
+                tx.add_audit(entry)
+            tx.save_event_result(event_id, run.result.to_dict())
+            return run.result
+
+    def _host_change(self, event_id: str | None, change: Callable[[Run], None]) -> Result:
+        """Apply a host's change and run the events it raises, as one transaction."""
+        event_id = event_id or _new_id()
+
+        def body(run: Run) -> None:
+            change(run)
+            if run.queue:
+                first = run.queue.pop(0).event
+                run.cascade(first)
+
+        return self._run(event_id, body)
+
+    def create_client(self, client: Client, *, event_id: str | None = None) -> Result:
+        def change(run: Run) -> None:
+            if run.tx.get_client(client.id) is not None:
+                raise RefusedError(f"client {client.id} already exists")
+            self._check_responsible(run, client.responsible)
+            stamped = (
+                client if client.created_at else client.model_copy(update={"created_at": run.now})
+            )
+            run.store_client(stamped, None, None, 0)
+
+        return self._host_change(event_id, change)
+
+    def update_client(
+        self, client_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
+    ) -> Result:
+        """Change fields of a client (built-in or custom) and raise client.updated."""
+
+        def change(run: Run) -> None:
+            old = run.tx.get_client(client_id)
+            if old is None:
+                raise RefusedError(f"no client {client_id!r}")
+            new = _apply(old, changes, "client", self.regulation)
+            if "responsible" in changes:
+                self._check_responsible(run, new.responsible)
+            run.store_client(new, old, None, 0)
+
+        return self._host_change(event_id, change)
+
+    def create_deal(self, deal: Deal, *, event_id: str | None = None) -> Result:
+        def change(run: Run) -> None:
+            if run.tx.get_deal(deal.id) is not None:
+                raise RefusedError(f"deal {deal.id} already exists")
+            if run.tx.get_client(deal.client) is None:
+                raise RefusedError(f"deal {deal.id}: no client {deal.client!r}")
+            run.store_deal(deal, None, None, 0)
+
+        return self._host_change(event_id, change)
+
+    def update_deal(
+        self, deal_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
+    ) -> Result:
+        """Change fields of a deal; a changed ``stage`` must follow the transitions."""
+
+        def change(run: Run) -> None:
+            old = run.tx.get_deal(deal_id)
+            if old is None:
+                raise RefusedError(f"no deal {deal_id!r}")
+            run.store_deal(_apply(old, changes, "deal", self.regulation), old, None, 0)
+
+        return self._host_change(event_id, change)
+
+    def move_stage(self, deal_id: str, stage: str, *, event_id: str | None = None) -> Result:
+        return self.update_deal(deal_id, {"stage": stage}, event_id=event_id)
+
+    def complete_task(self, task_id: str, *, event_id: str | None = None) -> Result:
+        def change(run: Run) -> None:
+            task = run.tx.get_task(task_id)
+            if task is None:
+                raise RefusedError(f"no task {task_id!r}")
+            if task.status is not TaskStatus.OPEN:
+                raise RefusedError(f"task {task_id} is already {task.status.value}")
+            run.tx.put_task(
+                task.model_copy(update={"status": TaskStatus.DONE, "closed_at": run.now})
+            )
+            run.raise_event(
+                None,
+                0,
+                "task.completed",
+                client=task.client,
+                deal=task.deal,
+                data={"task": task.id, "kind": task.kind, "rule": task.rule},
+            )
+
+        return self._host_change(event_id, change)
+
+    def log_interaction(self, interaction: Interaction, *, event_id: str | None = None) -> Result:
+        """Record a call, meeting or e-mail; it moves the client's last_contact_at forward."""
+
+        def change(run: Run) -> None:
+            client = run.tx.get_client(interaction.client)
+            if client is None:
+                raise RefusedError(
+                    f"interaction {interaction.id}: no client {interaction.client!r}"
+                )
+            run.tx.add_interaction(interaction)
+            last = client.last_contact_at
+            if last is None or interaction.occurred_at > last:
+                run.tx.put_client(
+                    client.model_copy(update={"last_contact_at": interaction.occurred_at})
+                )
+            run.raise_event(
+                None,
+                0,
+                "interaction.logged",
+                client=interaction.client,
+                deal=interaction.deal,
+                data={
+                    "interaction": interaction.id,
+                    "kind": interaction.kind,
+                    "direction": interaction.direction,
+                    "outcome": interaction.outcome,
+                },
+            )
+
+        return self._host_change(event_id, change)
+
+    def put_manager(self, manager: Manager) -> None:
+        """Store or replace a manager (no rules run)."""
+        with self.store.transaction() as tx:
+            tx.put_manager(manager)
+
+    def _check_responsible(self, run: Run, manager_id: str | None) -> None:
+        if manager_id is not None and run.find_manager(manager_id) is None:
+            raise RefusedError(f"unknown manager {manager_id!r}")
+
+    # -- reading
+
+    def tasks(self, **filters: Any) -> list[Task]:
+        with self.store.transaction() as tx:
+            return tx.find_tasks(**filters)
+
+    def get_client(self, client_id: str) -> Client | None:
+        with self.store.transaction() as tx:
+            return tx.get_client(client_id)
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        with self.store.transaction() as tx:
+            return tx.get_deal(deal_id)
+
+
+def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: Regulation) -> Any:
+    """A copy of a client or deal with ``changes``; custom fields go into ``fields``."""
+    builtin = type(record).model_fields
+    direct: dict[str, Any] = {}
+    custom = dict(record.fields)
+    for key, value in changes.items():
+        if key in ("id", "fields", "territories"):
+            raise RefusedError(f"{namespace} {record.id}: {key!r} cannot be changed")
+        if key in builtin:
+            direct[key] = value
+        elif regulation.fields.get(f"{namespace}.{key}") is not None:
+            custom[key] = value
+        else:
+            raise RecordError(
+                f"{namespace} {record.id}", key, "no such field; declare it under fields:"
+            )
+    data = {**record.model_dump(), **direct, "fields": custom}
+    return type(record).model_validate(data)
+
+
+__all__ = ["CASCADE_LIMIT", "ActionError", "Engine", "RefusedError", "Run"]

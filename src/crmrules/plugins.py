@@ -1,0 +1,183 @@
+"""Plugins: actions, condition operators, notifiers, stores, and lifecycle hooks.
+
+crmrules uses pluggy. A plugin is any object (often a module) with functions
+marked ``@hookimpl`` named like the specs below. Each Engine has its own
+PluginManager, never a global one, because crmrules lives inside other
+applications that may run several engines with different plugins.
+
+Registration hooks take a ``register`` callback (the style of simonw/llm),
+so a plugin adds as many things as it likes in one function::
+
+    from crmrules.plugins import ActionPlugin, hookimpl
+
+    @hookimpl
+    def register_actions(register):
+        register(ActionPlugin("create_lead", CreateLeadParams, create_lead))
+
+External plugins are found through the ``crmrules`` entry point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+from pydantic import BaseModel
+
+from crmrules.rules.fields import FieldType
+
+if TYPE_CHECKING:
+    from crmrules.actions import ActionContext
+    from crmrules.delivery import Notifier
+    from crmrules.model import Event
+    from crmrules.result import Effect, Result
+    from crmrules.store import Store
+
+PROJECT = "crmrules"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class ActionHandler(Protocol):
+    def __call__(self, params: Any, context: ActionContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActionPlugin:
+    """An action admins can write in ``then:``; ``params`` validates its mapping."""
+
+    name: str
+    params: type[BaseModel]
+    handler: ActionHandler
+
+
+@dataclass(frozen=True)
+class OperatorPlugin:
+    """A condition operator: ``{field: client.inn, valid_inn: true}``.
+
+    ``operand`` turns the admin's value into what ``test`` gets (raise
+    ValueError with an admin-readable message to refuse it at load time);
+    ``test(value, operand)`` sees a present value and returns whether the
+    leaf holds. Missing values are false, as for every positive operator.
+    """
+
+    name: str
+    types: frozenset[FieldType]
+    test: Callable[[Any, Any], bool]
+    operand: Callable[[Any], Any] = lambda raw: raw
+    schema: Mapping[str, Any] | None = None
+
+
+class Hookspecs:
+    """The hooks a plugin may implement."""
+
+    @hookspec
+    def register_actions(self, register: Callable[[ActionPlugin], None]) -> None:
+        """Add actions admins can use in rules."""
+
+    @hookspec
+    def register_operators(self, register: Callable[[OperatorPlugin], None]) -> None:
+        """Add condition operators."""
+
+    @hookspec
+    def register_notifiers(self, register: Callable[[Notifier], None]) -> None:
+        """Add notifiers; a mailing or notification names one by its ``channel``."""
+
+    @hookspec
+    def register_stores(self, register: Callable[[str, Callable[[str], Store]], None]) -> None:
+        """Add store backends by URL scheme: ``register("mongodb", factory)``."""
+
+    @hookspec(firstresult=True)
+    def handle_event(self, event: Event, handle: Callable[[Event], Result]) -> Result | None:
+        """Around handling an event; wrap it with ``@hookimpl(wrapper=True)``."""
+
+    @hookspec
+    def after_action(self, action: str, rule: str, event: Event, effects: list[Effect]) -> None:
+        """After an action ran; ``effects`` are the changes it made."""
+
+    @hookspec
+    def action_failed(self, action: str, rule: str, event: Event, error: BaseException) -> None:
+        """An action raised; the event's whole transaction is rolled back."""
+
+
+class _Core:
+    """The built-in implementation of ``handle_event``: run the engine."""
+
+    @hookimpl(trylast=True)
+    def handle_event(self, event: Event, handle: Callable[[Event], Result]) -> Result:
+        return handle(event)
+
+
+class PluginManager:
+    """A typed wrapper around pluggy's manager; one per Engine."""
+
+    def __init__(self, plugins: Iterable[object] = (), *, entry_points: bool = True) -> None:
+        self._pm = pluggy.PluginManager(PROJECT)
+        self._pm.add_hookspecs(Hookspecs)
+        self._pm.register(_Core(), name="crmrules.core")
+        if entry_points:
+            self._pm.load_setuptools_entrypoints(PROJECT)
+        for plugin in plugins:
+            self._pm.register(plugin)
+
+    @property
+    def pluggy(self) -> pluggy.PluginManager:
+        return self._pm
+
+    def actions(self) -> dict[str, ActionPlugin]:
+        found: dict[str, ActionPlugin] = {}
+        self._pm.hook.register_actions(register=_collector(found, "action"))
+        return found
+
+    def operators(self) -> dict[str, OperatorPlugin]:
+        found: dict[str, OperatorPlugin] = {}
+        self._pm.hook.register_operators(register=_collector(found, "operator"))
+        return found
+
+    def notifiers(self) -> dict[str, Notifier]:
+        found: dict[str, Notifier] = {}
+        self._pm.hook.register_notifiers(register=_collector(found, "notifier"))
+        return found
+
+    def stores(self) -> dict[str, Callable[[str], Store]]:
+        found: dict[str, Callable[[str], Store]] = {}
+
+        def register(scheme: str, factory: Callable[[str], Store]) -> None:
+            if scheme in found:
+                raise ValueError(f"two plugins register a store for {scheme!r}")
+            found[scheme] = factory
+
+        self._pm.hook.register_stores(register=register)
+        return found
+
+    def handle_event(self, event: Event, handle: Callable[[Event], Result]) -> Result:
+        result: Result = self._pm.hook.handle_event(event=event, handle=handle)
+        return result
+
+    def after_action(self, action: str, rule: str, event: Event, effects: list[Effect]) -> None:
+        self._pm.hook.after_action(action=action, rule=rule, event=event, effects=effects)
+
+    def action_failed(self, action: str, rule: str, event: Event, error: BaseException) -> None:
+        self._pm.hook.action_failed(action=action, rule=rule, event=event, error=error)
+
+
+def _collector(found: dict[str, Any], what: str) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        if item.name in found:
+            raise ValueError(f"two plugins register the {what} {item.name!r}")
+        found[item.name] = item
+
+    return register
+
+
+__all__ = [
+    "ActionHandler",
+    "ActionPlugin",
+    "Hookspecs",
+    "OperatorPlugin",
+    "PluginManager",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,120 @@
+"""What handling an event produced, and why: effects, rule outcomes, explanations.
+
+A Result is kept in the store as plain data (``to_dict``) under the event's
+id, so a duplicate delivery returns the first result instead of acting
+again, and the audit log can be read back long after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+OutcomeStatus = Literal["fired", "not_matched", "held"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One change crmrules made: a task created, a stage moved, a mailing queued..."""
+
+    kind: str
+    event_id: str
+    rule: str | None
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """Why a rule did or did not fire for one event."""
+
+    rule: str
+    event_id: str
+    event_type: str
+    status: OutcomeStatus
+    reason: str = ""
+    #: for not_matched: the first failing condition
+    field: str | None = None
+    operator: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+
+    def describe(self) -> str:
+        if self.status == "fired":
+            return f"{self.rule}: fired"
+        word = "not matched" if self.status == "not_matched" else "held"
+        return f"{self.rule}: {word}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event of a cascade: the event reported or raised, and its depth."""
+
+    id: str
+    type: str
+    depth: int
+    client: str | None
+    deal: str | None
+
+
+@dataclass
+class Result:
+    """Everything one event (with its cascade) did; ``explain()`` reads it to people."""
+
+    event_id: str
+    duplicate: bool = False
+    events: list[EventRecord] = field(default_factory=list)
+    outcomes: list[RuleOutcome] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def fired(self) -> list[str]:
+        """Ids of the rules that fired, in the order they fired."""
+        return [o.rule for o in self.outcomes if o.status == "fired"]
+
+    def effects_of(self, kind: str) -> list[Effect]:
+        return [e for e in self.effects if e.kind == kind]
+
+    def explain(self) -> str:
+        """The whole story, one line per event, rule outcome, effect and error."""
+        lines: list[str] = []
+        if self.duplicate:
+            lines.append(f"event {self.event_id} was handled before; nothing done again")
+        for event in self.events:
+            about = ", ".join(
+                f"{name} {value}"
+                for name, value in (("client", event.client), ("deal", event.deal))
+                if value
+            )
+            indent = "  " * event.depth
+            lines.append(f"{indent}{event.type} ({event.id}{', ' + about if about else ''})")
+            for outcome in self.outcomes:
+                if outcome.event_id != event.id:
+                    continue
+                mark = {"fired": "✓", "not_matched": "✗", "held": "‖"}[outcome.status]
+                lines.append(f"{indent}  {mark} {outcome.describe()}")
+                for effect in self.effects:
+                    if effect.event_id == event.id and effect.rule == outcome.rule:
+                        lines.append(f"{indent}      → {effect.summary}")
+            if not any(o.event_id == event.id for o in self.outcomes):
+                lines.append(f"{indent}  (no rule listens to {event.type})")
+        lines.extend(f"error: {error}" for error in self.errors)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Result:
+        return cls(
+            event_id=data["event_id"],
+            duplicate=duplicate,
+            events=[EventRecord(**e) for e in data.get("events", [])],
+            outcomes=[RuleOutcome(**o) for o in data.get("outcomes", [])],
+            effects=[Effect(**e) for e in data.get("effects", [])],
+            errors=list(data.get("errors", [])),
+        )
+
+
+__all__ = ["Effect", "EventRecord", "OutcomeStatus", "Result", "RuleOutcome"]
