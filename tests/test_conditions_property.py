@@ -233,9 +233,7 @@ def positive(raw: Mapping[str, Any], op: str, arg: Any, facts: Facts) -> bool:
         return ordered("gte", kind, value, low) and ordered("lte", kind, value, high)
     if op == "in":
         return any(equals(kind, value, item, ignore_case) for item in arg)
-    if op == "contains":
-        if kind == "set":
-            return f(str(arg)) in f(value)
+    if op == "contains":  # substring of a string, element of a set
         return f(str(arg)) in f(value)
     if op == "starts_with":
         return bool(f(value).startswith(f(str(arg))))
@@ -323,7 +321,7 @@ STRINGS = [
 ]
 FRAGMENTS = ["моск", "МОСК", "ква", "ВА", "ß", "SS", "ss", "str", "STRA", "", "a", "B", "ru"]
 FRAGMENTS += ["ẞ", "ΟΣ", "ος"]
-# No upper-case escapes (\\D, \\W, \\S, \\A, \\P...): case-folding a pattern would change them.
+# No upper-case escapes (\D, \W, \S, \A, \P...): case-folding a pattern would change them.
 PATTERNS = ["^моск", "(?i)москва", "ва$", "^$", "S+", "ß", "[а-я]+", "^STRA", ".", r"\w+@", "Б"]
 PATTERNS += ["Straße", "STRASSE", "ẞ", "ΟΔΟΣ$"]
 SET_ITEMS = ["vip", "VIP", "Москва", "МОСКВА", "ß", "ss", "SS", "msk", "msk-ent", "spb", ""]

@@ -396,7 +396,7 @@ def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
         )
         return None
     try:
-        value = _operand(spec, op, raw[written], scope, written)
+        value = _operand(spec, op, raw[written], scope, written, ignore_case)
     except ItemError as error:
         scope.error((*value_path, error.index), str(error))
         return None
@@ -438,7 +438,9 @@ class ItemError(ValueError):
         self.index = index
 
 
-def _operand(spec: FieldSpec, op: str, raw: Any, scope: Scope, written: str) -> Any:
+def _operand(
+    spec: FieldSpec, op: str, raw: Any, scope: Scope, written: str, ignore_case: bool = False
+) -> Any:
     """The admin's value for ``op`` on ``spec``, in the field's type; ValueError if it won't go."""
     if op in ("is_empty", "changed"):
         if not isinstance(raw, bool):
@@ -462,7 +464,9 @@ def _operand(spec: FieldSpec, op: str, raw: Any, scope: Scope, written: str) -> 
             except ValueError as error:
                 raise ItemError(str(error), index) from None
         low, high = bounds
-        if _lower_bound(low) > _lower_bound(high):
+        low_start = low.start if isinstance(low, DayRange) else low
+        high_end = high.end if isinstance(high, DayRange) else high
+        if low_start > high_end or (isinstance(high, DayRange) and low_start == high_end):
             raise ValueError(f"between: {_show(low)} is greater than {_show(high)}")
         return (low, high)
     if op in ("in", "contains_any", "contains_all"):
@@ -481,7 +485,7 @@ def _operand(spec: FieldSpec, op: str, raw: Any, scope: Scope, written: str) -> 
             raise ValueError(f"{written} takes text")
         text = str(raw)
         if op == "matches":
-            compile_pattern(text)
+            compile_pattern(text, ignore_case=ignore_case)
         return text
     if op in ("before", "after"):
         return _scalar(spec, raw, scope)
@@ -510,10 +514,6 @@ def _is_date_only(raw: Any) -> bool:
     return False
 
 
-def _lower_bound(value: Any) -> Any:
-    return value.start if isinstance(value, DayRange) else value
-
-
 def _field_ref(spec: FieldSpec, name: Any, scope: Scope) -> FieldRef:
     other = scope.registry.get(name) if isinstance(name, str) else None
     if other is None:
@@ -528,6 +528,36 @@ def _field_ref(spec: FieldSpec, name: Any, scope: Scope) -> FieldRef:
     return FieldRef(other)
 
 
+def fold_pattern(pattern: str) -> str:
+    """Case-fold the literal text of a pattern, leaving escapes and group syntax alone.
+
+    ``ignore_case`` compares case-folded text, so ``Straße`` must match
+    ``STRASSE``: the value is folded, and so must the pattern's letters be.
+    Folding blindly would turn ``\\D`` into ``\\d`` or ``(?P<Name>`` into
+    ``(?p<name>``; those parts are copied as written.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            end = i + 2
+            if pattern[i + 1] in "pPx" and pattern[end : end + 1] == "{":
+                close = pattern.find("}", end)
+                end = len(pattern) if close < 0 else close + 1
+            out.append(pattern[i:end])
+            i = end
+        elif char == "(" and pattern[i + 1 : i + 2] == "?":
+            stops = [p for p in (pattern.find(c, i) for c in ":)>") if p >= 0]
+            end = min(stops) + 1 if stops else len(pattern)
+            out.append(pattern[i:end])
+            i = end
+        else:
+            out.append(char.casefold())
+            i += 1
+    return "".join(out)
+
+
 def compile_pattern(pattern: str, *, ignore_case: bool = False) -> Any:
     """An RE2 pattern: linear-time matching, no backreferences or lookaround."""
     if len(pattern) > MAX_PATTERN_LENGTH:
@@ -537,7 +567,7 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False) -> Any:
     options.never_capture = True
     options.case_sensitive = not ignore_case
     try:
-        return re2.compile(pattern, options=options)
+        return re2.compile(fold_pattern(pattern) if ignore_case else pattern, options=options)
     except Exception as error:  # re2 raises its own error type, with a bytes message
         reason = error.args[0] if error.args else error
         if isinstance(reason, bytes):
