@@ -2,7 +2,9 @@
 
 Admins read its output, so every failure is a list of ``file:line:col:
 message`` lines and an exit code, never a Python traceback. Set
-``CRMRULES_DEBUG=1`` to get the traceback of an internal error.
+``CRMRULES_DEBUG=1`` to get the traceback of an internal error. Plugins
+installed through the ``crmrules`` entry point group add their actions and
+operators to ``validate`` and ``schema``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from crmrules.errors import CrmRulesError, RegulationError
+from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import load_regulation
 from crmrules.rules.schema import json_schema
 
 
 def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    plugins = PluginManager()
+    actions, operators = plugins.action_models(), plugins.operators()
     failed = 0
     for path in paths:
         try:
-            regulation = load_regulation(path)
+            regulation = load_regulation(path, actions=actions, operators=operators)
         except RegulationError as error:
             failed += 1
             for problem in error.problems:
@@ -36,7 +41,9 @@ def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 
 def _schema(out: TextIO) -> int:
-    json.dump(json_schema(), out, ensure_ascii=False, indent=2)
+    plugins = PluginManager()
+    schema = json_schema(plugins.action_models(), plugins.operator_schemas())
+    json.dump(schema, out, ensure_ascii=False, indent=2)
     out.write("\n")
     return 0
 
