@@ -25,7 +25,9 @@ from typing import Any
 
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
+from crmrules.adapters.notifiers import LogNotifier
 from crmrules.clock import Clock, SystemClock
+from crmrules.delivery import DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RecordError
 from crmrules.model import (
     Client,
@@ -40,7 +42,6 @@ from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
-from crmrules.rules.schema import BUILTIN_ACTIONS
 from crmrules.rules.territories import recompute
 from crmrules.store import AuditEntry, Store, Transaction
 
@@ -457,7 +458,7 @@ class Engine:
     def __init__(
         self,
         regulation: Regulation,
-        store: Store | None = None,
+        store: Store | str | None = None,
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
         *,
@@ -465,9 +466,9 @@ class Engine:
         plugin_manager: PluginManager | None = None,
     ) -> None:
         self.regulation = regulation
-        self.store: Store = store if store is not None else MemoryStore()
         self.clock: Clock = clock or SystemClock()
         self.plugins = plugin_manager or PluginManager(plugins, entry_points=entry_points)
+        self.store: Store = _open_store(store, self.plugins)
         self._actions: dict[str, ActionPlugin] = self.plugins.actions()
         self._by_event: dict[str, list[Rule]] = {}
         for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
@@ -479,15 +480,16 @@ class Engine:
     def from_path(
         cls,
         *paths: str | Path,
-        store: Store | None = None,
+        store: Store | str | None = None,
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
         entry_points: bool = True,
     ) -> Engine:
         """Load the regulation at ``paths`` (with the plugins' actions and operators)."""
         manager = PluginManager(plugins, entry_points=entry_points)
-        actions = {**BUILTIN_ACTIONS, **{a.name: a.params for a in manager.actions().values()}}
-        regulation = load_regulation(*paths, actions=actions, operators=manager.operators())
+        regulation = load_regulation(
+            *paths, actions=manager.action_models(), operators=manager.operators()
+        )
         return cls(regulation, store, clock, plugin_manager=manager)
 
     # -- lookups used by a run
@@ -665,6 +667,19 @@ class Engine:
         if manager_id is not None and run.find_manager(manager_id) is None:
             raise RefusedError(f"unknown manager {manager_id!r}")
 
+    def deliver(
+        self, notifiers: Mapping[str, Notifier] | None = None, *, limit: int = 100
+    ) -> DeliveryReport:
+        """Deliver due mailings and notifications from the outbox.
+
+        Channels: ``log`` (built in), the plugins' notifiers, and ``notifiers``
+        given here (e.g. an SmtpNotifier named ``email``), later ones winning.
+        """
+        available: dict[str, Notifier] = {"log": LogNotifier()}
+        available.update(self.plugins.notifiers())
+        available.update(notifiers or {})
+        return deliver_due(self.store, available, self.clock.now(), limit=limit)
+
     # -- reading
 
     def tasks(self, **filters: Any) -> list[Task]:
@@ -678,6 +693,22 @@ class Engine:
     def get_deal(self, deal_id: str) -> Deal | None:
         with self.store.transaction() as tx:
             return tx.get_deal(deal_id)
+
+
+def _open_store(store: Store | str | None, plugins: PluginManager) -> Store:
+    """A store object as given, or opened from a URL (``memory://`` or a plugin's scheme)."""
+    if store is None:
+        return MemoryStore()
+    if not isinstance(store, str):
+        return store
+    scheme = store.split(":", 1)[0]
+    if scheme == "memory":
+        return MemoryStore()
+    factories = plugins.stores()
+    if scheme in factories:
+        return factories[scheme](store)
+    known = ", ".join(["memory", *sorted(factories)])
+    raise CrmRulesError(f"no store for {scheme}:// URLs (known: {known})")
 
 
 def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: Regulation) -> Any:

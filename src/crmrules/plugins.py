@@ -27,6 +27,7 @@ import pluggy
 from pydantic import BaseModel
 
 from crmrules.rules.fields import FieldType
+from crmrules.rules.schema import BUILTIN_ACTIONS
 
 if TYPE_CHECKING:
     from crmrules.actions import ActionContext
@@ -130,6 +131,21 @@ class PluginManager:
         found: dict[str, ActionPlugin] = {}
         self._pm.hook.register_actions(register=_collector(found, "action"))
         return found
+
+    def action_models(self) -> dict[str, type[BaseModel]]:
+        """Every action's parameter model, built-in and plugins', for loading and the schema."""
+        plugin_models = {action.name: action.params for action in self.actions().values()}
+        clashes = sorted(plugin_models.keys() & BUILTIN_ACTIONS.keys())
+        if clashes:
+            raise ValueError(f"a plugin redefines the built-in action {clashes[0]!r}")
+        return {**BUILTIN_ACTIONS, **plugin_models}
+
+    def operator_schemas(self) -> dict[str, dict[str, Any]]:
+        """The JSON Schema of each plugin operator's value."""
+        return {
+            name: dict(op.schema or {"description": f"{name} (from a plugin)"})
+            for name, op in self.operators().items()
+        }
 
     def operators(self) -> dict[str, OperatorPlugin]:
         found: dict[str, OperatorPlugin] = {}

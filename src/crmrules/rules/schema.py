@@ -260,13 +260,14 @@ _OPERATOR_SCHEMA: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _condition_schema() -> dict[str, Any]:
+def _condition_schema(operators: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     leaf = {
         "type": "object",
         "properties": {
             "field": {"type": "string", "description": "a field path such as client.region"},
             "ignore_case": {"type": "boolean"},
             **_OPERATOR_SCHEMA,
+            **operators,
         },
         "required": ["field"],
         "additionalProperties": False,
@@ -336,11 +337,18 @@ _TRIGGER_SCHEMA: dict[str, Any] = {
 }
 
 
-def json_schema(actions: Mapping[str, type[BaseModel]] = BUILTIN_ACTIONS) -> dict[str, Any]:
-    """The JSON Schema of the rule language, with the given actions (built-in plus plugins')."""
+def json_schema(
+    actions: Mapping[str, type[BaseModel]] = BUILTIN_ACTIONS,
+    operators: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The JSON Schema of the rule language, with the given actions and extra operators.
+
+    ``actions`` are the built-in ones plus plugins'; ``operators`` maps a plugin
+    operator's name to the JSON Schema of its value.
+    """
     schema = RegulationSpec.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema.setdefault("$defs", {})
-    defs["Condition"] = _condition_schema()
+    defs["Condition"] = _condition_schema(operators or {})
     defs["Trigger"] = _TRIGGER_SCHEMA
     action_variants = []
     for name, model in sorted(actions.items()):

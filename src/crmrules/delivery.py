@@ -1,0 +1,241 @@
+"""Delivery: notifiers send what the engine put in the outbox.
+
+The engine writes an ``OutboxMessage`` in the same transaction as the rest
+of an event's effects, so a rolled-back event sends nothing. ``deliver_due``
+sends the due messages afterwards through the notifier named by each
+message's ``channel``, and records the outcome: sent, retried later with
+exponential backoff, or failed for good. A notifier that is down only
+delays its messages; they stay in the outbox.
+
+Delivery is at least once, not exactly once. The notifier runs outside any
+transaction (a slow SMTP server must not hold a database transaction open),
+so a crash between a successful send and the status write sends the message
+again on the next run. Notifiers make that duplicate harmless downstream
+with the message's idempotency key: the SMTP notifier derives the
+Message-ID from it and the webhook notifier sends it as ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from crmrules.errors import CrmRulesError
+from crmrules.store import MessageStatus, OutboxMessage, Store
+
+log = logging.getLogger("crmrules.delivery")
+
+
+class DeliveryError(CrmRulesError):
+    """A notifier could not deliver a message.
+
+    ``permanent`` means retrying cannot help (a refused recipient, a
+    malformed address, an HTTP 4xx): the message is marked failed at once.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Notifier(Protocol):
+    """Sends one outbox message; named by the ``channel`` of the messages it sends."""
+
+    name: str
+
+    def send(self, message: OutboxMessage) -> None:
+        """Deliver the message or raise (``DeliveryError`` says whether to retry)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry: exponential backoff with a cap.
+
+    There is no jitter on purpose: delays are a pure function of the attempt
+    count, so tests and simulated clocks can say exactly when a message is
+    due again. A host that runs many workers against one busy endpoint can
+    add jitter in its own scheduler.
+    """
+
+    max_attempts: int = 8
+    first_delay: timedelta = timedelta(seconds=30)
+    factor: float = 2.0
+    max_delay: timedelta = timedelta(hours=6)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.first_delay < timedelta(0):
+            raise ValueError("first_delay must not be negative")
+        if self.factor < 1:
+            raise ValueError("factor must be at least 1")
+        if self.max_delay < self.first_delay:
+            raise ValueError("max_delay must not be shorter than first_delay")
+
+    def delay(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt (1 → first_delay)."""
+        cap = self.max_delay.total_seconds()
+        try:
+            seconds = self.first_delay.total_seconds() * self.factor ** max(attempts - 1, 0)
+        except OverflowError:
+            return self.max_delay
+        return self.max_delay if seconds >= cap else timedelta(seconds=seconds)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver_due`` run did.
+
+    ``errors`` has one ``(key, error)`` per message not sent in this run,
+    whether it will be retried or has failed for good.
+    """
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"delivery: {self.sent} sent, {self.retried} to retry, {self.failed} failed"
+
+
+def deliver_due(
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    now: datetime,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    limit: int = 100,
+) -> DeliveryReport:
+    """Send up to ``limit`` due outbox messages and record each outcome.
+
+    Reads the due messages in one short transaction, sends each outside any
+    transaction, and records each outcome in a transaction of its own, so a
+    crash loses at most the status of the message being sent (which is then
+    sent again: see the module docstring). Never raises because a notifier
+    failed; store errors do propagate.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    with store.transaction() as tx:
+        due = tx.due_messages(now, limit)
+
+    report = DeliveryReport()
+    for message in due:
+        notifier = notifiers.get(message.channel)
+        if notifier is None:
+            error = f"no notifier for channel {message.channel!r}"
+            _record(store, message, _unroutable(message, error, now, policy))
+            log.warning("message %s not sent: %s; will retry", message.key, error)
+            report.retried += 1
+            report.errors.append((message.key, error))
+            continue
+        try:
+            notifier.send(message)
+        except Exception as exc:
+            error = _describe(exc)
+            permanent = isinstance(exc, DeliveryError) and exc.permanent
+            outcome = _failed(message, error, permanent, now, policy)
+            _record(store, message, outcome)
+            report.errors.append((message.key, error))
+            if outcome.status is MessageStatus.FAILED:
+                report.failed += 1
+                log.error(
+                    "message %s via %s failed after %d attempt(s): %s",
+                    message.key,
+                    message.channel,
+                    outcome.attempts,
+                    error,
+                )
+            else:
+                report.retried += 1
+                log.warning(
+                    "message %s via %s not sent (attempt %d): %s; retry at %s",
+                    message.key,
+                    message.channel,
+                    outcome.attempts,
+                    error,
+                    outcome.next_attempt_at.isoformat(),
+                )
+        else:
+            sent = message.model_copy(
+                update={
+                    "status": MessageStatus.SENT,
+                    "attempts": message.attempts + 1,
+                    "sent_at": now,
+                    "last_error": None,
+                }
+            )
+            _record(store, message, sent)
+            report.sent += 1
+            log.info("message %s sent via %s", message.key, message.channel)
+    if due:
+        log.info("%s", report)
+    return report
+
+
+def _describe(exc: Exception) -> str:
+    """One line for ``last_error``: our own errors as they are, others with their type."""
+    text = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:1000]
+
+
+def _failed(
+    message: OutboxMessage, error: str, permanent: bool, now: datetime, policy: RetryPolicy
+) -> OutboxMessage:
+    attempts = message.attempts + 1
+    give_up = permanent or attempts >= policy.max_attempts
+    return message.model_copy(
+        update={
+            "status": MessageStatus.FAILED if give_up else MessageStatus.PENDING,
+            "attempts": attempts,
+            "last_error": error,
+            "next_attempt_at": message.next_attempt_at if give_up else now + policy.delay(attempts),
+        }
+    )
+
+
+def _unroutable(
+    message: OutboxMessage, error: str, now: datetime, policy: RetryPolicy
+) -> OutboxMessage:
+    """No notifier for the channel: nothing was tried, so no attempt is counted.
+
+    The message waits (first_delay at a time) until the host registers a
+    notifier for its channel; it never fails for this reason alone.
+    """
+    return message.model_copy(
+        update={"last_error": error, "next_attempt_at": now + policy.first_delay}
+    )
+
+
+def _record(store: Store, read: OutboxMessage, outcome: OutboxMessage) -> None:
+    """Write the outcome unless someone else settled the message meanwhile.
+
+    Two workers may pick the same message; the one that finishes second
+    must not turn the other's SENT back into PENDING.
+    """
+    with store.transaction() as tx:
+        current = tx.get_message(read.key)
+        if current is None or current.status is not MessageStatus.PENDING:
+            log.info("message %s was settled by another worker; outcome not recorded", read.key)
+            return
+        tx.put_message(outcome)
+
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DeliveryError",
+    "DeliveryReport",
+    "Notifier",
+    "RetryPolicy",
+    "deliver_due",
+]
