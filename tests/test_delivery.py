@@ -8,28 +8,25 @@ with timeouts), and a down server is a closed port, which fails at once.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import json
 import logging
-import socket
 import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage, MIMEPart
+from email.message import MIMEPart
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from crmrules.adapters import LogNotifier, MemoryStore, SmtpNotifier, WebhookNotifier
 from crmrules.delivery import DeliveryError, DeliveryReport, RetryPolicy, deliver_due
 from crmrules.store import MessageStatus, OutboxMessage
+from localservers import MailHandler, free_port, smtp_server
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 FIRST_DELAY = RetryPolicy().first_delay
@@ -59,72 +56,6 @@ def stored(store: MemoryStore, key: str) -> OutboxMessage:
         found = tx.get_message(key)
     assert found is not None
     return found
-
-
-def free_port() -> int:
-    """A port nothing listens on (for a moment): a server that is down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-# -- a real SMTP server
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-
-    def parsed(self) -> EmailMessage:
-        parsed = email.message_from_bytes(self.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-@dataclass
-class MailHandler:
-    """An aiosmtpd handler that keeps what it accepts and refuses some recipients."""
-
-    refuse: frozenset[str] = frozenset()
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 No such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
-        )
-        return "250 Message accepted for delivery"
-
-
-@contextmanager
-def smtp_server(handler: MailHandler, port: int) -> Iterator[Controller]:
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=port, server_hostname="localhost", ready_timeout=5.0
-    )
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
-        controller.loop.close()
-
-
-@pytest.fixture
-def mail() -> Iterator[tuple[MailHandler, int]]:
-    handler = MailHandler(refuse=frozenset({"nobody@example.com"}))
-    port = free_port()
-    with smtp_server(handler, port):
-        yield handler, port
 
 
 def smtp_notifier(port: int, **options: Any) -> SmtpNotifier:

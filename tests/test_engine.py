@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from crmrules import Client, Deal, Event, Manager, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import ActionError, Engine
-from crmrules.model import TaskStatus
 from crmrules.plugins import ActionPlugin, hookimpl
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -48,9 +47,12 @@ def make(tmp_path: Path, rules: str, *, plugins: tuple[object, ...] = ()) -> Eng
     path = tmp_path / "regulation.yaml"
     path.write_text(HEADER + textwrap.dedent(rules), encoding="utf-8")
     return Engine.from_path(
-        path, store=MemoryStore(), clock=SimulatedClock(START), plugins=plugins,
+        path,
+        store=MemoryStore(),
+        clock=SimulatedClock(START),
+        plugins=plugins,
         entry_points=False,
-    )  # fmt: skip
+    )
 
 
 def client(engine: Engine, client_id: str = "c1", **fields: Any) -> None:
@@ -355,7 +357,10 @@ def test_changed_from_and_changed_to_see_the_update(tmp_path: Path) -> None:
         rules:
           - id: downgraded
             on: client.updated
-            if: {all: [{field: client.segment, changed_from: A}, {field: client.segment, changed_to: C}]}
+            if:
+              all:
+                - {field: client.segment, changed_from: A}
+                - {field: client.segment, changed_to: C}
             then: [{create_task: {title: "Сегмент понижен"}}]
           - id: any-change
             on: client.updated

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crmrules import Client, Deal, Event, SimulatedClock
-from crmrules.adapters.memory import MemoryStore
+from crmrules.adapters import MemoryStore, SmtpNotifier
 from crmrules.engine import Engine, RefusedError
-from crmrules.model import TaskStatus
+from crmrules.model import MailingStatus, TaskStatus
+from localservers import MailHandler
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "client-service"
 MSK = ZoneInfo("Europe/Moscow")
@@ -94,8 +95,13 @@ def test_payment_cancels_the_call_and_moves_the_deal_to_production(
 ) -> None:
     move_to(engine, "measurement", "design", "offer", "invoice")
     engine.handle(
-        Event(id="inv-1", type="invoice.issued", occurred_at=clock.now(), deal="d1",
-              data={"invoice_number": "INV-1"})  # fmt: skip
+        Event(
+            id="inv-1",
+            type="invoice.issued",
+            occurred_at=clock.now(),
+            deal="d1",
+            data={"invoice_number": "INV-1"},
+        )
     )
     assert [t[0] for t in open_tasks(engine)] == ["call"]
     result = engine.handle(
@@ -172,3 +178,46 @@ def test_custom_fields_are_typed_when_stored(engine: Engine) -> None:
     assert client.fields["employees"] == 260
     # 260 employees in Moscow: the client is now also in msk-enterprise.
     assert client.territories == frozenset({"msk", "msk-enterprise"})
+
+
+def test_a_cyrillic_mailing_is_rendered_and_delivered_over_real_smtp(
+    engine: Engine, clock: SimulatedClock, mail: tuple[MailHandler, int]
+) -> None:
+    handler, port = mail
+    engine.handle(
+        Event(
+            id="inv-42",
+            type="invoice.issued",
+            occurred_at=clock.now(),
+            deal="d1",
+            data={"invoice_number": "СЧ-42"},
+        )
+    )
+    smtp = SmtpNotifier(
+        "127.0.0.1",
+        port,
+        sender="Отдел продаж <sales@example.ru>",
+        timeout=2.0,
+        local_hostname="localhost",
+    )
+    report = engine.deliver({"email": smtp})
+    assert (report.sent, report.failed) == (1, 0)
+    (received,) = handler.received
+    assert received.rcpt_tos == ["info@romashka.ru"]
+    message = received.parsed()
+    assert message["Subject"] == "Счёт СЧ-42 ожидает оплаты"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    assert (
+        text.get_content()
+        .replace("\r\n", "\n")
+        .startswith("Здравствуйте, Анна Сергеевна!\n\nНапоминаем, что счёт СЧ-42 ожидает оплаты.")
+    )
+    assert "<p>Здравствуйте, Анна Сергеевна!</p>" in html.get_content()
+    with engine.store.transaction() as tx:
+        (mailing,) = tx.find_mailings(client="c1")
+    assert mailing.status is MailingStatus.SENT
+    # Delivering again sends nothing more.
+    assert engine.deliver({"email": smtp}).sent == 0
+    assert len(handler.received) == 1

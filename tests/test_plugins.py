@@ -133,9 +133,12 @@ def make(tmp_path: Path, plugin: Recorder, text: str = REGULATION) -> Engine:
     path = tmp_path / "regulation.yaml"
     path.write_text(text, encoding="utf-8")
     return Engine.from_path(
-        path, store="test://one", clock=SimulatedClock(START), plugins=[plugin],
+        path,
+        store="test://one",
+        clock=SimulatedClock(START),
+        plugins=[plugin],
         entry_points=False,
-    )  # fmt: skip
+    )
 
 
 def test_every_hook_runs_through_the_engine(tmp_path: Path) -> None:
@@ -260,12 +263,20 @@ def test_entry_point_plugins_reach_validate_and_schema(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     validate = subprocess.run(
         [sys.executable, "-m", "crmrules", "validate", str(regulation)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert validate.returncode == 0, validate.stderr
     schema = subprocess.run(
         [sys.executable, "-m", "crmrules", "schema"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     leaf = json.loads(schema.stdout)["$defs"]["Condition"]["anyOf"][0]["properties"]
     assert "valid_inn" in leaf

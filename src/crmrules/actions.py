@@ -318,8 +318,13 @@ def move_stage(params: schema.MoveStage, ctx: ActionContext) -> None:
             f"(allowed from {deal.stage}: {allowed})"
         )
     ctx.store_deal(deal.model_copy(update={"stage": target}), deal)
-    ctx.effect("stage_moved", f"deal {deal.id}: {deal.stage} → {target}", deal=deal.id,
-               before=deal.stage, after=target)  # fmt: skip
+    ctx.effect(
+        "stage_moved",
+        f"deal {deal.id}: {deal.stage} → {target}",
+        deal=deal.id,
+        before=deal.stage,
+        after=target,
+    )
 
 
 def assign_manager(params: schema.AssignSpec, ctx: ActionContext) -> None:
@@ -459,9 +464,11 @@ def emit(params: schema.Emit, ctx: ActionContext) -> None:
         for key, value in params.data.items()
     }
     ctx.raise_event(
-        params.type, client=client.id if client else None, deal=deal.id if deal else None,
+        params.type,
+        client=client.id if client else None,
+        deal=deal.id if deal else None,
         data=data,
-    )  # fmt: skip
+    )
     ctx.effect("event_emitted", f"event {params.type} raised", type=params.type)
 
 

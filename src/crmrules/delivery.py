@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from crmrules.errors import CrmRulesError
+from crmrules.model import MailingStatus
 from crmrules.store import MessageStatus, OutboxMessage, Store
 
 log = logging.getLogger("crmrules.delivery")
@@ -229,6 +230,10 @@ def _record(store: Store, read: OutboxMessage, outcome: OutboxMessage) -> None:
             log.info("message %s was settled by another worker; outcome not recorded", read.key)
             return
         tx.put_message(outcome)
+        mailing = tx.get_mailing(outcome.mailing) if outcome.mailing else None
+        if mailing is not None and outcome.status is not MessageStatus.PENDING:
+            status = MailingStatus(outcome.status.value)
+            tx.put_mailing(mailing.model_copy(update={"status": status}))
 
 
 __all__ = [

@@ -209,6 +209,13 @@ class MemoryTransaction:
         self._put(self._s.mailings, mailing.id, _copy(mailing))
         return True
 
+    def get_mailing(self, mailing_id: str) -> Mailing | None:
+        mailing = self._s.mailings.get(mailing_id)
+        return None if mailing is None else _copy(mailing)
+
+    def put_mailing(self, mailing: Mailing) -> None:
+        self._put(self._s.mailings, mailing.id, _copy(mailing))
+
     def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
         found = [m for m in self._s.mailings.values() if client is None or m.client == client]
         return [

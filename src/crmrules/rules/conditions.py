@@ -416,8 +416,12 @@ def _plugin_leaf(
     plugin = scope.operators[name]
     if spec.type not in plugin.types:
         fits = ", ".join(sorted(t.value for t in plugin.types))
-        scope.error((*path, name), f"operator {name!r} does not fit {spec.path}, which is "
-                    f"{spec.type.value}", f"{name} works on {fits}", key=True)  # fmt: skip
+        scope.error(
+            (*path, name),
+            f"operator {name!r} does not fit {spec.path}, which is {spec.type.value}",
+            f"{name} works on {fits}",
+            key=True,
+        )
         return None
     if "ignore_case" in raw:
         scope.error((*path, "ignore_case"), f"ignore_case does not apply to {name}", key=True)

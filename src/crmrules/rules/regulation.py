@@ -490,8 +490,9 @@ class _Compiler:
                 if not self._unique(stage_seen, stage.id, s_path, "stage"):
                     continue
                 deadline = self._duration(stage.deadline, (*s_path, "deadline"))
-                stages.append(Stage(id=stage.id, name=stage.name, deadline=deadline,
-                                    final=stage.final))  # fmt: skip
+                stages.append(
+                    Stage(id=stage.id, name=stage.name, deadline=deadline, final=stage.final)
+                )
             transitions: dict[str, tuple[str, ...]] = {}
             for t_index, transition in enumerate(spec.transitions):
                 t_path = (*path, "transitions", t_index)
@@ -877,8 +878,9 @@ class _Compiler:
                 "deal.stage": "use move_stage",
                 "client.territories": "use add_to_territory / remove_from_territory",
             }
-            self.error((*path, "field"), f"{spec.path} cannot be set by a rule",
-                       advice.get(spec.path))  # fmt: skip
+            self.error(
+                (*path, "field"), f"{spec.path} cannot be set by a rule", advice.get(spec.path)
+            )
             return
         value = params.value
         if isinstance(value, str) and ("{{" in value or "{%" in value):
