@@ -43,10 +43,12 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, Store, Transaction
+from crmrules.store import AuditEntry, ConflictError, Store, Transaction
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
+#: How often a call is tried when another process changed the same rows meanwhile.
+CONFLICT_RETRIES = 5
 
 
 class RefusedError(CrmRulesError):
@@ -526,23 +528,45 @@ class Engine:
             "event", event.id, event.data, self.regulation.calendar
         )
         typed = event.model_copy(update={"data": data})
-        return self._run(typed.id, lambda run: run.cascade(typed))
+        return self._run(typed.id, (typed.client, typed.deal), lambda run: run.cascade(typed))
 
-    def _run(self, event_id: str, body: Callable[[Run], None]) -> Result:
-        with self.store.transaction() as tx:
-            earlier = tx.event_result(event_id)
-            if earlier is not None:
-                return Result.from_dict(earlier, duplicate=True)
-            run = Run(self, tx, self.clock.now(), Result(event_id))
-            body(run)
-            for entry in run.audit:
-                tx.add_audit(entry)
-            tx.save_event_result(event_id, run.result.to_dict())
-            return run.result
+    def _run(
+        self,
+        event_id: str,
+        subject: tuple[str | None, str | None],
+        body: Callable[[Run], None],
+    ) -> Result:
+        """One transaction: lock the subject, act once per event id, keep result and audit.
 
-    def _host_change(self, event_id: str | None, change: Callable[[Run], None]) -> Result:
+        A ConflictError (another process touched the same rows) rolls back
+        and retries the whole call; the retry usually finds the other
+        process's result under the same event id.
+        """
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                with self.store.transaction() as tx:
+                    tx.lock_subject(*subject)
+                    earlier = tx.event_result(event_id)
+                    if earlier is not None:
+                        return Result.from_dict(earlier, duplicate=True)
+                    run = Run(self, tx, self.clock.now(), Result(event_id))
+                    body(run)
+                    for entry in run.audit:
+                        tx.add_audit(entry)
+                    tx.save_event_result(event_id, run.result.to_dict())
+                    return run.result
+            except ConflictError:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _host_change(
+        self,
+        event_id: str | None,
+        subject: tuple[str | None, str | None],
+        change: Callable[[Run], None],
+    ) -> Result:
         """Apply a host's change and run the events it raises, as one transaction."""
-        event_id = event_id or _new_id()
 
         def body(run: Run) -> None:
             change(run)
@@ -550,7 +574,7 @@ class Engine:
                 first = run.queue.pop(0).event
                 run.cascade(first)
 
-        return self._run(event_id, body)
+        return self._run(event_id or _new_id(), subject, body)
 
     def create_client(self, client: Client, *, event_id: str | None = None) -> Result:
         def change(run: Run) -> None:
@@ -562,7 +586,7 @@ class Engine:
             )
             run.store_client(stamped, None, None, 0)
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (client.id, None), change)
 
     def update_client(
         self, client_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
@@ -578,7 +602,7 @@ class Engine:
                 self._check_responsible(run, new.responsible)
             run.store_client(new, old, None, 0)
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (client_id, None), change)
 
     def create_deal(self, deal: Deal, *, event_id: str | None = None) -> Result:
         def change(run: Run) -> None:
@@ -588,7 +612,7 @@ class Engine:
                 raise RefusedError(f"deal {deal.id}: no client {deal.client!r}")
             run.store_deal(deal, None, None, 0)
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (deal.client, None), change)
 
     def update_deal(
         self, deal_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
@@ -601,7 +625,7 @@ class Engine:
                 raise RefusedError(f"no deal {deal_id!r}")
             run.store_deal(_apply(old, changes, "deal", self.regulation), old, None, 0)
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (None, deal_id), change)
 
     def move_stage(self, deal_id: str, stage: str, *, event_id: str | None = None) -> Result:
         return self.update_deal(deal_id, {"stage": stage}, event_id=event_id)
@@ -611,6 +635,11 @@ class Engine:
             task = run.tx.get_task(task_id)
             if task is None:
                 raise RefusedError(f"no task {task_id!r}")
+            # Lock the task's client and deal, then read it again: another
+            # process may have completed it while we waited for the lock.
+            run.tx.lock_subject(task.client, task.deal)
+            task = run.tx.get_task(task_id)
+            assert task is not None
             if task.status is not TaskStatus.OPEN:
                 raise RefusedError(f"task {task_id} is already {task.status.value}")
             run.tx.put_task(
@@ -625,7 +654,7 @@ class Engine:
                 data={"task": task.id, "kind": task.kind, "rule": task.rule},
             )
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (None, None), change)
 
     def log_interaction(self, interaction: Interaction, *, event_id: str | None = None) -> Result:
         """Record a call, meeting or e-mail; it moves the client's last_contact_at forward."""
@@ -656,7 +685,7 @@ class Engine:
                 },
             )
 
-        return self._host_change(event_id, change)
+        return self._host_change(event_id, (interaction.client, interaction.deal), change)
 
     def put_manager(self, manager: Manager) -> None:
         """Store or replace a manager (no rules run)."""

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from crmrules.errors import CrmRulesError
 from crmrules.model import (
     Client,
     Contact,
@@ -78,8 +79,25 @@ class AuditEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConflictError(CrmRulesError):
+    """Another transaction changed the same rows; the whole call may simply be retried.
+
+    SQL stores raise it for unique-key races (the same event handled by two
+    processes at once), serialization failures and deadlocks. The engine
+    retries the call a few times before giving up.
+    """
+
+
 class Transaction(Protocol):
-    """One unit of work; see Store.transaction."""
+    """One unit of work; see Store.transaction.
+
+    ``lock_subject`` is called first in every engine call that concerns a
+    client or deal: a SQL store takes row locks there (``SELECT ... FOR
+    UPDATE``), so two processes working on the same client take turns instead
+    of overwriting each other's changes.
+    """
+
+    def lock_subject(self, client_id: str | None, deal_id: str | None) -> None: ...
 
     # -- records the host owns (or mirrors)
     def get_client(self, client_id: str) -> Client | None: ...
@@ -131,7 +149,10 @@ class Transaction(Protocol):
     # -- engine state
     def event_result(self, event_id: str) -> dict[str, Any] | None: ...
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None: ...
-    def get_rotation(self, key: str) -> int: ...
+    def get_rotation(self, key: str) -> int:
+        """The counter under ``key`` (0 if none); a SQL store locks its row until commit."""
+        ...
+
     def set_rotation(self, key: str, value: int) -> None: ...
     def last_fired(self, rule_id: str, scope: str) -> datetime | None: ...
     def record_fired(self, rule_id: str, scope: str, at: datetime) -> None: ...
@@ -153,6 +174,7 @@ class Store(Protocol):
 
 __all__ = [
     "AuditEntry",
+    "ConflictError",
     "MessageStatus",
     "OutboxMessage",
     "Store",

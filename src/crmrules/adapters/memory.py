@@ -98,6 +98,9 @@ class MemoryTransaction:
 
     # -- records
 
+    def lock_subject(self, client_id: str | None, deal_id: str | None) -> None:
+        """Nothing to do: the store's lock already serialises transactions."""
+
     def get_client(self, client_id: str) -> Client | None:
         client = self._s.clients.get(client_id)
         return None if client is None else _copy(client)
