@@ -7,7 +7,7 @@ again, and the audit log can be read back long after.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OutcomeStatus = Literal["fired", "not_matched", "held"]
@@ -103,7 +103,15 @@ class Result:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for the store; effects' data are plain JSON values already."""
+        return {
+            "event_id": self.event_id,
+            "duplicate": self.duplicate,
+            "events": [dict(vars(e)) for e in self.events],
+            "outcomes": [dict(vars(o)) for o in self.outcomes],
+            "effects": [{**vars(e), "data": dict(e.data)} for e in self.effects],
+            "errors": list(self.errors),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Result:

@@ -34,7 +34,19 @@ _MISSING = object()
 
 
 def _copy(model: M) -> M:
-    return model.model_copy(deep=True)
+    """A copy the caller may change freely.
+
+    Record attributes are immutable values (text, numbers, frozensets,
+    datetimes) except dicts of custom fields and lists of nested models;
+    copying just those is many times faster than a deep copy.
+    """
+    changes: dict[str, Any] = {}
+    for name, value in model.__dict__.items():
+        if isinstance(value, dict):
+            changes[name] = dict(value)
+        elif isinstance(value, list):
+            changes[name] = [v.model_copy() if isinstance(v, BaseModel) else v for v in value]
+    return model.model_copy(update=changes)
 
 
 class _State:
