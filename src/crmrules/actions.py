@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crmrules.calendar import Duration
+from crmrules.errors import RecordError
 from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
 from crmrules.result import Effect
 from crmrules.rules import schema
@@ -104,7 +105,8 @@ class ActionContext:
     # -- changing
 
     def effect(self, kind: str, summary: str, /, **data: Any) -> None:
-        self._run.add_effect(Effect(kind, self.event.id, self.rule.id, summary, _json(data)))
+        effect = Effect(kind, self.event.id, self.rule.id, summary, _json(data))
+        self._run.add_effect(effect, self.event)
 
     def raise_event(
         self,
@@ -357,6 +359,11 @@ def set_field(params: schema.SetField, ctx: ActionContext) -> None:
             value = coerce(spec, value, ctx.regulation.calendar)
         except ValueError as error:
             raise ActionRefused(f"{spec.path}: {error}") from None
+    if spec.path == "client.responsible" and value is not None:
+        manager = ctx.find_manager(str(value))
+        if manager is None or not manager.active:
+            state = "unknown" if manager is None else "inactive"
+            raise ActionRefused(f"{state} manager {value!r} cannot be responsible")
     record: Client | Deal | None = client if spec.namespace == "client" else deal
     if record is None:
         raise ActionRefused(f"the event has no {spec.namespace} to set {spec.path} on")
@@ -459,10 +466,16 @@ def notify(params: schema.Notify, ctx: ActionContext) -> None:
 
 def emit(params: schema.Emit, ctx: ActionContext) -> None:
     client, deal = ctx.subjects()
-    data = {
+    rendered = {
         key: ctx.render(key, value) if isinstance(value, str) else value
         for key, value in params.data.items()
     }
+    try:
+        data = ctx.regulation.fields.coerce_record(
+            "event", params.type, rendered, ctx.regulation.calendar
+        )
+    except RecordError as error:
+        raise ActionRefused(f"emit {params.type}: {error.field}: {error.message}") from None
     ctx.raise_event(
         params.type,
         client=client.id if client else None,

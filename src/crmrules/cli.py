@@ -48,6 +48,27 @@ def _schema(out: TextIO) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace, out: TextIO) -> int:
+    from crmrules.adapters import migrate
+
+    url = args.url or os.environ.get("CRMRULES_DATABASE_URL") or migrate.DEFAULT_URL
+    if args.db_command == "upgrade":
+        before = migrate.current(url, schema=args.schema)
+        migrate.upgrade(url, schema=args.schema)
+        after = migrate.current(url, schema=args.schema)
+        shown = migrate.display_url(url)
+        if before == after:
+            print(f"{shown}: already at {after} (head)", file=out)
+        else:
+            print(f"{shown}: upgraded from {before or 'empty'} to {after}", file=out)
+        return 0
+    revision = migrate.current(url, schema=args.schema)
+    head = migrate.head()
+    state = "up to date" if revision == head else f"behind: head is {head}"
+    print(f"{migrate.display_url(url)}: {revision or 'no crmrules tables'} ({state})", file=out)
+    return 0 if revision == head else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmrules",
@@ -68,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
         "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
         "on the first line of a YAML regulation.",
     )
+    db = commands.add_parser(
+        "db",
+        help="create or upgrade the crmrules tables in a database",
+        description="Manage the crmrules tables (all prefixed crmrules_, with their own "
+        "Alembic version table crmrules_alembic_version). URL defaults to "
+        "$CRMRULES_DATABASE_URL, else the embedded SQLite file.",
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("upgrade", "create the tables or bring them to the current version"),
+        ("current", "print the version of the tables; exit 1 if they are behind"),
+    ):
+        sub = db_commands.add_parser(name, help=text, description=text)
+        sub.add_argument("url", nargs="?", metavar="URL", help="e.g. postgresql+psycopg://...")
+        sub.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
     return parser
 
 
@@ -76,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.paths, sys.stdout, sys.stderr)
+        if args.command == "db":
+            return _db(args, sys.stdout)
         return _schema(sys.stdout)
     except CrmRulesError as error:
         print(f"error: {error}", file=sys.stderr)

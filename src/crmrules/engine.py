@@ -287,17 +287,17 @@ class Run:
             )
         )
 
-    def add_effect(self, effect: Effect) -> None:
+    def add_effect(self, effect: Effect, event: Event) -> None:
         self.result.effects.append(effect)
         self.audit.append(
             AuditEntry(
                 at=self.now,
-                event_id=effect.event_id,
-                event_type=effect.kind,
-                kind="effect",
+                event_id=event.id,
+                event_type=event.type,
+                kind="refused" if effect.kind == "refused" else "effect",
                 rule=effect.rule,
                 message=effect.summary,
-                data=effect.data,
+                data={"effect": effect.kind, **effect.data},
             )
         )
 

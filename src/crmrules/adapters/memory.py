@@ -8,6 +8,7 @@ it got from the store changes nothing inside it.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,10 +44,18 @@ def _copy(model: M) -> M:
     changes: dict[str, Any] = {}
     for name, value in model.__dict__.items():
         if isinstance(value, dict):
-            changes[name] = dict(value)
+            changes[name] = {k: _copy_value(v) for k, v in value.items()}
         elif isinstance(value, list):
-            changes[name] = [v.model_copy() if isinstance(v, BaseModel) else v for v in value]
+            changes[name] = [_copy_value(v) for v in value]
     return model.model_copy(update=changes)
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _copy(value)
+    if isinstance(value, dict | list | set):
+        return copy.deepcopy(value)
+    return value
 
 
 class _State:

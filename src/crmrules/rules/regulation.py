@@ -891,6 +891,9 @@ class _Compiler:
                 coerce(spec, value, self.calendar)
             except ValueError as error:
                 self.error((*path, "value"), f"value for {spec.path}: {error}")
+                return
+        if spec.path == "client.responsible" and isinstance(value, str):
+            self._check_manager(value, (*path, "value"))
 
     def _check_territory_ref(
         self, params: schema.TerritoryRef, path: PathKey, templates: dict[str, CompiledTemplate]
