@@ -182,7 +182,7 @@ def _assignee(
     if assignee is None or assignee == "responsible":
         if client is None or client.responsible is None:
             return None, " (no responsible manager: left unassigned)"
-        return client.responsible, ""
+        assignee = client.responsible
     if isinstance(assignee, str) and assignee != "territory":
         manager = ctx.find_manager(assignee)
         if manager is None or not manager.active:
