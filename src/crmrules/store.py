@@ -91,6 +91,12 @@ class ConflictError(CrmRulesError):
 class Transaction(Protocol):
     """One unit of work; see Store.transaction.
 
+    Records go in and come out as copies. Orders: ``iter_clients``,
+    ``list_managers``, ``deals_of`` and ``contacts_of`` by id;
+    ``find_tasks`` and ``find_mailings`` by (created_at, id); ``due_messages``
+    by (next_attempt_at, key); ``audit_log`` in the order written. An event
+    result is saved once per event id (a second save may raise ConflictError).
+
     ``lock_subject`` is called first in every engine call that concerns a
     client or deal: a SQL store takes row locks there (``SELECT ... FOR
     UPDATE``), so two processes working on the same client take turns instead

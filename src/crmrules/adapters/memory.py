@@ -274,10 +274,11 @@ class MemoryTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        return self._s.results.get(event_id)
+        result = self._s.results.get(event_id)
+        return None if result is None else copy.deepcopy(result)
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
-        self._put(self._s.results, event_id, result)
+        self._put(self._s.results, event_id, copy.deepcopy(result))
 
     def get_rotation(self, key: str) -> int:
         return self._s.rotations.get(key, 0)
@@ -299,11 +300,11 @@ class MemoryTransaction:
 
     def add_audit(self, entry: AuditEntry) -> None:
         log = self._s.audit
-        log.append(entry)
+        log.append(_copy(entry))
         self._undo.append(log.pop)
 
     def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
-        return [e for e in self._s.audit if event_id is None or e.event_id == event_id]
+        return [_copy(e) for e in self._s.audit if event_id is None or e.event_id == event_id]
 
 
 def _task_index(task: Task) -> list[tuple[str, str]]:
