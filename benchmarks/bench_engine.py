@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 
 from crmrules import Client, Deal, Engine, Event, SimulatedClock, Store
 from crmrules.adapters import MemoryStore, migrate
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 
 HEADER = """\
 version: 1
@@ -94,12 +94,7 @@ def make_regulation(folder: Path) -> Path:
 def run(regulation: Path, store: Store, events: int) -> float:
     """Events per second for ``events`` events after setting up 100 clients."""
     clock = SimulatedClock(datetime(2026, 3, 2, 7, tzinfo=UTC))
-    engine = Engine(
-        Engine.from_path(regulation, store=MemoryStore(), entry_points=False).regulation,
-        store=store,
-        clock=clock,
-        entry_points=False,
-    )
+    engine = Engine.from_path(regulation, store=store, clock=clock, entry_points=False)
     for index in range(100):
         engine.create_client(
             Client(

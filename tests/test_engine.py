@@ -424,7 +424,9 @@ def test_territory_events_and_manual_overrides(tmp_path: Path) -> None:
         ),
         encoding="utf-8",
     )
-    engine = Engine.from_path(path, clock=SimulatedClock(START), entry_points=False)
+    engine = Engine.from_path(
+        path, store=MemoryStore(), clock=SimulatedClock(START), entry_points=False
+    )
     client(engine)
     assert titles(engine) == ["Вход в msk"]
     engine.update_client("c1", {"region": "Санкт-Петербург"})

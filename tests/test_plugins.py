@@ -204,7 +204,10 @@ def test_plugin_actions_and_operators_are_in_the_schema() -> None:
 def test_an_unknown_store_scheme_is_a_clear_error(tmp_path: Path) -> None:
     from crmrules.errors import CrmRulesError
 
-    with pytest.raises(CrmRulesError, match=r"no store for nosuch:// URLs \(known: memory, test\)"):
+    with pytest.raises(
+        CrmRulesError,
+        match=r"no store for nosuch:// URLs \(known: memory, sqlite, postgresql, test\)",
+    ):
         make(tmp_path, Recorder()).__class__.from_path(
             tmp_path / "regulation.yaml",
             store="nosuch://x",

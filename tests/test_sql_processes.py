@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 pytest.importorskip("crmrules.adapters.sqlalchemy")
 
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 
 import processes
 from crmrules import Client, Engine
@@ -70,9 +69,7 @@ def run_all(*targets: tuple[object, tuple[object, ...]], timeout: float = 120) -
 
 
 def open_engine(regulation: str, url: str, schema: str | None) -> Engine:
-    return Engine.from_path(
-        regulation, store=SQLAlchemyStore(url, schema=schema), entry_points=False
-    )
+    return processes.engine(regulation, url, schema)
 
 
 def test_two_processes_on_one_client_lose_no_update_and_duplicate_nothing(

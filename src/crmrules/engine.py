@@ -26,6 +26,7 @@ from typing import Any
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RecordError
@@ -724,19 +725,29 @@ class Engine:
             return tx.get_deal(deal_id)
 
 
+#: URL schemes the SQL store opens (with any ``+driver``).
+SQL_SCHEMES = ("sqlite", "postgresql")
+
+
 def _open_store(store: Store | str | None, plugins: PluginManager) -> Store:
-    """A store object as given, or opened from a URL (``memory://`` or a plugin's scheme)."""
+    """A store as given, or opened from a URL; None is the embedded default.
+
+    The default is the SQLite file in ``$CRMRULES_DATABASE_URL``, else
+    ``crmrules.sqlite3`` in the current directory (created on first use).
+    """
     if store is None:
-        return MemoryStore()
+        return default_store()
     if not isinstance(store, str):
         return store
     scheme = store.split(":", 1)[0]
     if scheme == "memory":
         return MemoryStore()
+    if scheme.split("+", 1)[0] in SQL_SCHEMES:
+        return SQLAlchemyStore(store)
     factories = plugins.stores()
     if scheme in factories:
         return factories[scheme](store)
-    known = ", ".join(["memory", *sorted(factories)])
+    known = ", ".join(["memory", *SQL_SCHEMES, *sorted(factories)])
     raise CrmRulesError(f"no store for {scheme}:// URLs (known: {known})")
 
 

@@ -72,4 +72,20 @@ class RecordError(CrmRulesError):
         super().__init__(f"{record}: field {field!r}: {message}")
 
 
-__all__ = ["CrmRulesError", "Location", "Problem", "RecordError", "RegulationError"]
+class StoreError(CrmRulesError):
+    """The database cannot be used: a bad URL, an unreachable server, a refused login."""
+
+
+class SchemaError(StoreError):
+    """The database has no crmrules tables, or tables of another crmrules version."""
+
+
+__all__ = [
+    "CrmRulesError",
+    "Location",
+    "Problem",
+    "RecordError",
+    "RegulationError",
+    "SchemaError",
+    "StoreError",
+]

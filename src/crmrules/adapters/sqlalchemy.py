@@ -1,0 +1,1018 @@
+"""The SQL store: SQLite by default, PostgreSQL in production, through SQLAlchemy 2.
+
+Each record is one row: the columns the store queries (ids, keys, status,
+moments to sort by) plus a JSON ``data`` column holding the whole record, so a
+field added to a model later needs no migration. The tables (all named
+``crmrules_*``) are created and upgraded by the Alembic migrations shipped in
+``crmrules/adapters/migrations`` (see ``crmrules.adapters.migrate``); a store
+never creates tables in a server database by itself, only in the embedded
+SQLite file.
+
+Concurrency: on PostgreSQL ``lock_subject`` and ``get_rotation`` take row
+locks (``SELECT ... FOR UPDATE``) and unique-key races, serialization
+failures and deadlocks end in ``ConflictError``, which the engine retries. On
+SQLite every transaction starts with ``BEGIN IMMEDIATE``, so writers simply
+take turns. See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, get_args
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from crmrules.errors import SchemaError, StoreError
+from crmrules.model import (
+    Client,
+    Contact,
+    Deal,
+    Interaction,
+    Mailing,
+    Manager,
+    Task,
+    TaskStatus,
+    TerritoryMembership,
+)
+from crmrules.store import AuditEntry, ConflictError, MessageStatus, OutboxMessage
+
+#: Where the embedded store lives when nothing else is configured: a file in the current folder.
+DEFAULT_URL = "sqlite:///crmrules.sqlite3"
+#: crmrules' own Alembic version table, so a host's Alembic history is never touched.
+VERSION_TABLE = "crmrules_alembic_version"
+#: How long a SQLite writer waits for another one before giving up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+#: How long connecting to a server may take before crmrules reports it unreachable.
+CONNECT_TIMEOUT_SECONDS = 5
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# -- tables
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment kept in UTC, so the database compares and sorts moments, not wall-clock text.
+
+    Used only for columns the store queries; the exact value, with its
+    offset, is in the record's JSON ``data``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"crmrules stores only timezone-aware datetimes, got {value}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The crmrules tables; a host's own models use their own base and metadata."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+#: Every crmrules table; give it to a host's Alembic ``include_object`` filter.
+metadata = Base.metadata
+
+
+class ClientRow(Base):
+    __tablename__ = "crmrules_clients"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class DealRow(Base):
+    __tablename__ = "crmrules_deals"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class ManagerRow(Base):
+    __tablename__ = "crmrules_managers"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class ContactRow(Base):
+    __tablename__ = "crmrules_contacts"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class ContactClientRow(Base):
+    """Which clients a contact has a role in: what ``contacts_of`` looks up."""
+
+    __tablename__ = "crmrules_contact_clients"
+    contact_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("crmrules_contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(primary_key=True, index=True)
+
+
+class InteractionRow(Base):
+    __tablename__ = "crmrules_interactions"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class TaskRow(Base):
+    __tablename__ = "crmrules_tasks"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(unique=True)
+    client_id: Mapped[str | None] = mapped_column(index=True)
+    deal_id: Mapped[str | None] = mapped_column(index=True)
+    assignee: Mapped[str | None] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(index=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class MailingRow(Base):
+    __tablename__ = "crmrules_mailings"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(unique=True)
+    client_id: Mapped[str | None] = mapped_column(index=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class OutboxRow(Base):
+    __tablename__ = "crmrules_outbox"
+    __table_args__ = (sa.Index("ix_crmrules_outbox_due", "status", "next_attempt_at"),)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    status: Mapped[str]
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class EventResultRow(Base):
+    __tablename__ = "crmrules_event_results"
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class RotationRow(Base):
+    __tablename__ = "crmrules_rotations"
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[int]
+
+
+class FiredRow(Base):
+    """When a rule last fired in a scope; ``at`` is ISO 8601 text, so its offset survives."""
+
+    __tablename__ = "crmrules_fired"
+    rule_id: Mapped[str] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(primary_key=True)
+    at: Mapped[str]
+
+
+class MembershipRow(Base):
+    __tablename__ = "crmrules_memberships"
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    data: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+
+
+class AuditRow(Base):
+    __tablename__ = "crmrules_audit"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The tables of one schema (the same Table objects as ``metadata`` when there is none)."""
+
+    clients: sa.Table
+    deals: sa.Table
+    managers: sa.Table
+    contacts: sa.Table
+    contact_clients: sa.Table
+    interactions: sa.Table
+    tasks: sa.Table
+    mailings: sa.Table
+    outbox: sa.Table
+    event_results: sa.Table
+    rotations: sa.Table
+    fired: sa.Table
+    memberships: sa.Table
+    audit: sa.Table
+
+
+@functools.cache
+def _tables(schema: str | None) -> _Tables:
+    """Copies of the tables in ``schema``: explicit, and they work the same on a host's Session."""
+    tables = metadata.tables
+    if schema is not None:
+        copy = sa.MetaData(naming_convention=metadata.naming_convention)
+        for original in metadata.sorted_tables:
+            original.to_metadata(copy, schema=schema)
+        tables = copy.tables
+    prefix = "" if schema is None else f"{schema}."
+
+    def table(name: str) -> sa.Table:
+        return tables[f"{prefix}crmrules_{name}"]
+
+    return _Tables(
+        clients=table("clients"),
+        deals=table("deals"),
+        managers=table("managers"),
+        contacts=table("contacts"),
+        contact_clients=table("contact_clients"),
+        interactions=table("interactions"),
+        tasks=table("tasks"),
+        mailings=table("mailings"),
+        outbox=table("outbox"),
+        event_results=table("event_results"),
+        rotations=table("rotations"),
+        fired=table("fired"),
+        memberships=table("memberships"),
+        audit=table("audit"),
+    )
+
+
+# -- values in JSON
+
+# Custom fields and free-form data (``dict[str, Any]``) may hold values JSON has
+# no type for; they are written as one-key objects tagged with the type, so a
+# Decimal comes back a Decimal and a datetime a datetime with its offset.
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "$decimal": Decimal,
+    "$datetime": datetime.fromisoformat,
+    "$date": date.fromisoformat,
+    "$time": time.fromisoformat,
+    "$timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "$float": float,
+    "$tuple": lambda v: tuple(decode(i) for i in v),
+    "$set": lambda v: {decode(i) for i in v},
+    "$frozenset": lambda v: frozenset(decode(i) for i in v),
+    "$pairs": lambda v: {decode(k): decode(i) for k, i in v},
+    "$dict": lambda v: {k: decode(i) for k, i in v.items()},  # a dict that looks like a tag
+}
+
+
+def encode(value: Any) -> Any:
+    """``value`` as JSON data that ``decode`` turns back into an equal value of the same type."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [encode(v) for v in value]}
+    if isinstance(value, frozenset):
+        return {"$frozenset": [encode(v) for v in value]}
+    if isinstance(value, set):
+        return {"$set": [encode(v) for v in value]}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            return {"$pairs": [[encode(k), encode(v)] for k, v in value.items()]}
+        encoded = {k: encode(v) for k, v in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
+            return {"$dict": encoded}
+        return encoded
+    raise TypeError(f"crmrules cannot store a value of type {type(value).__name__}: {value!r}")
+
+
+def decode(value: Any) -> Any:
+    """The value ``encode`` was given."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((tag, inner),) = value.items()
+            decoder = _DECODERS.get(tag)
+            if decoder is not None:
+                return decoder(inner)
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def _holds_any(annotation: Any) -> bool:
+    return annotation is Any or any(_holds_any(arg) for arg in get_args(annotation))
+
+
+@functools.cache
+def _free_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields typed ``Any`` somewhere (custom fields, free data): they need ``encode``."""
+    return frozenset(n for n, f in model.model_fields.items() if _holds_any(f.annotation))
+
+
+def _dump(record: BaseModel) -> dict[str, Any]:
+    """A record as JSON: typed fields as pydantic writes them, free-form ones tagged."""
+    free = _free_fields(type(record))
+    data = record.model_dump(mode="json", exclude=set(free))
+    for name in free:
+        data[name] = encode(getattr(record, name))
+    return data
+
+
+def _load(model: type[M], data: dict[str, Any]) -> M:
+    """A record from ``_dump``'s JSON; keys of fields the model no longer has are dropped."""
+    free = _free_fields(model)
+    fields = model.model_fields
+    values = {k: decode(v) if k in free else v for k, v in data.items() if k in fields}
+    return model.model_validate(values)
+
+
+# -- engines and errors a person reads
+
+
+def display_url(url: str | sa.URL) -> str:
+    """The URL to show a person: its password replaced by ``***``."""
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        # Not a URL, but it may still hold a password: hide whatever follows "user:".
+        scheme, separator, rest = url.rpartition("://")
+        if "@" in rest:
+            userinfo, host = rest.rsplit("@", 1)
+            if ":" in userinfo:
+                rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
+        return f"{scheme}{separator}{rest}"
+
+
+def _one_line(text: str, url: sa.URL | None = None) -> str:
+    """A driver's message as one line, without the URL's password should it contain it."""
+    line = " ".join(str(text).split())
+    if url is not None and url.password:
+        line = line.replace(str(url.password), "***")
+    return line
+
+
+def parse_url(url: str | sa.URL) -> sa.URL:
+    """A SQLAlchemy URL, or a StoreError that shows what a URL looks like."""
+    if isinstance(url, sa.URL):
+        return url
+    try:
+        return sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise StoreError(
+            f"{display_url(url)!r} is not a database URL. crmrules expects a URL such as "
+            f"{DEFAULT_URL} (a SQLite file in the current folder) or "
+            "postgresql+psycopg://user:password@host:5432/dbname (PostgreSQL)."
+        ) from None
+
+
+def _is_sqlite_memory(url: sa.URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in (url.database or "")
+
+
+def sqlite_file(url: sa.URL) -> Path | None:
+    """The file a ``sqlite:///`` URL names; None for an in-memory database."""
+    if url.get_backend_name() != "sqlite" or _is_sqlite_memory(url) or url.database is None:
+        return None
+    if url.database.startswith("file:"):
+        return Path(url.database[5:].split("?", 1)[0])
+    return Path(url.database)
+
+
+def make_engine(url: str | sa.URL) -> sa.Engine:
+    """An engine set up the way crmrules needs it; hosts may use it for their own engine too.
+
+    SQLite: WAL, foreign keys, a 30 s busy timeout, usable from several
+    threads, and every transaction begins with BEGIN IMMEDIATE so two writers
+    take turns instead of failing halfway (SQLAlchemy's recipe for pysqlite,
+    which also makes SAVEPOINTs work). PostgreSQL: psycopg 3 (``postgresql://``
+    means ``postgresql+psycopg://``) with a 5 s connect timeout.
+    """
+    parsed = parse_url(url)
+    shown = display_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if parsed.drivername == "postgresql+psycopg" and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+        }
+        if _is_sqlite_memory(parsed):
+            kwargs["poolclass"] = sa.pool.StaticPool  # one connection holds the whole database
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except sa.exc.NoSuchModuleError:
+        raise StoreError(
+            f"crmrules cannot open {shown}: SQLAlchemy has no database driver called "
+            f"{parsed.drivername!r}. Use a URL such as {DEFAULT_URL} (SQLite) or "
+            "postgresql+psycopg://user:password@host:5432/dbname (PostgreSQL)."
+        ) from None
+    except ImportError as error:
+        raise StoreError(
+            f"crmrules cannot open {shown}: the Python package for the {parsed.drivername!r} "
+            f"driver is not installed ({error}). Install it with pip, or use "
+            "postgresql+psycopg://... (psycopg comes with crmrules)."
+        ) from None
+    if engine.dialect.driver == "pysqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def begin(connection: sa.Connection) -> None:
+        # Take the write lock now: a reader that upgrades to writer later could deadlock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def connect(engine: sa.Engine, shown: str | None = None) -> sa.Connection:
+    """A connection, or a StoreError that says why the database cannot be reached.
+
+    ``shown`` is the URL as the person wrote it (password hidden), if it differs from the engine's.
+    """
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as error:
+        raise StoreError(_connect_problem(engine.url, shown, error)) from error
+
+
+def _connect_problem(url: sa.URL, shown: str | None, error: sa.exc.DBAPIError) -> str:
+    shown = shown or display_url(url)
+    reason = _one_line(str(error.orig), url)
+    low = reason.lower()
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        where = f" ({path.resolve()})" if path is not None else ""
+        return (
+            f"crmrules could not open the SQLite database {shown}{where}: {reason}. "
+            "Check that its folder exists and is writable, or choose another path."
+        )
+    unknown_user = "role" in low and "does not exist" in low
+    if unknown_user or "authentication failed" in low or "no password supplied" in low:
+        return (
+            f"crmrules could not log in to {shown}: the server refused the user name or "
+            f"password ({reason}). Check the user and password in the URL "
+            "(or PGPASSWORD / ~/.pgpass)."
+        )
+    if "does not exist" in low and "database" in low:
+        return (
+            f"The database named in {shown} does not exist on the server ({reason}). "
+            "Create it (for example with createdb) or correct the name at the end of the URL."
+        )
+    if "refused" in low:
+        why = "the connection was refused"
+    elif "timeout" in low or "timed out" in low:
+        why = f"the server did not answer within {CONNECT_TIMEOUT_SECONDS} seconds"
+    elif "translate host name" in low or "name or service not known" in low:
+        why = "the host name could not be resolved"
+    else:
+        why = reason
+    return (
+        f"crmrules could not connect to the database server of {shown}: {why}. "
+        "Check that the server is running and that the host and port in the URL are right."
+    )
+
+
+def _conflict(error: BaseException) -> ConflictError | None:
+    """A ConflictError if ``error`` is a race another transaction won; the call may be retried."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return None
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(error, sa.exc.IntegrityError):
+        unique = sqlstate == "23505" or sqlite_name in (
+            "SQLITE_CONSTRAINT_UNIQUE",
+            "SQLITE_CONSTRAINT_PRIMARYKEY",
+        )
+        if not unique and (sqlstate is not None or sqlite_name is not None):
+            return None  # another constraint: a bug, not a race
+    elif sqlstate not in ("40001", "40P01") and sqlite_name not in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return None
+    reason = _one_line(str(orig))
+    return ConflictError(
+        f"another transaction changed the same rows at the same time ({reason}); "
+        "nothing was written and the call can be retried"
+    )
+
+
+# -- the store
+
+
+class _Scope(Protocol):
+    """A database transaction or savepoint, of a Connection or of a Session."""
+
+    @property
+    def is_active(self) -> bool: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class SQLAlchemyStore:
+    """The Store protocol on a SQL database.
+
+    ``url_or_engine`` is a URL (the store makes the engine and disposes of
+    it in ``close()``), a host's Engine (never disposed of by the store), or a
+    host's Connection or Session: then each ``transaction()`` is a SAVEPOINT
+    inside the host's transaction, so crmrules' effects commit or roll back
+    with the host's own writes, and only the host commits.
+
+    ``schema`` is the PostgreSQL schema that holds the crmrules tables. With
+    ``check_schema`` the constructor checks the tables' migration revision;
+    a SQLite URL whose file is new or has no crmrules tables is migrated on
+    the spot, any other database must be upgraded with ``crmrules db upgrade``.
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | sa.URL | sa.Engine | sa.Connection | Session,
+        *,
+        schema: str | None = None,
+        check_schema: bool = True,
+    ) -> None:
+        self._engine: sa.Engine | None = None
+        self._connection: sa.Connection | None = None
+        self._session: Session | None = None
+        self._owns_engine = False
+        self._closed = False
+        self._lock: threading.RLock | None = None
+        if isinstance(url_or_engine, str | sa.URL):
+            self._engine = make_engine(url_or_engine)
+            self._owns_engine = True
+            self._shown = display_url(url_or_engine)
+        elif isinstance(url_or_engine, sa.Engine):
+            self._engine = url_or_engine
+            self._shown = display_url(url_or_engine.url)
+        elif isinstance(url_or_engine, sa.Connection):
+            self._connection = url_or_engine
+            self._shown = display_url(url_or_engine.engine.url)
+        elif isinstance(url_or_engine, Session):
+            self._session = url_or_engine
+            self._shown = display_url(url_or_engine.get_bind().engine.url)
+        else:
+            raise TypeError(
+                "SQLAlchemyStore takes a database URL, an Engine, a Connection or a Session, "
+                f"not {type(url_or_engine).__name__}"
+            )
+        try:
+            self._setup(schema, check_schema)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, schema: str | None, check_schema: bool) -> None:
+        dialect = self._dialect()
+        if schema is not None and dialect.name == "sqlite":
+            raise StoreError(
+                f"A SQLite database has no schemas, but schema {schema!r} was given for "
+                f"{self._shown}. Leave the schema out, or use PostgreSQL."
+            )
+        self._schema = schema
+        self._tables = _tables(schema)
+        self._row_locks = dialect.name != "sqlite"  # BEGIN IMMEDIATE already serialises SQLite
+        if self._engine is not None and isinstance(self._engine.pool, sa.pool.StaticPool):
+            self._lock = threading.RLock()  # one shared connection: one transaction at a time
+        if check_schema:
+            self._check_schema()
+
+    def _dialect(self) -> Dialect:
+        if self._engine is not None:
+            return self._engine.dialect
+        if self._connection is not None:
+            return self._connection.dialect
+        assert self._session is not None
+        return self._session.get_bind().dialect
+
+    def _check_schema(self) -> None:
+        # Imported here, not at the top: migrate imports this module.
+        from crmrules.adapters import migrate
+
+        target: sa.Engine | sa.Connection
+        if self._engine is not None:
+            target = self._engine
+        elif self._connection is not None:
+            target = self._connection
+        else:
+            assert self._session is not None
+            target = self._session.connection()
+        embedded = self._owns_engine and self._dialect().name == "sqlite"
+        if embedded and migrate.current(target, schema=self._schema) is None:
+            migrate.upgrade(target, schema=self._schema)  # the embedded default just works
+            return
+        migrate.check(target, schema=self._schema, shown=self._shown)
+
+    @property
+    def engine(self) -> sa.Engine | None:
+        """The engine the store connects with; None when it works in a host's transaction."""
+        return self._engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLAlchemyTransaction]:
+        """Begin; commit when the block ends; roll back (and re-raise) if it raises.
+
+        A race another transaction won (a unique key, a serialization failure,
+        a deadlock) is raised as ConflictError after the rollback.
+        """
+        if self._closed:
+            raise StoreError(f"The store for {self._shown} is closed.")
+        if self._session is not None:
+            nested = self._session.begin_nested()
+            yield from self._run(self._session.connection(), nested)
+        elif self._connection is not None:
+            yield from self._run(self._connection, self._connection.begin_nested())
+        else:
+            assert self._engine is not None
+            with self._lock or nullcontext(), connect(self._engine, self._shown) as connection:
+                try:
+                    scope = connection.begin()  # BEGIN IMMEDIATE on SQLite: may time out
+                except sa.exc.DBAPIError as error:
+                    conflict = _conflict(error)
+                    if conflict is None:
+                        raise
+                    raise conflict from error
+                yield from self._run(connection, scope)
+
+    def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
+        try:
+            yield SQLAlchemyTransaction(connection, self._tables, row_locks=self._row_locks)
+            scope.commit()
+        except BaseException as error:
+            if scope.is_active:
+                with suppress(Exception):  # a failed rollback: the first error is the one to report
+                    scope.rollback()
+            conflict = _conflict(error)
+            if conflict is not None:
+                raise conflict from error
+            raise
+
+    def close(self) -> None:
+        """Dispose of the engine the store made; a host's engine, connection or session stays."""
+        if self._owns_engine and self._engine is not None and not self._closed:
+            self._engine.dispose()
+        self._closed = True
+
+    def __enter__(self) -> SQLAlchemyStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SQLAlchemyTransaction:
+    """One unit of work on a SQLAlchemyStore: statements on one connection, in one transaction."""
+
+    def __init__(self, connection: sa.Connection, tables: _Tables, *, row_locks: bool) -> None:
+        self._c = connection
+        self._t = tables
+        self._row_locks = row_locks
+        self._postgres = connection.dialect.name == "postgresql"
+        # The JSON of the records read or written by id in this transaction (None: no such
+        # record). The engine reads the same client, deal and managers many times per event;
+        # this saves a round trip each time, and every read returns a fresh model all the same.
+        self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    # -- helpers
+
+    def _put(self, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
+        """Replace the row with ``key``, or insert it; the same two statements on every database."""
+        where = sa.and_(*(table.c[name] == value for name, value in key.items()))
+        updated = self._c.execute(sa.update(table).where(where).values(**values))
+        if updated.rowcount == 0:
+            self._c.execute(sa.insert(table).values(**key, **values))
+        if len(key) == 1 and "data" in values:
+            self._seen[table.name, next(iter(key.values()))] = values["data"]
+
+    def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
+        if (table.name, key) in self._seen:
+            data = self._seen[table.name, key]
+        else:
+            column = table.primary_key.columns.values()[0]
+            query = sa.select(table.c.data).where(column == key)
+            data = self._seen[table.name, key] = self._c.execute(query).scalar_one_or_none()
+        return None if data is None else _load(model, data)
+
+    def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
+        return [_load(model, data) for data in self._c.execute(query).scalars()]
+
+    def _by_id(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """Order ids by code point, as Python sorts strings, whatever the database collation."""
+        return column.collate("C") if self._postgres else column
+
+    def _exists(self, table: sa.Table, column: str, value: str) -> bool:
+        query = sa.select(sa.literal(1)).where(table.c[column] == value).limit(1)
+        return self._c.execute(query).first() is not None
+
+    # -- records
+
+    def lock_subject(self, client_id: str | None, deal_id: str | None) -> None:
+        """Row locks on the deal, then on its client and ``client_id``, sorted (no deadlocks)."""
+        if not self._row_locks:
+            return
+        t = self._t
+        clients = {client_id} if client_id is not None else set()
+        if deal_id is not None:
+            query = sa.select(t.deals.c.client_id).where(t.deals.c.id == deal_id)
+            owner = self._c.execute(query.with_for_update()).scalar_one_or_none()
+            if owner is not None:
+                clients.add(owner)
+        for client in sorted(clients):
+            query = sa.select(t.clients.c.id).where(t.clients.c.id == client)
+            self._c.execute(query.with_for_update())
+
+    def get_client(self, client_id: str) -> Client | None:
+        return self._get(Client, self._t.clients, client_id)
+
+    def put_client(self, client: Client) -> None:
+        self._put(self._t.clients, {"id": client.id}, {"data": _dump(client)})
+
+    def iter_clients(self) -> Iterator[Client]:
+        t = self._t.clients
+        rows = self._c.execute(sa.select(t.c.data).order_by(self._by_id(t.c.id))).scalars().all()
+        return (_load(Client, data) for data in rows)
+
+    def get_deal(self, deal_id: str) -> Deal | None:
+        return self._get(Deal, self._t.deals, deal_id)
+
+    def put_deal(self, deal: Deal) -> None:
+        values = {"client_id": deal.client, "data": _dump(deal)}
+        self._put(self._t.deals, {"id": deal.id}, values)
+
+    def deals_of(self, client_id: str) -> list[Deal]:
+        t = self._t.deals
+        query = sa.select(t.c.data).where(t.c.client_id == client_id)
+        return self._list(Deal, query.order_by(self._by_id(t.c.id)))
+
+    def get_manager(self, manager_id: str) -> Manager | None:
+        return self._get(Manager, self._t.managers, manager_id)
+
+    def put_manager(self, manager: Manager) -> None:
+        self._put(self._t.managers, {"id": manager.id}, {"data": _dump(manager)})
+
+    def list_managers(self) -> list[Manager]:
+        t = self._t.managers
+        return self._list(Manager, sa.select(t.c.data).order_by(self._by_id(t.c.id)))
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        return self._get(Contact, self._t.contacts, contact_id)
+
+    def put_contact(self, contact: Contact) -> None:
+        links = self._t.contact_clients
+        self._put(self._t.contacts, {"id": contact.id}, {"data": _dump(contact)})
+        self._c.execute(sa.delete(links).where(links.c.contact_id == contact.id))
+        clients = sorted({role.client for role in contact.roles})
+        if clients:
+            rows = [{"contact_id": contact.id, "client_id": client} for client in clients]
+            self._c.execute(sa.insert(links), rows)
+
+    def contacts_of(self, client_id: str) -> list[Contact]:
+        t, links = self._t.contacts, self._t.contact_clients
+        ids = sa.select(links.c.contact_id).where(links.c.client_id == client_id)
+        query = sa.select(t.c.data).where(t.c.id.in_(ids)).order_by(self._by_id(t.c.id))
+        return self._list(Contact, query)
+
+    def add_interaction(self, interaction: Interaction) -> None:
+        values = {
+            "client_id": interaction.client,
+            "occurred_at": interaction.occurred_at,
+            "data": _dump(interaction),
+        }
+        self._put(self._t.interactions, {"id": interaction.id}, values)
+
+    # -- tasks and mailings
+
+    def add_task(self, task: Task) -> bool:
+        key = task.idempotency_key
+        if key is not None and self._exists(self._t.tasks, "idempotency_key", key):
+            return False
+        self.put_task(task)
+        return True
+
+    def get_task(self, task_id: str) -> Task | None:
+        return self._get(Task, self._t.tasks, task_id)
+
+    def put_task(self, task: Task) -> None:
+        values = {
+            "idempotency_key": task.idempotency_key,
+            "client_id": task.client,
+            "deal_id": task.deal,
+            "assignee": task.assignee,
+            "status": task.status.value,
+            "created_at": task.created_at,
+            "data": _dump(task),
+        }
+        self._put(self._t.tasks, {"id": task.id}, values)
+
+    def find_tasks(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        assignee: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> list[Task]:
+        t = self._t.tasks
+        query = sa.select(t.c.data)
+        for column, value in (
+            (t.c.client_id, client),
+            (t.c.deal_id, deal),
+            (t.c.assignee, assignee),
+            (t.c.status, None if status is None else status.value),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        order = (t.c.created_at.is_(None), t.c.created_at, self._by_id(t.c.id))
+        return self._list(Task, query.order_by(*order))
+
+    def add_mailing(self, mailing: Mailing) -> bool:
+        key = mailing.idempotency_key
+        if key is not None and self._exists(self._t.mailings, "idempotency_key", key):
+            return False
+        self.put_mailing(mailing)
+        return True
+
+    def get_mailing(self, mailing_id: str) -> Mailing | None:
+        return self._get(Mailing, self._t.mailings, mailing_id)
+
+    def put_mailing(self, mailing: Mailing) -> None:
+        values = {
+            "idempotency_key": mailing.idempotency_key,
+            "client_id": mailing.client,
+            "created_at": mailing.created_at,
+            "data": _dump(mailing),
+        }
+        self._put(self._t.mailings, {"id": mailing.id}, values)
+
+    def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
+        t = self._t.mailings
+        query = sa.select(t.c.data)
+        if client is not None:
+            query = query.where(t.c.client_id == client)
+        order = (t.c.created_at.is_(None), t.c.created_at, self._by_id(t.c.id))
+        return self._list(Mailing, query.order_by(*order))
+
+    # -- outbox
+
+    def enqueue(self, message: OutboxMessage) -> bool:
+        if self._exists(self._t.outbox, "key", message.key):
+            return False
+        self.put_message(message)
+        return True
+
+    def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]:
+        if limit <= 0:
+            return []
+        t = self._t.outbox
+        query = (
+            sa.select(t.c.data)
+            .where(t.c.status == MessageStatus.PENDING.value, t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, self._by_id(t.c.key))
+            .limit(limit)
+        )
+        return self._list(OutboxMessage, query)
+
+    def put_message(self, message: OutboxMessage) -> None:
+        values = {
+            "status": message.status.value,
+            "next_attempt_at": message.next_attempt_at,
+            "data": _dump(message),
+        }
+        self._put(self._t.outbox, {"key": message.key}, values)
+
+    def get_message(self, key: str) -> OutboxMessage | None:
+        return self._get(OutboxMessage, self._t.outbox, key)
+
+    # -- engine state
+
+    def event_result(self, event_id: str) -> dict[str, Any] | None:
+        t = self._t.event_results
+        query = sa.select(t.c.result).where(t.c.event_id == event_id)
+        result = self._c.execute(query).scalar_one_or_none()
+        return None if result is None else dict(decode(result))
+
+    def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
+        # A plain INSERT: two processes handling the same event race on this key,
+        # and the loser's ConflictError retry finds the winner's result.
+        self._c.execute(
+            sa.insert(self._t.event_results).values(event_id=event_id, result=encode(result))
+        )
+
+    def get_rotation(self, key: str) -> int:
+        """The counter, with its row locked until commit so two round robins take turns."""
+        t = self._t.rotations
+        if self._postgres:
+            insert = postgresql.insert(t).values(key=key, value=0).on_conflict_do_nothing()
+            self._c.execute(insert)
+        query = sa.select(t.c.value).where(t.c.key == key)
+        if self._row_locks:
+            query = query.with_for_update()
+        value = self._c.execute(query).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    def set_rotation(self, key: str, value: int) -> None:
+        self._put(self._t.rotations, {"key": key}, {"value": value})
+
+    def last_fired(self, rule_id: str, scope: str) -> datetime | None:
+        t = self._t.fired
+        query = sa.select(t.c.at).where(t.c.rule_id == rule_id, t.c.scope == scope)
+        at = self._c.execute(query).scalar_one_or_none()
+        return None if at is None else datetime.fromisoformat(at)
+
+    def record_fired(self, rule_id: str, scope: str, at: datetime) -> None:
+        self._put(self._t.fired, {"rule_id": rule_id, "scope": scope}, {"at": at.isoformat()})
+
+    def memberships(self, client_id: str) -> list[TerritoryMembership]:
+        t = self._t.memberships
+        query = sa.select(t.c.data).where(t.c.client_id == client_id)
+        data = self._c.execute(query).scalar_one_or_none() or []
+        return [_load(TerritoryMembership, item) for item in data]
+
+    def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
+        t = self._t.memberships
+        self._c.execute(sa.delete(t).where(t.c.client_id == client_id))
+        if memberships:
+            data = [_dump(m) for m in memberships]
+            self._c.execute(sa.insert(t).values(client_id=client_id, data=data))
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        values = {"event_id": entry.event_id, "data": _dump(entry)}
+        self._c.execute(sa.insert(self._t.audit).values(**values))
+
+    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
+        t = self._t.audit
+        query = sa.select(t.c.data).order_by(t.c.id)
+        if event_id is not None:
+            query = query.where(t.c.event_id == event_id)
+        return self._list(AuditEntry, query)
+
+
+def default_store() -> SQLAlchemyStore:
+    """The store of ``$CRMRULES_DATABASE_URL``, else ``crmrules.sqlite3`` in the current folder."""
+    return SQLAlchemyStore(os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL)
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "VERSION_TABLE",
+    "Base",
+    "SQLAlchemyStore",
+    "SQLAlchemyTransaction",
+    "SchemaError",
+    "StoreError",
+    "UTCDateTime",
+    "decode",
+    "default_store",
+    "display_url",
+    "encode",
+    "make_engine",
+    "metadata",
+]
