@@ -688,6 +688,30 @@ class Engine:
 
         return self._host_change(event_id, (interaction.client, interaction.deal), change)
 
+    def client_saved(
+        self,
+        client_id: str,
+        *,
+        created: bool = False,
+        before: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> Result:
+        """The host stored a client itself (in its own tables): run the regulation on it.
+
+        crmrules reads the client from the store, recomputes its territories
+        and raises ``client.created`` (``created=True``) or ``client.updated``
+        with ``before`` as the values the changed fields had.
+        """
+
+        def change(run: Run) -> None:
+            client = run.tx.get_client(client_id)
+            if client is None:
+                raise RefusedError(f"no client {client_id!r} in the store")
+            old = None if created else _apply(client, before or {}, "client", self.regulation)
+            run.store_client(client, old, None, 0)
+
+        return self._host_change(event_id, (client_id, None), change)
+
     def put_manager(self, manager: Manager) -> None:
         """Store or replace a manager (no rules run)."""
         with self.store.transaction() as tx:

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from crmrules.adapters.host import HostRecords
 from crmrules.errors import SchemaError, StoreError
 from crmrules.model import (
     Client,
@@ -44,6 +45,7 @@ from crmrules.model import (
     Interaction,
     Mailing,
     Manager,
+    MembershipSource,
     Task,
     TaskStatus,
     TerritoryMembership,
@@ -567,6 +569,9 @@ class SQLAlchemyStore:
     inside the host's transaction, so crmrules' effects commit or roll back
     with the host's own writes, and only the host commits.
 
+    ``records`` (crmrules.adapters.host) keeps clients and deals in the host's
+    own tables instead of crmrules'.
+
     ``schema`` is the PostgreSQL schema that holds the crmrules tables. With
     ``check_schema`` the constructor checks the tables' migration revision;
     a SQLite URL whose file is new or has no crmrules tables is migrated on
@@ -579,7 +584,9 @@ class SQLAlchemyStore:
         *,
         schema: str | None = None,
         check_schema: bool = True,
+        records: HostRecords | None = None,
     ) -> None:
+        self._records = records
         self._engine: sa.Engine | None = None
         self._connection: sa.Connection | None = None
         self._session: Session | None = None
@@ -684,7 +691,9 @@ class SQLAlchemyStore:
 
     def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
         try:
-            yield SQLAlchemyTransaction(connection, self._tables, row_locks=self._row_locks)
+            yield SQLAlchemyTransaction(
+                connection, self._tables, row_locks=self._row_locks, records=self._records
+            )
             scope.commit()
         except BaseException as error:
             if scope.is_active:
@@ -711,8 +720,16 @@ class SQLAlchemyStore:
 class SQLAlchemyTransaction:
     """One unit of work on a SQLAlchemyStore: statements on one connection, in one transaction."""
 
-    def __init__(self, connection: sa.Connection, tables: _Tables, *, row_locks: bool) -> None:
+    def __init__(
+        self,
+        connection: sa.Connection,
+        tables: _Tables,
+        *,
+        row_locks: bool,
+        records: HostRecords | None = None,
+    ) -> None:
         self._c = connection
+        self._records = records
         self._t = tables
         self._row_locks = row_locks
         self._postgres = connection.dialect.name == "postgresql"
@@ -761,33 +778,62 @@ class SQLAlchemyTransaction:
         t = self._t
         clients = {client_id} if client_id is not None else set()
         if deal_id is not None:
-            query = sa.select(t.deals.c.client_id).where(t.deals.c.id == deal_id)
-            owner = self._c.execute(query.with_for_update()).scalar_one_or_none()
+            if self._records is not None and self._records.deals is not None:
+                owner = self._records.lock_deal(self._c, deal_id)
+            else:
+                query = sa.select(t.deals.c.client_id).where(t.deals.c.id == deal_id)
+                owner = self._c.execute(query.with_for_update()).scalar_one_or_none()
             if owner is not None:
                 clients.add(owner)
         for client in sorted(clients):
+            if self._records is not None and self._records.clients is not None:
+                self._records.lock_client(self._c, client)
+                continue
             query = sa.select(t.clients.c.id).where(t.clients.c.id == client)
             self._c.execute(query.with_for_update())
 
     def get_client(self, client_id: str) -> Client | None:
+        if self._records is not None and self._records.clients is not None:
+            return self._records.get_client(self._c, client_id, self._territories(client_id))
         return self._get(Client, self._t.clients, client_id)
 
+    def _territories(self, client_id: str) -> frozenset[str]:
+        """A host-kept client's territories: crmrules' memberships, not a host column."""
+        return frozenset(
+            m.territory
+            for m in self.memberships(client_id)
+            if m.source is not MembershipSource.MANUAL_REMOVE
+        )
+
     def put_client(self, client: Client) -> None:
+        if self._records is not None and self._records.clients is not None:
+            self._records.put_client(self._c, client)
+            return
         self._put(self._t.clients, {"id": client.id}, {"data": _dump(client)})
 
     def iter_clients(self) -> Iterator[Client]:
+        if self._records is not None and self._records.clients is not None:
+            ids = self._records.client_ids(self._c)
+            return (c for c in (self.get_client(i) for i in ids) if c is not None)
         t = self._t.clients
         rows = self._c.execute(sa.select(t.c.data).order_by(self._by_id(t.c.id))).scalars().all()
         return (_load(Client, data) for data in rows)
 
     def get_deal(self, deal_id: str) -> Deal | None:
+        if self._records is not None and self._records.deals is not None:
+            return self._records.get_deal(self._c, deal_id)
         return self._get(Deal, self._t.deals, deal_id)
 
     def put_deal(self, deal: Deal) -> None:
+        if self._records is not None and self._records.deals is not None:
+            self._records.put_deal(self._c, deal)
+            return
         values = {"client_id": deal.client, "data": _dump(deal)}
         self._put(self._t.deals, {"id": deal.id}, values)
 
     def deals_of(self, client_id: str) -> list[Deal]:
+        if self._records is not None and self._records.deals is not None:
+            return list(self._records.deals_of(self._c, client_id))
         t = self._t.deals
         query = sa.select(t.c.data).where(t.c.client_id == client_id)
         return self._list(Deal, query.order_by(self._by_id(t.c.id)))
