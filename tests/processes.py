@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from pydantic import BaseModel, ConfigDict
 
 from crmrules import ActionPlugin, Engine, Event, hookimpl
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 
 REGULATION = """\
 version: 1
