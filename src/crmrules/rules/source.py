@@ -157,6 +157,14 @@ def _plain_scalar(text: str, where: Location, limits: Limits) -> Any:
 # --- building a tree with an explicit stack (no recursion, whatever the depth) ---------------
 
 
+def _too_deep(limits: Limits, where: Location) -> _SourceError:
+    return _SourceError(
+        f"nesting is too deep (more than {limits.max_depth} levels)",
+        where,
+        "flatten the structure; deeply nested conditions can be split into rules",
+    )
+
+
 class _Builder:
     """Assembles containers from a flat stream of start/end/scalar calls."""
 
@@ -244,11 +252,7 @@ class _Builder:
 
     def start(self, container: dict[str, Any] | list[Any], where: Location) -> None:
         if len(self.stack) >= self.limits.max_depth:
-            raise _SourceError(
-                f"nesting is too deep (more than {self.limits.max_depth} levels)",
-                where,
-                "flatten the structure; deeply nested conditions can be split into rules",
-            )
+            raise _too_deep(self.limits, where)
         path = self._attach(container, where)
         self.stack.append((container, path, None, None))
 
@@ -316,6 +320,8 @@ def _parse_yaml(text: str, file: str, limits: Limits) -> tuple[Any, SourceMap]:
         mark = error.problem_mark or error.context_mark
         where = _yaml_location(file, mark) if mark else Location(file, 1, 1)
         message = error.problem or error.context or "invalid YAML"
+        if "nesting depth" in message:  # libyaml's own cap, met before ours when it reads ahead
+            raise _too_deep(limits, where) from None
         raise _SourceError(f"invalid YAML: {message}", where) from None
     except yaml.YAMLError as error:
         raise _SourceError(f"invalid YAML: {error}", Location(file, 1, 1)) from None
