@@ -71,3 +71,31 @@ def test_usage_errors_exit_2() -> None:
     run = crmrules("validate")
     assert run.returncode == 2
     assert "usage: crmrules validate" in run.stderr
+
+
+def test_db_upgrade_and_current_on_a_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    before = crmrules("db", "current", url)
+    assert before.returncode == 1
+    assert before.stdout.strip().endswith("no crmrules tables (behind: head is 0001)")
+    upgrade = crmrules("db", "upgrade", url)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert upgrade.stdout.strip().endswith("upgraded from empty to 0001")
+    again = crmrules("db", "upgrade", url)
+    assert again.stdout.strip().endswith("already at 0001 (head)")
+    current = crmrules("db", "current", url)
+    assert current.returncode == 0
+    assert current.stdout.strip().endswith(": 0001 (up to date)")
+
+
+def test_db_errors_are_one_paragraph_without_a_traceback() -> None:
+    unreachable = crmrules("db", "current", "postgresql+psycopg://crm:secret@127.0.0.1:1/crm")
+    assert unreachable.returncode == 1
+    assert "Traceback" not in unreachable.stderr
+    assert "secret" not in unreachable.stderr
+    assert unreachable.stderr.startswith("error: ")
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+    malformed = crmrules("db", "upgrade", "not a url")
+    assert malformed.returncode == 1
+    assert "Traceback" not in malformed.stderr
+    assert malformed.stderr.startswith("error: ")

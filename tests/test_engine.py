@@ -108,12 +108,13 @@ def test_not_matched_names_the_failing_condition_with_its_actual_value(tmp_path:
     client(engine, fields={"segment": "C"})
     result = engine.handle(event("ping", "e1", client="c1"))
     (outcome,) = result.outcomes
-    assert (outcome.status, outcome.field, outcome.operator, outcome.actual) == (
-        "not_matched",
-        "client.segment",
-        "client.segment in [A, B]",
-        "C",
-    )
+    assert (
+        outcome.status,
+        outcome.field,
+        outcome.operator,
+        outcome.expected,
+        outcome.actual,
+    ) == ("not_matched", "client.segment", "in", "[A, B]", "C")
     assert outcome.reason == "client.segment in [A, B]: actual C → false"
     assert result.explain().splitlines() == [
         "ping (e1, client c1)",

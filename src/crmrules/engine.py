@@ -203,6 +203,7 @@ class Run:
         if not rule.condition(facts):
             trace = rule.condition.trace(facts)
             leaf = trace.decided_by
+            field, operator, expected = leaf.leaf.parts() if leaf else (None, None, None)
             self.result.outcomes.append(
                 RuleOutcome(
                     rule=rule.id,
@@ -210,9 +211,9 @@ class Run:
                     event_type=event.type,
                     status="not_matched",
                     reason=trace.describe(),
-                    field=leaf.leaf.field.path if leaf else None,
-                    operator=leaf.leaf.describe() if leaf else None,
-                    expected=None,
+                    field=field,
+                    operator=operator,
+                    expected=expected,
                     actual=None if leaf is None else _plain(leaf.actual),
                 )
             )

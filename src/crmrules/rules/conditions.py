@@ -167,11 +167,14 @@ class Leaf:
     #: the OperatorPlugin of an operator a plugin added
     plugin: Any = None
 
-    def describe(self) -> str:
-        """The leaf as an admin would write it."""
+    def parts(self) -> tuple[str, str, str]:
+        """(field, operator, expected value) as an admin would write them; ``not`` included."""
         if self.territory is not None:
-            text = f"territory {self.territory}"
-            return f"not in {text}" if self.negated else f"in {text}"
+            return (
+                "client.territories",
+                "not territory" if self.negated else "territory",
+                (self.territory),
+            )
         op = self.op
         value = _show(self.value)
         if self.negated:
@@ -181,9 +184,19 @@ class Leaf:
             elif op in ("is_empty", "changed"):
                 value = "false"
             else:
-                return f"not ({self.field.path} {op} {value})"
+                op = f"not {op}"
+        return self.field.path, op, value
+
+    def describe(self) -> str:
+        """The leaf as an admin would write it."""
+        if self.territory is not None:
+            text = f"territory {self.territory}"
+            return f"not in {text}" if self.negated else f"in {text}"
+        path, op, value = self.parts()
+        if op.startswith("not "):
+            return f"not ({path} {op[4:]} {value})"
         case = " (ignore case)" if self.ignore_case else ""
-        return f"{self.field.path} {op} {value}{case}"
+        return f"{path} {op} {value}{case}"
 
 
 @dataclass(frozen=True)
