@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from crmrules import timers
 from crmrules.calendar import Duration
 from crmrules.errors import RecordError
 from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
@@ -225,6 +226,7 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
         created_at=ctx.now,
     )
     if ctx.tx.add_task(task):
+        timers.plan_task(ctx.tx, task, ctx.now)
         when = f" due {due.isoformat()}" if due else ""
         ctx.effect(
             "task_created",
@@ -426,6 +428,7 @@ def cancel_tasks(params: schema.CancelTasks, ctx: ActionContext) -> None:
         ctx.tx.put_task(
             task.model_copy(update={"status": TaskStatus.CANCELLED, "closed_at": ctx.now})
         )
+        timers.cancel_task(ctx.tx, task, f"cancelled by rule {ctx.rule.id}")
         ctx.effect("task_cancelled", f"task {task.title!r} cancelled", task=task.id)
 
 

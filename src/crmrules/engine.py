@@ -16,17 +16,21 @@ exactly as it was before the call.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from crmrules import timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
+from crmrules.calendar import BusinessCalendar
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RecordError
@@ -41,10 +45,11 @@ from crmrules.model import (
 )
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
-from crmrules.rules.conditions import Facts
-from crmrules.rules.regulation import Regulation, Rule, load_regulation
+from crmrules.rules.conditions import ALWAYS, Condition, Facts
+from crmrules.rules.regulation import ContactPlan, Regulation, Rule, Territory, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, ConflictError, Store, Transaction
+from crmrules.rules.triggers import Trigger
+from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus, Transaction
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -132,8 +137,9 @@ class Run:
         )
         self.queue.append(_Pending(event, depth))
 
-    def cascade(self, first: Event) -> None:
-        self.queue.insert(0, _Pending(first, 0))
+    def cascade(self, first: Event, rules: list[Rule] | None = None) -> None:
+        """Process ``first`` (with ``rules``, else those listening to its type) and what follows."""
+        self.process(first, 0, rules)
         while self.queue:
             pending = self.queue.pop(0)
             if pending.depth > CASCADE_LIMIT:
@@ -148,12 +154,12 @@ class Run:
                 break
             self.process(pending.event, pending.depth)
 
-    def process(self, event: Event, depth: int) -> None:
+    def process(self, event: Event, depth: int, rules: list[Rule] | None = None) -> None:
         self.result.events.append(
             EventRecord(event.id, event.type, depth, event.client, event.deal)
         )
         stopped_by: str | None = None
-        for rule in self.engine.rules_for(event.type):
+        for rule in self.engine.rules_for(event.type) if rules is None else rules:
             if stopped_by is not None:
                 self.outcome(event, rule, "held", f"stopped by rule {stopped_by} (stop: true)")
                 continue
@@ -323,6 +329,11 @@ class Run:
         client = client.model_copy(update={"territories": change.territories})
         self.tx.set_memberships(client.id, list(change.memberships))
         self.tx.put_client(client)
+        timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
+        for territory in change.entered:
+            timers.plan_contact(self.tx, self.regulation, client.id, territory, self.now, self.now)
+        for territory in change.left:
+            timers.cancel_contact(self.tx, client.id, territory, self.now)
         if old is None:
             self.raise_event(
                 parent, depth, "client.created", client=client.id, deal=None, suffix=origin
@@ -392,6 +403,7 @@ class Run:
         if old is None and deal.created_at is None:
             deal = deal.model_copy(update={"created_at": self.now})
         self.tx.put_deal(deal)
+        timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
             self.raise_event(
                 parent, depth, "deal.created", client=deal.client, deal=deal.id, suffix=origin
@@ -474,11 +486,22 @@ class Engine:
         self.plugins = plugin_manager or PluginManager(plugins, entry_points=entry_points)
         self.store: Store = _open_store(store, self.plugins)
         self._actions: dict[str, ActionPlugin] = self.plugins.actions()
+        self._index()
+
+    def _index(self) -> None:
+        """Rules by event type (in priority order) and by id; contact plans as rules."""
+        regulation = self.regulation
         self._by_event: dict[str, list[Rule]] = {}
         for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
             if rule.trigger.kind == "event":
                 for event_type in rule.trigger.events:
                     self._by_event.setdefault(event_type, []).append(rule)
+        self._rules_by_id = {rule.id: rule for rule in regulation.rules}
+        self._plan_rules: dict[tuple[str, int], Rule] = {
+            (territory.id, index): _plan_rule(territory, index, plan, regulation.calendar)
+            for territory in regulation.territories.values()
+            for index, plan in enumerate(territory.contact_plan)
+        }
 
     @classmethod
     def from_path(
@@ -573,8 +596,7 @@ class Engine:
         def body(run: Run) -> None:
             change(run)
             if run.queue:
-                first = run.queue.pop(0).event
-                run.cascade(first)
+                run.cascade(run.queue.pop(0).event)
 
         return self._run(event_id or _new_id(), subject, body)
 
@@ -647,6 +669,7 @@ class Engine:
             run.tx.put_task(
                 task.model_copy(update={"status": TaskStatus.DONE, "closed_at": run.now})
             )
+            timers.cancel_task(run.tx, task, "completed")
             run.raise_event(
                 None,
                 0,
@@ -735,6 +758,211 @@ class Engine:
         available.update(notifiers or {})
         return deliver_due(self.store, available, self.clock.now(), limit=limit)
 
+    # -- time: timers planned by changes, fired by run_due
+
+    def run_due(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = 100,
+        worker: str | None = None,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> DueReport:
+        """Fire up to ``limit`` due timers, earliest first, each in its own transaction.
+
+        Timers are leased to ``worker`` first; a worker that dies leaves its
+        leases to expire, and another worker fires those timers then. Each
+        timer fires once: its result is kept under ``timer:<key>`` and its
+        status changes in the same transaction as its effects.
+        """
+        now = now or self.clock.now()
+        worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        with self.store.transaction() as tx:
+            claimed = tx.claim_timers(now, limit, worker, now + lease)
+        report = DueReport()
+        for timer in claimed:
+            result = self._fire(timer, now, worker)
+            if result is not None:
+                report.results.append(result)
+        return report
+
+    def _fire(self, timer: Timer, now: datetime, worker: str) -> Result | None:
+        def body(run: Run) -> None:
+            current = run.tx.lock_timer(timer.key)
+            if (
+                current is None
+                or current.status is not TimerStatus.PENDING
+                or current.lease_owner != worker
+            ):
+                raise _NotMine()
+            run.now = now
+            status, note = self._fire_timer(run, current)
+            run.tx.put_timer(
+                current.model_copy(
+                    update={"status": status, "fired_at": now, "note": note, "lease_owner": None}
+                )
+            )
+
+        try:
+            return self._run(f"timer:{timer.key}", (timer.client, timer.deal), body)
+        except _NotMine:
+            return None
+
+    def _fire_timer(self, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
+        """Do what the timer is for; its new status and a note (lateness, why not)."""
+        late = run.now - timer.due_at
+        late_note = f"fired {late} late (due {timer.due_at.isoformat()})" if late > LATE else None
+        event = Event(
+            id=f"timer:{timer.key}",
+            type="timer",
+            occurred_at=run.now,
+            client=timer.client,
+            deal=timer.deal,
+            data={"timer": timer.key, "due_at": timer.due_at.isoformat()},
+        )
+        rule = (
+            self._rules_by_id.get(timer.rule or "") if timer.kind in ("rule", "schedule") else None
+        )
+        if timer.kind in ("rule", "schedule"):
+            if rule is None or not rule.enabled:
+                return TimerStatus.CANCELLED, f"rule {timer.rule} is gone or disabled"
+            if rule.max_lateness is not None:
+                limit = self.regulation.calendar.add(timer.due_at, rule.max_lateness)
+                if run.now > limit:
+                    message = (
+                        f"dropped: due {timer.due_at.isoformat()}, {late} late, more than "
+                        f"max_lateness {rule.max_lateness}"
+                    )
+                    run.result.events.append(
+                        EventRecord(event.id, event.type, 0, event.client, event.deal)
+                    )
+                    run.outcome(event, rule, "held", message)
+                    return TimerStatus.DROPPED, message
+        if late_note:
+            run.note(event, "late", timer.rule, late_note)
+        if timer.kind == "rule":
+            assert rule is not None
+            run.cascade(event, [rule])
+        elif timer.kind == "schedule":
+            assert rule is not None
+            self._fire_schedule(run, timer, rule, event)
+        elif timer.kind == "plan":
+            return self._fire_plan(run, timer, event), late_note
+        elif timer.kind == "stage":
+            deal = run.tx.get_deal(timer.deal or "")
+            entered = deal.stage_entered_at.isoformat() if deal and deal.stage_entered_at else ""
+            if deal is None or not timer.key.endswith(f":{deal.stage}:{entered}"):
+                return TimerStatus.CANCELLED, "the deal left the stage"
+            overdue = event.model_copy(update={"type": "deal.stage_overdue", "data": timer.data})
+            run.cascade(overdue)
+        elif timer.kind == "task":
+            task = run.tx.get_task(timer.data.get("task", ""))
+            if task is None or task.status is not TaskStatus.OPEN:
+                return TimerStatus.CANCELLED, "the task is closed"
+            data = {"task": task.id, "kind": task.kind, "title": task.title, "rule": task.rule}
+            run.cascade(event.model_copy(update={"type": "task.overdue", "data": data}))
+        return TimerStatus.FIRED, late_note
+
+    def _fire_schedule(self, run: Run, timer: Timer, rule: Rule, event: Event) -> None:
+        """A schedule fires for every client that satisfies the rule's condition now."""
+        for client in list(run.tx.iter_clients()):
+            per_client = event.model_copy(
+                update={"id": f"{event.id}:{client.id}", "client": client.id}
+            )
+            run.cascade(per_client, [rule])
+        after = timers.following(rule.trigger, timer.due_at, run.now, self.regulation.calendar)
+        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+
+    def _fire_plan(self, run: Run, timer: Timer, event: Event) -> TimerStatus:
+        index = int(timer.data.get("index", 0))
+        territory = self.regulation.territories.get(timer.rule or "")
+        client = run.tx.get_client(timer.client or "")
+        if territory is None or index >= len(territory.contact_plan):
+            return TimerStatus.CANCELLED
+        if client is None or territory.id not in client.territories:
+            return TimerStatus.CANCELLED
+        run.cascade(event, [self._plan_rules[territory.id, index]])
+        plan = territory.contact_plan[index]
+        due = self.regulation.calendar.add(timer.due_at, plan.every)
+        while due <= run.now:
+            due = self.regulation.calendar.add(due, plan.every)
+        timers.plan_contact(
+            run.tx,
+            self.regulation,
+            client.id,
+            territory.id,
+            self.regulation.calendar.subtract(due, plan.every),
+            run.now,
+        )
+        return TimerStatus.FIRED
+
+    def sync_timers(self, now: datetime | None = None) -> None:
+        """Bring every timer in step with the regulation; after loading or reloading it.
+
+        Plans schedules; plans time triggers, stage deadlines and contact plans
+        for records already in the store; cancels timers of removed or
+        disabled rules; re-plans timers of rules whose offset changed.
+        """
+        now = now or self.clock.now()
+        with self.store.transaction() as tx:
+            for timer in tx.find_timers(status=TimerStatus.PENDING):
+                self._resync(tx, timer, now)
+            for rule in self.regulation.rules:
+                if rule.trigger.kind == "schedule" and rule.enabled:
+                    pending = tx.find_timers(
+                        rule=rule.id, kind="schedule", status=TimerStatus.PENDING
+                    )
+                    if not pending:
+                        due = timers.next_schedule(rule.trigger, now, self.regulation.calendar)
+                        tx.plan_timer(_schedule_timer(rule, due, now))
+            for client in list(tx.iter_clients()):
+                timers.plan_for_record(tx, self.regulation, now, client=client)
+                for deal in tx.deals_of(client.id):
+                    timers.plan_for_record(tx, self.regulation, now, deal=deal)
+                plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
+                planned = {t.rule for t in plans}
+                for territory in sorted(client.territories - planned):
+                    timers.plan_contact(tx, self.regulation, client.id, territory, now, now)
+
+    def _resync(self, tx: Transaction, timer: Timer, now: datetime) -> None:
+        rule = self._rules_by_id.get(timer.rule or "")
+        gone: str | None = None
+        if timer.kind in ("rule", "schedule"):
+            if rule is None or not rule.enabled:
+                gone = f"rule {timer.rule} was removed or disabled"
+            elif (rule.trigger.kind == "schedule") != (timer.kind == "schedule"):
+                gone = f"rule {timer.rule} changed its trigger"
+            elif timer.kind == "rule" and (
+                rule.trigger.anchor is None or rule.trigger.anchor.path != timer.data.get("anchor")
+            ):
+                gone = f"rule {timer.rule} watches another field now"
+        elif timer.kind == "plan":
+            territory = self.regulation.territories.get(timer.rule or "")
+            if territory is None or int(timer.data.get("index", 0)) >= len(territory.contact_plan):
+                gone = f"the contact plan of {timer.rule} was removed"
+        if gone is not None:
+            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
+            return
+        if timer.kind == "rule" and rule is not None:
+            value = _parse_moment(str(timer.data.get("value")))
+            due = timers.anchor_due(rule.trigger, value, self.regulation.calendar)
+            if due != timer.due_at:
+                tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
+        if timer.kind == "schedule" and rule is not None:
+            due = timers.next_schedule(rule.trigger, now, self.regulation.calendar)
+            if due != timer.due_at:
+                note = "the schedule changed"
+                tx.put_timer(
+                    timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note})
+                )
+                tx.plan_timer(_schedule_timer(rule, due, now))
+
+    def reload(self, regulation: Regulation) -> None:
+        """Switch to a new version of the regulation and bring the timers in step."""
+        self.regulation = regulation
+        self._index()
+        self.sync_timers()
+
     # -- reading
 
     def tasks(self, **filters: Any) -> list[Task]:
@@ -752,6 +980,67 @@ class Engine:
 
 #: URL schemes the SQL store opens (with any ``+driver``).
 SQL_SCHEMES = ("sqlite", "postgresql")
+
+
+#: A timer that fires later than this after its due time is noted as late in the audit log.
+LATE = timedelta(minutes=1)
+
+
+class _NotMine(Exception):
+    """The timer was settled or re-leased by another worker meanwhile: leave it."""
+
+
+@dataclass
+class DueReport:
+    """What one ``run_due`` did: a result per timer fired (or dropped)."""
+
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def fired(self) -> int:
+        return len(self.results)
+
+    def __str__(self) -> str:
+        rules = sum(len(r.fired) for r in self.results)
+        return f"{self.fired} timer(s) handled, {rules} rule(s) fired"
+
+
+def _schedule_timer(rule: Rule, due: datetime, now: datetime) -> Timer:
+    return Timer(
+        key=f"schedule:{rule.id}:{due.isoformat()}",
+        kind="schedule",
+        rule=rule.id,
+        due_at=due,
+        created_at=now,
+    )
+
+
+def _plan_rule(
+    territory: Territory, index: int, plan: ContactPlan, calendar: BusinessCalendar
+) -> Rule:
+    """A territory's contact plan, run like a rule: for its clients, every period."""
+    return Rule(
+        id=f"{territory.id}.contact_plan.{index}",
+        description=f"contact plan of {territory.id}: every {plan.every}",
+        trigger=Trigger("schedule", every=plan.every),
+        condition=Condition(ALWAYS, calendar),
+        actions=plan.actions,
+        priority=0,
+        stop=False,
+        once="always",
+        cooldown=None,
+        enabled=True,
+        max_lateness=None,
+        location=territory.location,
+        order=-1,
+    )
+
+
+def _parse_moment(text: str) -> Any:
+    try:
+        return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
+    except ValueError:
+        return datetime.fromisoformat(text)
 
 
 def _open_store(store: Store | str | None, plugins: PluginManager) -> Store:
@@ -796,4 +1085,4 @@ def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: 
     return type(record).model_validate(data)
 
 
-__all__ = ["CASCADE_LIMIT", "ActionError", "Engine", "RefusedError", "Run"]
+__all__ = ["CASCADE_LIMIT", "ActionError", "DueReport", "Engine", "RefusedError", "Run"]

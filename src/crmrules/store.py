@@ -65,6 +65,38 @@ class OutboxMessage(BaseModel):
     last_error: str | None = None
 
 
+class TimerStatus(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"  # its reason went away: the anchor changed, the deal left the stage...
+    DROPPED = "dropped"  # fell due more than the rule's max_lateness ago
+
+
+class Timer(BaseModel):
+    """Something to do at a time: a time trigger, a stage deadline, a contact plan, a schedule.
+
+    ``key`` says what the timer is for (rule, subject and anchor value), so
+    planning the same thing twice is one timer, and a changed anchor is a
+    different key: the old timer is cancelled, the new one planned.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    key: str
+    kind: str = Field(description="rule, stage, task, plan or schedule")
+    rule: str | None = Field(None, description="the rule (or territory, for a plan) it serves")
+    client: str | None = None
+    deal: str | None = None
+    due_at: AwareDatetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    status: TimerStatus = TimerStatus.PENDING
+    lease_owner: str | None = None
+    lease_until: AwareDatetime | None = None
+    created_at: AwareDatetime
+    fired_at: AwareDatetime | None = None
+    note: str | None = None
+
+
 class AuditEntry(BaseModel):
     """One line of the audit log: what happened to an event and why."""
 
@@ -164,6 +196,41 @@ class Transaction(Protocol):
     def record_fired(self, rule_id: str, scope: str, at: datetime) -> None: ...
     def memberships(self, client_id: str) -> list[TerritoryMembership]: ...
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None: ...
+    # -- timers
+    def plan_timer(self, timer: Timer) -> bool:
+        """Store a new timer; False (and nothing changed) if its key exists, whatever its status."""
+        ...
+
+    def get_timer(self, key: str) -> Timer | None: ...
+    def put_timer(self, timer: Timer) -> None: ...
+    def find_timers(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        status: TimerStatus | None = None,
+    ) -> list[Timer]:
+        """Timers matching every filter given, ordered by (due_at, key)."""
+        ...
+
+    def claim_timers(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        """Lease up to ``limit`` pending timers due at ``now``, earliest first.
+
+        A timer is claimable when it is PENDING, ``due_at <= now``, and it has
+        no lease or its lease ended before ``now`` (its worker died). Claimed
+        timers get ``lease_owner=worker`` and ``lease_until``. On PostgreSQL two
+        workers claiming at once get different timers (FOR UPDATE SKIP LOCKED).
+        """
+        ...
+
+    def lock_timer(self, key: str) -> Timer | None:
+        """The timer, locked until commit (SELECT ... FOR UPDATE on PostgreSQL)."""
+        ...
+
     def add_audit(self, entry: AuditEntry) -> None: ...
     def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]: ...
 
@@ -184,5 +251,7 @@ __all__ = [
     "MessageStatus",
     "OutboxMessage",
     "Store",
+    "Timer",
+    "TimerStatus",
     "Transaction",
 ]

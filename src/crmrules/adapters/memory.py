@@ -28,7 +28,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.store import AuditEntry, MessageStatus, OutboxMessage
+from crmrules.store import AuditEntry, MessageStatus, OutboxMessage, Timer, TimerStatus
 
 M = TypeVar("M", bound=BaseModel)
 _MISSING = object()
@@ -79,6 +79,7 @@ class _State:
         self.fired: dict[tuple[str, str], datetime] = {}
         self.memberships: dict[str, list[TerritoryMembership]] = {}
         self.audit: list[AuditEntry] = []
+        self.timers: dict[str, Timer] = {}
 
 
 class MemoryTransaction:
@@ -297,6 +298,61 @@ class MemoryTransaction:
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
         self._put(self._s.memberships, client_id, [_copy(m) for m in memberships])
+
+    # -- timers
+
+    def plan_timer(self, timer: Timer) -> bool:
+        if timer.key in self._s.timers:
+            return False
+        self._put(self._s.timers, timer.key, _copy(timer))
+        return True
+
+    def get_timer(self, key: str) -> Timer | None:
+        timer = self._s.timers.get(key)
+        return None if timer is None else _copy(timer)
+
+    def put_timer(self, timer: Timer) -> None:
+        self._put(self._s.timers, timer.key, _copy(timer))
+
+    def find_timers(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        status: TimerStatus | None = None,
+    ) -> list[Timer]:
+        wanted = {"client": client, "deal": deal, "rule": rule, "kind": kind, "status": status}
+        found = [
+            t
+            for t in self._s.timers.values()
+            if all(v is None or getattr(t, k) == v for k, v in wanted.items())
+        ]
+        return [_copy(t) for t in sorted(found, key=lambda t: (t.due_at, t.key))]
+
+    def claim_timers(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        due = sorted(
+            (
+                t
+                for t in self._s.timers.values()
+                if t.status is TimerStatus.PENDING
+                and t.due_at <= now
+                and (t.lease_until is None or t.lease_until < now)
+            ),
+            key=lambda t: (t.due_at, t.key),
+        )[:limit]
+        claimed = []
+        for timer in due:
+            leased = timer.model_copy(update={"lease_owner": worker, "lease_until": lease_until})
+            self._put(self._s.timers, timer.key, leased)
+            claimed.append(_copy(leased))
+        return claimed
+
+    def lock_timer(self, key: str) -> Timer | None:
+        return self.get_timer(key)
 
     def add_audit(self, entry: AuditEntry) -> None:
         log = self._s.audit
