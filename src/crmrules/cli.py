@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import TextIO
 
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
-from crmrules.rules.regulation import load_regulation
+from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.schema import json_schema
 
 
@@ -69,6 +70,41 @@ def _db(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if revision == head else 1
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore, parse_url, sqlite_file
+    from crmrules.engine import Engine
+    from crmrules.worker import Worker, sqlite_single_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    url = args.database or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    parsed = parse_url(url)
+    database = sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    plugins = PluginManager()
+    with sqlite_single_worker(database):
+        engine = Engine(_load(args.path, plugins), SQLAlchemyStore(url), plugin_manager=plugins)
+        worker = Worker(
+            engine,
+            interval=args.interval,
+            batch=args.batch,
+            name=args.name,
+            load=lambda: _load(args.path, plugins),
+        )
+        try:
+            if args.once:
+                engine.sync_timers()
+                worker.run_once()
+            else:
+                worker.install_signals()
+                worker.run()
+        finally:
+            engine.store.close()
+    return 0
+
+
+def _load(path: str, plugins: PluginManager) -> Regulation:
+    return load_regulation(path, actions=plugins.action_models(), operators=plugins.operators())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmrules",
@@ -89,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
         "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
         "on the first line of a YAML regulation.",
     )
+    worker = commands.add_parser(
+        "worker",
+        help="fire due timers in a loop (time triggers, deadlines, schedules)",
+        description="Fire due timers every few seconds until SIGTERM or SIGINT (the timer in "
+        "hand is finished first); SIGHUP reloads the regulation. Several workers can share a "
+        "PostgreSQL database; SQLite allows one at a time.",
+    )
+    worker.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    worker.add_argument(
+        "--database", metavar="URL", help="default: $CRMRULES_DATABASE_URL, else the SQLite file"
+    )
+    worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
+    worker.add_argument("--batch", type=int, default=100, help="timers per batch")
+    worker.add_argument("--name", help="this worker's name in leases and logs")
+    worker.add_argument("--once", action="store_true", help="one batch, then exit")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -114,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.paths, sys.stdout, sys.stderr)
         if args.command == "db":
             return _db(args, sys.stdout)
+        if args.command == "worker":
+            return _worker(args)
         return _schema(sys.stdout)
     except CrmRulesError as error:
         print(f"error: {error}", file=sys.stderr)
