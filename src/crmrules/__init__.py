@@ -12,7 +12,7 @@ from crmrules.adapters import LogNotifier, MemoryStore, SmtpNotifier, WebhookNot
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.clock import Clock, SimulatedClock, SystemClock
 from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy
-from crmrules.engine import ActionError, Engine, RefusedError
+from crmrules.engine import ActionError, DueReport, Engine, RefusedError
 from crmrules.errors import CrmRulesError, Location, Problem, RecordError, RegulationError
 from crmrules.model import (
     Client,
@@ -36,7 +36,7 @@ from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
-from crmrules.store import AuditEntry, OutboxMessage, Store, Transaction
+from crmrules.store import AuditEntry, OutboxMessage, Store, Timer, TimerStatus, Transaction
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "Deal",
     "DeliveryError",
     "DeliveryReport",
+    "DueReport",
     "Duration",
     "Effect",
     "Engine",
@@ -91,6 +92,8 @@ __all__ = [
     "TaskStatus",
     "Territory",
     "TerritoryMembership",
+    "Timer",
+    "TimerStatus",
     "Trace",
     "Transaction",
     "WebhookNotifier",

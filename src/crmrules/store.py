@@ -35,6 +35,8 @@ from crmrules.model import (
 
 
 class MessageStatus(StrEnum):
+    """Where an outbox message is on its way to a notifier."""
+
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # gave up after the last attempt
@@ -66,6 +68,8 @@ class OutboxMessage(BaseModel):
 
 
 class TimerStatus(StrEnum):
+    """Where a timer is: waiting, done, or not needed any more (and why is in its note)."""
+
     PENDING = "pending"
     FIRED = "fired"
     CANCELLED = "cancelled"  # its reason went away: the anchor changed, the deal left the stage...
