@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time as clock
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.store import AuditEntry, ConflictError, OutboxMessage
+from crmrules.store import AuditEntry, ConflictError, OutboxMessage, Timer, TimerStatus
 
 POSTGRES = os.environ.get("CRMRULES_TEST_POSTGRES_URL")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "client-service"
@@ -545,16 +546,16 @@ def test_a_postgresql_schema_without_tables_asks_for_db_upgrade() -> None:
 def test_tables_at_an_older_revision_ask_for_db_upgrade(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Only 0001 exists so far: pretend this crmrules has a newer head.
-    assert migrate.current(database.url, schema=database.schema) == "0001"
-    monkeypatch.setattr(migrate, "head", lambda: "0002")
+    # Pretend this crmrules has a newer head than the tables' revision (the current head).
+    assert migrate.current(database.url, schema=database.schema) == "0002"
+    monkeypatch.setattr(migrate, "head", lambda: "0003")
     url = with_password(database.url) if database.schema else database.url
     with pytest.raises(SchemaError) as raised:
         SQLAlchemyStore(url, schema=database.schema)
     text = one_paragraph(raised.value)
     shown = sa.make_url(url).render_as_string(hide_password=True)
     where = shown if database.schema is None else f"{shown} (schema {database.schema})"
-    assert f"The crmrules tables in {where} are at revision 0001 but this crmrules needs 0002" in (
+    assert f"The crmrules tables in {where} are at revision 0002 but this crmrules needs 0003" in (
         text
     )
     assert f"Run: crmrules db upgrade {shown}" in text
@@ -571,7 +572,7 @@ def test_tables_of_a_newer_crmrules_ask_to_upgrade_the_package(database: Databas
     with pytest.raises(SchemaError) as raised:
         SQLAlchemyStore(database.url, schema=database.schema)
     text = one_paragraph(raised.value)
-    assert "are at revision 0099, which this crmrules does not know (it needs 0001)" in text
+    assert "are at revision 0099, which this crmrules does not know (it needs 0002)" in text
     assert "pip install --upgrade crmrules" in text
 
 
@@ -652,6 +653,90 @@ def test_two_threads_write_through_one_sqlite_store_and_lose_nothing(tmp_path: P
             assert len(tx.find_tasks()) == 2 * count
 
 
+# -- timers on PostgreSQL
+
+
+def due_timer(key: str, due_at: datetime) -> Timer:
+    return Timer(key=key, kind="rule", rule="follow-up", client="c1", due_at=due_at, created_at=T0)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_two_workers_claiming_at_once_get_different_timers(store: SQLAlchemyStore) -> None:
+    with store.transaction() as tx:
+        for n in range(10):
+            assert tx.plan_timer(due_timer(f"t-{n:02}", T0 + timedelta(minutes=n)))
+    now = T0 + timedelta(hours=1)
+    lease = now + timedelta(minutes=5)
+    both_in = threading.Barrier(2, timeout=10)
+    both_claimed = threading.Barrier(2, timeout=10)
+    claimed: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(worker: str) -> None:
+        try:
+            with store.transaction() as tx:
+                both_in.wait()
+                claimed[worker] = [t.key for t in tx.claim_timers(now, 4, worker, lease)]
+                # Hold the transaction (and its row locks) open until the other has claimed
+                # too: without SKIP LOCKED the second claim would wait here for the first.
+                both_claimed.wait()
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in ("w-1", "w-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(claimed["w-1"]) == len(claimed["w-2"]) == 4
+    assert set(claimed["w-1"]).isdisjoint(claimed["w-2"])
+    # together they took the 8 earliest timers, each worker its own earliest first
+    assert sorted(claimed["w-1"] + claimed["w-2"]) == [f"t-{n:02}" for n in range(8)]
+    for worker in ("w-1", "w-2"):
+        assert claimed[worker] == sorted(claimed[worker])
+    with store.transaction() as tx:
+        for worker, keys in claimed.items():
+            for key in keys:
+                got = tx.get_timer(key)
+                assert got is not None
+                assert (got.lease_owner, got.lease_until) == (worker, lease)
+        pending = tx.find_timers(status=TimerStatus.PENDING)
+        assert [t.key for t in pending if t.lease_owner is None] == ["t-08", "t-09"]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_two_processes_planning_the_same_timer_both_succeed(store: SQLAlchemyStore) -> None:
+    first_planned = threading.Event()
+    planned: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def plan(who: str, wait: threading.Event | None) -> None:
+        try:
+            if wait is not None:
+                assert wait.wait(10)
+            with store.transaction() as tx:
+                planned[who] = tx.plan_timer(due_timer("t-same", T0.replace(minute=0)))
+                if wait is None:
+                    first_planned.set()
+                    clock.sleep(0.3)  # the other INSERT now waits for this one to commit
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=plan, args=("first", None)),
+        threading.Thread(target=plan, args=("second", first_planned)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert planned == {"first": True, "second": False}
+    with store.transaction() as tx:
+        assert [t.key for t in tx.find_timers()] == ["t-same"]
+
+
 # -- migrations
 
 
@@ -683,7 +768,7 @@ def test_the_migrations_create_exactly_the_declared_tables(database: Database) -
 
 def test_upgrade_twice_changes_nothing(database: Database) -> None:
     migrate.upgrade(database.url, schema=database.schema)
-    assert migrate.current(database.url, schema=database.schema) == migrate.head() == "0001"
+    assert migrate.current(database.url, schema=database.schema) == migrate.head() == "0002"
 
 
 # -- the engine on the SQL store

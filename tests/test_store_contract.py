@@ -36,7 +36,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.store import AuditEntry, MessageStatus, OutboxMessage, Store
+from crmrules.store import AuditEntry, MessageStatus, OutboxMessage, Store, Timer, TimerStatus
 
 POSTGRES_ENV = "CRMRULES_TEST_POSTGRES_URL"
 MSK = ZoneInfo("Europe/Moscow")
@@ -1040,6 +1040,341 @@ def test_audit_log_keeps_insertion_order_and_filters_by_event(store: Store) -> N
         assert tx.audit_log(event_id="ev-1") == [first, third]
         assert tx.audit_log(event_id="ev-2") == [second]
         assert tx.audit_log(event_id="нет-такого") == []
+
+
+# -- timers
+
+
+def timer(key: str = "rule:follow-up:c-romashka", **changes: Any) -> Timer:
+    data: dict[str, Any] = {
+        "key": key,
+        "kind": "rule",
+        "rule": "follow-up",
+        "client": "c-romashka",
+        "deal": "d-postavka",
+        "due_at": T0,
+        "data": {"якорь": T0 - timedelta(days=2), "сумма": Decimal("1500000.50"), "шаг": 1},
+        "created_at": T0 - timedelta(days=1),
+    }
+    data.update(changes)
+    return Timer(**data)
+
+
+def keys(timers: list[Timer]) -> list[str]:
+    return [t.key for t in timers]
+
+
+def leased(item: Timer, worker: str, until: datetime) -> Timer:
+    return item.model_copy(update={"lease_owner": worker, "lease_until": until})
+
+
+def test_planning_a_timer_twice_keeps_the_first_whatever_its_status(store: Store) -> None:
+    first = timer("t-1")
+    with store.transaction() as tx:
+        assert tx.get_timer("t-1") is None
+        assert tx.plan_timer(first) is True
+        assert tx.plan_timer(timer("t-1", due_at=T0 + timedelta(days=1), data={})) is False
+        assert tx.get_timer("t-1") == first
+        assert tx.find_timers() == [first]
+    with store.transaction() as tx:
+        assert tx.plan_timer(timer("t-1", kind="stage", rule="другое")) is False
+        assert tx.get_timer("t-1") == first
+        fired = first.model_copy(
+            update={"status": TimerStatus.FIRED, "fired_at": T0, "note": "сработал"}
+        )
+        tx.put_timer(fired)
+    with store.transaction() as tx:
+        assert tx.plan_timer(first) is False  # fired timers keep their key too
+        assert tx.get_timer("t-1") == fired
+        assert tx.find_timers() == [fired]
+        assert tx.find_timers(status=TimerStatus.PENDING) == []
+        assert tx.get_timer("нет-такого") is None
+        assert tx.lock_timer("нет-такого") is None
+        assert tx.lock_timer("t-1") == fired
+
+
+def _seed_timers(store: Store) -> dict[str, Timer]:
+    timers = [
+        timer("rule:b"),
+        timer("rule:a", due_at=T0.astimezone(UTC)),  # same instant, other zone
+        timer(
+            "stage:d-postavka", kind="stage", rule="offer-deadline", due_at=T0 - timedelta(hours=1)
+        ),
+        timer(
+            "plan:msk:c-lyutik",
+            kind="plan",
+            rule="msk",
+            client="c-lyutik",
+            deal=None,
+            due_at=T0 + timedelta(days=1),
+        ),
+        timer(
+            "schedule:weekly",
+            kind="schedule",
+            rule="weekly",
+            client=None,
+            deal=None,
+            due_at=T0 + timedelta(hours=2),
+            status=TimerStatus.FIRED,
+            fired_at=T0 + timedelta(hours=2),
+        ),
+        # "T" sorts before "r" by code point (but not in most locales' collations)
+        timer(
+            "Task:t-1",
+            kind="task",
+            rule=None,
+            deal=None,
+            status=TimerStatus.CANCELLED,
+            note="задача закрыта",
+        ),
+    ]
+    with store.transaction() as tx:
+        for item in timers:
+            assert tx.plan_timer(item) is True
+    return {t.key: t for t in timers}
+
+
+def test_find_timers_filters_and_orders_by_due_at_then_key(store: Store) -> None:
+    seeded = _seed_timers(store)
+    with store.transaction() as tx:
+        assert tx.find_timers() == [
+            seeded[k]
+            for k in (
+                "stage:d-postavka",
+                "Task:t-1",
+                "rule:a",
+                "rule:b",
+                "schedule:weekly",
+                "plan:msk:c-lyutik",
+            )
+        ]
+        assert keys(tx.find_timers(client="c-romashka")) == [
+            "stage:d-postavka",
+            "Task:t-1",
+            "rule:a",
+            "rule:b",
+        ]
+        assert keys(tx.find_timers(deal="d-postavka")) == ["stage:d-postavka", "rule:a", "rule:b"]
+        assert keys(tx.find_timers(rule="follow-up")) == ["rule:a", "rule:b"]
+        assert keys(tx.find_timers(kind="plan")) == ["plan:msk:c-lyutik"]
+        assert keys(tx.find_timers(status=TimerStatus.PENDING)) == [
+            "stage:d-postavka",
+            "rule:a",
+            "rule:b",
+            "plan:msk:c-lyutik",
+        ]
+        assert keys(tx.find_timers(status=TimerStatus.FIRED)) == ["schedule:weekly"]
+        assert keys(tx.find_timers(status=TimerStatus.CANCELLED)) == ["Task:t-1"]
+        assert tx.find_timers(status=TimerStatus.DROPPED) == []
+        assert keys(tx.find_timers(client="c-romashka", status=TimerStatus.PENDING)) == [
+            "stage:d-postavka",
+            "rule:a",
+            "rule:b",
+        ]
+        assert keys(tx.find_timers(kind="rule", deal="d-postavka", rule="follow-up")) == [
+            "rule:a",
+            "rule:b",
+        ]
+        assert tx.find_timers(kind="stage", rule="follow-up") == []
+        assert tx.find_timers(client="нет-такого") == []
+
+        # put_timer replaces the whole timer, and the filters follow it
+        moved = seeded["rule:b"].model_copy(update={"due_at": T0 - timedelta(hours=2)})
+        dropped = seeded["plan:msk:c-lyutik"].model_copy(
+            update={"status": TimerStatus.DROPPED, "note": "опоздал"}
+        )
+        elsewhere = seeded["stage:d-postavka"].model_copy(
+            update={"client": "c-lyutik", "deal": None, "rule": None}
+        )
+        for item in (moved, dropped, elsewhere):
+            tx.put_timer(item)
+    with store.transaction() as tx:
+        assert tx.get_timer("rule:b") == moved
+        assert keys(tx.find_timers(status=TimerStatus.PENDING)) == [
+            "rule:b",
+            "stage:d-postavka",
+            "rule:a",
+        ]
+        assert tx.find_timers(status=TimerStatus.DROPPED) == [dropped]
+        assert keys(tx.find_timers(client="c-lyutik")) == ["stage:d-postavka", "plan:msk:c-lyutik"]
+        assert keys(tx.find_timers(deal="d-postavka")) == ["rule:b", "rule:a"]
+        assert keys(tx.find_timers(kind="stage", rule="offer-deadline")) == []
+
+
+def test_claim_timers_takes_due_unleased_timers_earliest_first_up_to_limit(store: Store) -> None:
+    now = T0 + timedelta(minutes=30)
+    timers = [
+        timer("k-b"),
+        timer("k-a", due_at=T0.astimezone(UTC)),  # same instant, other zone
+        timer("k-c", due_at=T0 - timedelta(hours=1)),
+        timer("k-d", due_at=now),  # exactly due
+        timer("k-e", due_at=now + timedelta(seconds=1)),  # not yet
+        timer("k-f", due_at=T0 - timedelta(hours=2), status=TimerStatus.FIRED, fired_at=T0),
+        timer("k-g", due_at=T0 - timedelta(hours=3), status=TimerStatus.CANCELLED),
+        timer("k-h", due_at=T0 - timedelta(hours=4), status=TimerStatus.DROPPED),
+        # leased by a worker that is still at it
+        timer(
+            "k-i",
+            due_at=T0 - timedelta(hours=5),
+            lease_owner="w-old",
+            lease_until=now + timedelta(minutes=5),
+        ),
+        # the lease ends exactly now: not yet over
+        timer("k-j", due_at=T0 - timedelta(hours=6), lease_owner="w-old", lease_until=now),
+        # the lease of a worker that died has ended
+        timer(
+            "k-k",
+            due_at=T0 - timedelta(hours=7),
+            lease_owner="w-dead",
+            lease_until=now - timedelta(seconds=1),
+        ),
+    ]
+    with store.transaction() as tx:
+        for item in timers:
+            assert tx.plan_timer(item) is True
+    by_key = {t.key: t for t in timers}
+    lease_1 = now + timedelta(minutes=5)
+    lease_2 = now + timedelta(minutes=10)
+
+    with store.transaction() as tx:
+        assert tx.claim_timers(now, 0, "w-1", lease_1) == []
+        first = tx.claim_timers(now, 2, "w-1", lease_1)
+        assert first == [leased(by_key[k], "w-1", lease_1) for k in ("k-k", "k-c")]
+    with store.transaction() as tx:
+        assert [tx.get_timer(k) for k in ("k-k", "k-c")] == first
+        second = tx.claim_timers(now.astimezone(UTC), 10, "w-2", lease_2)
+        assert second == [leased(by_key[k], "w-2", lease_2) for k in ("k-a", "k-b", "k-d")]
+        # this transaction sees its own leases
+        assert tx.claim_timers(now, 10, "w-3", lease_2) == []
+    with store.transaction() as tx:
+        assert tx.claim_timers(now, 10, "w-3", lease_2) == []  # every due timer is leased
+        assert tx.get_timer("k-a") == leased(by_key["k-a"], "w-2", lease_2)
+        assert tx.get_timer("k-e") == by_key["k-e"]
+        # leases ending exactly at lease_1 still hold then; k-j's (ended at now) does not
+        until = now + timedelta(hours=1)
+        assert tx.claim_timers(lease_1, 10, "w-3", until) == [
+            leased(by_key[k], "w-3", until) for k in ("k-j", "k-e")
+        ]
+    later = lease_1 + timedelta(microseconds=1)
+    with store.transaction() as tx:
+        # a moment later, w-1's and w-old's leases are over: another worker takes their timers
+        again = tx.claim_timers(later, 10, "w-4", later + timedelta(minutes=5))
+        assert keys(again) == ["k-k", "k-i", "k-c"]
+        assert {(t.lease_owner, t.lease_until) for t in again} == {
+            ("w-4", later + timedelta(minutes=5))
+        }
+        assert tx.get_timer("k-i") == again[1]
+        # a fired timer is never claimed again, even once its lease is over
+        tx.put_timer(again[0].model_copy(update={"status": TimerStatus.FIRED, "fired_at": later}))
+    with store.transaction() as tx:
+        everything = tx.claim_timers(now + timedelta(days=1), 100, "w-5", now + timedelta(days=2))
+        assert keys(everything) == ["k-j", "k-i", "k-c", "k-a", "k-b", "k-d", "k-e"]
+        for key in ("k-f", "k-g", "k-h"):
+            assert tx.get_timer(key) == by_key[key]
+        fired = tx.get_timer("k-k")
+        assert fired is not None
+        assert fired.status is TimerStatus.FIRED
+
+
+def test_claim_timers_compares_moments_across_time_zones(store: Store) -> None:
+    due = datetime(2026, 4, 1, 9, 0, tzinfo=VLADIVOSTOK)  # 02:00 in Moscow
+    with store.transaction() as tx:
+        assert tx.plan_timer(timer("t-vl", due_at=due)) is True
+    lease = datetime(2026, 4, 1, 2, 5, tzinfo=MSK)
+    with store.transaction() as tx:
+        before = datetime(2026, 4, 1, 1, 59, 59, 999999, tzinfo=MSK)
+        assert tx.claim_timers(before, 10, "w-1", lease) == []
+        claimed = tx.claim_timers(datetime(2026, 4, 1, 2, 0, tzinfo=MSK), 10, "w-1", lease)
+        assert keys(claimed) == ["t-vl"]
+    with store.transaction() as tx:
+        got = tx.get_timer("t-vl")
+        assert got is not None
+        assert got.lease_until == lease
+        assert got.lease_until is not None
+        assert got.lease_until.utcoffset() == timedelta(hours=3)
+        assert got.due_at.utcoffset() == timedelta(hours=10)
+        # the lease ends at 02:05 Moscow time, i.e. 09:05 in Vladivostok
+        assert (
+            tx.claim_timers(datetime(2026, 4, 1, 9, 5, tzinfo=VLADIVOSTOK), 10, "w-2", lease) == []
+        )
+        again = tx.claim_timers(datetime(2026, 4, 1, 9, 6, tzinfo=VLADIVOSTOK), 10, "w-2", lease)
+        assert keys(again) == ["t-vl"]
+
+
+def test_timers_round_trip_with_their_offsets(store: Store) -> None:
+    item = timer(
+        "tz",
+        due_at=datetime(2026, 4, 1, 9, 0, tzinfo=VLADIVOSTOK),
+        created_at=T0,
+        status=TimerStatus.FIRED,
+        fired_at=datetime(2026, 4, 1, 5, 30, 0, 250, tzinfo=UTC),
+        lease_owner="worker-1",
+        lease_until=T0 + timedelta(minutes=5),
+        note="сработал с опозданием",
+        data={
+            "якорь": datetime(2026, 3, 30, 18, 45, tzinfo=VLADIVOSTOK),
+            "сумма": Decimal("7.25"),
+            "этапы": ["offer", "contract"],
+            "вложено": {"когда": T0},
+        },
+    )
+    with store.transaction() as tx:
+        assert tx.plan_timer(item) is True
+    with store.transaction() as tx:
+        got = tx.get_timer("tz")
+        locked = tx.lock_timer("tz")
+        found = tx.find_timers(status=TimerStatus.FIRED)
+    assert got == item
+    assert locked == item
+    assert found == [item]
+    assert got is not None
+    for name in ("due_at", "created_at", "fired_at", "lease_until"):
+        value, original = getattr(got, name), getattr(item, name)
+        assert_aware(value)
+        assert value.utcoffset() == original.utcoffset(), name
+    assert got.data["якорь"].utcoffset() == timedelta(hours=10)
+    assert got.data["вложено"]["когда"].utcoffset() == timedelta(hours=3)
+    assert type(got.data["сумма"]) is Decimal
+
+
+def test_lock_timer_reads_what_this_transaction_wrote(store: Store) -> None:
+    first = timer("t-1")
+    with store.transaction() as tx:
+        assert tx.lock_timer("t-1") is None
+        assert tx.plan_timer(first) is True
+        assert tx.lock_timer("t-1") == first
+    with store.transaction() as tx:
+        assert tx.lock_timer("t-1") == first
+        changed = first.model_copy(update={"due_at": T0 + timedelta(hours=1), "note": "перенесён"})
+        tx.put_timer(changed)
+        assert tx.lock_timer("t-1") == changed
+    with store.transaction() as tx:
+        assert tx.get_timer("t-1") == changed
+
+
+def test_a_rolled_back_transaction_undoes_its_plans_and_claims(store: Store) -> None:
+    planned = [timer("t-1"), timer("t-2", due_at=T0 + timedelta(hours=1))]
+    with store.transaction() as tx:
+        for item in planned:
+            assert tx.plan_timer(item) is True
+    now = T0 + timedelta(hours=2)
+    lease = now + timedelta(minutes=5)
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert tx.plan_timer(timer("t-3", due_at=T0 + timedelta(minutes=90))) is True
+        assert keys(tx.claim_timers(now, 10, "w-1", lease)) == ["t-1", "t-2", "t-3"]
+        tx.put_timer(
+            leased(planned[0], "w-1", lease).model_copy(
+                update={"status": TimerStatus.FIRED, "fired_at": now}
+            )
+        )
+        raise Boom("сбой при срабатывании")
+    with store.transaction() as tx:
+        assert tx.find_timers() == planned  # no lease, no status change, no t-3
+        assert tx.get_timer("t-3") is None
+        claimed = tx.claim_timers(now, 10, "w-2", lease)
+        assert claimed == [leased(t, "w-2", lease) for t in planned]
+    with store.transaction() as tx:
+        assert tx.plan_timer(timer("t-3")) is True  # its key is free again
 
 
 def test_lock_subject_accepts_none_existing_and_missing_ids(store: Store) -> None:

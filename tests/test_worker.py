@@ -41,7 +41,9 @@ def setup(tmp_path: Path) -> tuple[Path, str]:
     engine.create_client(Client(id="c1", name="ООО Ромашка"))
     delivered = datetime.now(UTC) - timedelta(days=20)
     engine.create_deal(
-        Deal(id="d1", client="c1", pipeline="sales", stage="new", fields={"delivered_at": delivered})
+        Deal(
+            id="d1", client="c1", pipeline="sales", stage="new", fields={"delivered_at": delivered}
+        )
     )
     engine.store.close()
     return regulation, url

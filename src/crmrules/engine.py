@@ -764,26 +764,32 @@ class Engine:
         self,
         now: datetime | None = None,
         *,
-        limit: int = 100,
+        limit: int | None = None,
         worker: str | None = None,
         lease: timedelta = timedelta(minutes=5),
     ) -> DueReport:
-        """Fire up to ``limit`` due timers, earliest first, each in its own transaction.
+        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each in its own
+        transaction.
 
-        Timers are leased to ``worker`` first; a worker that dies leaves its
-        leases to expire, and another worker fires those timers then. Each
-        timer fires once: its result is kept under ``timer:<key>`` and its
-        status changes in the same transaction as its effects.
+        Timers are claimed in batches with a lease for ``worker``; a worker
+        that dies leaves its leases to expire, and another worker fires those
+        timers then. Each timer fires once: its result is kept under
+        ``timer:<key>`` and its status changes in the same transaction as
+        its effects.
         """
         now = now or self.clock.now()
         worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        with self.store.transaction() as tx:
-            claimed = tx.claim_timers(now, limit, worker, now + lease)
         report = DueReport()
-        for timer in claimed:
-            result = self._fire(timer, now, worker)
-            if result is not None:
-                report.results.append(result)
+        while limit is None or report.fired < limit:
+            batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.fired)
+            with self.store.transaction() as tx:
+                claimed = tx.claim_timers(now, batch, worker, now + lease)
+            for timer in claimed:
+                result = self._fire(timer, now, worker)
+                if result is not None:
+                    report.results.append(result)
+            if len(claimed) < batch:
+                break
         return report
 
     def _fire(self, timer: Timer, now: datetime, worker: str) -> Result | None:
@@ -984,6 +990,8 @@ SQL_SCHEMES = ("sqlite", "postgresql")
 
 #: A timer that fires later than this after its due time is noted as late in the audit log.
 LATE = timedelta(minutes=1)
+#: How many due timers one claim takes.
+CLAIM_BATCH = 100
 
 
 class _NotMine(Exception):

@@ -8,11 +8,12 @@ field added to a model later needs no migration. The tables (all named
 never creates tables in a server database by itself, only in the embedded
 SQLite file.
 
-Concurrency: on PostgreSQL ``lock_subject`` and ``get_rotation`` take row
-locks (``SELECT ... FOR UPDATE``) and unique-key races, serialization
-failures and deadlocks end in ``ConflictError``, which the engine retries. On
-SQLite every transaction starts with ``BEGIN IMMEDIATE``, so writers simply
-take turns. See docs/storage.md.
+Concurrency: on PostgreSQL ``lock_subject``, ``get_rotation`` and ``lock_timer``
+take row locks (``SELECT ... FOR UPDATE``), ``claim_timers`` skips the timers
+another worker is claiming (``FOR UPDATE SKIP LOCKED``), and unique-key races,
+serialization failures and deadlocks end in ``ConflictError``, which the engine
+retries. On SQLite every transaction starts with ``BEGIN IMMEDIATE``, so
+writers simply take turns. See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.store import AuditEntry, ConflictError, MessageStatus, OutboxMessage
+from crmrules.store import (
+    AuditEntry,
+    ConflictError,
+    MessageStatus,
+    OutboxMessage,
+    Timer,
+    TimerStatus,
+)
 
 #: Where the embedded store lives when nothing else is configured: a file in the current folder.
 DEFAULT_URL = "sqlite:///crmrules.sqlite3"
@@ -214,6 +222,23 @@ class AuditRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
+class TimerRow(Base):
+    """A timer; ``ix_crmrules_timers_due`` serves ``claim_timers``, the others ``find_timers``."""
+
+    __tablename__ = "crmrules_timers"
+    __table_args__ = (sa.Index("ix_crmrules_timers_due", "status", "due_at"),)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    kind: Mapped[str]
+    rule: Mapped[str | None] = mapped_column(index=True)
+    client_id: Mapped[str | None] = mapped_column(index=True)
+    deal_id: Mapped[str | None] = mapped_column(index=True)
+    status: Mapped[str]
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None]
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
 @dataclass(frozen=True)
 class _Tables:
     """The tables of one schema (the same Table objects as ``metadata`` when there is none)."""
@@ -232,6 +257,7 @@ class _Tables:
     fired: sa.Table
     memberships: sa.Table
     audit: sa.Table
+    timers: sa.Table
 
 
 @functools.cache
@@ -263,6 +289,7 @@ def _tables(schema: str | None) -> _Tables:
         fired=table("fired"),
         memberships=table("memberships"),
         audit=table("audit"),
+        timers=table("timers"),
     )
 
 
@@ -1028,6 +1055,119 @@ class SQLAlchemyTransaction:
         if memberships:
             data = [_dump(m) for m in memberships]
             self._c.execute(sa.insert(t).values(client_id=client_id, data=data))
+
+    # -- timers
+
+    @staticmethod
+    def _timer_values(timer: Timer) -> dict[str, Any]:
+        return {
+            "kind": timer.kind,
+            "rule": timer.rule,
+            "client_id": timer.client,
+            "deal_id": timer.deal,
+            "status": timer.status.value,
+            "due_at": timer.due_at,
+            "lease_owner": timer.lease_owner,
+            "lease_until": timer.lease_until,
+            "data": _dump(timer),
+        }
+
+    def plan_timer(self, timer: Timer) -> bool:
+        """Insert the timer unless its key exists; two processes planning it both succeed."""
+        t = self._t.timers
+        values = self._timer_values(timer)
+        if self._postgres:
+            # Waits for a concurrent insert of the same key to commit, then does nothing.
+            # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
+            insert = (
+                postgresql.insert(t)
+                .values(key=timer.key, **values)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .execution_options(preserve_rowcount=True)
+            )
+            planned = self._c.execute(insert).rowcount == 1
+        else:
+            # SQLite: BEGIN IMMEDIATE already keeps other writers out until commit.
+            planned = not self._exists(t, "key", timer.key)
+            if planned:
+                self._c.execute(sa.insert(t).values(key=timer.key, **values))
+        if planned:
+            self._seen[t.name, timer.key] = values["data"]
+        else:
+            self._seen.pop((t.name, timer.key), None)  # another process's timer: read it anew
+        return planned
+
+    def get_timer(self, key: str) -> Timer | None:
+        return self._get(Timer, self._t.timers, key)
+
+    def put_timer(self, timer: Timer) -> None:
+        self._put(self._t.timers, {"key": timer.key}, self._timer_values(timer))
+
+    def find_timers(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        status: TimerStatus | None = None,
+    ) -> list[Timer]:
+        t = self._t.timers
+        query = sa.select(t.c.data)
+        for column, value in (
+            (t.c.client_id, client),
+            (t.c.deal_id, deal),
+            (t.c.rule, rule),
+            (t.c.kind, kind),
+            (t.c.status, None if status is None else status.value),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        return self._list(Timer, query.order_by(t.c.due_at, self._by_id(t.c.key)))
+
+    def claim_timers(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        """Lease due timers; on PostgreSQL rows another worker is claiming are skipped."""
+        if limit <= 0:
+            return []
+        t = self._t.timers
+        query = (
+            sa.select(t.c.data)
+            .where(
+                t.c.status == TimerStatus.PENDING.value,
+                t.c.due_at <= now,
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now),
+            )
+            .order_by(t.c.due_at, self._by_id(t.c.key))
+            .limit(limit)
+        )
+        if self._row_locks:
+            query = query.with_for_update(skip_locked=True)
+        lease = {"lease_owner": worker, "lease_until": lease_until}
+        claimed = [
+            _load(Timer, data).model_copy(update=lease) for data in self._c.execute(query).scalars()
+        ]
+        if claimed:
+            dumped = {timer.key: _dump(timer) for timer in claimed}
+            update = (
+                sa.update(t)
+                .where(t.c.key == sa.bindparam("k"))
+                .values(**lease, data=sa.bindparam("d"))
+            )
+            self._c.execute(update, [{"k": key, "d": data} for key, data in dumped.items()])
+            for key, data in dumped.items():
+                self._seen[t.name, key] = data
+        return claimed
+
+    def lock_timer(self, key: str) -> Timer | None:
+        """The timer read from the database (not this transaction's cache), locked until commit."""
+        t = self._t.timers
+        query = sa.select(t.c.data).where(t.c.key == key)
+        if self._row_locks:
+            query = query.with_for_update()
+        data = self._seen[t.name, key] = self._c.execute(query).scalar_one_or_none()
+        return None if data is None else _load(Timer, data)
 
     def add_audit(self, entry: AuditEntry) -> None:
         values = {"event_id": entry.event_id, "data": _dump(entry)}
