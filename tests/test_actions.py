@@ -652,7 +652,7 @@ def test_move_stage_refusals_leave_the_deal_alone(tmp_path: Path) -> None:
     assert [(e.kind, e.summary) for e in result.effects] == [
         (
             "refused",
-            "move_stage refused: deal d1 cannot move from new to invoice "
+            "move_stage refused: deal d1: cannot move from new to invoice in pipeline sales "
             "(allowed from new: offer, won, lost)",
         ),
         ("task_created", "task todo 'после отказа' for ivanov"),

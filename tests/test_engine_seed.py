@@ -162,8 +162,8 @@ def test_a_refused_move_by_a_rule_is_explained_and_the_rest_still_happens(
     )
     (refusal,) = result.effects_of("refused")
     assert refusal.summary == (
-        "move_stage refused: deal d1 cannot move from consultation to production "
-        "(allowed from consultation: measurement, won, refused)"
+        "move_stage refused: deal d1: cannot move from consultation to production in "
+        "pipeline works (allowed from consultation: measurement, won, refused)"
     )
     deal = engine.get_deal("d1")
     assert deal is not None and deal.stage == "consultation"

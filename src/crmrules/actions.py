@@ -315,12 +315,9 @@ def move_stage(params: schema.MoveStage, ctx: ActionContext) -> None:
         raise ActionRefused(f"stage {deal.stage} is the last stage of {pipeline.id}")
     if target == deal.stage:
         return
-    if not pipeline.can_move(deal.stage, target):
-        allowed = ", ".join(pipeline.allowed_moves(deal.stage)) or "none"
-        raise ActionRefused(
-            f"deal {deal.id} cannot move from {deal.stage} to {target} "
-            f"(allowed from {deal.stage}: {allowed})"
-        )
+    refusal = pipeline.refuse_move(deal.id, deal.stage, target)
+    if refusal is not None:
+        raise ActionRefused(refusal)
     ctx.store_deal(deal.model_copy(update={"stage": target}), deal)
     ctx.effect(
         "stage_moved",

@@ -391,12 +391,9 @@ class Run:
                 f"deal {deal.id}: pipeline {pipeline.id} has no stage {deal.stage!r}"
             )
         if old is not None and old.stage != deal.stage:
-            if not pipeline.can_move(old.stage, deal.stage):
-                allowed = ", ".join(pipeline.allowed_moves(old.stage)) or "none"
-                raise RefusedError(
-                    f"deal {deal.id}: cannot move from {old.stage} to {deal.stage} in pipeline "
-                    f"{pipeline.id} (allowed from {old.stage}: {allowed})"
-                )
+            refusal = pipeline.refuse_move(deal.id, old.stage, deal.stage)
+            if refusal is not None:
+                raise RefusedError(refusal)
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.stage_entered_at is None:
             deal = deal.model_copy(update={"stage_entered_at": self.now})

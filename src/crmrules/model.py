@@ -151,6 +151,16 @@ class Pipeline(Model):
     def can_move(self, from_stage: str, to_stage: str) -> bool:
         return to_stage in self.allowed_moves(from_stage)
 
+    def refuse_move(self, deal_id: str, from_stage: str, to_stage: str) -> str | None:
+        """Why the move is not allowed (for the person who asked), or None if it is."""
+        if self.can_move(from_stage, to_stage):
+            return None
+        allowed = ", ".join(self.allowed_moves(from_stage)) or "none"
+        return (
+            f"deal {deal_id}: cannot move from {from_stage} to {to_stage} in pipeline {self.id} "
+            f"(allowed from {from_stage}: {allowed})"
+        )
+
 
 class Deal(Model):
     """A sale in progress: a client, a pipeline and the stage it has reached."""

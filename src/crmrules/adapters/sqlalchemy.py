@@ -744,6 +744,16 @@ class SQLAlchemyStore:
         self.close()
 
 
+def _where_given(
+    query: sa.Select[Any], *conditions: tuple[sa.ColumnElement[Any], object]
+) -> sa.Select[Any]:
+    """``query`` filtered by each (column, value) whose value is not None."""
+    for column, value in conditions:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
 class SQLAlchemyTransaction:
     """One unit of work on a SQLAlchemyStore: statements on one connection, in one transaction."""
 
@@ -934,15 +944,13 @@ class SQLAlchemyTransaction:
         status: TaskStatus | None = None,
     ) -> list[Task]:
         t = self._t.tasks
-        query = sa.select(t.c.data)
-        for column, value in (
+        query = _where_given(
+            sa.select(t.c.data),
             (t.c.client_id, client),
             (t.c.deal_id, deal),
             (t.c.assignee, assignee),
             (t.c.status, None if status is None else status.value),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        )
         order = (t.c.created_at.is_(None), t.c.created_at, self._by_id(t.c.id))
         return self._list(Task, query.order_by(*order))
 
@@ -1113,16 +1121,14 @@ class SQLAlchemyTransaction:
         status: TimerStatus | None = None,
     ) -> list[Timer]:
         t = self._t.timers
-        query = sa.select(t.c.data)
-        for column, value in (
+        query = _where_given(
+            sa.select(t.c.data),
             (t.c.client_id, client),
             (t.c.deal_id, deal),
             (t.c.rule, rule),
             (t.c.kind, kind),
             (t.c.status, None if status is None else status.value),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        )
         return self._list(Timer, query.order_by(t.c.due_at, self._by_id(t.c.key)))
 
     def claim_timers(
