@@ -1359,8 +1359,10 @@ def test_log_interaction_moves_last_contact_forward_and_raises_an_event(tmp_path
         Interaction(id="i1", kind="meeting", client="c1", manager="ivanov", occurred_at=met),
         event_id="i1",
     )
+    # The interaction first, then the client update it implies (last_contact_at moved).
     assert [(e.id, e.type) for e in result.events] == [
-        ("i1/interaction.logged", "interaction.logged")
+        ("i1/interaction.logged", "interaction.logged"),
+        ("i1/client.updated", "client.updated"),
     ]
     assert result.fired == ["logged"]
     assert client_of(engine).last_contact_at == met

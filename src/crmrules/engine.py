@@ -688,11 +688,6 @@ class Engine:
                     f"interaction {interaction.id}: no client {interaction.client!r}"
                 )
             run.tx.add_interaction(interaction)
-            last = client.last_contact_at
-            if last is None or interaction.occurred_at > last:
-                run.tx.put_client(
-                    client.model_copy(update={"last_contact_at": interaction.occurred_at})
-                )
             run.raise_event(
                 None,
                 0,
@@ -706,6 +701,11 @@ class Engine:
                     "outcome": interaction.outcome,
                 },
             )
+            last = client.last_contact_at
+            if last is None or interaction.occurred_at > last:
+                # A real update: it raises client.updated and re-plans timers on the field.
+                moved = client.model_copy(update={"last_contact_at": interaction.occurred_at})
+                run.store_client(moved, client, None, 0)
 
         return self._host_change(event_id, (interaction.client, interaction.deal), change)
 
