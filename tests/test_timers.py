@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from crmrules import Client, Deal, Engine, Event, Result, SimulatedClock
-from crmrules.adapters.memory import MemoryStore
+from crmrules.adapters.memory import MemoryStore, MemoryTransaction
 from crmrules.rules.regulation import load_regulation
-from crmrules.store import TimerStatus
+from crmrules.store import Timer, TimerStatus
 
 MSK = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -337,3 +340,44 @@ def test_contact_plans_start_for_clients_already_in_the_territory(tmp_path: Path
     clock.advance(timedelta(days=5))
     engine.reload(load_regulation(write(tmp_path, "rules: []\n")))
     assert pending(engine) == [("plan", START + timedelta(days=35))]
+
+
+class _Interleaved(MemoryStore):
+    """A store that lets a worker fire timers right after sync_timers has listed them."""
+
+    between: ClassVar[list[object]] = []
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        with super().transaction() as tx:
+            listed = tx.find_timers
+
+            def find_timers(**filters: object) -> list[Timer]:
+                found = listed(**filters)  # type: ignore[arg-type]
+                if self.between:
+                    step = self.between.pop()
+                    step()  # type: ignore[operator]
+                return found
+
+            tx.find_timers = find_timers  # type: ignore[method-assign]
+            yield tx
+
+
+def test_a_reload_never_undoes_a_timer_a_worker_fired_meanwhile(tmp_path: Path) -> None:
+    store = _Interleaved()
+    clock = SimulatedClock(START)
+    rules = """
+    rules:
+      - id: welcome
+        on: {after: 1 day, since: client.created_at}
+        then: [{create_task: {title: Приветственный звонок}}]
+    """
+    worker = Engine.from_path(write(tmp_path, rules), store=store, clock=clock, entry_points=False)
+    worker.create_client(Client(id="c1", name="ООО Ромашка", created_at=START - timedelta(days=3)))
+    admin = Engine.from_path(write(tmp_path, rules), store=store, clock=clock, entry_points=False)
+    store.between.append(lambda: worker.run_due())
+    admin.reload(load_regulation(write(tmp_path, rules.replace("1 day", "2 days"))))
+    with store.transaction() as tx:
+        assert [t.status for t in tx.find_timers(kind="rule")] == [TimerStatus.FIRED]
+    assert worker.run_due(START + timedelta(days=30)).fired == 0
+    assert [t.title for t in worker.tasks()] == ["Приветственный звонок"]

@@ -807,9 +807,21 @@ class Engine:
             )
 
         try:
-            return self._run(f"timer:{timer.key}", (timer.client, timer.deal), body)
+            result = self._run(f"timer:{timer.key}", (timer.client, timer.deal), body)
         except _NotMine:
             return None
+        if result.duplicate:
+            # It fired before, but its status was written back by a stale copy: settle it.
+            with self.store.transaction() as tx:
+                current = tx.lock_timer(timer.key)
+                if current is not None and current.status is TimerStatus.PENDING:
+                    note = "fired before; its result is kept under timer:<key>"
+                    tx.put_timer(
+                        current.model_copy(
+                            update={"status": TimerStatus.FIRED, "note": note, "lease_owner": None}
+                        )
+                    )
+        return result
 
     def _fire_timer(self, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
         """Do what the timer is for; its new status and a note (lateness, why not)."""
@@ -928,6 +940,11 @@ class Engine:
                     timers.plan_contact(tx, self.regulation, client.id, territory, now, now)
 
     def _resync(self, tx: Transaction, timer: Timer, now: datetime) -> None:
+        # A worker may have fired it since the list was read: lock it and look again.
+        current = tx.lock_timer(timer.key)
+        if current is None or current.status is not TimerStatus.PENDING:
+            return
+        timer = current
         rule = self._rules_by_id.get(timer.rule or "")
         gone: str | None = None
         if timer.kind in ("rule", "schedule"):
