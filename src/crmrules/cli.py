@@ -101,6 +101,69 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario_files(paths: Sequence[str]) -> list[str] | str:
+    """Every ``*.regulation.yaml`` below ``paths`` in name order, or why there are none."""
+    from pathlib import Path
+
+    from crmrules.testing.scenario import is_scenario_file
+
+    found: list[str] = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            return f"{given}: no such file or folder"
+        if path.is_file():
+            found.append(str(path))
+            continue
+        found += sorted(
+            str(p)
+            for p in path.rglob("*")
+            if p.is_file()
+            and is_scenario_file(p)
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    return found or f"no *.regulation.yaml files under {', '.join(paths)}"
+
+
+def _test(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    from crmrules.testing.runner import run_file
+
+    files = _scenario_files(paths)
+    if isinstance(files, str):
+        print(f"error: {files}", file=err)
+        return 1
+    passed = failed = 0
+    for file in files:
+        for result in run_file(file):
+            name = result.id if result.name else result.file
+            print(f"{'PASS' if result.passed else 'FAIL'} {name}", file=out)
+            if result.passed:
+                passed += 1
+                continue
+            failed += 1
+            for line in result.report().splitlines():
+                print(f"    {line}", file=out)
+    print(f"{passed} passed, {failed} failed", file=out)
+    return 1 if failed else 0
+
+
+def _simulate(file: str, scenario: str | None, out: TextIO) -> int:
+    from crmrules.testing.runner import run_file
+
+    failed = 0
+    for result in run_file(file, only=scenario):
+        name = result.id if result.name else result.file
+        print(f"== {name}", file=out)
+        for line in result.timeline:
+            print(f"  {line}", file=out)
+        print(f"{'PASS' if result.passed else 'FAIL'} {name}", file=out)
+        for line in result.report().splitlines():
+            print(f"    {line}", file=out)
+        print(file=out)
+        failed += not result.passed
+    return 1 if failed else 0
+
+
 def _load(path: str, plugins: PluginManager) -> Regulation:
     return load_regulation(path, actions=plugins.action_models(), operators=plugins.operators())
 
@@ -125,6 +188,22 @@ def _parser() -> argparse.ArgumentParser:
         "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
         "on the first line of a YAML regulation.",
     )
+    test = commands.add_parser(
+        "test",
+        help="run the regulation scenarios (*.regulation.yaml) below each PATH",
+        description="Run every scenario of every *.regulation.yaml file below each PATH on a "
+        "simulated clock. Prints PASS/FAIL file::scenario with a readable report for each "
+        "failure, then 'N passed, N failed'. Exits 1 if any failed.",
+    )
+    test.add_argument("paths", nargs="+", metavar="PATH")
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a scenario file and print its timeline",
+        description="Run the scenarios of FILE (or only --scenario NAME) and print every event, "
+        "timer, rule outcome and effect with its simulated time.",
+    )
+    simulate.add_argument("file", metavar="FILE", help="a *.regulation.yaml scenario file")
+    simulate.add_argument("--scenario", metavar="NAME", help="run only this scenario")
     worker = commands.add_parser(
         "worker",
         help="fire due timers in a loop (time triggers, deadlines, schedules)",
@@ -167,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args, sys.stdout)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "test":
+            return _test(args.paths, sys.stdout, sys.stderr)
+        if args.command == "simulate":
+            return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout)
     except CrmRulesError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -80,6 +80,8 @@ class _State:
         self.memberships: dict[str, list[TerritoryMembership]] = {}
         self.audit: list[AuditEntry] = []
         self.timers: dict[str, Timer] = {}
+        #: keys of the PENDING timers: firing looks only at these, not at every timer ever planned
+        self.pending: set[str] = set()
 
 
 class MemoryTransaction:
@@ -304,7 +306,7 @@ class MemoryTransaction:
     def plan_timer(self, timer: Timer) -> bool:
         if timer.key in self._s.timers:
             return False
-        self._put(self._s.timers, timer.key, _copy(timer))
+        self.put_timer(timer)
         return True
 
     def get_timer(self, key: str) -> Timer | None:
@@ -313,6 +315,13 @@ class MemoryTransaction:
 
     def put_timer(self, timer: Timer) -> None:
         self._put(self._s.timers, timer.key, _copy(timer))
+        pending, key = self._s.pending, timer.key
+        if timer.status is TimerStatus.PENDING and key not in pending:
+            pending.add(key)
+            self._undo.append(lambda: pending.discard(key))
+        elif timer.status is not TimerStatus.PENDING and key in pending:
+            pending.discard(key)
+            self._undo.append(lambda: pending.add(key))
 
     def find_timers(
         self,
@@ -326,10 +335,15 @@ class MemoryTransaction:
         wanted = {"client": client, "deal": deal, "rule": rule, "kind": kind, "status": status}
         found = [
             t
-            for t in self._s.timers.values()
+            for t in self._candidates(status)
             if all(v is None or getattr(t, k) == v for k, v in wanted.items())
         ]
         return [_copy(t) for t in sorted(found, key=lambda t: (t.due_at, t.key))]
+
+    def _candidates(self, status: TimerStatus | None) -> Iterator[Timer]:
+        if status is TimerStatus.PENDING:
+            return (self._s.timers[key] for key in self._s.pending)
+        return iter(self._s.timers.values())
 
     def claim_timers(
         self, now: datetime, limit: int, worker: str, lease_until: datetime
@@ -337,10 +351,8 @@ class MemoryTransaction:
         due = sorted(
             (
                 t
-                for t in self._s.timers.values()
-                if t.status is TimerStatus.PENDING
-                and t.due_at <= now
-                and (t.lease_until is None or t.lease_until < now)
+                for t in self._candidates(TimerStatus.PENDING)
+                if t.due_at <= now and (t.lease_until is None or t.lease_until < now)
             ),
             key=lambda t: (t.due_at, t.key),
         )[:limit]
