@@ -220,7 +220,7 @@ class Run:
                     field=field,
                     operator=operator,
                     expected=expected,
-                    actual=None if leaf is None else _plain(leaf.actual),
+                    actual=None if leaf is None else leaf.shown_actual(),
                 )
             )
             self.note(event, "not_matched", rule.id, trace.describe())
@@ -448,16 +448,6 @@ def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | No
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     keys = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k)]
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
-
-
-def _plain(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, frozenset | set):
-        return "[" + ", ".join(sorted(map(str, value))) + "]"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 class Engine:

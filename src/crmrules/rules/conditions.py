@@ -833,16 +833,19 @@ class LeafTrace:
     actual: Any
     result: bool
 
-    def describe(self) -> str:
+    def shown_actual(self) -> str | None:
+        """The actual value as an admin would write it; None when it is missing."""
         actual = self.actual
+        if actual is None:
+            return None
         if isinstance(actual, tuple) and len(actual) == 2 and self.leaf.op in CHANGE_OPS:
-            shown = f"{_show(actual[0])} → {_show(actual[1])}"
-        elif actual is None:
-            shown = "missing"
-        else:
-            shown = _show(actual)
+            return f"{_show(actual[0])} → {_show(actual[1])}"
+        return _show(actual)
+
+    def describe(self) -> str:
+        shown = self.shown_actual()
         outcome = "true" if self.result else "false"
-        return f"{self.leaf.describe()}: actual {shown} → {outcome}"
+        return f"{self.leaf.describe()}: actual {'missing' if shown is None else shown} → {outcome}"
 
 
 @dataclass(frozen=True)
