@@ -16,24 +16,22 @@ exactly as it was before the call.
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import timers
+from crmrules import firing, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
-from crmrules.calendar import BusinessCalendar
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RecordError
+from crmrules.firing import DueReport, plan_rule
 from crmrules.model import (
     Client,
     Deal,
@@ -45,11 +43,10 @@ from crmrules.model import (
 )
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
-from crmrules.rules.conditions import ALWAYS, Condition, Facts
-from crmrules.rules.regulation import ContactPlan, Regulation, Rule, Territory, load_regulation
+from crmrules.rules.conditions import Facts
+from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.rules.triggers import Trigger
-from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, ConflictError, Store, Transaction
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -483,9 +480,9 @@ class Engine:
             if rule.trigger.kind == "event":
                 for event_type in rule.trigger.events:
                     self._by_event.setdefault(event_type, []).append(rule)
-        self._rules_by_id = {rule.id: rule for rule in regulation.rules}
-        self._plan_rules: dict[tuple[str, int], Rule] = {
-            (territory.id, index): _plan_rule(territory, index, plan, regulation.calendar)
+        self.rules_by_id = {rule.id: rule for rule in regulation.rules}
+        self.plan_rules: dict[tuple[str, int], Rule] = {
+            (territory.id, index): plan_rule(territory, index, plan, regulation.calendar)
             for territory in regulation.territories.values()
             for index, plan in enumerate(territory.contact_plan)
         }
@@ -540,9 +537,9 @@ class Engine:
             "event", event.id, event.data, self.regulation.calendar
         )
         typed = event.model_copy(update={"data": data})
-        return self._run(typed.id, (typed.client, typed.deal), lambda run: run.cascade(typed))
+        return self.transact(typed.id, (typed.client, typed.deal), lambda run: run.cascade(typed))
 
-    def _run(
+    def transact(
         self,
         event_id: str,
         subject: tuple[str | None, str | None],
@@ -585,7 +582,7 @@ class Engine:
             if run.queue:
                 run.cascade(run.queue.pop(0).event)
 
-        return self._run(event_id or _new_id(), subject, body)
+        return self.transact(event_id or _new_id(), subject, body)
 
     def create_client(self, client: Client, *, event_id: str | None = None) -> Result:
         def change(run: Run) -> None:
@@ -745,7 +742,7 @@ class Engine:
         available.update(notifiers or {})
         return deliver_due(self.store, available, self.clock.now(), limit=limit)
 
-    # -- time: timers planned by changes, fired by run_due
+    # -- time: timers are planned by changes and fired here (see crmrules.firing)
 
     def run_due(
         self,
@@ -755,217 +752,12 @@ class Engine:
         worker: str | None = None,
         lease: timedelta = timedelta(minutes=5),
     ) -> DueReport:
-        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each in its own
-        transaction.
-
-        Timers are claimed in batches with a lease for ``worker``; a worker
-        that dies leaves its leases to expire, and another worker fires those
-        timers then. Each timer fires once: its result is kept under
-        ``timer:<key>`` and its status changes in the same transaction as
-        its effects.
-        """
-        now = now or self.clock.now()
-        worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        report = DueReport()
-        while limit is None or report.fired < limit:
-            batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.fired)
-            with self.store.transaction() as tx:
-                claimed = tx.claim_timers(now, batch, worker, now + lease)
-            for timer in claimed:
-                result = self._fire(timer, now, worker)
-                if result is not None:
-                    report.results.append(result)
-            if len(claimed) < batch:
-                break
-        return report
-
-    def _fire(self, timer: Timer, now: datetime, worker: str) -> Result | None:
-        def body(run: Run) -> None:
-            current = run.tx.lock_timer(timer.key)
-            if (
-                current is None
-                or current.status is not TimerStatus.PENDING
-                or current.lease_owner != worker
-            ):
-                raise _NotMine()
-            run.now = now
-            status, note = self._fire_timer(run, current)
-            run.tx.put_timer(
-                current.model_copy(
-                    update={"status": status, "fired_at": now, "note": note, "lease_owner": None}
-                )
-            )
-
-        try:
-            result = self._run(f"timer:{timer.key}", (timer.client, timer.deal), body)
-        except _NotMine:
-            return None
-        if result.duplicate:
-            # It fired before, but its status was written back by a stale copy: settle it.
-            with self.store.transaction() as tx:
-                current = tx.lock_timer(timer.key)
-                if current is not None and current.status is TimerStatus.PENDING:
-                    note = "fired before; its result is kept under timer:<key>"
-                    tx.put_timer(
-                        current.model_copy(
-                            update={"status": TimerStatus.FIRED, "note": note, "lease_owner": None}
-                        )
-                    )
-        return result
-
-    def _fire_timer(self, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
-        """Do what the timer is for; its new status and a note (lateness, why not)."""
-        late = run.now - timer.due_at
-        late_note = f"fired {late} late (due {timer.due_at.isoformat()})" if late > LATE else None
-        event = Event(
-            id=f"timer:{timer.key}",
-            type="timer",
-            occurred_at=run.now,
-            client=timer.client,
-            deal=timer.deal,
-            data={"timer": timer.key, "due_at": timer.due_at.isoformat()},
-        )
-        rule = (
-            self._rules_by_id.get(timer.rule or "") if timer.kind in ("rule", "schedule") else None
-        )
-        if timer.kind in ("rule", "schedule"):
-            if rule is None or not rule.enabled:
-                return TimerStatus.CANCELLED, f"rule {timer.rule} is gone or disabled"
-            if rule.max_lateness is not None:
-                limit = self.regulation.calendar.add(timer.due_at, rule.max_lateness)
-                if run.now > limit:
-                    message = (
-                        f"dropped: due {timer.due_at.isoformat()}, {late} late, more than "
-                        f"max_lateness {rule.max_lateness}"
-                    )
-                    run.result.events.append(
-                        EventRecord(event.id, event.type, 0, event.client, event.deal)
-                    )
-                    run.outcome(event, rule, "held", message)
-                    return TimerStatus.DROPPED, message
-        if late_note:
-            run.note(event, "late", timer.rule, late_note)
-        if timer.kind == "rule":
-            assert rule is not None
-            run.cascade(event, [rule])
-        elif timer.kind == "schedule":
-            assert rule is not None
-            self._fire_schedule(run, timer, rule, event)
-        elif timer.kind == "plan":
-            return self._fire_plan(run, timer, event), late_note
-        elif timer.kind == "stage":
-            deal = run.tx.get_deal(timer.deal or "")
-            entered = deal.stage_entered_at.isoformat() if deal and deal.stage_entered_at else ""
-            if deal is None or not timer.key.endswith(f":{deal.stage}:{entered}"):
-                return TimerStatus.CANCELLED, "the deal left the stage"
-            overdue = event.model_copy(update={"type": "deal.stage_overdue", "data": timer.data})
-            run.cascade(overdue)
-        elif timer.kind == "task":
-            task = run.tx.get_task(timer.data.get("task", ""))
-            if task is None or task.status is not TaskStatus.OPEN:
-                return TimerStatus.CANCELLED, "the task is closed"
-            data = {"task": task.id, "kind": task.kind, "title": task.title, "rule": task.rule}
-            run.cascade(event.model_copy(update={"type": "task.overdue", "data": data}))
-        return TimerStatus.FIRED, late_note
-
-    def _fire_schedule(self, run: Run, timer: Timer, rule: Rule, event: Event) -> None:
-        """A schedule fires for every client that satisfies the rule's condition now."""
-        for client in list(run.tx.iter_clients()):
-            per_client = event.model_copy(
-                update={"id": f"{event.id}:{client.id}", "client": client.id}
-            )
-            run.cascade(per_client, [rule])
-        after = timers.following(rule.trigger, timer.due_at, run.now, self.regulation.calendar)
-        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
-
-    def _fire_plan(self, run: Run, timer: Timer, event: Event) -> TimerStatus:
-        index = int(timer.data.get("index", 0))
-        territory = self.regulation.territories.get(timer.rule or "")
-        client = run.tx.get_client(timer.client or "")
-        if territory is None or index >= len(territory.contact_plan):
-            return TimerStatus.CANCELLED
-        if client is None or territory.id not in client.territories:
-            return TimerStatus.CANCELLED
-        run.cascade(event, [self._plan_rules[territory.id, index]])
-        plan = territory.contact_plan[index]
-        due = self.regulation.calendar.add(timer.due_at, plan.every)
-        while due <= run.now:
-            due = self.regulation.calendar.add(due, plan.every)
-        timers.plan_contact(
-            run.tx,
-            self.regulation,
-            client.id,
-            territory.id,
-            self.regulation.calendar.subtract(due, plan.every),
-            run.now,
-        )
-        return TimerStatus.FIRED
+        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once."""
+        return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
     def sync_timers(self, now: datetime | None = None) -> None:
-        """Bring every timer in step with the regulation; after loading or reloading it.
-
-        Plans schedules; plans time triggers, stage deadlines and contact plans
-        for records already in the store; cancels timers of removed or
-        disabled rules; re-plans timers of rules whose offset changed.
-        """
-        now = now or self.clock.now()
-        with self.store.transaction() as tx:
-            for timer in tx.find_timers(status=TimerStatus.PENDING):
-                self._resync(tx, timer, now)
-            for rule in self.regulation.rules:
-                if rule.trigger.kind == "schedule" and rule.enabled:
-                    pending = tx.find_timers(
-                        rule=rule.id, kind="schedule", status=TimerStatus.PENDING
-                    )
-                    if not pending:
-                        due = timers.next_schedule(rule.trigger, now, self.regulation.calendar)
-                        tx.plan_timer(_schedule_timer(rule, due, now))
-            for client in list(tx.iter_clients()):
-                timers.plan_for_record(tx, self.regulation, now, client=client)
-                for deal in tx.deals_of(client.id):
-                    timers.plan_for_record(tx, self.regulation, now, deal=deal)
-                plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
-                planned = {t.rule for t in plans}
-                for territory in sorted(client.territories - planned):
-                    timers.plan_contact(tx, self.regulation, client.id, territory, now, now)
-
-    def _resync(self, tx: Transaction, timer: Timer, now: datetime) -> None:
-        # A worker may have fired it since the list was read: lock it and look again.
-        current = tx.lock_timer(timer.key)
-        if current is None or current.status is not TimerStatus.PENDING:
-            return
-        timer = current
-        rule = self._rules_by_id.get(timer.rule or "")
-        gone: str | None = None
-        if timer.kind in ("rule", "schedule"):
-            if rule is None or not rule.enabled:
-                gone = f"rule {timer.rule} was removed or disabled"
-            elif (rule.trigger.kind == "schedule") != (timer.kind == "schedule"):
-                gone = f"rule {timer.rule} changed its trigger"
-            elif timer.kind == "rule" and (
-                rule.trigger.anchor is None or rule.trigger.anchor.path != timer.data.get("anchor")
-            ):
-                gone = f"rule {timer.rule} watches another field now"
-        elif timer.kind == "plan":
-            territory = self.regulation.territories.get(timer.rule or "")
-            if territory is None or int(timer.data.get("index", 0)) >= len(territory.contact_plan):
-                gone = f"the contact plan of {timer.rule} was removed"
-        if gone is not None:
-            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
-            return
-        if timer.kind == "rule" and rule is not None:
-            value = _parse_moment(str(timer.data.get("value")))
-            due = timers.anchor_due(rule.trigger, value, self.regulation.calendar)
-            if due != timer.due_at:
-                tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
-        if timer.kind == "schedule" and rule is not None:
-            due = timers.next_schedule(rule.trigger, now, self.regulation.calendar)
-            if due != timer.due_at:
-                note = "the schedule changed"
-                tx.put_timer(
-                    timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note})
-                )
-                tx.plan_timer(_schedule_timer(rule, due, now))
+        """Bring every timer in step with the regulation; after loading or reloading it."""
+        firing.sync_timers(self, now)
 
     def reload(self, regulation: Regulation) -> None:
         """Switch to a new version of the regulation and bring the timers in step."""
@@ -990,69 +782,6 @@ class Engine:
 
 #: URL schemes the SQL store opens (with any ``+driver``).
 SQL_SCHEMES = ("sqlite", "postgresql")
-
-
-#: A timer that fires later than this after its due time is noted as late in the audit log.
-LATE = timedelta(minutes=1)
-#: How many due timers one claim takes.
-CLAIM_BATCH = 100
-
-
-class _NotMine(Exception):
-    """The timer was settled or re-leased by another worker meanwhile: leave it."""
-
-
-@dataclass
-class DueReport:
-    """What one ``run_due`` did: a result per timer fired (or dropped)."""
-
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def fired(self) -> int:
-        return len(self.results)
-
-    def __str__(self) -> str:
-        rules = sum(len(r.fired) for r in self.results)
-        return f"{self.fired} timer(s) handled, {rules} rule(s) fired"
-
-
-def _schedule_timer(rule: Rule, due: datetime, now: datetime) -> Timer:
-    return Timer(
-        key=f"schedule:{rule.id}:{due.isoformat()}",
-        kind="schedule",
-        rule=rule.id,
-        due_at=due,
-        created_at=now,
-    )
-
-
-def _plan_rule(
-    territory: Territory, index: int, plan: ContactPlan, calendar: BusinessCalendar
-) -> Rule:
-    """A territory's contact plan, run like a rule: for its clients, every period."""
-    return Rule(
-        id=f"{territory.id}.contact_plan.{index}",
-        description=f"contact plan of {territory.id}: every {plan.every}",
-        trigger=Trigger("schedule", every=plan.every),
-        condition=Condition(ALWAYS, calendar),
-        actions=plan.actions,
-        priority=0,
-        stop=False,
-        once="always",
-        cooldown=None,
-        enabled=True,
-        max_lateness=None,
-        location=territory.location,
-        order=-1,
-    )
-
-
-def _parse_moment(text: str) -> Any:
-    try:
-        return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
-    except ValueError:
-        return datetime.fromisoformat(text)
 
 
 def _open_store(store: Store | str | None, plugins: PluginManager) -> Store:
