@@ -202,6 +202,10 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         entered = deal.stage_entered_at.isoformat() if deal and deal.stage_entered_at else ""
         if deal is None or not timer.key.endswith(f":{deal.stage}:{entered}"):
             return TimerStatus.CANCELLED, "the deal left the stage"
+        pipeline = engine.regulation.pipelines.get(deal.pipeline)
+        stage = pipeline.stage(deal.stage) if pipeline else None
+        if stage is None or stage.deadline is None:
+            return TimerStatus.CANCELLED, "the stage has no deadline any more"
         overdue = event.model_copy(update={"type": "deal.stage_overdue", "data": timer.data})
         run.cascade(overdue)
     elif timer.kind == "task":

@@ -13,7 +13,7 @@ from typing import Any
 
 from crmrules.calendar import BusinessCalendar
 from crmrules.model import Client, Deal, Task, TaskStatus
-from crmrules.rules.regulation import Regulation
+from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.triggers import Cron, Trigger
 from crmrules.store import Timer, TimerStatus, Transaction
 
@@ -114,8 +114,10 @@ def _replace(
     for timer in pending:
         if timer.key not in keys:
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": why}))
+    planned = {timer.key for timer in pending}
     for timer in wanted:
-        tx.plan_timer(timer)
+        if timer.key not in planned:  # a pending one is already there: no round trip
+            tx.plan_timer(timer)
 
 
 def plan_for_record(
@@ -136,12 +138,37 @@ def plan_for_record(
     if record is None:
         return
     namespace = "client" if client is not None else "deal"
+    rules = [
+        rule
+        for rule in regulation.rules
+        if rule.enabled
+        and rule.trigger.anchor is not None
+        and rule.trigger.anchor.namespace == namespace
+    ]
+    if rules:
+        _plan_anchored(tx, regulation, now, rules, namespace, client, deal)
+    # Without such rules there is nothing to plan here; timers of rules removed
+    # since are cancelled by sync_timers, or when they fall due.
+    if deal is not None:
+        _plan_stage_deadline(tx, regulation, deal, now)
+
+
+def _plan_anchored(
+    tx: Transaction,
+    regulation: Regulation,
+    now: datetime,
+    rules: list[Rule],
+    namespace: str,
+    client: Client | None,
+    deal: Deal | None,
+) -> None:
+    record = client if client is not None else deal
+    assert record is not None
     values = record.record()
     wanted: list[Timer] = []
-    for rule in regulation.rules:
+    for rule in rules:
         trigger = rule.trigger
-        if trigger.anchor is None or trigger.anchor.namespace != namespace or not rule.enabled:
-            continue
+        assert trigger.anchor is not None
         value = values.get(trigger.anchor.key)
         if value is None:
             continue
@@ -166,8 +193,6 @@ def plan_for_record(
     if client is not None:
         mine = [t for t in mine if t.deal is None]
     _replace(tx, wanted, mine, now, f"{namespace} {record.id} changed")
-    if deal is not None:
-        _plan_stage_deadline(tx, regulation, deal, now)
 
 
 def _plan_stage_deadline(
