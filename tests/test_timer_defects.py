@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from crmrules import Client, Engine, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.errors import RegulationError
-from crmrules.rules.regulation import load_regulation
+from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.triggers import parse_cron
 from crmrules.store import TimerStatus
 from crmrules.testing import Simulation
@@ -29,9 +30,7 @@ def regulation_text(rules: str, timezone: str = "Europe/Moscow", extra: str = ""
         f"calendar: {{timezone: {timezone}}}\n"
         "fields:\n"
         "  client.visit_at: {type: date}\n"
-        "  client.segment: {type: enum, values: [A, B]}\n"
-        + extra
-        + textwrap.dedent(rules)
+        "  client.segment: {type: enum, values: [A, B]}\n" + extra + textwrap.dedent(rules)
     )
 
 
@@ -47,6 +46,10 @@ def reload(engine: Engine, tmp_path: Path, text: str) -> None:
     path = tmp_path / "regulation.yaml"
     path.write_text(text, encoding="utf-8")
     engine.reload(load_regulation(path))
+
+
+def disabled(text: str, rule: str) -> str:
+    return text.replace(f"  - id: {rule}\n", f"  - id: {rule}\n    enabled: false\n")
 
 
 def pending(engine: Engine) -> list[tuple[str | None, datetime]]:
@@ -89,9 +92,7 @@ def test_an_anchor_moved_away_and_back_plans_its_timer_again(tmp_path: Path) -> 
     engine.create_client(Client(id="c1", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
     engine.update_client("c1", {"visit_at": date(2026, 3, 6)})
     engine.update_client("c1", {"visit_at": date(2026, 3, 5)})
-    assert [due for _, due in pending(engine)] == [
-        datetime(2026, 3, 6, tzinfo=MSK).astimezone(UTC)
-    ]
+    assert [due for _, due in pending(engine)] == [datetime(2026, 3, 6, tzinfo=MSK).astimezone(UTC)]
     assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]
 
 
@@ -100,7 +101,7 @@ def test_a_rule_disabled_and_enabled_again_keeps_its_clients_timers(tmp_path: Pa
     text = regulation_text(VISIT_RULE)
     engine = engine_for(tmp_path, text, start)
     engine.create_client(Client(id="c1", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
-    reload(engine, tmp_path, text.replace("  - id: visit-reminder\n", "  - id: visit-reminder\n    enabled: false\n"))
+    reload(engine, tmp_path, disabled(text, "visit-reminder"))
     assert pending(engine) == []
     reload(engine, tmp_path, text)
     assert len(pending(engine)) == 1
@@ -125,7 +126,7 @@ def test_a_schedule_disabled_and_enabled_before_its_time_still_runs(tmp_path: Pa
     clock = engine.clock
     assert isinstance(clock, SimulatedClock)
     clock.set(datetime(2026, 3, 2, 8, tzinfo=MSK))
-    reload(engine, tmp_path, text.replace("  - id: morning-call\n", "  - id: morning-call\n    enabled: false\n"))
+    reload(engine, tmp_path, disabled(text, "morning-call"))
     clock.set(datetime(2026, 3, 2, 8, 30, tzinfo=MSK))
     reload(engine, tmp_path, text)
     assert run_until(engine, datetime(2026, 3, 4, 10, tzinfo=MSK)) == ["Утренний звонок"] * 3
@@ -149,12 +150,13 @@ def test_an_hourly_cron_runs_25_times_on_the_autumn_day() -> None:
     day = datetime(2026, 10, 25, tzinfo=BERLIN)
     got = firings("0 * * * *", day - timedelta(seconds=1), day + timedelta(days=1), "Europe/Berlin")
     assert len(got) == 25
-    assert all(b - a == timedelta(hours=1) for a, b in zip(got, got[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(got))
 
 
 def test_a_fixed_time_cron_in_the_repeated_hour_runs_once() -> None:
     day = datetime(2026, 10, 25, tzinfo=BERLIN)
-    got = firings("30 2 * * *", day - timedelta(seconds=1), day + timedelta(days=1), "Europe/Berlin")
+    end = day + timedelta(days=1)
+    got = firings("30 2 * * *", day - timedelta(seconds=1), end, "Europe/Berlin")
     assert got == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]  # 02:30 CEST, the first pass
 
 
@@ -179,7 +181,7 @@ def test_a_daily_at_time_in_the_spring_gap_comes_back_the_next_day(tmp_path: Pat
     assert times == ["03-29 03:30", "03-30 02:30", "03-31 02:30", "04-01 02:30"]
 
 
-def load_regulation_text(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+def load_regulation_text(tmp_path: Path, text: str) -> Regulation:
     path = tmp_path / "regulation.yaml"
     path.write_text(text, encoding="utf-8")
     return load_regulation(path)
@@ -255,7 +257,7 @@ def test_validate_refuses_impossible_and_malformed_crons(
         load_regulation(path)
     text = str(caught.value)
     assert message in text
-    assert "regulation.yaml:8:" in text  # the line of the cron, with its column
+    assert "regulation.yaml:9:" in text  # the line of the cron, with its column
 
 
 def test_feb_29_is_possible() -> None:
@@ -334,11 +336,20 @@ def test_russia_closes_an_hour_early_before_a_public_holiday() -> None:
         assert not calendar.is_working_time(datetime.combine(day, time(17, 30), MSK)), day
     # A Friday before a Monday holiday is not "immediately before" it (Labour Code art. 95).
     assert calendar.is_working_time(datetime(2026, 2, 20, 17, 30, tzinfo=MSK))
-    # 0 business days from after the short day's close is the next opening.
-    got = calendar.add(datetime(2026, 11, 3, 17, 30, tzinfo=MSK), Duration.parse("0 business days"))
-    assert got == datetime(2026, 11, 5, 9, tzinfo=MSK)
+    # After the short day's close, the next opening is after the holiday.
+    assert calendar.next_opening(datetime(2026, 11, 3, 17, 30, tzinfo=MSK)) == datetime(
+        2026, 11, 5, 9, tzinfo=MSK
+    )
+    # One business day from 17:30 lands on the short day: at its close, not after it.
+    got = calendar.add(datetime(2026, 11, 2, 17, 30, tzinfo=MSK), Duration.parse("1 business day"))
+    assert got == datetime(2026, 11, 3, 17, tzinfo=MSK)
+    one = Duration.parse("1 business day")
+    back = calendar.subtract(datetime(2026, 11, 5, 17, 30, tzinfo=MSK), one)
+    assert back == datetime(2026, 11, 3, 17, tzinfo=MSK)
     plain = BusinessCalendar(
-        "Europe/Moscow", country="RU", working_hours=WorkingHours(time(9), time(18)),
+        "Europe/Moscow",
+        country="RU",
+        working_hours=WorkingHours(time(9), time(18)),
         short_pre_holidays=False,
     )
     assert plain.is_working_time(datetime(2026, 11, 3, 17, 30, tzinfo=MSK))

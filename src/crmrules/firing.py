@@ -53,12 +53,19 @@ class DueReport:
         return f"{self.fired} timer(s) handled, {rules} rule(s) fired"
 
 
-def _schedule_timer(rule: Rule, due: datetime, now: datetime) -> Timer:
+def _schedule_timer(
+    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
+) -> Timer:
+    """An occurrence of a schedule; ``every`` series remember their start and number."""
+    data: dict[str, Any] = {"trigger": rule.trigger.describe()}
+    if rule.trigger.every is not None:
+        data |= {"start": (start or due).isoformat(), "n": n}
     return Timer(
         key=f"schedule:{rule.id}:{due.isoformat()}",
         kind="schedule",
         rule=rule.id,
         due_at=due,
+        data=data,
         created_at=now,
     )
 
@@ -108,7 +115,7 @@ def run_due(
     ``timer:<key>`` and its status changes in the same transaction as
     its effects.
     """
-    now = now or engine.clock.now()
+    now = timers.utc(now or engine.clock.now())
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = DueReport()
     while limit is None or report.fired < limit:
@@ -162,7 +169,8 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str) -> Result | 
 def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
     """Do what the timer is for; its new status and a note (lateness, why not)."""
     late = run.now - timer.due_at
-    late_note = f"fired {late} late (due {timer.due_at.isoformat()})" if late > LATE else None
+    due_text = engine.regulation.calendar.local(timer.due_at).isoformat()  # as the admin reads it
+    late_note = f"fired {late} late (due {due_text})" if late > LATE else None
     event = Event(
         id=f"timer:{timer.key}",
         type="timer",
@@ -179,7 +187,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
             limit = engine.regulation.calendar.add(timer.due_at, rule.max_lateness)
             if run.now > limit:
                 message = (
-                    f"dropped: due {timer.due_at.isoformat()}, {late} late, more than "
+                    f"dropped: due {due_text}, {late} late, more than "
                     f"max_lateness {rule.max_lateness}"
                 )
                 run.result.events.append(
@@ -222,8 +230,16 @@ def _fire_schedule(engine: Engine, run: Run, timer: Timer, rule: Rule, event: Ev
     for client in list(run.tx.iter_clients()):
         per_client = event.model_copy(update={"id": f"{event.id}:{client.id}", "client": client.id})
         run.cascade(per_client, [rule])
-    after = timers.following(rule.trigger, timer.due_at, run.now, engine.regulation.calendar)
-    run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+    calendar = engine.regulation.calendar
+    trigger = rule.trigger
+    if trigger.every is None:
+        after = timers.following(trigger, timer.due_at, run.now, calendar)
+        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+        return
+    start = _parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
+    n = int(timer.data.get("n", 0))
+    k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, run.now, calendar)
+    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k))
 
 
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
@@ -235,18 +251,7 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     if client is None or territory.id not in client.territories:
         return TimerStatus.CANCELLED
     run.cascade(event, [engine.plan_rules[territory.id, index]])
-    plan = territory.contact_plan[index]
-    due = engine.regulation.calendar.add(timer.due_at, plan.every)
-    while due <= run.now:
-        due = engine.regulation.calendar.add(due, plan.every)
-    timers.plan_contact(
-        run.tx,
-        engine.regulation,
-        client.id,
-        territory.id,
-        engine.regulation.calendar.subtract(due, plan.every),
-        run.now,
-    )
+    timers.plan_next_contact(run.tx, engine.regulation, timer, index, run.now)
     return TimerStatus.FIRED
 
 
@@ -257,7 +262,7 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
     for records already in the store; cancels timers of removed or
     disabled rules; re-plans timers of rules whose offset changed.
     """
-    now = now or engine.clock.now()
+    now = timers.utc(now or engine.clock.now())
     with engine.store.transaction() as tx:
         for timer in tx.find_timers(status=TimerStatus.PENDING):
             _resync(engine, tx, timer, now)
@@ -307,10 +312,16 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
         if due != timer.due_at:
             tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
     if timer.kind == "schedule" and rule is not None:
-        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-        if due != timer.due_at:
+        described = timer.data.get("trigger")
+        if described is None:  # planned before schedules kept their trigger: compare due times
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+            changed = due != timer.due_at
+        else:
+            changed = described != rule.trigger.describe()
+        if changed:
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
             tx.plan_timer(_schedule_timer(rule, due, now))
 
 

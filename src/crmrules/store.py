@@ -202,7 +202,12 @@ class Transaction(Protocol):
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None: ...
     # -- timers
     def plan_timer(self, timer: Timer) -> bool:
-        """Store a new timer; False (and nothing changed) if its key exists, whatever its status."""
+        """Store a new timer, or plan again one cancelled before it fell due (its reason is
+        back: the anchor moved back, the rule was enabled again); True if it did.
+
+        False, and nothing changed, when a timer with that key is pending, fired,
+        dropped, or was settled when it fell due (``fired_at`` set).
+        """
         ...
 
     def get_timer(self, key: str) -> Timer | None: ...

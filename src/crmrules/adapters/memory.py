@@ -12,7 +12,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -304,7 +304,10 @@ class MemoryTransaction:
     # -- timers
 
     def plan_timer(self, timer: Timer) -> bool:
-        if timer.key in self._s.timers:
+        known = self._s.timers.get(timer.key)
+        if known is not None and not (
+            known.status is TimerStatus.CANCELLED and known.fired_at is None
+        ):
             return False
         self.put_timer(timer)
         return True
@@ -348,13 +351,14 @@ class MemoryTransaction:
     def claim_timers(
         self, now: datetime, limit: int, worker: str, lease_until: datetime
     ) -> list[Timer]:
+        now = now.astimezone(UTC)  # one zone's datetimes would compare by wall clock
         due = sorted(
             (
                 t
                 for t in self._candidates(TimerStatus.PENDING)
                 if t.due_at <= now and (t.lease_until is None or t.lease_until < now)
             ),
-            key=lambda t: (t.due_at, t.key),
+            key=lambda t: (t.due_at.astimezone(UTC), t.key),
         )[:limit]
         claimed = []
         for timer in due:

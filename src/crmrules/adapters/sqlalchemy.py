@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar, get_args
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -1081,24 +1081,27 @@ class SQLAlchemyTransaction:
         }
 
     def plan_timer(self, timer: Timer) -> bool:
-        """Insert the timer unless its key exists; two processes planning it both succeed."""
+        """Insert the timer, or revive one cancelled before it fell due; else leave it.
+
+        One statement on both databases (an upsert whose update applies only to
+        such a timer); two processes planning the same key both succeed.
+        """
         t = self._t.timers
         values = self._timer_values(timer)
-        if self._postgres:
-            # Waits for a concurrent insert of the same key to commit, then does nothing.
-            # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
-            insert = (
-                postgresql.insert(t)
-                .values(key=timer.key, **values)
-                .on_conflict_do_nothing(index_elements=["key"])
-                .execution_options(preserve_rowcount=True)
-            )
-            planned = self._c.execute(insert).rowcount == 1
-        else:
-            # SQLite: BEGIN IMMEDIATE already keeps other writers out until commit.
-            planned = not self._exists(t, "key", timer.key)
-            if planned:
-                self._c.execute(sa.insert(t).values(key=timer.key, **values))
+        dialect = postgresql if self._postgres else sqlite
+        revivable = sa.and_(
+            t.c.status == TimerStatus.CANCELLED.value,
+            t.c.data["fired_at"].as_string().is_(None),
+        )
+        # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
+        # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
+        upsert = (
+            dialect.insert(t)
+            .values(key=timer.key, **values)
+            .on_conflict_do_update(index_elements=["key"], set_=values, where=revivable)
+            .execution_options(preserve_rowcount=True)
+        )
+        planned = self._c.execute(upsert).rowcount == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:

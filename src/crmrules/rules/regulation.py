@@ -468,6 +468,7 @@ class _Compiler:
                 holidays=spec.holidays,
                 workdays=spec.workdays,
                 working_hours=hours,
+                short_pre_holidays=spec.short_pre_holidays,
             )
         except ValueError as error:
             text = str(error)

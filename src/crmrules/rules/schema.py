@@ -61,6 +61,11 @@ class CalendarSpec(Block):
         default_factory=list, description="extra working days, e.g. transferred days"
     )
     working_hours: str | None = Field(None, examples=["09:00-18:00"])
+    short_pre_holidays: bool | None = Field(
+        None,
+        description="a working day right before a public holiday closes an hour early; "
+        "default: true for country RU (Labour Code art. 95), false elsewhere",
+    )
 
 
 class StageSpec(Block):
