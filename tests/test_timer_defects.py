@@ -353,3 +353,22 @@ def test_russia_closes_an_hour_early_before_a_public_holiday() -> None:
         short_pre_holidays=False,
     )
     assert plain.is_working_time(datetime(2026, 11, 3, 17, 30, tzinfo=MSK))
+
+
+# 5b. a timer that cannot be planned is recorded against its rule; the rest goes on ---------
+
+
+def test_a_timer_that_cannot_be_planned_never_stops_the_others(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 1, 10, tzinfo=MSK)
+    engine = engine_for(tmp_path, regulation_text("rules: []\n"), start)
+    engine.create_client(Client(id="c1", name="Вечный", fields={"visit_at": date(9999, 12, 31)}))
+    engine.create_client(Client(id="c2", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
+    reload(engine, tmp_path, regulation_text(VISIT_RULE))  # would raise out of sync_timers
+    assert [rule for rule, _ in pending(engine)] == ["visit-reminder"]
+    engine.update_client("c1", {"name": "Вечный клиент"})  # the host's call goes through
+    with engine.store.transaction() as tx:
+        errors = [e for e in tx.audit_log() if e.kind == "error"]
+    assert errors
+    assert all(e.rule == "visit-reminder" for e in errors)
+    assert "c1" in errors[0].message and "out of range" in errors[0].message
+    assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]

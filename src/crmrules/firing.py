@@ -270,7 +270,11 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
             if rule.trigger.kind == "schedule" and rule.enabled:
                 pending = tx.find_timers(rule=rule.id, kind="schedule", status=TimerStatus.PENDING)
                 if not pending:
-                    due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+                    try:
+                        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+                    except ValueError as error:
+                        timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
+                        continue
                     tx.plan_timer(_schedule_timer(rule, due, now))
         for client in list(tx.iter_clients()):
             timers.plan_for_record(tx, engine.regulation, now, client=client)
@@ -308,7 +312,13 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
         return
     if timer.kind == "rule" and rule is not None:
         value = _parse_moment(str(timer.data.get("value")))
-        due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
+        try:
+            due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
+        except ValueError as error:
+            timers.plan_failed(tx, now, rule.id, f"timer {timer.key}", timer.key, error)
+            note = f"cannot be planned any more: {error}"
+            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            return
         if due != timer.due_at:
             tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
     if timer.kind == "schedule" and rule is not None:

@@ -10,6 +10,7 @@ them never depends on the wall clock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -18,7 +19,9 @@ from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.model import Client, Deal, Task, TaskStatus
 from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.triggers import Cron, Trigger
-from crmrules.store import Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, Timer, TimerStatus, Transaction
+
+log = logging.getLogger("crmrules.timers")
 
 #: How far ahead a cron expression is searched: 29 years covers "29 February on a Monday".
 CRON_SEARCH_DAYS = 366 * 29
@@ -199,6 +202,25 @@ def _day_matches(cron: Cron, day: date) -> bool:
 # --- planning: which timers a record should have, kept in step with it ------------------------
 
 
+def plan_failed(
+    tx: Transaction, now: datetime, rule: str | None, subject: str, key: str, error: Exception
+) -> None:
+    """A timer that cannot be planned (its date is out of the calendar's range) is recorded
+    against its rule in the audit log; the record's other timers and the call go on."""
+    message = f"could not plan the timer of rule {rule} for {subject}: {error}"
+    log.warning(message)
+    tx.add_audit(
+        AuditEntry(
+            at=now,
+            event_id=f"plan:{key}",
+            event_type="timer.plan_failed",
+            kind="error",
+            rule=rule,
+            message=message,
+        )
+    )
+
+
 def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, date | datetime) else str(value)
 
@@ -269,14 +291,20 @@ def _plan_anchored(
         value = values.get(trigger.anchor.key)
         if value is None:
             continue
+        key = f"rule:{rule.id}:{namespace}:{record.id}:{_iso(value)}"
+        try:
+            due = anchor_due(trigger, value, regulation.calendar)
+        except ValueError as error:
+            plan_failed(tx, now, rule.id, f"{namespace} {record.id}", key, error)
+            continue
         wanted.append(
             Timer(
-                key=f"rule:{rule.id}:{namespace}:{record.id}:{_iso(value)}",
+                key=key,
                 kind="rule",
                 rule=rule.id,
                 client=client.id if client is not None else deal.client if deal else None,
                 deal=deal.id if deal is not None else None,
-                due_at=anchor_due(trigger, value, regulation.calendar),
+                due_at=due,
                 data={"anchor": trigger.anchor.path, "value": _iso(value)},
                 created_at=now,
             )
@@ -413,6 +441,7 @@ __all__ = [
     "next_schedule",
     "occurrence",
     "plan_contact",
+    "plan_failed",
     "plan_for_record",
     "plan_next_contact",
     "plan_task",
