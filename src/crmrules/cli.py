@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from crmrules.errors import CrmRulesError, RegulationError
@@ -73,31 +73,53 @@ def _db(args: argparse.Namespace, out: TextIO) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore, parse_url, sqlite_file
     from crmrules.engine import Engine
-    from crmrules.worker import Worker, sqlite_single_worker
+    from crmrules.worker import AppError, Worker, load_app, sqlite_single_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    url = args.database or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
-    parsed = parse_url(url)
-    database = sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
-    plugins = PluginManager()
-    with sqlite_single_worker(database):
-        engine = Engine(_load(args.path, plugins), SQLAlchemyStore(url), plugin_manager=plugins)
-        worker = Worker(
-            engine,
-            interval=args.interval,
-            batch=args.batch,
-            name=args.name,
-            load=lambda: _load(args.path, plugins),
+    if (args.app is None) == (args.path is None):
+        print(
+            "error: give the regulation PATH, or --app module:function, not both", file=sys.stderr
         )
-        try:
+        return 2
+    load: Callable[[], Regulation]
+    try:
+        if args.app is not None:
+            build = load_app(args.app)
+            engine = build()
+
+            def load() -> Regulation:
+                fresh = build()
+                if fresh.store is not engine.store:
+                    fresh.store.close()
+                return fresh.regulation
+
+        else:
+            plugins = PluginManager()
+            url = args.database or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+            engine = Engine(_load(args.path, plugins), SQLAlchemyStore(url), plugin_manager=plugins)
+
+            def load() -> Regulation:
+                return _load(args.path, plugins)
+
+    except AppError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bind = getattr(engine.store, "engine", None)
+    url_of = bind.url if bind is not None else None
+    database = sqlite_file(parse_url(str(url_of))) if url_of is not None else None
+    try:
+        with sqlite_single_worker(database):
+            worker = Worker(
+                engine, interval=args.interval, batch=args.batch, name=args.name, load=load
+            )
             if args.once:
-                engine.sync_timers()
+                worker.start()
                 worker.run_once()
             else:
                 worker.install_signals()
                 worker.run()
-        finally:
-            engine.store.close()
+    finally:
+        engine.store.close()
     return 0
 
 
@@ -211,7 +233,15 @@ def _parser() -> argparse.ArgumentParser:
         "hand is finished first); SIGHUP reloads the regulation. Several workers can share a "
         "PostgreSQL database; SQLite allows one at a time.",
     )
-    worker.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    worker.add_argument(
+        "path", metavar="PATH", nargs="?", help="the regulation (a file or a folder)"
+    )
+    worker.add_argument(
+        "--app",
+        metavar="MODULE:FUNCTION",
+        help="run the host's own engine: a function that returns it (its store, host tables "
+        "and plugins), e.g. myapp.crm:make_engine; instead of PATH and --database",
+    )
     worker.add_argument(
         "--database", metavar="URL", help="default: $CRMRULES_DATABASE_URL, else the SQLite file"
     )

@@ -686,6 +686,11 @@ class SQLAlchemyStore:
         migrate.check(target, schema=self._schema, shown=self._shown)
 
     @property
+    def records(self) -> HostRecords | None:
+        """The host tables that keep clients and deals; None: crmrules' own tables."""
+        return self._records
+
+    @property
     def engine(self) -> sa.Engine | None:
         """The engine the store connects with; None when it works in a host's transaction."""
         return self._engine
