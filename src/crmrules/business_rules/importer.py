@@ -274,6 +274,7 @@ def import_rules(
         where = f"rule {index + 1}"
         if not isinstance(rule, Mapping) or "conditions" not in rule or "actions" not in rule:
             raise importer.fail(where, "a rule needs conditions and actions", "see the README")
+        condition = importer.condition(rule["conditions"], f"{where}.conditions")
         then = [importer.action(a, f"{where}.actions[{i}]") for i, a in enumerate(rule["actions"])]
         if not then:
             raise importer.fail(where, "the rule has no actions", "a crmrules rule needs one")
@@ -281,7 +282,7 @@ def import_rules(
         entry: dict[str, Any] = {
             "id": name if isinstance(name, str) and name else f"{id_prefix}-{index + 1}",
             "on": on if isinstance(on, str) else list(on),
-            "if": importer.condition(rule["conditions"], f"{where}.conditions"),
+            "if": condition,
             "then": then,
         }
         if stop_on_first_trigger:
