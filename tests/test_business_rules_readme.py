@@ -12,8 +12,8 @@ from typing import Any
 
 import business_rules.engine
 import pytest
-from business_rules_app.products import RULES, Order, Product, ProductActions, ProductVariables
 
+from business_rules_app.products import RULES, Order, Product, ProductActions, ProductVariables
 from crmrules import Client, Engine, Event, MemoryStore, SimulatedClock
 from crmrules.business_rules import (
     export_rules,
@@ -218,7 +218,8 @@ def _plugin_tables() -> dict[str, Any]:
                     }
                 ]
             ),
-            "rules.json: rule 1.conditions.all[0]: variable 'colour' is not defined in class ProductVariables",
+            "rules.json: rule 1.conditions.all[0]: variable 'colour' is not defined"
+            " in class ProductVariables",
         ),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from pydantic import BaseModel
 
 from crmrules.business_rules.importer import DEFAULT_EVENT, ImportRulesError, import_rules
 from crmrules.business_rules.plugin import plugin
 from crmrules.errors import CrmRulesError, RegulationError
-from crmrules.plugins import PluginManager
+from crmrules.plugins import OperatorPlugin, PluginManager
 from crmrules.rules.regulation import Regulation, compile_regulation
 from crmrules.rules.source import Document, SourceMap, parse_text
 
@@ -73,16 +75,17 @@ def load_class(spec: str) -> type:
     return found
 
 
-def check(regulation: dict[str, Any], actions: type, name: str) -> Regulation:
-    """Compile the imported regulation with the business-rules plugin, as Engine would."""
-    text = to_yaml(regulation)
-    data, source = parse_text(text, name)
+@functools.lru_cache(maxsize=16)
+def _tables(actions: type) -> tuple[dict[str, type[BaseModel]], dict[str, OperatorPlugin]]:
     plugins = PluginManager([plugin(actions)], entry_points=False)
-    return compile_regulation(
-        Document(data, source or SourceMap(), [name]),
-        plugins.action_models(),
-        plugins.operators(),
-    )
+    return plugins.action_models(), plugins.operators()
+
+
+def check(regulation: dict[str, Any], actions: type, name: str) -> Regulation:
+    """Compile the imported regulation, written as YAML and read back, with its plugin."""
+    data, source = parse_text(to_yaml(regulation), name)
+    models, operators = _tables(actions)
+    return compile_regulation(Document(data, source or SourceMap(), [name]), models, operators)
 
 
 def import_rules_command(

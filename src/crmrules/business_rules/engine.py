@@ -288,17 +288,23 @@ def interpret_condition(condition: Any, defined_variables: Any) -> Any:
     return _compare(method.field_type(result), op, value)
 
 
-def interpret(conditions: Any, defined_variables: Any) -> bool:
+def _check(holds: bool) -> None:
+    """The package's bare ``assert``: an AssertionError without a message, none under -O."""
+    if __debug__ and not holds:
+        raise AssertionError
+
+
+def interpret(conditions: Any, defined_variables: Any) -> Any:
     """``check_conditions_recursively`` of the package, step by step."""
     keys = list(conditions.keys())
     if keys == ["all"]:
-        assert len(conditions["all"]) >= 1
+        _check(len(conditions["all"]) >= 1)
         return all(interpret(item, defined_variables) for item in conditions["all"])
     if keys == ["any"]:
-        assert len(conditions["any"]) >= 1
+        _check(len(conditions["any"]) >= 1)
         return any(interpret(item, defined_variables) for item in conditions["any"])
-    assert not ("any" in keys or "all" in keys)
-    return bool(interpret_condition(conditions, defined_variables))
+    _check(not ("any" in keys or "all" in keys))
+    return interpret_condition(conditions, defined_variables)
 
 
 # --- compilation --------------------------------------------------------------------------------

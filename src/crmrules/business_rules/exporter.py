@@ -18,6 +18,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from crmrules.business_rules.engine import EPSILON
+from crmrules.business_rules.plugin import method_name
 from crmrules.rules.conditions import All, AnyOf, Const, FieldRef, Leaf, Node, Not
 from crmrules.rules.fields import NUMBER_TYPES, FieldType
 from crmrules.rules.regulation import Regulation, Rule
@@ -135,7 +136,9 @@ def _actions(rule: Rule, names: Mapping[str, str], builtin: frozenset[str]) -> l
         if action.name in builtin and action.name not in names:
             raise NotExportable(f"the crmrules action {action.name} has no business-rules method")
         params = action.params.model_dump(exclude_unset=True)
-        exported.append({"name": names.get(action.name, action.name), "params": params})
+        exported.append(
+            {"name": names.get(action.name, method_name(action.name)), "params": params}
+        )
     return exported
 
 

@@ -24,7 +24,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from crmrules.business_rules.engine import EPSILON, NUMERIC_OPS, TYPES
-from crmrules.business_rules.plugin import actions_of
+from crmrules.business_rules.plugin import action_name, actions_of
 from crmrules.errors import CrmRulesError
 from crmrules.rules.fields import BUILTIN_FIELDS, CUSTOM_KEY, FieldType
 
@@ -234,7 +234,7 @@ class _Importer:
                 f"action {name!r} is not defined in class {self.actions_class}",
                 f"its actions are {', '.join(sorted(self.actions)) or 'none'}",
             )
-        return {name: {key: _plain(v) for key, v in params.items()}}
+        return {action_name(name): {key: _plain(v) for key, v in params.items()}}
 
 
 def _plain(value: Any) -> Any:

@@ -144,6 +144,25 @@ class ActionInfo:
     params: tuple[Mapping[str, Any], ...] | None
 
 
+def action_name(method: str) -> str:
+    """The crmrules action name of an application's method: its own, unless crmrules has it.
+
+    An application's ``notify`` would clash with the built-in ``notify``; it is ``br_notify``.
+    """
+    from crmrules.rules.schema import BUILTIN_ACTIONS
+
+    return f"br_{method}" if method in BUILTIN_ACTIONS else method
+
+
+def method_name(action: str) -> str:
+    """The application's method behind a crmrules action name (``action_name`` reversed)."""
+    from crmrules.rules.schema import BUILTIN_ACTIONS
+
+    if action.startswith("br_") and action[3:] in BUILTIN_ACTIONS:
+        return action[3:]
+    return action
+
+
 def actions_of(actions: type) -> dict[str, ActionInfo]:
     """The rule actions a ``BaseActions`` class declares, by method name."""
     found: dict[str, ActionInfo] = {}
@@ -216,7 +235,7 @@ def action_plugins(
     make = factory or _default_factory(actions)
     rename = names or {}
     return [
-        ActionPlugin(rename.get(name, name), params_model(info), _handler(name, make))
+        ActionPlugin(rename.get(name, action_name(name)), params_model(info), _handler(name, make))
         for name, info in actions_of(actions).items()
     ]
 
@@ -263,8 +282,10 @@ __all__ = [
     "OPERATORS",
     "ActionInfo",
     "BusinessRulesPlugin",
+    "action_name",
     "action_plugins",
     "actions_of",
+    "method_name",
     "params_model",
     "plugin",
 ]
