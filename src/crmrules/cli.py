@@ -249,6 +249,18 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--batch", type=int, default=100, help="timers per batch")
     worker.add_argument("--name", help="this worker's name in leases and logs")
     worker.add_argument("--once", action="store_true", help="one batch, then exit")
+    imports = commands.add_parser(
+        "import-rules",
+        help="turn business-rules JSON into a crmrules regulation",
+        description="Import a business-rules rule list (a JSON list of {conditions, actions}) "
+        "using the application's variables and actions classes, check the result, and write "
+        "it as YAML to -o (or print it).",
+    )
+    imports.add_argument("file", metavar="FILE.json")
+    imports.add_argument("--variables", required=True, metavar="module:Class")
+    imports.add_argument("--actions", required=True, metavar="module:Class")
+    imports.add_argument("-o", "--output", metavar="regulation.yaml")
+    imports.add_argument("--on", metavar="EVENT", help="the event the rules run on")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -278,6 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         if args.command == "test":
             return _test(args.paths, sys.stdout, sys.stderr)
+        if args.command == "import-rules":
+            from crmrules.business_rules.command import import_rules_command
+
+            return import_rules_command(
+                args.file,
+                args.variables,
+                args.actions,
+                args.output,
+                args.on,
+                sys.stdout,
+                sys.stderr,
+            )
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout)
