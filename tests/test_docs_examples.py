@@ -157,22 +157,27 @@ def _contained(quoted: Any, full: Any) -> bool:
     return bool(quoted == full)
 
 
+def _name(item: Any) -> Any:
+    """Rules, territories, ... are known by ``id``; scenarios by ``name``."""
+    return item.get("id", item.get("name")) if isinstance(item, dict) else item
+
+
 def _quote(base: str, body: str) -> None:
     """Every rule, territory, ... of ``body`` is word for word the one of ``base`` with its id."""
     source = ROOT / base
-    files = sorted(source.rglob("*.yaml")) if source.is_dir() else [source]
+    files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
     whole: dict[str, dict[str, Any]] = {}
     for path in files:
         data, _ = parse_text(path.read_text(encoding="utf-8"), str(path))
         for key, value in data.items():
             if isinstance(value, list):
-                whole.setdefault(key, {}).update({str(i.get("id")): i for i in value})
+                whole.setdefault(key, {}).update({str(_name(i)): i for i in value})
             else:
                 whole[key] = {"": value}
     quoted, _ = parse_text(body, "docs.yaml")
     for key, value in quoted.items():
         for item in value if isinstance(value, list) else [value]:
-            name = item.get("id", "") if isinstance(value, list) else ""
+            name = str(_name(item)) if isinstance(value, list) else ""
             assert _contained(item, whole[key].get(name)), f"{key} {name} differs from {base}"
 
 
