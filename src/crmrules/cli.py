@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from crmrules import __version__
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
@@ -195,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="crmrules",
         description="Check and run crmrules sales regulations.",
     )
+    parser.add_argument("--version", action="version", version=f"crmrules {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
         "validate",

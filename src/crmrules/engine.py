@@ -38,10 +38,10 @@ from crmrules.model import (
     Event,
     Interaction,
     Manager,
-    Task,
     TaskStatus,
 )
 from crmrules.plugins import ActionPlugin, PluginManager
+from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
@@ -447,7 +447,7 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
 
 
-class Engine:
+class Engine(Reading):
     """Runs one regulation against one store.
 
     ``plugins`` are objects with ``@hookimpl`` functions (see crmrules.plugins);
@@ -720,6 +720,28 @@ class Engine:
 
         return self._host_change(event_id, (client_id, None), change)
 
+    def deal_saved(
+        self,
+        deal_id: str,
+        *,
+        created: bool = False,
+        before: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> Result:
+        """The host stored a deal itself: run the regulation on it, as ``client_saved`` does.
+
+        A changed stage (``before={"stage": ...}``) must follow the pipeline.
+        """
+
+        def change(run: Run) -> None:
+            deal = run.tx.get_deal(deal_id)
+            if deal is None:
+                raise RefusedError(f"no deal {deal_id!r} in the store")
+            old = None if created else _apply(deal, before or {}, "deal", self.regulation)
+            run.store_deal(deal, old, None, 0)
+
+        return self._host_change(event_id, (None, deal_id), change)
+
     def put_manager(self, manager: Manager) -> None:
         """Store or replace a manager (no rules run)."""
         with self.store.transaction() as tx:
@@ -730,9 +752,13 @@ class Engine:
             raise RefusedError(f"unknown manager {manager_id!r}")
 
     def deliver(
-        self, notifiers: Mapping[str, Notifier] | None = None, *, limit: int = 100
+        self,
+        notifiers: Mapping[str, Notifier] | None = None,
+        *,
+        limit: int = 100,
+        now: datetime | None = None,
     ) -> DeliveryReport:
-        """Deliver due mailings and notifications from the outbox.
+        """Deliver the mailings and notifications due at ``now`` (default: the clock's now).
 
         Channels: ``log`` (built in), the plugins' notifiers, and ``notifiers``
         given here (e.g. an SmtpNotifier named ``email``), later ones winning.
@@ -740,7 +766,7 @@ class Engine:
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
         available.update(notifiers or {})
-        return deliver_due(self.store, available, self.clock.now(), limit=limit)
+        return deliver_due(self.store, available, now or self.clock.now(), limit=limit)
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
 
@@ -766,10 +792,6 @@ class Engine:
         self.sync_timers()
 
     # -- reading
-
-    def tasks(self, **filters: Any) -> list[Task]:
-        with self.store.transaction() as tx:
-            return tx.find_tasks(**filters)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -178,6 +178,10 @@ class MemoryTransaction:
     def add_interaction(self, interaction: Interaction) -> None:
         self._put(self._s.interactions, interaction.id, _copy(interaction))
 
+    def interactions_of(self, client_id: str) -> list[Interaction]:
+        found = [i for i in self._s.interactions.values() if i.client == client_id]
+        return [_copy(i) for i in sorted(found, key=lambda i: (i.occurred_at, i.id))]
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:

@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, getaddresses
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from crmrules.delivery import DeliveryError
+from crmrules.errors import require
 from crmrules.store import OutboxMessage
+
+if TYPE_CHECKING:  # httpx is the optional extra crmrules[webhook], imported when used
+    import httpx
 
 # 7bit transfer encoding: non-ASCII bodies go as base64 and headers as
 # RFC 2047 words, so any server can carry them, with or without 8BITMIME.
@@ -32,6 +34,11 @@ _EMAIL_POLICY = SMTP.clone(cte_type="7bit")
 def _one_line(text: str) -> str:
     """Join lines with spaces: a header or log line must never span lines."""
     return " ".join(text.splitlines()).strip()
+
+
+def _httpx() -> Any:
+    """The httpx module (the ``webhook`` extra), or MissingExtraError saying how to install it."""
+    return require("httpx", "webhook", "WebhookNotifier")
 
 
 class LogNotifier:
@@ -251,6 +258,7 @@ class WebhookNotifier:
         headers: Mapping[str, str] | None = None,
         client: httpx.Client | None = None,
     ) -> None:
+        _httpx()  # a missing extra is reported when the notifier is made, not at delivery
         self.name = name
         self.timeout = timeout
         self.headers = dict(headers or {})
@@ -262,6 +270,7 @@ class WebhookNotifier:
         return f"WebhookNotifier(name={self.name!r}, timeout={self.timeout!r})"
 
     def _http(self) -> httpx.Client:
+        httpx = _httpx()
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
@@ -275,6 +284,7 @@ class WebhookNotifier:
                 self._client = None
 
     def send(self, message: OutboxMessage) -> None:
+        httpx = _httpx()
         url = message.to.strip()
         try:
             parsed = httpx.URL(url)

@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters.host import HostRecords
-from crmrules.errors import SchemaError, StoreError
+from crmrules.errors import SchemaError, StoreError, require
 from crmrules.model import (
     Client,
     Contact,
@@ -457,8 +457,10 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
-    if parsed.drivername == "postgresql+psycopg" and "connect_timeout" not in parsed.query:
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if parsed.drivername == "postgresql+psycopg":
+        require("psycopg", "postgresql", f"crmrules on {shown}")  # the optional extra
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if backend == "sqlite":
         kwargs["connect_args"] = {
             "check_same_thread": False,
@@ -478,7 +480,7 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         raise StoreError(
             f"crmrules cannot open {shown}: the Python package for the {parsed.drivername!r} "
             f"driver is not installed ({error}). Install it with pip, or use "
-            "postgresql+psycopg://... (psycopg comes with crmrules)."
+            "postgresql+psycopg://... (pip install 'crmrules[postgresql]')."
         ) from None
     if engine.dialect.driver == "pysqlite":
         _configure_sqlite(engine)
@@ -915,6 +917,11 @@ class SQLAlchemyTransaction:
             "data": _dump(interaction),
         }
         self._put(self._t.interactions, {"id": interaction.id}, values)
+
+    def interactions_of(self, client_id: str) -> list[Interaction]:
+        t = self._t.interactions
+        query = sa.select(t.c.data).where(t.c.client_id == client_id)
+        return self._list(Interaction, query.order_by(t.c.occurred_at, self._by_id(t.c.id)))
 
     # -- tasks and mailings
 

@@ -22,6 +22,8 @@ from crmrules.errors import RecordError
 
 
 class FieldType(StrEnum):
+    """The type of a field: what values it takes and which operators fit it."""
+
     STRING = "string"
     INTEGER = "integer"
     DECIMAL = "decimal"
