@@ -190,18 +190,21 @@ def coerce(spec: FieldSpec, value: Any, calendar: BusinessCalendar) -> Any:
             return int(value)
         raise ValueError(f"expected a whole number, got {_describe(value)}")
     if kind is FieldType.DECIMAL:
+        number: Decimal | None = None
         if isinstance(value, int | Decimal):
-            return Decimal(value)
-        if isinstance(value, float):
-            return Decimal(str(value))
-        if isinstance(value, str) and len(value) <= 40:
+            number = Decimal(value)
+        elif isinstance(value, float):
+            number = Decimal(str(value))
+        elif isinstance(value, str) and len(value) <= 40:
             try:
                 number = Decimal(value.strip().replace(",", "."))
             except InvalidOperation:
                 pass
-            else:
-                if number.is_finite():
-                    return number
+        # NaN and infinities would poison every later comparison and sum on the record.
+        if number is not None and number.is_finite():
+            return number
+        if number is not None:
+            raise ValueError(f"expected a finite number, got {_describe(value)}")
         raise ValueError(f"expected a number, got {_describe(value)}")
     if kind is FieldType.BOOLEAN:
         if isinstance(value, bool):
