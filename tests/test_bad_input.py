@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmrules import Client, Deal, Event, RecordError, SimulatedClock
+from crmrules import Client, Deal, Event, Interaction, RecordError, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import RegulationError
@@ -133,3 +133,45 @@ def test_nan_and_infinity_are_refused_in_decimal_fields(value: object, where: st
         assert client is not None and client.fields.get("revenue") is None
         engine.handle(Event(id="e2", type="invoice.sent", occurred_at=START, client="c1"))
         assert len(engine.tasks()) == 1
+
+
+def test_a_deal_cannot_be_moved_to_a_client_that_does_not_exist(tmp_path: Path) -> None:
+    engine = with_clients(tmp_path)
+    with pytest.raises(RefusedError, match="deal d1: no client 'ghost'"):
+        engine.update_deal("d1", {"client": "ghost"})
+    deal = engine.get_deal("d1")
+    assert deal is not None and deal.client == "c1"
+    engine.update_deal("d1", {"client": "c2"})  # an existing client is fine
+
+
+@pytest.mark.parametrize(
+    ("client", "deal", "message"),
+    [
+        ("ghost", None, "event e1: no client 'ghost'"),
+        (None, "ghost", "event e1: no deal 'ghost'"),
+        ("c1", "d2", "event e1: deal d2 belongs to client c2, not c1"),
+    ],
+)
+def test_events_naming_unknown_or_mismatched_records_are_refused(
+    tmp_path: Path, client: str | None, deal: str | None, message: str
+) -> None:
+    engine = with_clients(tmp_path)
+    event = Event(id="e1", type="invoice.sent", occurred_at=START, client=client, deal=deal)
+    with pytest.raises(RefusedError, match=message):
+        engine.handle(event)
+    assert engine.tasks() == []
+    # Refused, not handled: the same id can be sent again once it is right.
+    fixed = event.model_copy(update={"client": "c2" if deal == "d2" else "c1", "deal": deal})
+    if deal == "ghost":
+        fixed = fixed.model_copy(update={"deal": "d1"})
+    assert not engine.handle(fixed).duplicate
+    assert len(engine.tasks()) == 1
+
+
+def test_an_interaction_naming_a_deal_of_another_client_is_refused(tmp_path: Path) -> None:
+    engine = with_clients(tmp_path)
+    call = Interaction(id="i1", kind="call", client="c1", deal="d2", occurred_at=START)
+    with pytest.raises(RefusedError, match="interaction i1: deal d2 belongs to client c2"):
+        engine.log_interaction(call)
+    with pytest.raises(RefusedError, match="interaction i1: no deal 'ghost'"):
+        engine.log_interaction(call.model_copy(update={"deal": "ghost"}))

@@ -442,6 +442,22 @@ def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | No
     return None  # per_event is guaranteed by handling each event id once; always: no limit
 
 
+def _check_references(
+    tx: Transaction, what: str, client_id: str | None, deal_id: str | None
+) -> None:
+    """Refuse a host record naming a client or deal that does not exist, or a mismatched pair."""
+    if deal_id is not None:
+        deal = tx.get_deal(deal_id)
+        if deal is None:
+            raise RefusedError(f"{what}: no deal {deal_id!r}")
+        if client_id is not None and deal.client != client_id:
+            raise RefusedError(
+                f"{what}: deal {deal_id} belongs to client {deal.client}, not {client_id}"
+            )
+    if client_id is not None and tx.get_client(client_id) is None:
+        raise RefusedError(f"{what}: no client {client_id!r}")
+
+
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     keys = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k)]
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
@@ -537,7 +553,12 @@ class Engine:
             "event", event.id, event.data, self.regulation.calendar
         )
         typed = event.model_copy(update={"data": data})
-        return self.transact(typed.id, (typed.client, typed.deal), lambda run: run.cascade(typed))
+
+        def body(run: Run) -> None:
+            _check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
+            run.cascade(typed)
+
+        return self.transact(typed.id, (typed.client, typed.deal), body)
 
     def transact(
         self,
@@ -631,7 +652,10 @@ class Engine:
             old = run.tx.get_deal(deal_id)
             if old is None:
                 raise RefusedError(f"no deal {deal_id!r}")
-            run.store_deal(_apply(old, changes, "deal", self.regulation), old, None, 0)
+            new = _apply(old, changes, "deal", self.regulation)
+            if new.client != old.client and run.tx.get_client(new.client) is None:
+                raise RefusedError(f"deal {deal_id}: no client {new.client!r}")
+            run.store_deal(new, old, None, 0)
 
         return self._host_change(event_id, (None, deal_id), change)
 
@@ -674,6 +698,9 @@ class Engine:
                 raise RefusedError(
                     f"interaction {interaction.id}: no client {interaction.client!r}"
                 )
+            _check_references(
+                run.tx, f"interaction {interaction.id}", interaction.client, interaction.deal
+            )
             run.tx.add_interaction(interaction)
             run.raise_event(
                 None,
