@@ -19,6 +19,7 @@ from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import RegulationError
 from crmrules.rules.source import Limits, load_document
+from crmrules.testing import load_scenario_file
 
 
 def test_a_pipe_larger_than_the_limit_is_refused_while_reading(tmp_path: Path) -> None:
@@ -175,3 +176,75 @@ def test_an_interaction_naming_a_deal_of_another_client_is_refused(tmp_path: Pat
         engine.log_interaction(call)
     with pytest.raises(RefusedError, match="interaction i1: no deal 'ghost'"):
         engine.log_interaction(call.model_copy(update={"deal": "ghost"}))
+
+
+def test_create_client_refuses_undeclared_custom_fields(tmp_path: Path) -> None:
+    engine = make(tmp_path)
+    with pytest.raises(RecordError) as caught:
+        engine.create_client(Client(id="c9", fields={"segmnt": "A"}))
+    assert caught.value.field == "segmnt"
+    assert "did you mean segment?" in str(caught.value)
+    assert "declare it under `fields:`" in str(caught.value)
+    assert engine.get_client("c9") is None
+    # update_client says the same.
+    engine.create_client(Client(id="c9", fields={"segment": "A"}))
+    with pytest.raises(RecordError, match="did you mean segment"):
+        engine.update_client("c9", {"segmnt": "B"})
+
+
+def test_events_with_undeclared_data_keys_are_refused(tmp_path: Path) -> None:
+    engine = with_clients(tmp_path)
+    typo = Event(
+        id="e1",
+        type="invoice.sent",
+        occurred_at=START,
+        client="c1",
+        data={"invoice_numbr": "INV-1"},
+    )
+    with pytest.raises(RecordError) as caught:
+        engine.handle(typo)
+    assert (caught.value.record, caught.value.field) == ("event e1", "invoice_numbr")
+    assert "did you mean invoice_number?" in str(caught.value)
+    assert "declare it under `fields:` as event.invoice_numbr" in str(caught.value)
+    assert engine.tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data"),
+    [
+        ("interaction.logged", {"interaction": "i1", "kind": "call", "outcome": "reached"}),
+        ("territory.entered", {"territory": "msk"}),
+        ("task.completed", {"task": "t1", "kind": "call", "rule": "r"}),
+    ],
+)
+def test_built_in_events_keep_their_built_in_data_keys(
+    tmp_path: Path, event_type: str, data: dict[str, object]
+) -> None:
+    engine = with_clients(tmp_path)
+    event = Event(id="e1", type=event_type, occurred_at=START, client="c1", data=data)
+    assert not engine.handle(event).errors
+    with pytest.raises(RecordError, match="no such field"):
+        engine.handle(event.model_copy(update={"id": "e2", "data": {**data, "invoice_numbr": "1"}}))
+
+
+def test_a_scenario_event_with_an_undeclared_data_key_names_file_line_and_column(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "regulation.yaml").write_text(REGULATION, encoding="utf-8")
+    scenario = tmp_path / "invoice.regulation.yaml"
+    scenario.write_text(
+        "regulation: regulation.yaml\n"
+        "now: 2026-03-02T10:00:00+03:00\n"
+        "given:\n"
+        "  clients: [{id: c1}]\n"
+        "scenarios:\n"
+        "  - name: typo\n"
+        "    steps:\n"
+        "      - event: {type: invoice.sent, client: c1, data: {invoice_numbr: INV-1}}\n"
+        "      - expect: {tasks: [{title: Счёт INV-1}]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RegulationError) as caught:
+        load_scenario_file(scenario)
+    assert str(caught.value).startswith(f"{scenario}:8:56: unknown event field 'invoice_numbr'")
+    assert "did you mean 'invoice_number'?" in str(caught.value)

@@ -30,7 +30,7 @@ from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
-from crmrules.errors import CrmRulesError, RecordError
+from crmrules.errors import CrmRulesError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.model import (
     Client,
@@ -44,6 +44,7 @@ from crmrules.model import (
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
+from crmrules.rules.fields import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
 from crmrules.store import AuditEntry, ConflictError, Store, Transaction
@@ -549,6 +550,9 @@ class Engine:
         return self.plugins.handle_event(event, self._handle_reported)
 
     def _handle_reported(self, event: Event) -> Result:
+        self.regulation.fields.check_declared(
+            "event", event.id, event.data, BUILTIN_EVENT_DATA.get(event.type, ())
+        )
         data = self.regulation.fields.coerce_record(
             "event", event.id, event.data, self.regulation.calendar
         )
@@ -610,6 +614,7 @@ class Engine:
             if run.tx.get_client(client.id) is not None:
                 raise RefusedError(f"client {client.id} already exists")
             self._check_responsible(run, client.responsible)
+            self.regulation.fields.check_declared("client", client.id, client.fields)
             stamped = (
                 client if client.created_at else client.model_copy(update={"created_at": run.now})
             )
@@ -843,12 +848,9 @@ def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: 
             raise RefusedError(f"{namespace} {record.id}: {key!r} cannot be changed")
         if key in builtin:
             direct[key] = value
-        elif regulation.fields.get(f"{namespace}.{key}") is not None:
-            custom[key] = value
         else:
-            raise RecordError(
-                f"{namespace} {record.id}", key, "no such field; declare it under fields:"
-            )
+            regulation.fields.check_declared(namespace, record.id, [key])
+            custom[key] = value
     data = {**record.model_dump(), **direct, "fields": custom}
     return type(record).model_validate(data)
 

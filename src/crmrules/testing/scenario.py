@@ -24,7 +24,7 @@ from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Client, Deal, Manager, TaskStatus
 from crmrules.plugins import PluginManager
-from crmrules.rules.fields import FieldType, coerce, coerce_datetime
+from crmrules.rules.fields import BUILTIN_EVENT_DATA, FieldType, coerce, coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text, read_source
 from crmrules.testing.matching import Expected, Pattern, expected_value
@@ -608,9 +608,19 @@ class _Reader:
             self.error((*path, "data"), f"event data must be a mapping, not {_kind(data)}")
             data = {}
         assert self.regulation is not None
+        builtin = BUILTIN_EVENT_DATA.get(event_type or "", frozenset())
         for key, raw in data.items():
             spec = self.regulation.fields.get(f"event.{key}")
-            if spec is not None and raw is not None:
+            if spec is None and key not in builtin:
+                self.unknown(
+                    (*path, "data", key),
+                    f"unknown event field {key!r}; declare it under `fields:` in the regulation "
+                    f"as event.{key}",
+                    key,
+                    [s.key for s in self.regulation.fields.of("event")],
+                    key_pos=True,
+                )
+            elif spec is not None and raw is not None:
                 try:
                     coerce(spec, raw, self.regulation.calendar)
                 except ValueError as error:
