@@ -248,3 +248,28 @@ def test_a_scenario_event_with_an_undeclared_data_key_names_file_line_and_column
         load_scenario_file(scenario)
     assert str(caught.value).startswith(f"{scenario}:8:56: unknown event field 'invoice_numbr'")
     assert "did you mean 'invoice_number'?" in str(caught.value)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_reusing_an_interaction_id_is_idempotent_or_refused(tmp_path: Path, store: str) -> None:
+    engine = with_clients(tmp_path)
+    if store == "sqlite":
+        engine = Engine(
+            engine.regulation,
+            store=f"sqlite:///{tmp_path / 'crm.sqlite3'}",
+            clock=SimulatedClock(START),
+            entry_points=False,
+        )
+        engine.create_client(Client(id="c1", name="Ромашка"))
+    call = Interaction(id="i1", kind="call", client="c1", outcome="reached", occurred_at=START)
+    first = engine.log_interaction(call)
+    assert [e.type for e in first.events] == ["interaction.logged", "client.updated"]
+    # The same interaction logged again (a host retry without event_id): nothing new.
+    again = engine.log_interaction(call)
+    assert again.events == [] and again.effects == []
+    # The same id with other content would overwrite history: refused.
+    changed = call.model_copy(update={"outcome": "no_answer"})
+    with pytest.raises(RefusedError, match="interaction i1 already exists with other content"):
+        engine.log_interaction(changed)
+    with engine.store.transaction() as tx:
+        assert tx.get_interaction("i1") == call

@@ -380,8 +380,7 @@ def test_manager_and_contact_round_trip(store: Store) -> None:
 
 
 def test_interaction_is_accepted_and_committed(store: Store) -> None:
-    # The protocol has no reader for interactions: all a test can check is that
-    # adding one (linked to everything, and with nothing linked) works and commits.
+    # Adding one (linked to everything, and with nothing linked) works, commits and reads back.
     with store.transaction() as tx:
         tx.put_client(romashka())
         tx.put_deal(postavka())
@@ -399,6 +398,9 @@ def test_interaction_is_accepted_and_committed(store: Store) -> None:
         )
     with store.transaction() as tx:
         assert tx.get_client("c-romashka") == romashka()
+        assert tx.get_interaction("i-mail-2") is not None
+        assert tx.get_interaction(interaction().id) == interaction()
+        assert tx.get_interaction("нет-такого") is None
 
 
 def test_missing_ids_give_none(store: Store) -> None:

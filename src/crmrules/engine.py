@@ -706,6 +706,14 @@ class Engine:
             _check_references(
                 run.tx, f"interaction {interaction.id}", interaction.client, interaction.deal
             )
+            earlier = run.tx.get_interaction(interaction.id)
+            if earlier == interaction:
+                return  # the host logged it again (a retry): nothing new happened
+            if earlier is not None:
+                raise RefusedError(
+                    f"interaction {interaction.id} already exists with other content; "
+                    "log a new interaction under a new id"
+                )
             run.tx.add_interaction(interaction)
             run.raise_event(
                 None,

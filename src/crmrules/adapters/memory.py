@@ -178,6 +178,10 @@ class MemoryTransaction:
     def add_interaction(self, interaction: Interaction) -> None:
         self._put(self._s.interactions, interaction.id, _copy(interaction))
 
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        found = self._s.interactions.get(interaction_id)
+        return None if found is None else _copy(found)
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:

@@ -911,6 +911,9 @@ class SQLAlchemyTransaction:
         }
         self._put(self._t.interactions, {"id": interaction.id}, values)
 
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        return self._get(Interaction, self._t.interactions, interaction_id)
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:
