@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from crmrules import Client, Deal, Event, Interaction, RecordError, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
@@ -273,3 +275,59 @@ def test_reusing_an_interaction_id_is_idempotent_or_refused(tmp_path: Path, stor
         engine.log_interaction(changed)
     with engine.store.transaction() as tx:
         assert tx.get_interaction("i1") == call
+
+
+def test_update_client_with_none_gives_a_clear_error(tmp_path: Path) -> None:
+    engine = with_clients(tmp_path)
+    with pytest.raises(RecordError, match="expected a mapping of field names to new values"):
+        engine.update_client("c1", None)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match="expected a mapping"):
+        engine.update_deal("d1", ["stage", "offer"])  # type: ignore[arg-type]
+
+
+CONTROL = st.characters(categories=["Cc"]) | st.sampled_from(["\u2028", "\u2029"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    prefix=st.text(alphabet="abc", max_size=3),
+    bad=CONTROL,
+    where=st.sampled_from(["client", "deal", "event", "update"]),
+)
+def test_control_characters_in_ids_are_refused(prefix: str, bad: str, where: str) -> None:
+    record_id = f"{prefix}{bad}x"
+    with tempfile.TemporaryDirectory() as folder:
+        engine = with_clients(Path(folder))
+        with pytest.raises((ValidationError, RecordError), match="control character"):
+            if where == "client":
+                engine.create_client(Client(id=record_id))
+            elif where == "deal":
+                engine.create_deal(Deal(id="d9", client=record_id, pipeline="sales", stage="new"))
+            elif where == "event":
+                engine.handle(Event(id=record_id, type="invoice.sent", occurred_at=START))
+            else:
+                engine.update_client(record_id, {"name": "x"})
+
+
+NFD_STAGE = unicodedata.normalize("NFD", "счёт")  # "е" + combining diaeresis
+
+
+def test_ids_are_normalised_to_nfc_stage_ids_too(tmp_path: Path) -> None:
+    assert NFD_STAGE != "счёт"
+    regulation = REGULATION.replace(
+        "stages: [{id: new}, {id: offer}, {id: won, final: true}]",
+        f"stages: [{{id: new}}, {{id: {NFD_STAGE}}}, {{id: won, final: true}}]\n"
+        f"    transitions: [{{from: new, to: [счёт]}}, {{from: {NFD_STAGE}, to: [won]}}]",
+    )
+    engine = make(tmp_path, regulation)
+    assert [s.id for s in engine.regulation.pipelines["sales"].stages] == ["new", "счёт", "won"]
+    nfd_client = unicodedata.normalize("NFD", "клиент-й")
+    engine.create_client(Client(id=nfd_client))
+    assert engine.get_client("клиент-й") is not None
+    with pytest.raises(RefusedError, match="already exists"):
+        engine.create_client(Client(id="клиент-й"))
+    engine.create_deal(Deal(id="d1", client="клиент-й", pipeline="sales", stage="new"))
+    engine.move_stage("d1", NFD_STAGE)
+    deal = engine.get_deal("d1")
+    assert deal is not None and deal.stage == "счёт"
+    engine.move_stage("d1", "won")

@@ -30,7 +30,7 @@ from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
-from crmrules.errors import CrmRulesError
+from crmrules.errors import CrmRulesError, RecordError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.model import (
     Client,
@@ -40,6 +40,7 @@ from crmrules.model import (
     Manager,
     Task,
     TaskStatus,
+    clean_id,
 )
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
@@ -443,6 +444,25 @@ def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | No
     return None  # per_event is guaranteed by handling each event id once; always: no limit
 
 
+def _host_id(namespace: str, value: object) -> str:
+    """An id a host passes as an argument, checked and normalised like a record's own id."""
+    if not isinstance(value, str) or not value:
+        raise RecordError(namespace, "id", f"expected an id (text), got {value!r}")
+    try:
+        return clean_id(value)
+    except ValueError as error:
+        raise RecordError(f"{namespace} {value!r}", "id", str(error)) from None
+
+
+def _check_changes(namespace: str, record_id: str, changes: object) -> None:
+    if not isinstance(changes, Mapping):
+        raise RecordError(
+            f"{namespace} {record_id}",
+            "changes",
+            f"expected a mapping of field names to new values, got {type(changes).__name__}",
+        )
+
+
 def _check_references(
     tx: Transaction, what: str, client_id: str | None, deal_id: str | None
 ) -> None:
@@ -626,6 +646,8 @@ class Engine:
         self, client_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a client (built-in or custom) and raise client.updated."""
+        client_id = _host_id("client", client_id)
+        _check_changes("client", client_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_client(client_id)
@@ -652,6 +674,8 @@ class Engine:
         self, deal_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a deal; a changed ``stage`` must follow the transitions."""
+        deal_id = _host_id("deal", deal_id)
+        _check_changes("deal", deal_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_deal(deal_id)
@@ -668,6 +692,8 @@ class Engine:
         return self.update_deal(deal_id, {"stage": stage}, event_id=event_id)
 
     def complete_task(self, task_id: str, *, event_id: str | None = None) -> Result:
+        task_id = _host_id("task", task_id)
+
         def change(run: Run) -> None:
             task = run.tx.get_task(task_id)
             if task is None:
@@ -750,6 +776,9 @@ class Engine:
         and raises ``client.created`` (``created=True``) or ``client.updated``
         with ``before`` as the values the changed fields had.
         """
+        client_id = _host_id("client", client_id)
+        if before is not None:
+            _check_changes("client", client_id, before)
 
         def change(run: Run) -> None:
             client = run.tx.get_client(client_id)
@@ -813,11 +842,11 @@ class Engine:
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:
-            return tx.get_client(client_id)
+            return tx.get_client(_host_id("client", client_id))
 
     def get_deal(self, deal_id: str) -> Deal | None:
         with self.store.transaction() as tx:
-            return tx.get_deal(deal_id)
+            return tx.get_deal(_host_id("deal", deal_id))
 
 
 #: URL schemes the SQL store opens (with any ``+driver``).

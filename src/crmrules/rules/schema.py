@@ -10,15 +10,19 @@ so that ``crmrules schema`` describes the whole language.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 #: Ids of rules, stages, territories, managers, templates: letters (any script), digits, `_.-`.
 Id = Annotated[
-    str, StringConstraints(pattern=r"^[^\W_]([\w.\-]{0,98}[\w])?$", strip_whitespace=False)
+    str,
+    StringConstraints(pattern=r"^[^\W_]([\w.\-]{0,98}[\w])?$", strip_whitespace=False),
+    # NFC first: an editor saving "ё" as "е" + a combining mark must not make a second stage.
+    BeforeValidator(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v),
 ]
 #: A duration as the admin writes it; parsed by crmrules.calendar.Duration.
 DurationText = Annotated[
