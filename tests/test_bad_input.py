@@ -20,6 +20,7 @@ from crmrules import Client, Deal, Event, Interaction, RecordError, SimulatedClo
 from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import RegulationError
+from crmrules.rules.regulation import load_regulation
 from crmrules.rules.source import Limits, load_document
 from crmrules.testing import load_scenario_file
 
@@ -331,3 +332,27 @@ def test_ids_are_normalised_to_nfc_stage_ids_too(tmp_path: Path) -> None:
     deal = engine.get_deal("d1")
     assert deal is not None and deal.stage == "счёт"
     engine.move_stage("d1", "won")
+
+
+# --------------------------------------------------------------------------- the regulation
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("    on: invoice.sent\n", "    on: invoice.sent\n    stop: yes\n", "15:11"),
+        ("    on: invoice.sent\n", "    on: invoice.sent\n    enabled: off\n", "15:14"),
+        ("    on: invoice.sent\n", "    on: invoice.sent\n    enabled: 'false'\n", "15:14"),
+        ("    on: invoice.sent\n", "    on: invoice.sent\n    enabled: 0\n", "15:14"),
+        ("{id: won, final: true}", "{id: won, final: 'y'}", "11:55"),
+        ("{id: won, final: true}", "{id: won, final: 1}", "11:55"),
+    ],
+)
+def test_flags_are_true_or_false_only(tmp_path: Path, old: str, new: str, where: str) -> None:
+    assert old in REGULATION
+    path = tmp_path / "regulation.yaml"
+    path.write_text(REGULATION.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RegulationError) as caught:
+        load_regulation(path)
+    assert str(caught.value).startswith(f"{path}:{where}: ")
+    assert "true or false" in str(caught.value)
