@@ -6,7 +6,7 @@ import os
 import tempfile
 import threading
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -356,3 +356,76 @@ def test_flags_are_true_or_false_only(tmp_path: Path, old: str, new: str, where:
         load_regulation(path)
     assert str(caught.value).startswith(f"{path}:{where}: ")
     assert "true or false" in str(caught.value)
+
+
+EDGE_REGULATION = """\
+version: 1
+calendar: {timezone: %s, working_hours: "09:00-18:00"}
+fields:
+  client.contract_end: {type: date}
+  client.renewal_at: {type: datetime}
+pipelines:
+  - id: sales
+    stages: [{id: new, deadline: 3 business days}, {id: won, final: true}]
+rules:
+  - id: before-end
+    on: {before: 30 days, of: client.contract_end}
+    then: [{create_task: {title: продлить}}]
+  - id: after-renewal
+    on: {after: 1 month, since: client.renewal_at}
+    then: [{create_task: {title: продлён?}}]
+"""
+
+EDGE_DAYS = st.dates(max_value=date(1, 2, 1)) | st.dates(min_value=date(9999, 11, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(["America/New_York", "Asia/Tokyo", "UTC"]),
+    day=EDGE_DAYS,
+    hour=st.integers(0, 23),
+    field=st.sampled_from(["contract_end", "renewal_at", "renewal_at_utc", "stage_entered_at"]),
+)
+def test_dates_at_the_calendars_edge_give_a_record_error(
+    zone: str, day: date, hour: int, field: str
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make(Path(folder), EDGE_REGULATION % zone)
+        moment = datetime.combine(day, time(hour))
+        try:
+            if field == "stage_entered_at":
+                engine.create_client(Client(id="c1"))
+                deal = Deal(
+                    id="d1",
+                    client="c1",
+                    pipeline="sales",
+                    stage="new",
+                    stage_entered_at=moment.replace(tzinfo=ZoneInfo("UTC")),
+                )
+                engine.create_deal(deal)
+            else:
+                value: object = {
+                    "contract_end": day.isoformat(),
+                    "renewal_at": moment.isoformat(),
+                    "renewal_at_utc": moment.replace(tzinfo=ZoneInfo("UTC")),
+                }[field]
+                engine.create_client(Client(id="c1", fields={field.removesuffix("_utc"): value}))
+        except RecordError as error:
+            assert "out of" in error.message and "range" in error.message
+            assert error.field == field.removesuffix("_utc")
+            assert engine.get_deal("d1") is None
+
+
+def test_a_task_due_past_the_calendars_edge_is_made_without_a_due_date(tmp_path: Path) -> None:
+    regulation = EDGE_REGULATION % "Europe/Moscow" + (
+        "  - id: ping\n"
+        "    on: ping\n"
+        "    then: [{create_task: {title: t, due: {field: client.contract_end, after: 2 days}}}]\n"
+    )
+    engine = make(tmp_path, regulation)
+    engine.create_client(Client(id="c1", fields={"contract_end": "9999-12-31"}))
+    result = engine.handle(Event(id="p", type="ping", occurred_at=START, client="c1"))
+    assert [t.due for t in engine.tasks()] == [None]
+    assert "no due date: client.contract_end 9999-12-31 + 2 days is out of" in str(
+        [e.summary for e in result.effects]
+    )

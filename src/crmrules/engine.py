@@ -30,8 +30,14 @@ from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
-from crmrules.errors import CrmRulesError, RecordError
+from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.firing import DueReport, plan_rule
+from crmrules.host_input import (
+    check_changes,
+    check_references,
+    check_time_range,
+    host_id,
+)
 from crmrules.model import (
     Client,
     Deal,
@@ -40,7 +46,6 @@ from crmrules.model import (
     Manager,
     Task,
     TaskStatus,
-    clean_id,
 )
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
@@ -54,17 +59,6 @@ from crmrules.store import AuditEntry, ConflictError, Store, Transaction
 CASCADE_LIMIT = 10
 #: How often a call is tried when another process changed the same rows meanwhile.
 CONFLICT_RETRIES = 5
-
-
-class RefusedError(CrmRulesError):
-    """A host call the regulation does not allow (a stage move outside the transitions...).
-
-    Nothing was changed. ``reason`` says why, for the person who asked.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ActionError(CrmRulesError):
@@ -326,6 +320,7 @@ class Run:
             self.now,
         )
         client = client.model_copy(update={"territories": change.territories})
+        check_time_range(self.regulation, client)
         self.tx.set_memberships(client.id, list(change.memberships))
         self.tx.put_client(client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
@@ -398,6 +393,7 @@ class Run:
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.created_at is None:
             deal = deal.model_copy(update={"created_at": self.now})
+        check_time_range(self.regulation, deal)
         self.tx.put_deal(deal)
         timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
@@ -442,41 +438,6 @@ def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | No
         entered = deal.stage_entered_at.isoformat() if deal.stage_entered_at else "?"
         return f"stage:{deal.id}:{deal.stage}:{entered}"
     return None  # per_event is guaranteed by handling each event id once; always: no limit
-
-
-def _host_id(namespace: str, value: object) -> str:
-    """An id a host passes as an argument, checked and normalised like a record's own id."""
-    if not isinstance(value, str) or not value:
-        raise RecordError(namespace, "id", f"expected an id (text), got {value!r}")
-    try:
-        return clean_id(value)
-    except ValueError as error:
-        raise RecordError(f"{namespace} {value!r}", "id", str(error)) from None
-
-
-def _check_changes(namespace: str, record_id: str, changes: object) -> None:
-    if not isinstance(changes, Mapping):
-        raise RecordError(
-            f"{namespace} {record_id}",
-            "changes",
-            f"expected a mapping of field names to new values, got {type(changes).__name__}",
-        )
-
-
-def _check_references(
-    tx: Transaction, what: str, client_id: str | None, deal_id: str | None
-) -> None:
-    """Refuse a host record naming a client or deal that does not exist, or a mismatched pair."""
-    if deal_id is not None:
-        deal = tx.get_deal(deal_id)
-        if deal is None:
-            raise RefusedError(f"{what}: no deal {deal_id!r}")
-        if client_id is not None and deal.client != client_id:
-            raise RefusedError(
-                f"{what}: deal {deal_id} belongs to client {deal.client}, not {client_id}"
-            )
-    if client_id is not None and tx.get_client(client_id) is None:
-        raise RefusedError(f"{what}: no client {client_id!r}")
 
 
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -579,7 +540,7 @@ class Engine:
         typed = event.model_copy(update={"data": data})
 
         def body(run: Run) -> None:
-            _check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
+            check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
             run.cascade(typed)
 
         return self.transact(typed.id, (typed.client, typed.deal), body)
@@ -646,8 +607,8 @@ class Engine:
         self, client_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a client (built-in or custom) and raise client.updated."""
-        client_id = _host_id("client", client_id)
-        _check_changes("client", client_id, changes)
+        client_id = host_id("client", client_id)
+        check_changes("client", client_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_client(client_id)
@@ -674,8 +635,8 @@ class Engine:
         self, deal_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a deal; a changed ``stage`` must follow the transitions."""
-        deal_id = _host_id("deal", deal_id)
-        _check_changes("deal", deal_id, changes)
+        deal_id = host_id("deal", deal_id)
+        check_changes("deal", deal_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_deal(deal_id)
@@ -692,7 +653,7 @@ class Engine:
         return self.update_deal(deal_id, {"stage": stage}, event_id=event_id)
 
     def complete_task(self, task_id: str, *, event_id: str | None = None) -> Result:
-        task_id = _host_id("task", task_id)
+        task_id = host_id("task", task_id)
 
         def change(run: Run) -> None:
             task = run.tx.get_task(task_id)
@@ -729,7 +690,7 @@ class Engine:
                 raise RefusedError(
                     f"interaction {interaction.id}: no client {interaction.client!r}"
                 )
-            _check_references(
+            check_references(
                 run.tx, f"interaction {interaction.id}", interaction.client, interaction.deal
             )
             earlier = run.tx.get_interaction(interaction.id)
@@ -776,9 +737,9 @@ class Engine:
         and raises ``client.created`` (``created=True``) or ``client.updated``
         with ``before`` as the values the changed fields had.
         """
-        client_id = _host_id("client", client_id)
+        client_id = host_id("client", client_id)
         if before is not None:
-            _check_changes("client", client_id, before)
+            check_changes("client", client_id, before)
 
         def change(run: Run) -> None:
             client = run.tx.get_client(client_id)
@@ -842,11 +803,11 @@ class Engine:
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:
-            return tx.get_client(_host_id("client", client_id))
+            return tx.get_client(host_id("client", client_id))
 
     def get_deal(self, deal_id: str) -> Deal | None:
         with self.store.transaction() as tx:
-            return tx.get_deal(_host_id("deal", deal_id))
+            return tx.get_deal(host_id("deal", deal_id))
 
 
 #: URL schemes the SQL store opens (with any ``+driver``).
