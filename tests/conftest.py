@@ -6,6 +6,7 @@ The property tests are bounded so the suite stays fast; ``pytest
 """
 
 from hypothesis import settings
+
 from localservers import mail
 from skipsummary import pytest_terminal_summary
 

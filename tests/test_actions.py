@@ -1388,7 +1388,9 @@ def test_update_client_refuses_unknown_fields_and_managers_and_changes_nothing(
     with pytest.raises(RecordError) as unknown:
         engine.update_client("c1", {"name": "ООО Василёк", "inn": "7701234567"})
     assert (unknown.value.record, unknown.value.field) == ("client c1", "inn")
-    assert str(unknown.value) == ("client c1: field 'inn': no such field; declare it under fields:")
+    assert str(unknown.value) == (
+        "client c1: field 'inn': no such field; declare it under `fields:` as client.inn"
+    )
     with pytest.raises(RefusedError) as refused:
         engine.update_client("c1", {"name": "ООО Василёк", "responsible": "kuznetsov"})
     assert refused.value.reason == "unknown manager 'kuznetsov'"

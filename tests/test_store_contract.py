@@ -404,6 +404,9 @@ def test_interactions_round_trip_oldest_first_per_client(store: Store) -> None:
         assert tx.interactions_of("c-romashka") == [mail, interaction()]
         assert ids(tx.interactions_of("c-lyutik")) == ["i-other"]
         assert tx.interactions_of("c-nobody") == []
+        assert tx.get_interaction("i-mail-2") == mail
+        assert tx.get_interaction(interaction().id) == interaction()
+        assert tx.get_interaction("нет-такого") is None
 
 
 def test_missing_ids_give_none(store: Store) -> None:

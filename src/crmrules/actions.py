@@ -169,11 +169,15 @@ def _due(params: schema.CreateTask, ctx: ActionContext) -> tuple[datetime | None
     anchor = record.record().get(spec.key) if record is not None else None
     if anchor is None:
         return None, f" (no due date: {spec.path} is empty)"
-    if not isinstance(anchor, datetime):
-        anchor = calendar.start_of_day(anchor)
-    if params.due.before is not None:
-        return calendar.subtract(anchor, Duration.parse(params.due.before)), ""
-    return calendar.add(anchor, Duration.parse(params.due.after or "0 days")), ""
+    try:
+        moment = anchor if isinstance(anchor, datetime) else calendar.start_of_day(anchor)
+        if params.due.before is not None:
+            return calendar.subtract(moment, Duration.parse(params.due.before)), ""
+        return calendar.add(moment, Duration.parse(params.due.after or "0 days")), ""
+    except ValueError:  # a date at the calendar's edge (9999-12-31 + 2 days)
+        after = params.due.after or "0 days"
+        offset = f"- {params.due.before}" if params.due.before else f"+ {after}"
+        return None, f" (no due date: {spec.path} {anchor} {offset} is out of range)"
 
 
 def _assignee(

@@ -321,7 +321,10 @@ class BusinessCalendar:
                 f"datetime {moment.isoformat()} has no time zone; pass an aware datetime "
                 "(e.g. with tzinfo=ZoneInfo('UTC'))"
             )
-        return moment.astimezone(self.tz)
+        try:
+            return moment.astimezone(self.tz)
+        except OverflowError:  # 9999-12-31 23:00 UTC is already year 10000 east of Greenwich
+            raise ValueError(f"{moment.isoformat()} is out of range in {self.tz.key}") from None
 
     def start_of_day(self, day: date) -> datetime:
         """Local midnight of ``day`` (01:00 where midnight falls into a DST gap)."""
@@ -339,7 +342,10 @@ class BusinessCalendar:
         wall = datetime.combine(day, at.replace(fold=0), tzinfo=self.tz)
         # zoneinfo reads a gap time with fold=0 at the offset from before the gap, so the
         # round trip through UTC lands the same distance past the gap.
-        return wall.astimezone(UTC).astimezone(self.tz)
+        try:
+            return wall.astimezone(UTC).astimezone(self.tz)
+        except OverflowError:  # 0001-01-01 00:00 east of Greenwich is still year 0 in UTC
+            raise ValueError(f"{wall.isoformat()} is out of range in {self.tz.key}") from None
 
     # --- days ----------------------------------------------------------------------------
 

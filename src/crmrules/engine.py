@@ -30,8 +30,14 @@ from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DeliveryReport, Notifier, deliver_due
-from crmrules.errors import CrmRulesError, RecordError
+from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.firing import DueReport, plan_rule
+from crmrules.host_input import (
+    check_changes,
+    check_references,
+    check_time_range,
+    host_id,
+)
 from crmrules.model import (
     Client,
     Deal,
@@ -44,6 +50,7 @@ from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
+from crmrules.rules.fields import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
 from crmrules.store import AuditEntry, ConflictError, Store, Transaction
@@ -52,17 +59,6 @@ from crmrules.store import AuditEntry, ConflictError, Store, Transaction
 CASCADE_LIMIT = 10
 #: How often a call is tried when another process changed the same rows meanwhile.
 CONFLICT_RETRIES = 5
-
-
-class RefusedError(CrmRulesError):
-    """A host call the regulation does not allow (a stage move outside the transitions...).
-
-    Nothing was changed. ``reason`` says why, for the person who asked.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ActionError(CrmRulesError):
@@ -324,6 +320,7 @@ class Run:
             self.now,
         )
         client = client.model_copy(update={"territories": change.territories})
+        check_time_range(self.regulation, client)
         self.tx.set_memberships(client.id, list(change.memberships))
         self.tx.put_client(client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
@@ -396,6 +393,7 @@ class Run:
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.created_at is None:
             deal = deal.model_copy(update={"created_at": self.now})
+        check_time_range(self.regulation, deal)
         self.tx.put_deal(deal)
         timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
@@ -533,11 +531,19 @@ class Engine(Reading):
         return self.plugins.handle_event(event, self._handle_reported)
 
     def _handle_reported(self, event: Event) -> Result:
+        self.regulation.fields.check_declared(
+            "event", event.id, event.data, BUILTIN_EVENT_DATA.get(event.type, ())
+        )
         data = self.regulation.fields.coerce_record(
             "event", event.id, event.data, self.regulation.calendar
         )
         typed = event.model_copy(update={"data": data})
-        return self.transact(typed.id, (typed.client, typed.deal), lambda run: run.cascade(typed))
+
+        def body(run: Run) -> None:
+            check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
+            run.cascade(typed)
+
+        return self.transact(typed.id, (typed.client, typed.deal), body)
 
     def transact(
         self,
@@ -589,6 +595,7 @@ class Engine(Reading):
             if run.tx.get_client(client.id) is not None:
                 raise RefusedError(f"client {client.id} already exists")
             self._check_responsible(run, client.responsible)
+            self.regulation.fields.check_declared("client", client.id, client.fields)
             stamped = (
                 client if client.created_at else client.model_copy(update={"created_at": run.now})
             )
@@ -600,6 +607,8 @@ class Engine(Reading):
         self, client_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a client (built-in or custom) and raise client.updated."""
+        client_id = host_id("client", client_id)
+        check_changes("client", client_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_client(client_id)
@@ -626,12 +635,17 @@ class Engine(Reading):
         self, deal_id: str, changes: Mapping[str, Any], *, event_id: str | None = None
     ) -> Result:
         """Change fields of a deal; a changed ``stage`` must follow the transitions."""
+        deal_id = host_id("deal", deal_id)
+        check_changes("deal", deal_id, changes)
 
         def change(run: Run) -> None:
             old = run.tx.get_deal(deal_id)
             if old is None:
                 raise RefusedError(f"no deal {deal_id!r}")
-            run.store_deal(_apply(old, changes, "deal", self.regulation), old, None, 0)
+            new = _apply(old, changes, "deal", self.regulation)
+            if new.client != old.client and run.tx.get_client(new.client) is None:
+                raise RefusedError(f"deal {deal_id}: no client {new.client!r}")
+            run.store_deal(new, old, None, 0)
 
         return self._host_change(event_id, (None, deal_id), change)
 
@@ -639,6 +653,8 @@ class Engine(Reading):
         return self.update_deal(deal_id, {"stage": stage}, event_id=event_id)
 
     def complete_task(self, task_id: str, *, event_id: str | None = None) -> Result:
+        task_id = host_id("task", task_id)
+
         def change(run: Run) -> None:
             task = run.tx.get_task(task_id)
             if task is None:
@@ -673,6 +689,17 @@ class Engine(Reading):
             if client is None:
                 raise RefusedError(
                     f"interaction {interaction.id}: no client {interaction.client!r}"
+                )
+            check_references(
+                run.tx, f"interaction {interaction.id}", interaction.client, interaction.deal
+            )
+            earlier = run.tx.get_interaction(interaction.id)
+            if earlier == interaction:
+                return  # the host logged it again (a retry): nothing new happened
+            if earlier is not None:
+                raise RefusedError(
+                    f"interaction {interaction.id} already exists with other content; "
+                    "log a new interaction under a new id"
                 )
             run.tx.add_interaction(interaction)
             run.raise_event(
@@ -710,6 +737,9 @@ class Engine(Reading):
         and raises ``client.created`` (``created=True``) or ``client.updated``
         with ``before`` as the values the changed fields had.
         """
+        client_id = host_id("client", client_id)
+        if before is not None:
+            check_changes("client", client_id, before)
 
         def change(run: Run) -> None:
             client = run.tx.get_client(client_id)
@@ -795,11 +825,11 @@ class Engine(Reading):
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:
-            return tx.get_client(client_id)
+            return tx.get_client(host_id("client", client_id))
 
     def get_deal(self, deal_id: str) -> Deal | None:
         with self.store.transaction() as tx:
-            return tx.get_deal(deal_id)
+            return tx.get_deal(host_id("deal", deal_id))
 
 
 #: URL schemes the SQL store opens (with any ``+driver``).
@@ -838,12 +868,9 @@ def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: 
             raise RefusedError(f"{namespace} {record.id}: {key!r} cannot be changed")
         if key in builtin:
             direct[key] = value
-        elif regulation.fields.get(f"{namespace}.{key}") is not None:
-            custom[key] = value
         else:
-            raise RecordError(
-                f"{namespace} {record.id}", key, "no such field; declare it under fields:"
-            )
+            regulation.fields.check_declared(namespace, record.id, [key])
+            custom[key] = value
     data = {**record.model_dump(), **direct, "fields": custom}
     return type(record).model_validate(data)
 

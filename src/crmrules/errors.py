@@ -74,6 +74,17 @@ class RecordError(CrmRulesError):
         super().__init__(f"{record}: field {field!r}: {message}")
 
 
+class RefusedError(CrmRulesError):
+    """A host call the regulation does not allow (a stage move outside the transitions...).
+
+    Nothing was changed. ``reason`` says why, for the person who asked.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StoreError(CrmRulesError):
     """The database cannot be used: a bad URL, an unreachable server, a refused login."""
 
@@ -103,6 +114,7 @@ __all__ = [
     "MissingExtraError",
     "Problem",
     "RecordError",
+    "RefusedError",
     "RegulationError",
     "SchemaError",
     "StoreError",

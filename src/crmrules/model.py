@@ -8,15 +8,30 @@ fields into the plain mapping that conditions and templates see.
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from crmrules.calendar import Duration
 
-RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+def clean_id(value: str) -> str:
+    """An id in NFC, so two spellings of one name are one id; control characters refused.
+
+    PostgreSQL cannot store NUL at all, and a line break in an id breaks every
+    log line and message that names it.
+    """
+    value = unicodedata.normalize("NFC", value)
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
+            raise ValueError(f"an id cannot hold the control character {char!r}")
+    return value
+
+
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(clean_id)]
 
 
 class Model(BaseModel):
@@ -44,7 +59,7 @@ class Client(Model):
     source: str | None = None
     tags: frozenset[str] = frozenset()
     territories: frozenset[str] = frozenset()
-    responsible: str | None = Field(None, description="the id of the client's manager")
+    responsible: RecordId | None = Field(None, description="the id of the client's manager")
     created_at: AwareDatetime | None = None
     last_contact_at: AwareDatetime | None = None
     fields: dict[str, Any] = Field(default_factory=dict, description="custom fields")
@@ -167,8 +182,8 @@ class Deal(Model):
 
     id: RecordId
     client: RecordId
-    pipeline: str
-    stage: str
+    pipeline: RecordId
+    stage: RecordId
     stage_entered_at: AwareDatetime | None = None
     amount: Decimal | None = None
     created_at: AwareDatetime | None = None
@@ -239,9 +254,9 @@ class Interaction(Model):
     direction: Literal["in", "out"] = "out"
     outcome: str | None = Field(None, description="e.g. reached, no_answer, agreed, refused")
     client: RecordId
-    deal: str | None = None
-    contact: str | None = None
-    manager: str | None = None
+    deal: RecordId | None = None
+    contact: RecordId | None = None
+    manager: RecordId | None = None
     occurred_at: AwareDatetime
     note: str | None = None
 
@@ -252,8 +267,8 @@ class Event(Model):
     id: RecordId
     type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     occurred_at: AwareDatetime
-    client: str | None = None
-    deal: str | None = None
+    client: RecordId | None = None
+    deal: RecordId | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     #: the values an update changed: field key -> value before / after
     before: dict[str, Any] = Field(default_factory=dict)

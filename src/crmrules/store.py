@@ -159,6 +159,8 @@ class Transaction(Protocol):
         """The client's interactions, oldest first (ties by id)."""
         ...
 
+    def get_interaction(self, interaction_id: str) -> Interaction | None: ...
+
     # -- work the engine makes
     def add_task(self, task: Task) -> bool:
         """False (and nothing stored) if a task with the same idempotency key exists."""

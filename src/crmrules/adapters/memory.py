@@ -182,6 +182,10 @@ class MemoryTransaction:
         found = [i for i in self._s.interactions.values() if i.client == client_id]
         return [_copy(i) for i in sorted(found, key=lambda i: (i.occurred_at, i.id))]
 
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        found = self._s.interactions.get(interaction_id)
+        return None if found is None else _copy(found)
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:

@@ -923,6 +923,9 @@ class SQLAlchemyTransaction:
         query = sa.select(t.c.data).where(t.c.client_id == client_id)
         return self._list(Interaction, query.order_by(t.c.occurred_at, self._by_id(t.c.id)))
 
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        return self._get(Interaction, self._t.interactions, interaction_id)
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:

@@ -8,6 +8,7 @@ field's type, so type errors surface when the regulation loads.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -102,6 +103,17 @@ def _builtins() -> dict[str, FieldSpec]:
 
 BUILTIN_FIELDS: Mapping[str, FieldSpec] = _builtins()
 
+#: Data keys crmrules itself puts on the events it raises; a host reporting one of these
+#: events may send them without declaring them (rules still need them declared to read them).
+BUILTIN_EVENT_DATA: Mapping[str, frozenset[str]] = {
+    "interaction.logged": frozenset({"interaction", "kind", "direction", "outcome"}),
+    "task.completed": frozenset({"task", "kind", "rule"}),
+    "task.overdue": frozenset({"task"}),
+    "deal.stage_overdue": frozenset({"stage", "deadline"}),
+    "territory.entered": frozenset({"territory"}),
+    "territory.left": frozenset({"territory"}),
+}
+
 #: Custom keys are identifiers: letters (any script), digits and underscores.
 CUSTOM_KEY = re.compile(r"[^\W\d]\w{0,63}")
 
@@ -131,6 +143,26 @@ class FieldRegistry:
 
     def of(self, namespace: str) -> list[FieldSpec]:
         return [spec for spec in self._fields.values() if spec.namespace == namespace]
+
+    def check_declared(
+        self,
+        namespace: str,
+        record_id: str,
+        keys: Iterable[str],
+        allowed: Iterable[str] = (),
+    ) -> None:
+        """Refuse a key that is neither declared nor ``allowed``: a typo must not pass silently."""
+        free = set(allowed)
+        for key in keys:
+            if key in free or f"{namespace}.{key}" in self._fields:
+                continue
+            close = difflib.get_close_matches(key, [s.key for s in self.of(namespace)], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise RecordError(
+                f"{namespace} {record_id}",
+                key,
+                f"no such field; {hint}declare it under `fields:` as {namespace}.{key}",
+            )
 
     def coerce_record(
         self, namespace: str, record_id: str, data: Mapping[str, Any], calendar: BusinessCalendar
@@ -192,18 +224,19 @@ def coerce(spec: FieldSpec, value: Any, calendar: BusinessCalendar) -> Any:
             return int(value)
         raise ValueError(f"expected a whole number, got {_describe(value)}")
     if kind is FieldType.DECIMAL:
+        number: Decimal | None = None
         if isinstance(value, int | Decimal):
-            return Decimal(value)
-        if isinstance(value, float):
-            return Decimal(str(value))
-        if isinstance(value, str) and len(value) <= 40:
-            try:
+            number = Decimal(value)
+        elif isinstance(value, float):
+            number = Decimal(str(value))
+        elif isinstance(value, str) and len(value) <= 40:
+            with contextlib.suppress(InvalidOperation):
                 number = Decimal(value.strip().replace(",", "."))
-            except InvalidOperation:
-                pass
-            else:
-                if number.is_finite():
-                    return number
+        # NaN and infinities would poison every later comparison and sum on the record.
+        if number is not None and number.is_finite():
+            return number
+        if number is not None:
+            raise ValueError(f"expected a finite number, got {_describe(value)}")
         raise ValueError(f"expected a number, got {_describe(value)}")
     if kind is FieldType.BOOLEAN:
         if isinstance(value, bool):
@@ -252,6 +285,7 @@ def coerce_datetime(value: Any, calendar: BusinessCalendar) -> datetime:
 
 
 __all__ = [
+    "BUILTIN_EVENT_DATA",
     "BUILTIN_FIELDS",
     "CUSTOM_KEY",
     "NAMESPACES",

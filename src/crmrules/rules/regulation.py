@@ -321,6 +321,12 @@ class _Compiler:
                     f"invalid id {first['input']!r}",
                     "ids use letters, digits, '_', '.' and '-', up to 100 characters",
                 )
+            elif kind == "bool_type":
+                self.error(
+                    full,
+                    f"expected true or false, got {first['input']!r}",
+                    "yes/no, on/off, 0/1 and quoted text are not flags",
+                )
             elif kind == "literal_error":
                 expected = first.get("ctx", {}).get("expected", "")
                 options = re.findall(r"'([^']*)'", expected)

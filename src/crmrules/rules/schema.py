@@ -10,16 +10,22 @@ so that ``crmrules schema`` describes the whole language.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
 #: Ids of rules, stages, territories, managers, templates: letters (any script), digits, `_.-`.
 Id = Annotated[
-    str, StringConstraints(pattern=r"^[^\W_]([\w.\-]{0,98}[\w])?$", strip_whitespace=False)
+    str,
+    StringConstraints(pattern=r"^[^\W_]([\w.\-]{0,98}[\w])?$", strip_whitespace=False),
+    # NFC first: an editor saving "ё" as "е" + a combining mark must not make a second stage.
+    BeforeValidator(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v),
 ]
+#: A flag: exactly true or false (``yes``, ``off``, ``'false'``, ``0`` are refused, not guessed).
+Flag = Annotated[bool, Strict()]
 #: A duration as the admin writes it; parsed by crmrules.calendar.Duration.
 DurationText = Annotated[
     str,
@@ -72,7 +78,7 @@ class StageSpec(Block):
     id: Id
     name: str | None = None
     deadline: DurationText | None = None
-    final: bool = False
+    final: Flag = False
 
 
 class TransitionSpec(Block):
@@ -95,7 +101,7 @@ class ManagerSpec(Block):
     capacity: int | None = Field(None, ge=0)
     territories: list[Id] = Field(default_factory=list)
     working_hours: str | None = None
-    active: bool = True
+    active: Flag = True
 
 
 Strategy = Literal["round_robin", "least_loaded", "by_skill", "territory"]
@@ -111,7 +117,7 @@ class TerritorySpec(Block):
     name: str | None = None
     parent: Id | None = None
     priority: int = 0
-    exclusive: bool = False
+    exclusive: Flag = False
     when: Any = Field(None, description="a condition on the client")
     managers: list[Id] = Field(default_factory=list)
     strategy: Strategy = "round_robin"
@@ -134,10 +140,10 @@ class RuleSpec(Block):
     if_: Any = Field(None, alias="if")
     then: list[Any] = Field(min_length=1)
     priority: int = 0
-    stop: bool = False
+    stop: Flag = False
     once: Once = "per_event"
     cooldown: DurationText | None = None
-    enabled: bool = True
+    enabled: Flag = True
     max_lateness: DurationText | None = None
 
 
@@ -197,7 +203,7 @@ class CancelTasks(Block):
     kind: str | None = None
     rule: Id | None = None
     title_contains: str | None = None
-    all: bool = Field(False, description="cancel every open task of the client or deal")
+    all: Flag = Field(False, description="cancel every open task of the client or deal")
 
 
 class Notify(Block):

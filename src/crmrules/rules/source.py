@@ -454,30 +454,39 @@ def parse_text(text: str, file: str, limits: Limits | None = None) -> tuple[Any,
 
 
 def _read(path: Path, name: str, limits: Limits) -> str:
+    """The file's text, reading at most the limit plus one byte.
+
+    ``stat()`` cannot be trusted for the size: ``/dev/zero`` or a pipe says 0.
+    """
     try:
-        size = path.stat().st_size
+        with path.open("rb") as handle:
+            data = handle.read(limits.max_file_bytes + 1)
     except OSError as error:
         raise _SourceError(
             f"cannot read the file: {error.strerror}", Location(name, 1, 1)
         ) from None
-    if size > limits.max_file_bytes:
+    if len(data) > limits.max_file_bytes:
         raise _SourceError(
-            f"file is too large ({size} bytes; the limit is {limits.max_file_bytes})",
+            f"file is too large (more than {limits.max_file_bytes} bytes)",
             Location(name, 1, 1),
             "split the regulation into several files in one folder",
         )
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise _SourceError(
             f"file is not UTF-8 text (byte {error.start})",
             Location(name, 1, 1),
             "save the file as UTF-8",
         ) from None
-    except OSError as error:
-        raise _SourceError(
-            f"cannot read the file: {error.strerror}", Location(name, 1, 1)
-        ) from None
+
+
+def read_source(path: Path, name: str, limits: Limits | None = None) -> str:
+    """One admin file's text, size-capped while reading; RegulationError if unreadable."""
+    try:
+        return _read(path, name, limits or Limits())
+    except _SourceError as error:
+        raise RegulationError([error.problem]) from None
 
 
 def _iter_files(paths: Iterable[str | Path], limits: Limits) -> Iterator[tuple[Path, str]]:
@@ -593,5 +602,6 @@ __all__ = [
     "SourceMap",
     "load_document",
     "parse_text",
+    "read_source",
     "regulation_files",
 ]

@@ -24,9 +24,9 @@ from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Client, Deal, Manager, TaskStatus
 from crmrules.plugins import PluginManager
-from crmrules.rules.fields import FieldType, coerce, coerce_datetime
+from crmrules.rules.fields import BUILTIN_EVENT_DATA, FieldType, coerce, coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
-from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text
+from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text, read_source
 from crmrules.testing.matching import Expected, Pattern, expected_value
 
 #: The file names a scenario file may have; both the CLI and pytest collect them.
@@ -187,13 +187,7 @@ def load_scenario_file(
     """
     path = Path(path)
     name = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "the file is not UTF-8 text"
-        raise RegulationError(
-            [Problem(f"cannot read the scenario file: {reason}", Location(name, 1, 1))]
-        ) from None
+    text = read_source(path, name)
     data, source = parse_text(text, name, Limits())
     reader = _Reader(path, name, source, plugins or PluginManager())
     return reader.read(data)
@@ -614,9 +608,19 @@ class _Reader:
             self.error((*path, "data"), f"event data must be a mapping, not {_kind(data)}")
             data = {}
         assert self.regulation is not None
+        builtin = BUILTIN_EVENT_DATA.get(event_type or "", frozenset())
         for key, raw in data.items():
             spec = self.regulation.fields.get(f"event.{key}")
-            if spec is not None and raw is not None:
+            if spec is None and key not in builtin:
+                self.unknown(
+                    (*path, "data", key),
+                    f"unknown event field {key!r}; declare it under `fields:` in the regulation "
+                    f"as event.{key}",
+                    key,
+                    [s.key for s in self.regulation.fields.of("event")],
+                    key_pos=True,
+                )
+            elif spec is not None and raw is not None:
                 try:
                     coerce(spec, raw, self.regulation.calendar)
                 except ValueError as error:

@@ -30,7 +30,7 @@ from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import Duration
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine, RefusedError
-from crmrules.errors import CrmRulesError, RecordError
+from crmrules.errors import CrmRulesError
 from crmrules.model import Client, Deal, Event, Mailing, Manager, Task, TaskStatus
 from crmrules.plugins import PluginManager
 from crmrules.result import Result
@@ -481,12 +481,9 @@ def _flat(model: type[Any], raw: Mapping[str, Any], namespace: str, regulation: 
             continue
         if key in model.model_fields:
             direct[key] = value
-        elif regulation.fields.get(f"{namespace}.{key}") is not None:
-            custom[key] = value
         else:
-            raise RecordError(
-                f"{namespace} {raw.get('id', '?')}", key, "no such field; declare it under fields:"
-            )
+            regulation.fields.check_declared(namespace, str(raw.get("id", "?")), [key])
+            custom[key] = value
     return model.model_validate({**direct, "fields": custom})
 
 
