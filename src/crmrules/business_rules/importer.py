@@ -17,6 +17,7 @@ exact decimal, a missing text as ``""``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -288,6 +289,11 @@ def import_rules(
         if stop_on_first_trigger:
             entry["stop"] = True
         rules.append(entry)
+    # Every variable becomes a field, used by a rule or not, so the application can store
+    # all of fields_from_variables() on its records (crmrules refuses undeclared fields).
+    for name in sorted(importer.variables):
+        with contextlib.suppress(ImportRulesError):
+            importer.field(name, "variables")
     regulation: dict[str, Any] = {"version": 1}
     if importer.fields:
         regulation["fields"] = dict(sorted(importer.fields.items()))
