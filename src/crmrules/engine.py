@@ -320,7 +320,7 @@ class Run:
             self.now,
         )
         client = client.model_copy(update={"territories": change.territories})
-        check_time_range(self.regulation, client)
+        check_time_range(self.regulation, client, old)
         self.tx.set_memberships(client.id, list(change.memberships))
         self.tx.put_client(client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
@@ -393,7 +393,7 @@ class Run:
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.created_at is None:
             deal = deal.model_copy(update={"created_at": self.now})
-        check_time_range(self.regulation, deal)
+        check_time_range(self.regulation, deal, old)
         self.tx.put_deal(deal)
         timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
