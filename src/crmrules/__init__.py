@@ -36,7 +36,16 @@ from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
-from crmrules.store import AuditEntry, OutboxMessage, Store, Timer, TimerStatus, Transaction
+from crmrules.store import (
+    AuditEntry,
+    FailureStatus,
+    OutboxMessage,
+    RuleFailure,
+    Store,
+    Timer,
+    TimerStatus,
+    Transaction,
+)
 
 __version__ = "0.1.0"
 
@@ -62,6 +71,7 @@ __all__ = [
     "Engine",
     "Event",
     "Facts",
+    "FailureStatus",
     "Interaction",
     "Location",
     "LogNotifier",
@@ -82,6 +92,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "Rule",
+    "RuleFailure",
     "RuleOutcome",
     "SimulatedClock",
     "SmtpNotifier",

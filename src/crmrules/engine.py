@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import firing, timers
+from crmrules import failures, firing, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
@@ -46,7 +46,14 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, ConflictError, Store, Transaction
+from crmrules.store import (
+    AuditEntry,
+    ConflictError,
+    FailureStatus,
+    RuleFailure,
+    Store,
+    Transaction,
+)
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -65,17 +72,21 @@ class RefusedError(CrmRulesError):
         self.reason = reason
 
 
-class ActionError(CrmRulesError):
-    """An action failed; the whole event was rolled back."""
+class ActionError(RefusedError):
+    """A rule with ``on_error: refuse`` failed at run time, so the whole call was refused.
 
-    def __init__(self, rule: str, action: str, event_id: str, error: BaseException) -> None:
+    Nothing was changed. ``reason`` says which rule and action failed, and
+    why, in words an admin reads; the exception itself is ``__cause__``.
+    """
+
+    def __init__(self, rule: str, action: str, event_id: str, reason: str) -> None:
         super().__init__(
-            f"rule {rule}, action {action}, event {event_id}: {type(error).__name__}: {error}"
+            f"rule {rule} failed on event {event_id} ({reason}); it has on_error: refuse, "
+            "so the whole call was refused and nothing was changed"
         )
         self.rule = rule
         self.action = action
         self.event_id = event_id
-        self.error = error
 
 
 def _new_id() -> str:
@@ -100,10 +111,35 @@ class Run:
     #: (rule id, subject) pairs that fired in this cascade
     fired: set[tuple[str, str]] = field(default_factory=set)
     audit: list[AuditEntry] = field(default_factory=list)
+    #: rule runs that failed and were rolled back alone (see crmrules.failures)
+    failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def regulation(self) -> Regulation:
         return self.engine.regulation
+
+    def mark(self) -> tuple[int, ...]:
+        """Where the run is: what ``restore`` goes back to when a rule's work is undone."""
+        result = self.result
+        return (
+            len(result.events),
+            len(result.outcomes),
+            len(result.effects),
+            len(result.errors),
+            len(self.audit),
+            len(self.queue),
+            len(self.failures),
+        )
+
+    def restore(self, mark: tuple[int, ...], event: Event, depth: int) -> None:
+        """Forget what was recorded and queued after ``mark`` (the store undid its writes)."""
+        events, outcomes, effects, errors, audit, queue, failed = mark
+        result = self.result
+        del result.events[events:], result.outcomes[outcomes:], result.effects[effects:]
+        del result.errors[errors:], self.audit[audit:], self.queue[queue:]
+        del self.failures[failed:]
+        if not any(record.id == event.id for record in result.events):
+            result.events.append(EventRecord(event.id, event.type, depth, event.client, event.deal))
 
     # -- events
 
@@ -231,21 +267,23 @@ class Run:
             self.outcome(event, rule, "held", held)
             return False
         self.fired.add((rule.id, subject))
-        self.record_policy(rule, client, deal)
-        self.outcome(event, rule, "fired", rule.trigger.describe())
-        for index, action in enumerate(rule.actions):
-            context = ActionContext(self, event, depth, rule, index, action)
-            before = len(self.result.effects)
-            try:
-                self.engine.action_handler(action.name)(action.params, context)
-            except ActionRefused as refusal:
-                context.effect("refused", f"{action.name} refused: {refusal.reason}")
-            except Exception as error:
-                self.engine.plugins.action_failed(action.name, rule.id, event, error)
-                raise ActionError(rule.id, action.name, event.id, error) from error
-            self.engine.plugins.after_action(
-                action.name, rule.id, event, self.result.effects[before:]
-            )
+
+        def work(step: failures.Step) -> None:
+            self.record_policy(rule, client, deal)
+            self.outcome(event, rule, "fired", rule.trigger.describe())
+            for index, action in enumerate(rule.actions):
+                step.action, step.index = action.name, index
+                context = ActionContext(self, event, depth, rule, index, action)
+                before = len(self.result.effects)
+                try:
+                    self.engine.action_handler(action.name)(action.params, context)
+                except ActionRefused as refusal:
+                    context.effect("refused", f"{action.name} refused: {refusal.reason}")
+                self.engine.plugins.after_action(
+                    action.name, rule.id, event, self.result.effects[before:]
+                )
+
+        failures.isolate(self, event, depth, rule, work)
         return True
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
@@ -560,6 +598,7 @@ class Engine:
                         return Result.from_dict(earlier, duplicate=True)
                     run = Run(self, tx, self.clock.now(), Result(event_id))
                     body(run)
+                    failures.save(tx, run.failures)
                     for entry in run.audit:
                         tx.add_audit(entry)
                     tx.save_event_result(event_id, run.result.to_dict())
@@ -764,6 +803,25 @@ class Engine:
         self.regulation = regulation
         self._index()
         self.sync_timers()
+
+    # -- failed rule runs (see crmrules.failures)
+
+    def failures(self, *, status: FailureStatus | None = None) -> list[RuleFailure]:
+        """Rule runs that failed and were rolled back alone, oldest first."""
+        with self.store.transaction() as tx:
+            return tx.find_failures(status=status)
+
+    def retry_failed(self, keys: list[str] | None = None) -> list[Result]:
+        """Run each failed rule again on its event (after a fix); each runs at most once.
+
+        A run that succeeds marks its failure resolved in the same transaction
+        as its effects; one that fails again stays listed with one more attempt.
+        """
+        return failures.retry_failed(self, keys)
+
+    def plan_rule_by_id(self, rule_id: str) -> Rule | None:
+        """A territory's contact plan run as a rule, by its id."""
+        return next((r for r in self.plan_rules.values() if r.id == rule_id), None)
 
     # -- reading
 

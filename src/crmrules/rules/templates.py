@@ -1012,6 +1012,11 @@ def _describe(exc: BaseException) -> str:
     """An exception as one line for an admin; no traceback, no class paths."""
     if isinstance(exc, DecimalException):
         return "invalid arithmetic on a decimal number"
+    if isinstance(exc, TypeError) and "NoneType" in str(exc):
+        return (
+            "a value it computes with is empty (a field with no value); give it a default, "
+            "e.g. {{ deal.amount | default(0) }}, or require the field in the rule's if:"
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text or type(exc).__name__
 
