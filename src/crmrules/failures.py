@@ -48,21 +48,22 @@ class Step:
     index: int | None = None
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException, origin: str = "the action's code") -> str:
     """An error as one line an admin can read: crmrules' own as they are, no class names.
 
-    Errors from other code (a plugin action's bug) keep their message and
-    point at the host's log, where the traceback is.
+    Errors from other code (a plugin action's bug, a record that cannot be
+    read) keep their first line and point at the host's log, where the
+    traceback is.
     """
     if isinstance(error, CrmRulesError):
         text = " ".join(str(error).split())
     else:
-        message = " ".join(str(error).split())
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        message = "; ".join(lines[:2])
         text = (
-            f"the action's code failed: {message} (a bug in the action; the host's log has "
-            "the details)"
+            f"{origin} failed: {message} (the host's log has the details)"
             if message
-            else "the action's code failed without a message (the host's log has the details)"
+            else f"{origin} failed without a message (the host's log has the details)"
         )
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
@@ -77,11 +78,20 @@ def failure_key(event_id: str, rule_id: str) -> str:
     return f"{event_id}|{rule_id}"
 
 
-def isolate(run: Run, event: Event, depth: int, rule: Rule, work: Callable[[Step], None]) -> bool:
+def isolate(
+    run: Run,
+    event: Event,
+    depth: int,
+    rule: Rule,
+    work: Callable[[Step], None],
+    *,
+    refuse: bool = True,
+) -> bool:
     """Run ``work`` (one rule on one event) in a savepoint; False if it failed and was undone.
 
     Only the rule's own writes and what it queued are undone; the failure is
-    recorded in the run. ``on_error: refuse`` raises ActionError instead.
+    recorded in the run. ``on_error: refuse`` raises ActionError instead,
+    unless ``refuse`` is False (a schedule refuses one client, not all).
     """
     from crmrules.engine import ActionError
 
@@ -98,8 +108,9 @@ def isolate(run: Run, event: Event, depth: int, rule: Rule, work: Callable[[Step
         if not isinstance(error, ActionError):
             reason = f"{_where(step)}: {reason}"
         log.warning("rule %s failed on event %s: %s", rule.id, event.id, reason, exc_info=error)
-        run.engine.plugins.action_failed(step.action or "", rule.id, event, error, reason)
-        if rule.on_error == "refuse":
+        if not isinstance(error, ActionError):  # the hook heard of an ActionError already
+            run.engine.plugins.action_failed(step.action or "", rule.id, event, error, reason)
+        if refuse and rule.on_error == "refuse":
             raise ActionError(rule.id, step.action or "", event.id, reason) from error
         run.outcome(event, rule, "failed", reason)
         run.result.errors.append(f"rule {rule.id} failed on event {event.id}: {reason}")

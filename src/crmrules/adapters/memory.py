@@ -156,6 +156,9 @@ class MemoryTransaction:
         for client_id in sorted(self._s.clients):
             yield _copy(self._s.clients[client_id])
 
+    def client_ids(self) -> list[str]:
+        return sorted(self._s.clients)
+
     def get_deal(self, deal_id: str) -> Deal | None:
         deal = self._s.deals.get(deal_id)
         return None if deal is None else _copy(deal)

@@ -920,6 +920,12 @@ class SQLAlchemyTransaction:
         rows = self._c.execute(sa.select(t.c.data).order_by(self._by_id(t.c.id))).scalars().all()
         return (_load(Client, data) for data in rows)
 
+    def client_ids(self) -> list[str]:
+        if self._records is not None and self._records.clients is not None:
+            return self._records.client_ids(self._c)
+        t = self._t.clients
+        return list(self._c.execute(sa.select(t.c.id).order_by(self._by_id(t.c.id))).scalars())
+
     def get_deal(self, deal_id: str) -> Deal | None:
         if self._records is not None and self._records.deals is not None:
             return self._records.get_deal(self._c, deal_id)
