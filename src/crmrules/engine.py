@@ -29,7 +29,7 @@ from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
-from crmrules.delivery import DeliveryReport, Notifier, deliver_due
+from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RecordError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.model import (
@@ -769,7 +769,11 @@ class Engine:
             raise RefusedError(f"unknown manager {manager_id!r}")
 
     def deliver(
-        self, notifiers: Mapping[str, Notifier] | None = None, *, limit: int = 100
+        self,
+        notifiers: Mapping[str, Notifier] | None = None,
+        *,
+        limit: int = 100,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> DeliveryReport:
         """Deliver due mailings and notifications from the outbox.
 
@@ -779,7 +783,9 @@ class Engine:
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
         available.update(notifiers or {})
-        return deliver_due(self.store, available, self.clock.now(), limit=limit)
+        return deliver_due(
+            self.store, available, self.clock.now(), limit=limit, call_timeout=call_timeout
+        )
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
 
