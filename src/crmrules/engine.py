@@ -87,6 +87,8 @@ class ActionError(RefusedError):
         self.rule = rule
         self.action = action
         self.event_id = event_id
+        #: why the rule failed, without the words about refusing
+        self.detail = reason
 
 
 def _new_id() -> str:
@@ -117,29 +119,6 @@ class Run:
     @property
     def regulation(self) -> Regulation:
         return self.engine.regulation
-
-    def mark(self) -> tuple[int, ...]:
-        """Where the run is: what ``restore`` goes back to when a rule's work is undone."""
-        result = self.result
-        return (
-            len(result.events),
-            len(result.outcomes),
-            len(result.effects),
-            len(result.errors),
-            len(self.audit),
-            len(self.queue),
-            len(self.failures),
-        )
-
-    def restore(self, mark: tuple[int, ...], event: Event, depth: int) -> None:
-        """Forget what was recorded and queued after ``mark`` (the store undid its writes)."""
-        events, outcomes, effects, errors, audit, queue, failed = mark
-        result = self.result
-        del result.events[events:], result.outcomes[outcomes:], result.effects[effects:]
-        del result.errors[errors:], self.audit[audit:], self.queue[queue:]
-        del self.failures[failed:]
-        if not any(record.id == event.id for record in result.events):
-            result.events.append(EventRecord(event.id, event.type, depth, event.client, event.deal))
 
     # -- events
 

@@ -68,6 +68,30 @@ def describe(error: BaseException, origin: str = "the action's code") -> str:
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 
+def mark(run: Run) -> tuple[int, ...]:
+    """Where the run is: what ``restore`` goes back to when a rule's work is undone."""
+    result = run.result
+    return (
+        len(result.events),
+        len(result.outcomes),
+        len(result.effects),
+        len(result.errors),
+        len(run.audit),
+        len(run.queue),
+        len(run.failures),
+    )
+
+
+def restore(run: Run, where: tuple[int, ...], event: Event, depth: int) -> None:
+    """Forget what the run recorded and queued after ``where`` (the store undid its writes)."""
+    events, outcomes, effects, errors, audit, queue, failed = where
+    result = run.result
+    del result.events[events:], result.outcomes[outcomes:], result.effects[effects:]
+    del result.errors[errors:], run.audit[audit:], run.queue[queue:], run.failures[failed:]
+    if not any(record.id == event.id for record in result.events):
+        result.events.append(EventRecord(event.id, event.type, depth, event.client, event.deal))
+
+
 def _where(step: Step) -> str:
     if step.action is None or step.index is None:
         return "before its actions"
@@ -95,7 +119,7 @@ def isolate(
     """
     from crmrules.engine import ActionError
 
-    mark = run.mark()
+    before = mark(run)
     step = Step()
     try:
         with run.tx.savepoint():
@@ -103,10 +127,11 @@ def isolate(
     except INFRASTRUCTURE:
         raise
     except Exception as error:
-        run.restore(mark, event, depth)
-        reason = error.reason if isinstance(error, ActionError) else describe(error)
-        if not isinstance(error, ActionError):
-            reason = f"{_where(step)}: {reason}"
+        restore(run, before, event, depth)
+        if isinstance(error, ActionError):  # a refusing rule inside (a schedule's client)
+            reason = f"{error.detail}; the rule has on_error: refuse, so this run was refused"
+        else:
+            reason = f"{_where(step)}: {describe(error)}"
         log.warning("rule %s failed on event %s: %s", rule.id, event.id, reason, exc_info=error)
         if not isinstance(error, ActionError):  # the hook heard of an ActionError already
             run.engine.plugins.action_failed(step.action or "", rule.id, event, error, reason)

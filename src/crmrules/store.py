@@ -265,7 +265,8 @@ class Transaction(Protocol):
         """Lease up to ``limit`` pending timers due at ``now``, earliest first.
 
         A timer is claimable when it is PENDING, ``due_at <= now``, and it has
-        no lease or its lease ended before ``now`` (its worker died). Claimed
+        no lease, its lease ended before ``now`` (its worker died), or the
+        lease is ``worker``'s own (it goes on after a reconnect). Claimed
         timers get ``lease_owner=worker`` and ``lease_until``. On PostgreSQL two
         workers claiming at once get different timers (FOR UPDATE SKIP LOCKED).
         """
