@@ -124,6 +124,29 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failures(args: argparse.Namespace, out: TextIO) -> int:
+    """List failed rule runs, oldest first: when, rule, event, attempts, reason."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
+    from crmrules.store import FailureStatus
+
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    status = None if args.all else FailureStatus.FAILED
+    with SQLAlchemyStore(url, schema=args.schema) as store, store.transaction() as tx:
+        found = tx.find_failures(status=status)
+    for failure in found:
+        state = "" if failure.status is FailureStatus.FAILED else f" [{failure.status.value}]"
+        print(
+            f"{failure.failed_at.isoformat()}  rule {failure.rule}  event {failure.event_id}  "
+            f"attempts {failure.attempts}{state}: {failure.reason}",
+            file=out,
+        )
+        if failure.note:
+            print(f"    {failure.note}", file=out)
+    word = "rule run(s)" if args.all else "failed rule run(s)"
+    print(f"{len(found)} {word}", file=out)
+    return 0
+
+
 def _scenario_files(paths: Sequence[str]) -> list[str] | str:
     """Every ``*.regulation.yaml`` below ``paths`` in name order, or why there are none."""
     from pathlib import Path
@@ -263,6 +286,16 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("--actions", required=True, metavar="module:Class")
     imports.add_argument("-o", "--output", metavar="regulation.yaml")
     imports.add_argument("--on", metavar="EVENT", help="the event the rules run on")
+    failures = commands.add_parser(
+        "failures",
+        help="list rule runs that failed at run time (and were rolled back alone)",
+        description="List the rule runs that failed at run time, oldest first, with the "
+        "reason; fix the regulation or the data, then run them again with "
+        "engine.retry_failed(). URL defaults to $CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    failures.add_argument("--all", action="store_true", help="include resolved ones")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -304,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout,
                 sys.stderr,
             )
+        if args.command == "failures":
+            return _failures(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout)

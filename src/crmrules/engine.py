@@ -23,13 +23,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import firing, timers
+from crmrules import failures, firing, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
-from crmrules.delivery import DeliveryReport, Notifier, deliver_due
+from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.host_input import (
@@ -53,7 +53,14 @@ from crmrules.rules.conditions import Facts
 from crmrules.rules.fields import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, ConflictError, Store, Transaction
+from crmrules.store import (
+    AuditEntry,
+    ConflictError,
+    FailureStatus,
+    RuleFailure,
+    Store,
+    Transaction,
+)
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -61,17 +68,23 @@ CASCADE_LIMIT = 10
 CONFLICT_RETRIES = 5
 
 
-class ActionError(CrmRulesError):
-    """An action failed; the whole event was rolled back."""
+class ActionError(RefusedError):
+    """A rule with ``on_error: refuse`` failed at run time, so the whole call was refused.
 
-    def __init__(self, rule: str, action: str, event_id: str, error: BaseException) -> None:
+    Nothing was changed. ``reason`` says which rule and action failed, and
+    why, in words an admin reads; the exception itself is ``__cause__``.
+    """
+
+    def __init__(self, rule: str, action: str, event_id: str, reason: str) -> None:
         super().__init__(
-            f"rule {rule}, action {action}, event {event_id}: {type(error).__name__}: {error}"
+            f"rule {rule} failed on event {event_id} ({reason}); it has on_error: refuse, "
+            "so the whole call was refused and nothing was changed"
         )
         self.rule = rule
         self.action = action
         self.event_id = event_id
-        self.error = error
+        #: why the rule failed, without the words about refusing
+        self.detail = reason
 
 
 def _new_id() -> str:
@@ -96,6 +109,8 @@ class Run:
     #: (rule id, subject) pairs that fired in this cascade
     fired: set[tuple[str, str]] = field(default_factory=set)
     audit: list[AuditEntry] = field(default_factory=list)
+    #: rule runs that failed and were rolled back alone (see crmrules.failures)
+    failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def regulation(self) -> Regulation:
@@ -227,21 +242,23 @@ class Run:
             self.outcome(event, rule, "held", held)
             return False
         self.fired.add((rule.id, subject))
-        self.record_policy(rule, client, deal)
-        self.outcome(event, rule, "fired", rule.trigger.describe())
-        for index, action in enumerate(rule.actions):
-            context = ActionContext(self, event, depth, rule, index, action)
-            before = len(self.result.effects)
-            try:
-                self.engine.action_handler(action.name)(action.params, context)
-            except ActionRefused as refusal:
-                context.effect("refused", f"{action.name} refused: {refusal.reason}")
-            except Exception as error:
-                self.engine.plugins.action_failed(action.name, rule.id, event, error)
-                raise ActionError(rule.id, action.name, event.id, error) from error
-            self.engine.plugins.after_action(
-                action.name, rule.id, event, self.result.effects[before:]
-            )
+
+        def work(step: failures.Step) -> None:
+            self.record_policy(rule, client, deal)
+            self.outcome(event, rule, "fired", rule.trigger.describe())
+            for index, action in enumerate(rule.actions):
+                step.action, step.index = action.name, index
+                context = ActionContext(self, event, depth, rule, index, action)
+                before = len(self.result.effects)
+                try:
+                    self.engine.action_handler(action.name)(action.params, context)
+                except ActionRefused as refusal:
+                    context.effect("refused", f"{action.name} refused: {refusal.reason}")
+                self.engine.plugins.after_action(
+                    action.name, rule.id, event, self.result.effects[before:]
+                )
+
+        failures.isolate(self, event, depth, rule, work)
         return True
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
@@ -566,6 +583,7 @@ class Engine(Reading):
                         return Result.from_dict(earlier, duplicate=True)
                     run = Run(self, tx, self.clock.now(), Result(event_id))
                     body(run)
+                    failures.save(tx, run.failures)
                     for entry in run.audit:
                         tx.add_audit(entry)
                     tx.save_event_result(event_id, run.result.to_dict())
@@ -787,6 +805,7 @@ class Engine(Reading):
         *,
         limit: int = 100,
         now: datetime | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> DeliveryReport:
         """Deliver the mailings and notifications due at ``now`` (default: the clock's now).
 
@@ -796,7 +815,13 @@ class Engine(Reading):
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
         available.update(notifiers or {})
-        return deliver_due(self.store, available, now or self.clock.now(), limit=limit)
+        return deliver_due(
+            self.store,
+            available,
+            now or self.clock.now(),
+            limit=limit,
+            call_timeout=call_timeout,
+        )
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
 
@@ -820,6 +845,25 @@ class Engine(Reading):
         self.regulation = regulation
         self._index()
         self.sync_timers()
+
+    # -- failed rule runs (see crmrules.failures)
+
+    def failures(self, *, status: FailureStatus | None = None) -> list[RuleFailure]:
+        """Rule runs that failed and were rolled back alone, oldest first."""
+        with self.store.transaction() as tx:
+            return tx.find_failures(status=status)
+
+    def retry_failed(self, keys: list[str] | None = None) -> list[Result]:
+        """Run each failed rule again on its event (after a fix); each runs at most once.
+
+        A run that succeeds marks its failure resolved in the same transaction
+        as its effects; one that fails again stays listed with one more attempt.
+        """
+        return failures.retry_failed(self, keys)
+
+    def plan_rule_by_id(self, rule_id: str) -> Rule | None:
+        """A territory's contact plan run as a rule, by its id."""
+        return next((r for r in self.plan_rules.values() if r.id == rule_id), None)
 
     # -- reading
 

@@ -11,6 +11,13 @@ Before it fires anything, a worker checks that its store is the one the
 timers were planned in (:func:`check_store`): a worker opened on the bare
 database of a host that keeps clients in its own tables would otherwise
 fire reminders for nobody.
+
+The worker outlives a database outage: a ``StoreError`` (the server
+restarted, the network blinked) is logged, the worker waits with backoff
+(``reconnect_first`` doubling up to ``reconnect_max`` seconds) and tries
+again; the timers it had leased are its own to resume when the database is
+back (or expire for other workers if it never comes back). One timer that
+fails never stops it: see crmrules.firing.
 """
 
 from __future__ import annotations
@@ -25,14 +32,17 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TypeVar
 
 from crmrules.engine import Engine
-from crmrules.errors import CrmRulesError
+from crmrules.errors import CrmRulesError, StoreError
 from crmrules.rules.regulation import Regulation
 from crmrules.store import TimerStatus
+
+T = TypeVar("T")
 
 log = logging.getLogger("crmrules.worker")
 
@@ -134,14 +144,21 @@ class Worker:
         batch: int = 100,
         name: str | None = None,
         load: Callable[[], Regulation] | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        reconnect_first: float = 0.5,
+        reconnect_max: float = 30.0,
     ) -> None:
         self.engine = engine
         self.interval = interval
         self.batch = batch
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
+        self.reconnect_first = reconnect_first
+        self.reconnect_max = reconnect_max
         self._load = load
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._failures = 0  # store errors in a row
 
     def stop(self) -> None:
         """Finish the timer in hand, then return from ``run``."""
@@ -152,15 +169,23 @@ class Worker:
         self._reload.set()
 
     def run_once(self) -> int:
-        """One batch; the number of timers handled."""
+        """One batch; the number of timers handled (fired, dropped or failed)."""
         if self._reload.is_set() and self._load is not None:
             self._reload.clear()
-            self.engine.reload(self._load())
-            log.info("worker %s: regulation reloaded", self.name)
-        report = self.engine.run_due(limit=self.batch, worker=self.name)
-        fired = sum(len(result.fired) for result in report.results)
-        log.info("worker %s: %d timer(s) handled, %d rule(s) fired", self.name, report.fired, fired)
-        return report.fired
+            try:
+                regulation = self._load()
+            except CrmRulesError as error:
+                log.error(
+                    "worker %s: regulation not reloaded, the old one stays: %s", self.name, error
+                )
+            else:
+                self.engine.reload(regulation)
+                log.info("worker %s: regulation reloaded", self.name)
+        report = self.engine.run_due(limit=self.batch, worker=self.name, lease=self.lease)
+        log.info("worker %s: %s", self.name, report)
+        for key, reason in report.failed:
+            log.warning("worker %s: timer %s could not fire: %s", self.name, key, reason)
+        return report.handled
 
     def start(self) -> None:
         """Check the store, then bring the timers in step with the regulation."""
@@ -168,13 +193,48 @@ class Worker:
         self.engine.sync_timers()
 
     def run(self) -> None:
-        """Batches until ``stop``; a full batch goes on at once, a short one waits."""
-        self.start()
+        """Batches until ``stop``; a full batch goes on at once, a short one waits.
+
+        A store error does not end the loop: it is logged, and the worker
+        tries again after a backoff until the database answers.
+        """
+        while not self._stop.is_set() and self._survive(self._sync) is None:
+            pass
         log.info("worker %s: started", self.name)
         while not self._stop.is_set():
-            if self.run_once() < self.batch:
+            handled = self._survive(self.run_once)
+            if handled is not None and handled < self.batch:
                 self._stop.wait(self.interval)
         log.info("worker %s: stopped", self.name)
+
+    def _sync(self) -> bool:
+        self.start()
+        return True
+
+    def _survive(self, step: Callable[[], T]) -> T | None:
+        """``step()``, or None after a store error (logged, then a backoff wait)."""
+        try:
+            value = step()
+        except StoreError as error:
+            self._failures += 1
+            delay = min(self.reconnect_first * 2 ** (self._failures - 1), self.reconnect_max)
+            log.warning(
+                "worker %s: the database is unavailable (%s); attempt %d, trying again in %.2f s",
+                self.name,
+                error,
+                self._failures,
+                delay,
+            )
+            self._stop.wait(delay)
+            return None
+        if self._failures:
+            log.info(
+                "worker %s: the database is reachable again after %d failed attempt(s); going on",
+                self.name,
+                self._failures,
+            )
+            self._failures = 0
+        return value
 
     def install_signals(self) -> None:
         """SIGTERM and SIGINT stop gracefully; SIGHUP reloads the regulation."""

@@ -14,9 +14,10 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from crmrules.delivery import DeliveryError
@@ -246,6 +247,8 @@ class WebhookNotifier:
     can ignore the duplicate that at-least-once delivery may send. Errors:
     2xx is success; 408, 429, 5xx, other non-2xx, timeouts and connection
     errors are retried; other 4xx and non-http(s) URLs fail permanently.
+    On 429 and 503 the ``Retry-After`` header (seconds or a date) sets the
+    earliest next attempt (see ``crmrules.delivery``).
     Neither the URL (it often holds a secret token) nor the headers go into
     errors.
     """
@@ -314,7 +317,24 @@ class WebhookNotifier:
         if reply:
             error += f": {reply}"
         permanent = 400 <= status < 500 and status not in _RETRYABLE_4XX
-        raise DeliveryError(error, permanent=permanent)
+        wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        raise DeliveryError(error, permanent=permanent, retry_after=wait)
 
 
-__all__ = ["LogNotifier", "SmtpNotifier", "WebhookNotifier", "message_id"]
+def retry_after(value: str | None) -> timedelta | None:
+    """An HTTP Retry-After value (seconds, or an HTTP date) as a wait; None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value[:12]))
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(moment - datetime.now(UTC), timedelta(0))
+
+
+__all__ = ["LogNotifier", "SmtpNotifier", "WebhookNotifier", "message_id", "retry_after"]

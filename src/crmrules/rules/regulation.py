@@ -117,6 +117,8 @@ class Rule:
     location: Location | None
     #: position in the merged files; breaks priority ties ("file order")
     order: int
+    #: "continue": a run-time failure undoes this rule alone; "refuse": it refuses the whole call
+    on_error: str = "continue"
 
 
 @dataclass(frozen=True)
@@ -726,6 +728,7 @@ class _Compiler:
                     max_lateness=lateness,
                     location=self.source.locate(path),
                     order=order,
+                    on_error=spec.on_error,
                 )
             )
         return rules

@@ -131,6 +131,7 @@ class TemplateSpec(Block):
 
 
 Once = Literal["per_event", "per_client", "per_deal", "per_stage_entry", "always"]
+OnError = Literal["continue", "refuse"]
 
 
 class RuleSpec(Block):
@@ -145,6 +146,11 @@ class RuleSpec(Block):
     cooldown: DurationText | None = None
     enabled: Flag = True
     max_lateness: DurationText | None = None
+    on_error: OnError = Field(
+        "continue",
+        description="when the rule fails at run time: continue (undo this rule alone, record "
+        "the failure, let the change and other rules go on) or refuse (refuse the whole call)",
+    )
 
 
 # --- actions --------------------------------------------------------------------------------
