@@ -35,6 +35,7 @@ from crmrules.rules.fields import (
     coerce,
 )
 from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.template_types import check_template_types
 from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
 
@@ -245,6 +246,7 @@ class _Compiler:
         self.registry = FieldRegistry()
         self.calendar = BusinessCalendar()
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self.type_problems: dict[str, TemplateError | None] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
@@ -678,17 +680,31 @@ class _Compiler:
 
     def _template(self, text: str, kind: Kind, path: PathKey) -> CompiledTemplate | None:
         try:
-            return compile_template(
+            compiled = compile_template(
                 text,
                 kind,
                 self.registry.__contains__,
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
+            if text not in self.type_problems:  # a text that repeats is checked once
+                try:
+                    check_template_types(text, self._field_type)
+                    self.type_problems[text] = None
+                except TemplateError as found:
+                    self.type_problems[text] = found
+            problem = self.type_problems[text]
+            if problem is not None:
+                raise problem
+            return compiled
         except TemplateError as error:
             where = self.source.line_in(path, error.line or 1)
             self.problems.append(Problem(error.message, where, error.hint))
             return None
+
+    def _field_type(self, path: str) -> FieldType | None:
+        spec = self.registry.get(path)
+        return None if spec is None else spec.type
 
     # -- rules
 
