@@ -13,6 +13,7 @@ from typing import Any
 
 from crmrules.model import Manager
 from crmrules.testing import scenario as sc
+from crmrules.testing import scenario_records as records
 
 _TEXT: dict[str, Any] = {"type": "string"}
 _ID: dict[str, Any] = {"type": ["string", "integer"]}
@@ -62,11 +63,19 @@ def _record(what: str) -> dict[str, Any]:
 
 
 def _given() -> dict[str, Any]:
+    contact = {name: _VALUE for name in records.CONTACT_KEYS}
+    contact["roles"] = _list_of(
+        _object({"client": _ID, "role": _TEXT, "primary": {"type": "boolean"}}, ("client", "role"))
+    )
     return _object(
         {
             "managers": _list_of(_ref("Manager")),
             "clients": _list_of(_ref("Client")),
             "deals": _list_of(_ref("Deal")),
+            "contacts": _list_of(_object(contact, ("id", "name"))),
+            "tasks": _list_of(
+                _object({name: _VALUE for name in records.TASK_KEYS}, ("id", "title"))
+            ),
         },
         description="records stored as they are: no event, no rule",
     )
@@ -84,7 +93,11 @@ def _steps() -> dict[str, dict[str, Any]]:
             {"client": _ID, "deal": _ID, "set": {"type": "object", "minProperties": 1}},
             ("set",),
         ),
-        "complete_task": _ref("TaskPattern"),
+        "complete_task": _ref("PickTask"),
+        "cancel_task": _ref("PickTask"),
+        "log_interaction": _object(
+            {name: _VALUE for name in records.INTERACTION_KEYS}, ("client", "kind")
+        ),
         "advance": {"type": ["string", "integer"], "description": "e.g. 7 days, 2 business days"},
         "at": _MOMENT,
         "realign": {"type": ["object", "null"], "maxProperties": 0},
@@ -98,7 +111,11 @@ def _expect() -> dict[str, Any]:
         {
             "tasks": _list_of(_ref("TaskPattern")),
             "mailings": _list_of(_ref("MailingPattern")),
+            "notifications": _list_of(
+                _pattern(sc.NOTIFICATION_FIELDS, "the fields that pick a notification")
+            ),
             "open_tasks": _list_of(_ref("TaskPattern")),
+            "timers": _list_of(_pattern(sc.TIMER_FIELDS, "the fields that pick a pending timer")),
             "deals": records,
             "clients": records,
             "fired": _list_of(_TEXT),
@@ -133,6 +150,10 @@ def scenario_json_schema() -> dict[str, Any]:
             "Deal": _record("deal"),
             "Given": _given(),
             "TaskPattern": _pattern(sc.TASK_FIELDS, "the fields that pick a task"),
+            "PickTask": {
+                "description": "a task's id, or fields that pick one open task",
+                "anyOf": [_object({"id": _ID}, ("id",)), _ref("TaskPattern")],
+            },
             "MailingPattern": _pattern(sc.MAILING_FIELDS, "the fields that pick a mailing"),
             "Expect": _expect(),
             "Step": _step(kinds),
@@ -140,6 +161,7 @@ def scenario_json_schema() -> dict[str, Any]:
                 {
                     "name": _TEXT,
                     "description": _TEXT,
+                    "given": _ref("Given"),
                     "steps": _list_of(_ref("Step")),
                 },
                 ("name", "steps"),
