@@ -105,3 +105,20 @@ def test_the_cli_prints_each_schema() -> None:
     assert _cli_schema() == json.loads(json.dumps(json_schema()))
     assert _cli_schema("--part")["title"] == json_schema(part=True)["title"]
     assert _cli_schema("--scenario")["title"] == scenario_json_schema()["title"]
+
+
+def test_the_scenario_schema_names_what_the_reader_accepts() -> None:
+    from crmrules.testing import scenario as sc
+
+    schema = scenario_json_schema()
+    defs = schema["$defs"]
+    assert set(schema["properties"]) == set(sc.TOP_KEYS)
+    assert set(defs["Given"]["properties"]) == set(sc.GIVEN_KEYS)
+    assert set(defs["Scenario"]["properties"]) == set(sc.SCENARIO_KEYS)
+    assert set(defs["Expect"]["properties"]) == set(sc.EXPECT_KEYS)
+    kinds = {next(iter(v["required"])) for v in defs["Step"]["anyOf"]}
+    assert kinds == set(sc.STEP_KINDS)
+    refusable = {
+        next(iter(v["required"])) for v in defs["Step"]["anyOf"] if "refused" in v["properties"]
+    }
+    assert refusable == set(sc.REFUSABLE)
