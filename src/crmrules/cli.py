@@ -22,6 +22,7 @@ from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.schema import json_schema
+from crmrules.testing.schema import scenario_json_schema
 
 
 def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -42,9 +43,12 @@ def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
     return 1 if failed else 0
 
 
-def _schema(out: TextIO) -> int:
+def _schema(out: TextIO, *, part: bool, scenario: bool) -> int:
     plugins = PluginManager()
-    schema = json_schema(plugins.action_models(), plugins.operator_schemas())
+    if scenario:
+        schema = scenario_json_schema()
+    else:
+        schema = json_schema(plugins.action_models(), plugins.operator_schemas(), part=part)
     json.dump(schema, out, ensure_ascii=False, indent=2)
     out.write("\n")
     return 0
@@ -228,12 +232,21 @@ def _parser() -> argparse.ArgumentParser:
         "and print every problem as file:line:col: message. Exits 1 if any is invalid.",
     )
     validate.add_argument("paths", nargs="+", metavar="PATH")
-    commands.add_parser(
+    schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of the rule language (for editors)",
         description="Print the JSON Schema of the rule language. Save it and point your "
         "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
         "on the first line of a YAML regulation.",
+    )
+    which = schema.add_mutually_exclusive_group()
+    which.add_argument(
+        "--part",
+        action="store_true",
+        help="the schema of one file of a folder regulation (no section is required)",
+    )
+    which.add_argument(
+        "--scenario", action="store_true", help="the schema of scenario files (*.regulation.yaml)"
     )
     test = commands.add_parser(
         "test",
@@ -341,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _failures(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
-        return _schema(sys.stdout)
+        return _schema(sys.stdout, part=args.part, scenario=args.scenario)
     except CrmRulesError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -218,6 +218,8 @@ SCENARIO_MEANINGS: Mapping[str, Mapping[str, str]] = {
         "clients": "clients, written flat: built-in and declared custom fields side by side",
         "deals": "deals, written flat",
         "contacts": "contact people with their roles in clients",
+        "tasks": "tasks the host made before the scenario (`id`, `title`, `client`, ...), "
+        "to complete or cancel by id",
     },
     "scenario": {
         "name": "the scenario's name: the test is `<file>::<name>`",
@@ -232,11 +234,12 @@ SCENARIO_MEANINGS: Mapping[str, Mapping[str, str]] = {
         "`deal.created`, one engine call per record)",
         "update": "`{client: c1, set: {...}}` or `{deal: d1, set: {...}}`: changes fields "
         "(raises `*.updated`, `deal.stage_changed`)",
-        "complete_task": "`{<task fields>}`: completes the one open task they pick "
-        "(raises `task.completed`)",
-        "cancel_task": "`{<task fields>}`: cancels the one open task they pick",
-        "log_interaction": "`{client, kind, ...}`: logs a call, meeting or e-mail "
-        "(raises `interaction.logged`)",
+        "complete_task": "`{<task fields>}` or `{id: t1}`: completes the one open task they "
+        "pick, or the task with that id (raises `task.completed`)",
+        "cancel_task": "`{<task fields>}` or `{id: t1}`: the host cancels that task (no event; "
+        "its due timer is cancelled)",
+        "log_interaction": "`{client, kind, ...}`: logs a call, meeting or e-mail (raises "
+        "`interaction.logged`; moves `client.last_contact_at`, which re-plans its timers)",
         "advance": "`7 days`: moves the clock, firing each timer at its own time, in time order",
         "at": "`2026-04-01T09:00:00+03:00`: moves the clock to that moment (never back), "
         "firing the timers due until then",
@@ -255,7 +258,8 @@ SCENARIO_MEANINGS: Mapping[str, Mapping[str, str]] = {
         "fired": "at least these rules fired since the previous `expect`",
         "not_fired": "none of these rules fired since the previous `expect`",
         "notifications": "the notifications (`notify`) queued since the previous `expect`",
-        "timers": "the pending timers now: `[{rule, due}]`",
+        "timers": "all pending timers of rules now (`[{rule, due}]`: time triggers, schedules, "
+        "contact plans), matched like `open_tasks`",
     },
 }
 
@@ -510,7 +514,9 @@ def scenario_expectations() -> str:
     checks = _scenario_table("expect", scenario.EXPECT_KEYS, ("key", "holds when"))
     return (
         f"{checks}\n\nTask fields an item may name: {_code(scenario.TASK_FIELDS)}. "
-        f"Mailing fields: {_code(scenario.MAILING_FIELDS)}."
+        f"Mailing fields: {_code(scenario.MAILING_FIELDS)}. "
+        f"Notification fields: {_code(scenario.NOTIFICATION_FIELDS)}. "
+        f"Timer fields: {_code(scenario.TIMER_FIELDS)}."
     )
 
 

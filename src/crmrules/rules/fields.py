@@ -284,6 +284,22 @@ def coerce_datetime(value: Any, calendar: BusinessCalendar) -> datetime:
     raise ValueError(f"expected a moment such as 2026-03-02T10:00:00+03:00, got {_describe(value)}")
 
 
+def unknown_field_hint(path: str, suggestion: str | None, example_type: str = "string") -> str:
+    """What to do about an unknown field: declare it, or the look-alike that exists.
+
+    An event's data keys are always the admin's own, so declaring comes first
+    there; for a client or deal a typo of a built-in field is the likelier case.
+    """
+    namespace, _, key = path.partition(".")
+    close = f"did you mean {suggestion}?" if suggestion else None
+    if namespace not in ("client", "deal", "event") or not CUSTOM_KEY.fullmatch(key):
+        return close or "fields are client.<name>, deal.<name>, event.<name>, manager.<name>"
+    declare = f"declare it under fields:, e.g. fields: {{{path}: {{type: {example_type}}}}}"
+    if close is None:
+        return declare
+    return f"{declare}; or {close}" if namespace == "event" else f"{close} Or {declare}"
+
+
 __all__ = [
     "BUILTIN_EVENT_DATA",
     "BUILTIN_FIELDS",
@@ -297,4 +313,5 @@ __all__ = [
     "FieldType",
     "coerce",
     "coerce_datetime",
+    "unknown_field_hint",
 ]

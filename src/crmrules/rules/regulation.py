@@ -15,11 +15,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
 from crmrules.errors import Location, Problem, RegulationError
@@ -35,6 +35,7 @@ from crmrules.rules.fields import (
     coerce,
 )
 from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.template_types import check_template_types
 from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
 
@@ -199,6 +200,8 @@ def compile_regulation(
 # --- pydantic errors → admin problems -------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
+#: The keys of a block whose values had problems (already reported).
+Bad = frozenset[str]
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -245,6 +248,7 @@ class _Compiler:
         self.registry = FieldRegistry()
         self.calendar = BusinessCalendar()
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self.type_problems: dict[str, TemplateError | None] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
@@ -280,18 +284,30 @@ class _Compiler:
             return model.model_validate(data)
         except ValidationError as exc:
             self._report(model, data, path, exc)
-            # An unknown key is reported; go on without it so the rest is checked too.
-            unknown = {
-                err["loc"][0]
-                for err in exc.errors()
-                if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
-            }
-            if unknown and isinstance(data, dict):
-                try:
-                    return model.model_validate({k: v for k, v in data.items() if k not in unknown})
-                except ValidationError:
-                    return None
-            return None
+            return _without_unknown_keys(model, data, exc)
+
+    def validate_all(
+        self, model: type[M], data: Any, path: PathKey
+    ) -> tuple[M, frozenset[str]] | None:
+        """Like :meth:`validate`, but a key with a bad value does not hide the other keys.
+
+        Every problem is reported; the keys that had one come back as a set,
+        and the model is built from the others (defaults stand in for bad
+        optional keys, None for bad or missing required ones), so that the
+        caller can go on checking the rest of a rule or an action.
+        """
+        try:
+            return model.model_validate(data), frozenset()
+        except ValidationError as exc:
+            self._report(model, data, path, exc)
+            if not isinstance(data, dict):
+                return None
+            bad = frozenset(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+            good = {k: v for k, v in data.items() if k not in bad}
+            try:
+                return _lenient(model).model_validate(good), bad
+            except ValidationError:
+                return None
 
     def _report(
         self, model: type[BaseModel], data: Any, path: PathKey, exc: ValidationError
@@ -673,39 +689,57 @@ class _Compiler:
 
     def _template(self, text: str, kind: Kind, path: PathKey) -> CompiledTemplate | None:
         try:
-            return compile_template(
+            compiled = compile_template(
                 text,
                 kind,
                 self.registry.__contains__,
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
+            if text not in self.type_problems:  # a text that repeats is checked once
+                try:
+                    check_template_types(text, self._field_type)
+                    self.type_problems[text] = None
+                except TemplateError as found:
+                    self.type_problems[text] = found
+            problem = self.type_problems[text]
+            if problem is not None:
+                raise problem
+            return compiled
         except TemplateError as error:
             where = self.source.line_in(path, error.line or 1)
             self.problems.append(Problem(error.message, where, error.hint))
             return None
 
+    def _field_type(self, path: str) -> FieldType | None:
+        spec = self.registry.get(path)
+        return None if spec is None else spec.type
+
     # -- rules
 
-    def _rule_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.RuleSpec]]:
-        found: list[tuple[PathKey, schema.RuleSpec]] = []
+    def _rule_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.RuleSpec, Bad]]:
+        """Every rule, also one with problems: its other parts are still checked."""
+        found: list[tuple[PathKey, schema.RuleSpec, Bad]] = []
         for index, raw in enumerate(items):
             path: PathKey = ("rules", index)
-            spec = self.validate(schema.RuleSpec, raw, path)
-            if spec is None or not self._unique(self.rule_ids, spec.id, path, "rule"):
+            checked = self.validate_all(schema.RuleSpec, raw, path)
+            if checked is None:
                 continue
-            found.append((path, spec))
+            spec, bad = checked
+            if "id" not in bad and not self._unique(self.rule_ids, spec.id, path, "rule"):
+                bad |= {"id"}
+            found.append((path, spec, bad))
         return found
 
-    def _rules(self, specs: list[tuple[PathKey, schema.RuleSpec]]) -> list[Rule]:
+    def _rules(self, specs: list[tuple[PathKey, schema.RuleSpec, Bad]]) -> list[Rule]:
         rules: list[Rule] = []
-        for order, (path, spec) in enumerate(specs):
-            trigger = self._trigger(spec.on, (*path, "on"))
+        for order, (path, spec, bad) in enumerate(specs):
+            trigger = None if "on" in bad else self._trigger(spec.on, (*path, "on"))
             condition = ALWAYS if spec.if_ is None else self._condition(spec.if_, (*path, "if"))
-            actions = self._actions(spec.then, (*path, "then"))
+            actions = () if "then" in bad else self._actions(spec.then, (*path, "then"))
             cooldown = self._duration(spec.cooldown, (*path, "cooldown"))
             lateness = self._duration(spec.max_lateness, (*path, "max_lateness"))
-            if trigger is None or condition is None:
+            if trigger is None or condition is None or bad:
                 continue
             if spec.max_lateness is not None and trigger.kind == "event":
                 self.error(
@@ -785,14 +819,17 @@ class _Compiler:
         p_path = (*path, name)
         if name in schema.SHORTHAND and not isinstance(params_raw, dict):
             params_raw = {schema.SHORTHAND[name]: params_raw}
-        params = self.validate(model, params_raw if params_raw is not None else {}, p_path)
-        if params is None:
+        checked = self.validate_all(model, params_raw if params_raw is not None else {}, p_path)
+        if checked is None:
             return None
+        params, bad = checked
         templates: dict[str, CompiledTemplate] = {}
         check = self.checks.get(name)
         if check is not None:
+            # A bad parameter is reported; the checks below look at the others
+            # (each check skips a required parameter that is None here).
             check(params, p_path, templates)
-        return Action(name, params, self.source.locate(path), templates)
+        return None if bad else Action(name, params, self.source.locate(path), templates)
 
     def _template_param(
         self, text: str | None, kind: Kind, path: PathKey, into: dict[str, CompiledTemplate]
@@ -832,7 +869,7 @@ class _Compiler:
     def _check_send_mailing(
         self, params: schema.SendMailing, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        if params.template not in self.templates:
+        if params.template is not None and params.template not in self.templates:
             self._unknown((*path, "template"), "template", params.template, self.templates)
         to = params.to
         if not (
@@ -849,7 +886,7 @@ class _Compiler:
     def _check_move_stage(
         self, params: schema.MoveStage, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        if params.to == "next":
+        if params.to is None or params.to == "next":
             return
         stages = {s.id: s for p in self.pipelines.values() for s in p.stages}
         if params.to not in stages:
@@ -875,6 +912,8 @@ class _Compiler:
     def _check_set_field(
         self, params: schema.SetField, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
+        if params.field is None:
+            return
         spec = self.registry.get(params.field)
         if spec is None or spec.namespace not in ("client", "deal"):
             self.error(
@@ -908,7 +947,8 @@ class _Compiler:
     def _check_territory_ref(
         self, params: schema.TerritoryRef, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        self._check_territory(params.territory, (*path, "territory"))
+        if params.territory is not None:
+            self._check_territory(params.territory, (*path, "territory"))
 
     def _check_cancel_tasks(
         self, params: schema.CancelTasks, path: PathKey, templates: dict[str, CompiledTemplate]
@@ -927,13 +967,13 @@ class _Compiler:
     ) -> None:
         self._template_param(params.message, "text", (*path, "message"), templates)
         to = params.to
-        if not (to == "responsible" or to.startswith(("https://", "http://"))):
+        if to is not None and not (to == "responsible" or to.startswith(("https://", "http://"))):
             self._check_manager(to, (*path, "to"))
 
     def _check_emit(
         self, params: schema.Emit, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        problem = check_event_type(params.type)
+        problem = None if params.type is None else check_event_type(params.type)
         if problem:
             self.error((*path, "type"), problem)
         for key, value in params.data.items():
@@ -992,6 +1032,35 @@ def _as_list(compiler: _Compiler, data: dict[str, Any], section: str) -> list[An
         compiler.error((section,), f"{section} must be a list")
         return []
     return value
+
+
+def _without_unknown_keys(model: type[M], data: Any, exc: ValidationError) -> M | None:
+    """An unknown key is reported; go on without it so the rest is checked too."""
+    unknown = {
+        err["loc"][0]
+        for err in exc.errors()
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
+    }
+    if unknown and isinstance(data, dict):
+        try:
+            return model.model_validate({k: v for k, v in data.items() if k not in unknown})
+        except ValidationError:
+            return None
+    return None
+
+
+@cache
+def _lenient(model: type[M]) -> type[M]:
+    """``model`` with its required fields optional (None), for checking a block with problems.
+
+    Only used after the problems are reported, so the compiled result is never run.
+    """
+    optional: dict[str, Any] = {
+        name: (cast(Any, info.annotation) | None, Field(None, alias=info.alias))
+        for name, info in model.model_fields.items()
+        if info.is_required()
+    }
+    return cast(type[M], create_model(f"Lenient{model.__name__}", __base__=model, **optional))
 
 
 def _owner_model(model: type[BaseModel], data: Any, path: PathKey) -> type[BaseModel] | None:

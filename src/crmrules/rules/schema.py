@@ -357,11 +357,15 @@ _TRIGGER_SCHEMA: dict[str, Any] = {
 def json_schema(
     actions: Mapping[str, type[BaseModel]] = BUILTIN_ACTIONS,
     operators: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    part: bool = False,
 ) -> dict[str, Any]:
     """The JSON Schema of the rule language, with the given actions and extra operators.
 
     ``actions`` are the built-in ones plus plugins'; ``operators`` maps a plugin
-    operator's name to the JSON Schema of its value.
+    operator's name to the JSON Schema of its value. With ``part`` it fits one
+    file of a folder regulation: every section, ``version`` too, is optional
+    (the folder as a whole still needs one ``version``, which validate checks).
     """
     schema = RegulationSpec.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema.setdefault("$defs", {})
@@ -393,6 +397,9 @@ def json_schema(
     defs["ContactPlanSpec"]["properties"]["then"] = actions_list
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "crmrules regulation (version 1)"
+    if part:
+        schema.pop("required", None)
+        schema["title"] = "crmrules regulation part: one file of a folder regulation (version 1)"
     return schema
 
 

@@ -56,6 +56,7 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
 from crmrules.errors import CrmRulesError
+from crmrules.rules.fields import unknown_field_hint
 
 __all__ = [
     "ALLOWED_FILTERS",
@@ -820,7 +821,9 @@ class _Checker:
             )
         path = f"{base.name}.{key}"
         if not self.is_known_field(path):
-            raise self.fail(f"unknown field {path!r}", node, _did_you_mean(path, self.known_fields))
+            close = difflib.get_close_matches(path, list(self.known_fields), n=1)
+            hint = unknown_field_hint(path, close[0] if close else None)
+            raise self.fail(f"unknown field {path!r}", node, hint)
         self.fields.add(path)
 
     def visit_binary(self, node: nodes.BinExpr) -> None:

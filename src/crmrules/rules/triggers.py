@@ -16,7 +16,7 @@ from datetime import time
 from typing import Literal
 
 from crmrules.calendar import Duration
-from crmrules.rules.fields import TIME_TYPES, FieldRegistry, FieldSpec
+from crmrules.rules.fields import TIME_TYPES, FieldRegistry, FieldSpec, unknown_field_hint
 
 
 @dataclass(frozen=True)
@@ -270,9 +270,8 @@ def _anchor(name: object, registry: FieldRegistry, word: str) -> FieldSpec:
         raise TriggerError(f"the trigger needs {word}: <date field>", word)
     spec = registry.get(name) if isinstance(name, str) else None
     if spec is None:
-        suggestion = registry.suggest(str(name))
-        hint = f"; did you mean {suggestion}?" if suggestion else ""
-        raise TriggerError(f"unknown field {name!r}{hint}", word)
+        hint = unknown_field_hint(str(name), registry.suggest(str(name)), "date")
+        raise TriggerError(f"unknown field {name!r} ({hint})", word)
     if spec.type not in TIME_TYPES or spec.namespace not in ("client", "deal"):
         raise TriggerError(
             f"{word}: {spec.path} is not a date or datetime field of the client or deal", word
