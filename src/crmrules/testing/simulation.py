@@ -33,7 +33,7 @@ from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import Duration
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine, RefusedError
-from crmrules.errors import CrmRulesError, RecordError
+from crmrules.errors import CrmRulesError
 from crmrules.model import (
     Client,
     Contact,
