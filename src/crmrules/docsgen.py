@@ -255,6 +255,7 @@ SCENARIO_MEANINGS: Mapping[str, Mapping[str, str]] = {
         "fired": "at least these rules fired since the previous `expect`",
         "not_fired": "none of these rules fired since the previous `expect`",
         "notifications": "the notifications (`notify`) queued since the previous `expect`",
+        "notify": "the notifications (`notify`) queued since the previous `expect`",
         "timers": "the pending timers now: `[{rule, due}]`",
     },
 }
