@@ -271,6 +271,14 @@ def test_blocks_are_found_on_every_page_that_has_them() -> None:
     assert counts["README.md"] >= 4
 
 
+def test_examples_import_only_the_public_api() -> None:
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for module, _ in _imports(tree):
+            if module.split(".")[0] == "crmrules":
+                assert module in ("crmrules", "crmrules.testing"), f"{path}: {module}"
+
+
 def test_no_page_docstring_or_message_points_outside_the_repository() -> None:
     outside = re.compile(r"/work/|shared/spec|shared/seeds|\.\./shared")
     files = [*PAGES, *sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "examples").rglob("*"))]
