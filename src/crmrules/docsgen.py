@@ -258,7 +258,6 @@ SCENARIO_MEANINGS: Mapping[str, Mapping[str, str]] = {
         "fired": "at least these rules fired since the previous `expect`",
         "not_fired": "none of these rules fired since the previous `expect`",
         "notifications": "the notifications (`notify`) queued since the previous `expect`",
-        "notify": "the notifications (`notify`) queued since the previous `expect`",
         "timers": "all pending timers of rules now (`[{rule, due}]`: time triggers, schedules, "
         "contact plans), matched like `open_tasks`",
     },
