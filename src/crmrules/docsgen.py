@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from crmrules.rules import conditions, schema, triggers
+from crmrules.rules import conditions, events, schema
 from crmrules.rules.fields import BUILTIN_FIELDS, FieldType
 from crmrules.testing import scenario
 
@@ -438,7 +438,7 @@ def trigger_forms() -> str:
     return table(("`on:`", "fires"), rows)
 
 
-def _event_rows(events: Iterable[triggers.BuiltinEvent]) -> list[tuple[str, str, str]]:
+def _event_rows(events: Iterable[events.BuiltinEvent]) -> list[tuple[str, str, str]]:
     rows = []
     for event in events:
         data = "; ".join(f"`event.{k.key}` ({k.type}): {k.meaning}" for k in event.data)
@@ -447,7 +447,7 @@ def _event_rows(events: Iterable[triggers.BuiltinEvent]) -> list[tuple[str, str,
 
 
 def builtin_events() -> str:
-    rows = _event_rows([*triggers.BUILTIN_EVENT_INFO, triggers.TIMER_EVENT])
+    rows = _event_rows([*events.BUILTIN_EVENT_INFO, events.TIMER_EVENT])
     return table(("event", "raised when", "data keys"), rows)
 
 

@@ -50,7 +50,7 @@ from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
-from crmrules.rules.fields import BUILTIN_EVENT_DATA
+from crmrules.rules.events import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import recompute
 from crmrules.store import (

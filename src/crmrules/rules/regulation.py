@@ -26,6 +26,7 @@ from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
     TIME_TYPES,
@@ -431,7 +432,7 @@ class _Compiler:
                     key=True,
                 )
                 continue
-            if path_text in self.registry:
+            if path_text in self.registry and path_text not in BUILTIN_EVENT_FIELDS:
                 self.error(path, f"{path_text} is a built-in field", "pick another name", key=True)
                 continue
             decl = self.validate(schema.FieldDecl, decl_raw, path)

@@ -24,7 +24,8 @@ from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Client, Contact, Deal, Manager, Task, TaskStatus
 from crmrules.plugins import PluginManager
-from crmrules.rules.fields import BUILTIN_EVENT_DATA, FieldType, coerce, coerce_datetime
+from crmrules.rules.events import BUILTIN_EVENT_DATA
+from crmrules.rules.fields import FieldType, coerce, coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text, read_source
 from crmrules.testing import scenario_records as records
