@@ -38,7 +38,7 @@ LINES: list[tuple[str, str | None, str]] = [
     ("    once: per_client", "    once: sometimes", "'sometimes' is not one of"),
     ("    priority: 1", "    priority: high", "valid integer"),
     ("    cooldown: 1 day", "    cooldown: 2 dayz", "'2 dayz' is not a duration"),
-    ("    stop: false", "    stop: maybe", "valid boolean"),
+    ("    stop: false", "    stop: maybe", "expected true or false"),
     ("    prority_note: x", "    prority: 1", "unknown key 'prority'"),
     ("    then:", None, ""),
     ("      - create_task:", None, ""),

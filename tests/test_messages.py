@@ -38,15 +38,15 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 @pytest.mark.parametrize(
     "rule",
     [
-        "{id: r, on: x.happened, if: {field: event.title, eq: x}, then: [{emit: {type: y}}]}",
-        "{id: r, on: x.happened, then: [{create_task: {title: '{{ event.title }}'}}]}",
+        "{id: r, on: x.happened, if: {field: event.titel, eq: x}, then: [{emit: {type: y}}]}",
+        "{id: r, on: x.happened, then: [{create_task: {title: '{{ event.titel }}'}}]}",
     ],
 )
 def test_an_undeclared_event_field_says_to_declare_it(tmp_path: Path, rule: str) -> None:
     [message] = problems(tmp_path, f"version: 1\nrules:\n  - {rule}\n")
-    assert message.startswith("unknown field 'event.title' (declare it under fields:"), message
-    assert "fields: {event.title: {type: string}}" in message
-    assert "did you mean event.type?" in message  # still offered, after the way to declare
+    assert message.startswith("unknown field 'event.titel' (declare it under fields:"), message
+    assert "fields: {event.titel: {type: string}}" in message
+    assert "did you mean event.title?" in message  # still offered, after the way to declare
 
 
 def test_a_typo_of_a_built_in_field_still_leads_with_the_suggestion(tmp_path: Path) -> None:
