@@ -7,6 +7,7 @@ store with a SAVEPOINT.
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import textwrap
 import uuid
@@ -32,6 +33,7 @@ from crmrules.engine import ActionError, RefusedError
 from crmrules.errors import StoreError
 from crmrules.store import FailureStatus, Store
 from databases import POSTGRES, Database, database, open_database
+from isolation_workers import retry_failed
 from tcpproxy import TcpProxy, tcp_proxy
 
 __all__ = ["database"]
@@ -242,6 +244,34 @@ def test_crmrules_failures_lists_the_failed_rule_runs(
     out = capsys.readouterr().out
     assert "premium" in out and "action 2 (create_task)" in out
     assert "1 failed rule run(s)" in out
+
+
+def test_two_processes_retrying_at_once_run_the_failed_rule_once(
+    tmp_path: Path, database: Database
+) -> None:
+    store = SQLAlchemyStore(database.url, schema=database.schema)
+    engine = make(tmp_path, store)
+    setup_deal(engine)
+    engine.move_stage("d1", "offer", event_id="move-1")
+    engine.update_deal("d1", {"amount": Decimal("10")}, event_id="amount-1")
+    spawn = multiprocessing.get_context("spawn")
+    go = spawn.Event()
+    regulation = str(tmp_path / "regulation.yaml")
+    children = [
+        spawn.Process(target=retry_failed, args=(database.url, database.schema, regulation, go))
+        for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    go.set()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0]
+    titles = sorted(t.title for t in engine.tasks())
+    assert titles == ["Подготовить КП", "Сделка d1 на этапе offer", "Сумма с наценкой 20"]
+    (failure,) = engine.failures()
+    assert failure.status is FailureStatus.RESOLVED
+    store.close()
 
 
 # -- infrastructure errors: the whole call rolls back with one StoreError
