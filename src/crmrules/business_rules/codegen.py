@@ -1,0 +1,273 @@
+"""A rule list compiled to Python source: the drop-in's fast path for ``run_all``.
+
+Calling one closure per condition costs more than the comparison it makes,
+so a rule list (already checked to be well formed) becomes one generated
+function per ``all``/``any`` node, with its leaves written inline: read the
+variable as the package does (``getattr``, call, ``field_type``), then, for
+an int, float or str value of a known type, one comparison with a constant
+worked out at compile time (see ``semantics.fast_numeric``); anything else
+goes through the same tested closures as the slow path. Names and constants
+never enter the source as text: names are ``repr`` literals of checked
+``str`` values and constants are looked up in the function's globals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from crmrules.business_rules.semantics import (
+    _MISSING,
+    _leaf_tests,
+    fast_numeric,
+    interpret,
+    interpret_condition,
+    known_types,
+)
+
+#: ``runner(variables, fire)``: ``fire(index)`` runs rule ``index``'s actions; True stops.
+Runner = Callable[[Any, Callable[[int], bool]], None]
+
+_INT = {
+    "equal_to": "{0} <= x <= {1}",
+    "greater_than": "x > {1}",
+    "greater_than_or_equal_to": "x >= {0}",
+    "less_than": "x < {0}",
+    "less_than_or_equal_to": "x <= {1}",
+}
+_FLOAT = {
+    "equal_to": "{2} <= x < {3}",
+    "greater_than": "x >= {3}",
+    "greater_than_or_equal_to": "x >= {2}",
+    "less_than": "x < {2}",
+    "less_than_or_equal_to": "x < {3}",
+}
+_STRING = {
+    "equal_to": "x == {0}",
+    "equal_to_case_insensitive": "x.lower() == {0}",
+    "starts_with": "x.startswith({0})",
+    "ends_with": "x.endswith({0})",
+    "contains": "{0} in x",
+    "matches_regex": "{0}.search(x)",
+    "non_empty": "x",
+}
+
+
+#: select / select_multiple operators on ``L``, the lowered strs of the value, and ``K``
+_SETS = {
+    "contains": "{0} in L",
+    "does_not_contain": "{0} not in L",
+    "contains_all": "{0} <= L",
+    "is_contained_by": "L <= {0}",
+    "shares_at_least_one_element_with": "not {0}.isdisjoint(L)",
+    "shares_no_elements_with": "{0}.isdisjoint(L)",
+    "shares_exactly_one_element_with": "count({0}, L) == 1",
+}
+
+
+def _lowered(values: Any) -> set[str] | None:
+    """The lowered items of a list or tuple of str; None for anything else (the slow path)."""
+    kind = type(values)
+    if kind is not list and kind is not tuple:
+        return None
+    lowered = set()
+    for item in values:
+        if type(item) is not str:
+            return None
+        lowered.add(item.lower())
+    return lowered
+
+
+def _count(others: tuple[str, ...], lowered: set[str]) -> int:
+    return sum(other in lowered for other in others)
+
+
+def _set_constant(op: str, raw: Any) -> Any:
+    """The lowered rule value a select fast path compares with, or None when there is none."""
+    if op in ("contains", "does_not_contain"):
+        return raw.lower() if type(raw) is str else None
+    kind = type(raw)
+    if op not in _SETS or (kind is not list and kind is not tuple):
+        return None
+    if any(type(item) is not str for item in raw):
+        return None
+    lowered = tuple(item.lower() for item in raw)
+    return lowered if op == "shares_exactly_one_element_with" else frozenset(lowered)
+
+
+def _missing(variables: Any, name: str) -> None:
+    raise AssertionError(f"Variable {name} is not defined in class {type(variables).__name__}")
+
+
+class _Writer:
+    def __init__(self, reuse: bool) -> None:
+        self.reuse = reuse
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {
+            "M": _MISSING,
+            "missing": _missing,
+            "lw": _lowered,
+            "count": _count,
+        }
+        self.types = {spec.name: kind for kind, spec in known_types().items()}
+        short = {"numeric": "NT", "string": "ST", "boolean": "BT"}
+        short |= {"select": "SELT", "select_multiple": "SMT"}
+        for name, kind in self.types.items():
+            self.names[short[name]] = kind
+
+    def const(self, value: Any) -> str:
+        name = f"k{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def node(self, conditions: Any) -> str:
+        """The name of the generated function for one all/any node (or a lone leaf)."""
+        keys = list(conditions)
+        conjunction = keys != ["any"]
+        items = conditions[keys[0]] if keys in (["all"], ["any"]) else [conditions]
+        body: list[str] = []
+        for item in items:
+            body += self.item(item)
+            body.append("    if not ok: return False" if conjunction else "    if ok: return True")
+        name = f"n{len(self.names)}"
+        self.names[name] = None
+        self.lines += [f"def {name}(v, m):", *body, f"    return {conjunction}", ""]
+        return name
+
+    def item(self, item: Any) -> list[str]:
+        if not isinstance(item, dict):
+            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
+        keys = list(item)
+        if keys in (["all"], ["any"]):
+            items = item[keys[0]]
+            if isinstance(items, list | tuple) and items:
+                return [f"    ok = {self.node(item)}(v, m)"]
+            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
+        if "all" in keys or "any" in keys or not _plain_leaf(item):
+            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
+        return self.leaf(item["name"], item["operator"], item["value"])
+
+    def leaf(self, name: str, op: str, raw: Any) -> list[str]:
+        literal = repr(name)
+        read = [
+            f"f = getattr(v, {literal}, M)",
+            f"if f is M: missing(v, {literal})",
+            "x = f()",
+            "t = f.field_type",
+        ]
+        if self.reuse:
+            lines = [f"    e = m.get({literal})", "    if e is None:"]
+            lines += [f"        {line}" for line in read]
+            lines += [f"        m[{literal}] = (x, t)", "    else:", "        x, t = e"]
+        else:
+            lines = [f"    {line}" for line in read]
+        slow = f"{self.const(_leaf_tests(op, raw))}(t)(x)"
+        numeric = fast_numeric(op, raw)
+        if numeric is not None and "NT" in self.names:
+            bounds = [self.const(b) for b in numeric.bounds]
+            lines += [
+                f"    if t is NT and type(x) is int: ok = {_INT[op].format(*bounds)}",
+                "    elif t is NT and type(x) is float and x - x == 0.0: "
+                f"ok = {_FLOAT[op].format(*bounds)}",
+                f"    else: ok = {slow}",
+            ]
+            return lines
+        fast = _string_constant(op, raw) if "ST" in self.names else None
+        if fast is not None:
+            expression = _STRING[op].format(self.const(fast))
+            lines += [
+                f"    if t is ST and type(x) is str: ok = {expression}",
+                f"    else: ok = {slow}",
+            ]
+            return lines
+        if op in ("is_true", "is_false") and "BT" in self.names:
+            expression = "x" if op == "is_true" else "not x"
+            lines += [
+                f"    if t is BT and type(x) is bool: ok = {expression}",
+                f"    else: ok = {slow}",
+            ]
+            return lines
+        constant = _set_constant(op, raw)
+        kinds = ["SELT"] if op in ("contains", "does_not_contain") else ["SMT"]
+        if constant is not None and kinds[0] in self.names:
+            expression = _SETS[op].format(self.const(constant))
+            lines += [
+                f"    if t is {kinds[0]} and (L := lw(x)) is not None: ok = {expression}",
+                f"    else: ok = {slow}",
+            ]
+            return lines
+        return [*lines, f"    ok = {slow}"]
+
+
+def _plain_leaf(item: dict[str, Any]) -> bool:
+    return (
+        {"name", "operator", "value"} <= item.keys()
+        and isinstance(item["name"], str)
+        and isinstance(item["operator"], str)
+    )
+
+
+def _string_constant(op: str, raw: Any) -> Any:
+    """The constant a str fast path compares with, or None when there is none."""
+    if op not in _STRING:
+        return None
+    if op == "non_empty":
+        return ""
+    other = raw or ""
+    if not isinstance(other, str):
+        return None
+    if op == "equal_to_case_insensitive":
+        return other.lower()
+    if op == "matches_regex":
+        try:
+            return re.compile(other)
+        except re.error:
+            return None
+    return other
+
+
+def well_formed(rule_list: Sequence[Any]) -> bool:
+    """Rules whose ``conditions`` and ``actions`` are there to read (else the slow path raises)."""
+    return all(
+        isinstance(rule, dict) and "conditions" in rule and "actions" in rule
+        and isinstance(rule["conditions"], dict) and rule["conditions"]
+        for rule in rule_list
+    )  # fmt: skip
+
+
+def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
+    """The generated ``runner`` for a well-formed rule list; None when the slow path must run."""
+    if not well_formed(rule_list):
+        return None
+    writer = _Writer(reuse)
+    tops = []
+    for rule in rule_list:
+        conditions = rule["conditions"]
+        keys = list(conditions)
+        if keys in (["all"], ["any"]):
+            items = conditions[keys[0]]
+            if not isinstance(items, list | tuple) or not items:
+                tops.append(f"{writer.const(lambda v, c=conditions: interpret(c, v))}(v)")
+                continue
+        elif "all" in keys or "any" in keys:
+            tops.append(f"{writer.const(lambda v, c=conditions: interpret(c, v))}(v)")
+            continue
+        elif not _plain_leaf(conditions):
+            tops.append(f"{writer.const(lambda v, c=conditions: interpret_condition(c, v))}(v)")
+            continue
+        tops.append(f"{writer.node(conditions)}(v, m)")
+    body = ["def run(v, fire):", "    m = {}" if reuse else "    m = None"]
+    for index, test in enumerate(tops):
+        body += [f"    if {test}:", f"        if fire({index}): return"]
+        if reuse:
+            body.append("        m.clear()")
+    body.append("    return None")
+    source = "\n".join([*writer.lines, *body, ""])
+    namespace = dict(writer.names)
+    exec(compile(source, "<business-rules>", "exec"), namespace)
+    runner: Runner = namespace["run"]
+    return runner
+
+
+__all__ = ["Runner", "generate", "well_formed"]
