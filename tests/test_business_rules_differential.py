@@ -31,8 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmrules.business_rules import engine as ours
-from crmrules.business_rules import semantics
-from crmrules.business_rules import export_rules, fields_from_variables, import_rules
+from crmrules.business_rules import export_rules, fields_from_variables, import_rules, semantics
 from crmrules.business_rules.command import check
 from crmrules.business_rules.plugin import action_name
 from crmrules.rules.conditions import Facts
