@@ -163,41 +163,34 @@ class _Writer:
         else:
             lines = [f"    {line}" for line in read]
         slow = f"{self.const(_leaf_tests(op, raw))}(t)(x)"
+        # the variable's type is only known when it is read: one branch per type with a fast form
+        branches = [f"    {'if' if not i else 'elif'} {test}: ok = {expression}"
+                    for i, (test, expression) in enumerate(self.fast(op, raw))]  # fmt: skip
+        if not branches:
+            return [*lines, f"    ok = {slow}"]
+        return [*lines, *branches, f"    else: ok = {slow}"]
+
+    def fast(self, op: str, raw: Any) -> list[tuple[str, str]]:
+        """(test, expression) for each variable type that has a fast form of ``op``."""
+        found: list[tuple[str, str]] = []
         numeric = fast_numeric(op, raw)
         if numeric is not None and "NT" in self.names:
             bounds = [self.const(b) for b in numeric.bounds]
-            lines += [
-                f"    if t is NT and type(x) is int: ok = {_INT[op].format(*bounds)}",
-                "    elif t is NT and type(x) is float and x - x == 0.0: "
-                f"ok = {_FLOAT[op].format(*bounds)}",
-                f"    else: ok = {slow}",
-            ]
-            return lines
-        fast = _string_constant(op, raw) if "ST" in self.names else None
-        if fast is not None:
-            expression = _STRING[op].format(self.const(fast))
-            lines += [
-                f"    if t is ST and type(x) is str: ok = {expression}",
-                f"    else: ok = {slow}",
-            ]
-            return lines
+            found.append(("t is NT and type(x) is int", _INT[op].format(*bounds)))
+            found.append(
+                ("t is NT and type(x) is float and x - x == 0.0", _FLOAT[op].format(*bounds))
+            )
+        text = _string_constant(op, raw)
+        if text is not None and "ST" in self.names:
+            found.append(("t is ST and type(x) is str", _STRING[op].format(self.const(text))))
         if op in ("is_true", "is_false") and "BT" in self.names:
-            expression = "x" if op == "is_true" else "not x"
-            lines += [
-                f"    if t is BT and type(x) is bool: ok = {expression}",
-                f"    else: ok = {slow}",
-            ]
-            return lines
+            found.append(("t is BT and type(x) is bool", "x" if op == "is_true" else "not x"))
         constant = _set_constant(op, raw)
-        kinds = ["SELT"] if op in ("contains", "does_not_contain") else ["SMT"]
-        if constant is not None and kinds[0] in self.names:
+        kind = "SELT" if op in ("contains", "does_not_contain") else "SMT"
+        if constant is not None and kind in self.names:
             expression = _SETS[op].format(self.const(constant))
-            lines += [
-                f"    if t is {kinds[0]} and (L := lw(x)) is not None: ok = {expression}",
-                f"    else: ok = {slow}",
-            ]
-            return lines
-        return [*lines, f"    ok = {slow}"]
+            found.append((f"t is {kind} and (L := lw(x)) is not None", expression))
+        return found
 
 
 def _plain_leaf(item: dict[str, Any]) -> bool:
@@ -260,8 +253,6 @@ def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
     body = ["def run(v, fire):", "    m = {}" if reuse else "    m = None"]
     for index, test in enumerate(tops):
         body += [f"    if {test}:", f"        if fire({index}): return"]
-        if reuse:
-            body.append("        m.clear()")
     body.append("    return None")
     source = "\n".join([*writer.lines, *body, ""])
     namespace = dict(writer.names)

@@ -282,8 +282,6 @@ def _fire(
         test = compile_conditions(conditions)
     if not test(defined_variables, memo):
         return None
-    if memo is not None:
-        memo.clear()  # an action may change what the variables read
     return do_actions(actions, defined_actions)
 
 
@@ -352,9 +350,10 @@ def run_all(
     """``business_rules.engine.run_all``: run every rule in order; True if any fired.
 
     ``reuse_values=True`` (not in the package) calls each variable method at
-    most once per call until an action runs, instead of once per condition
-    that reads it: the same answers for variables that only read the object,
-    and several times faster for rule lists that test a variable often.
+    most once per call, when a condition first reads it, instead of once per
+    condition that reads it. The answers are the same when variables only
+    read the object and actions do not change what they read; it is several
+    times faster for rule lists that test the same variables often.
     """
     return _run(
         rule_list, defined_variables, defined_actions, stop_on_first_trigger, reuse_values, None
