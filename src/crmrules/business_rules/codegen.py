@@ -101,8 +101,10 @@ def _missing(variables: Any, name: str) -> None:
 
 
 class _Writer:
-    def __init__(self, reuse: bool) -> None:
+    def __init__(self, reuse: bool, set_names: frozenset[str] = frozenset()) -> None:
         self.reuse = reuse
+        #: variables some leaf may test as a select: with reuse, their lowered items are kept too
+        self.set_names = set_names
         self.lines: list[str] = []
         self.names: dict[str, Any] = {
             "M": _MISSING,
@@ -157,9 +159,11 @@ class _Writer:
             "t = f.field_type",
         ]
         if self.reuse:
+            lowered = "lw(x)" if name in self.set_names else "None"
             lines = [f"    e = m.get({literal})", "    if e is None:"]
             lines += [f"        {line}" for line in read]
-            lines += [f"        m[{literal}] = (x, t)", "    else:", "        x, t = e"]
+            lines += [f"        L = {lowered}", f"        m[{literal}] = (x, t, L)"]
+            lines += ["    else:", "        x, t, L = e"]
         else:
             lines = [f"    {line}" for line in read]
         slow = f"{self.const(_leaf_tests(op, raw))}(t)(x)"
@@ -189,7 +193,8 @@ class _Writer:
         kind = "SELT" if op in ("contains", "does_not_contain") else "SMT"
         if constant is not None and kind in self.names:
             expression = _SETS[op].format(self.const(constant))
-            found.append((f"t is {kind} and (L := lw(x)) is not None", expression))
+            lowered = "L" if self.reuse else "(L := lw(x))"
+            found.append((f"t is {kind} and {lowered} is not None", expression))
         return found
 
 
@@ -220,6 +225,19 @@ def _string_constant(op: str, raw: Any) -> Any:
     return other
 
 
+def _set_names(node: Any) -> set[str]:
+    """Names of the variables that leaves under ``node`` may test with a select operator."""
+    if isinstance(node, list | tuple):
+        return set().union(*(_set_names(item) for item in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    if "conditions" in node:
+        return _set_names(node["conditions"])
+    if _plain_leaf(node):
+        return {node["name"]} if node["operator"] in _SETS else set()
+    return _set_names(node.get("all", ())) | _set_names(node.get("any", ()))
+
+
 def well_formed(rule_list: Sequence[Any]) -> bool:
     """Rules whose ``conditions`` and ``actions`` are there to read (else the slow path raises)."""
     return all(
@@ -233,7 +251,7 @@ def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
     """The generated ``runner`` for a well-formed rule list; None when the slow path must run."""
     if not well_formed(rule_list):
         return None
-    writer = _Writer(reuse)
+    writer = _Writer(reuse, frozenset(_set_names(rule_list)))
     tops = []
     for rule in rule_list:
         conditions = rule["conditions"]
