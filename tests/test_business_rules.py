@@ -207,3 +207,17 @@ def test_export_lists_every_rule_it_cannot_express_with_the_reason(tmp_path: Pat
     for inventory, fired in [(4, True), (5, False), (10, False), (11, True), (21, True)]:
         item = product(inventory)
         assert package.run_all(exported, ProductVariables(item), ProductActions(item)) is fired
+
+
+@pytest.mark.parametrize("document", [RULES, RULES[0]])
+def test_validate_points_business_rules_json_to_import_rules(
+    tmp_path: Path, document: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmrules.cli import main
+
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert main(["validate", str(path)]) == 1
+    assert "business-rules JSON: turn it into a regulation with crmrules import-rules" in (
+        capsys.readouterr().err
+    )

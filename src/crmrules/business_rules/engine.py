@@ -18,6 +18,7 @@ same exception at the same moment.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import operator
@@ -199,7 +200,8 @@ class CompiledCache:
         if key is not None:
             found = self._by_key.get(key)
             if found is not None:
-                self._by_key.move_to_end(key)
+                with contextlib.suppress(KeyError):  # another thread may have dropped it
+                    self._by_key.move_to_end(key)
                 self._remember(rule_list, found)
                 return found
         self.compilations += 1
