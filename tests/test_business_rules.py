@@ -221,3 +221,38 @@ def test_validate_points_business_rules_json_to_import_rules(
     assert "business-rules JSON: turn it into a regulation with crmrules import-rules" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ("no_such_module:Vars", "error: no_such_module:Vars: cannot import no_such_module"),
+        ("business_rules_app.products:Nope", "has no class Nope"),
+        ("ProductVariables", "write module:Class"),
+    ],
+)
+def test_import_rules_says_which_class_it_cannot_find(
+    tmp_path: Path, variables: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmrules.cli import main
+
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(RULES), encoding="utf-8")
+    actions = "business_rules_app.products:ProductActions"
+    assert main(["import-rules", str(path), "--variables", variables, "--actions", actions]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_import_rules_prints_the_regulation_and_takes_the_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmrules.cli import main
+
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(RULES), encoding="utf-8")
+    classes = ["--variables", "business_rules_app.products:ProductVariables"]
+    classes += ["--actions", "business_rules_app.products:ProductActions"]
+    assert main(["import-rules", str(path), *classes, "--on", "product.checked"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("'on': product.checked") == 2
+    assert "gt: 20.000001" in printed
