@@ -2,10 +2,11 @@
 
 Run: python benchmarks/bench_business_rules.py [--objects 100000] [--rules 50] [--rounds 5]
 
-A seeded workload: products with eight variables (int and float numbers,
-text, a boolean, a select and a select-multiple), 50 rules of one to four
-conditions (``all`` with a nested ``any`` in a third of them, every type's
-operators) and three actions that record what they are given. First the
+A seeded workload shaped like the peer workload of the speed work: products
+with eight variables (int and float numbers, text, a boolean, a select and a
+select-multiple), 50 rules of 6 to 10 conditions each in nested ``all``/``any``
+(about 400 leaves, every type's operators) and three actions that record
+what they are given. First the
 actions each implementation calls on a sample are checked equal; then the
 objects are split into rounds, and each round runs the package, the
 drop-in, and the drop-in with ``reuse_values=True`` over the same objects,
@@ -141,10 +142,22 @@ def leaf(rng: random.Random) -> dict[str, Any]:
     return {"name": "tags", "operator": op, "value": rng.sample(TAGS, rng.randrange(1, 3))}
 
 
+def tree(rng: random.Random, size: int, depth: int = 0) -> dict[str, Any]:
+    """A nested all/any of ``size`` leaves."""
+    if size == 1:
+        return leaf(rng)
+    parts = []
+    while size > 0:
+        part = 1 if depth >= 2 else min(size, rng.choice([1, 1, 2, 3]))
+        parts.append(tree(rng, part, depth + 1))
+        size -= part
+    key = "all" if depth % 2 == 0 else "any"
+    return {key: parts}
+
+
 def rule(rng: random.Random) -> dict[str, Any]:
-    items: list[Any] = [leaf(rng) for _ in range(rng.randrange(1, 4))]
-    if rng.random() < 0.33:
-        items.append({"any": [leaf(rng), leaf(rng)]})
+    """A rule of 6 to 10 leaves in nested all/any (the peer workload: ~410 leaves in 50 rules)."""
+    conditions = tree(rng, rng.randrange(6, 11))
     action = rng.choice(
         [
             {"name": "put_on_sale", "params": {"sale_percentage": 0.25}},
@@ -152,7 +165,7 @@ def rule(rng: random.Random) -> dict[str, Any]:
             {"name": "add_tag", "params": {"tag": "hot"}},
         ]
     )
-    return {"conditions": {"all": items}, "actions": [action]}
+    return {"conditions": conditions, "actions": [action]}
 
 
 Runner = Callable[[list[dict[str, Any]], Any, Any], Any]
@@ -191,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print("the implementations called different actions on the sample", file=sys.stderr)
         return 1
     fired = sum(entry is not None for entry in logs["business_rules.engine.run_all"])
-    print(f"objects: {len(products)}, rules: {len(rules)}, rounds: {args.rounds}")
+    leaves = sum(str(r["conditions"]).count("'operator'") for r in rules)
+    print(f"objects: {len(products)}, rules: {len(rules)} ({leaves} leaves), rounds: {args.rounds}")
     print(f"actions called on the first {len(sample)} objects: {fired} (equal in all three)")
     size = -(-len(products) // args.rounds)
     seconds: dict[str, list[float]] = {name: [] for name in implementations}

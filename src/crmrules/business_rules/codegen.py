@@ -247,10 +247,137 @@ def well_formed(rule_list: Sequence[Any]) -> bool:
     )  # fmt: skip
 
 
+# --- reuse_values: each variable read once, every condition one expression --------------------
+
+#: what ``read`` says about a value, so that a leaf picks its fast form with one comparison
+_KINDS = {"int": 1, "float": 2, "str": 3, "bool": 4, "select": 5, "select_multiple": 6}
+_X = re.compile(r"\bx\b")
+_L = re.compile(r"\bL\b")
+_MAX_DEPTH = 25
+
+
+def _reader(types: dict[str, Any]) -> Callable[[Any, str], tuple[int, Any, Any, Any]]:
+    """``read(variables, name)``: (kind, value, field type, lowered items) of one variable."""
+    absent = object()
+    numeric, string, boolean, select, multiple = (
+        types.get(name, absent)
+        for name in ("numeric", "string", "boolean", "select", "select_multiple")
+    )
+
+    def read(variables: Any, name: str) -> tuple[int, Any, Any, Any]:
+        method = getattr(variables, name, _MISSING)
+        if method is _MISSING:
+            _missing(variables, name)
+        value = method()
+        field_type = method.field_type
+        kind = type(value)
+        if field_type is numeric:
+            if kind is int:
+                return 1, value, field_type, None
+            if kind is float and value - value == 0.0:
+                return 2, value, field_type, None
+        elif field_type is string:
+            if kind is str:
+                return 3, value, field_type, None
+        elif field_type is boolean:
+            if kind is bool:
+                return 4, value, field_type, None
+        elif field_type is select or field_type is multiple:
+            lowered = _lowered(value)
+            if lowered is not None:
+                return (5 if field_type is select else 6), value, field_type, lowered
+        return 0, value, field_type, None
+
+    return read
+
+
+class _Expressions(_Writer):
+    """Writes each rule's condition as one expression over variables read at first use."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+        self.names["rd"] = _reader(self.types)
+        self.slots: dict[str, str] = {}
+
+    def expression(self, node: Any, depth: int = 0) -> str:
+        if depth > _MAX_DEPTH:
+            raise RecursionError("too deep for one expression")
+        keys = list(node) if isinstance(node, dict) else []
+        if keys in (["all"], ["any"]):
+            items = node[keys[0]]
+            if isinstance(items, list | tuple) and items:
+                joined = (" and " if keys == ["all"] else " or ").join(
+                    self.expression(item, depth + 1) for item in items
+                )
+                return f"({joined})"
+        if not isinstance(node, dict) or "all" in keys or "any" in keys:
+            return f"{self.const(lambda v, c=node: interpret(c, v))}(v)"
+        if not _plain_leaf(node):
+            return f"{self.const(lambda v, c=node: interpret_condition(c, v))}(v)"
+        return self.leaf_expression(node["name"], node["operator"], node["value"])
+
+    def leaf_expression(self, name: str, op: str, raw: Any) -> str:
+        slot = self.slots.setdefault(name, f"e{len(self.slots)}")
+        read = f"({slot} if {slot} is not None else ({slot} := rd(v, {name!r})))"
+        slow = f"{self.const(_leaf_tests(op, raw))}(e[2])(e[1])"
+        kinds = self.kinds(op, raw)
+        if not kinds:
+            return f"{self.const(_leaf_tests(op, raw))}((e := {read})[2])(e[1])"
+        (code, first), rest = kinds[0], kinds[1:]
+        chain = f"({first} if (e := {read})[0] == {code} else "
+        chain += "".join(f"{expression} if e[0] == {code} else " for code, expression in rest)
+        return f"{chain}{slow})"
+
+    def kinds(self, op: str, raw: Any) -> list[tuple[int, str]]:
+        """(kind, expression) for each kind of value with a fast form of ``op``."""
+        found: list[tuple[int, str]] = []
+        numeric = fast_numeric(op, raw) if "numeric" in self.types else None
+        if numeric is not None:
+            bounds = [self.const(b) for b in numeric.bounds]
+            found.append((_KINDS["int"], _INT[op].format(*bounds)))
+            found.append((_KINDS["float"], _FLOAT[op].format(*bounds)))
+        text = _string_constant(op, raw) if "string" in self.types else None
+        if text is not None:
+            found.append((_KINDS["str"], _STRING[op].format(self.const(text))))
+        if op in ("is_true", "is_false") and "boolean" in self.types:
+            found.append((_KINDS["bool"], "x" if op == "is_true" else "(not x)"))
+        constant = _set_constant(op, raw)
+        kind = "select" if op in ("contains", "does_not_contain") else "select_multiple"
+        if constant is not None and kind in self.types:
+            found.append((_KINDS[kind], _SETS[op].format(self.const(constant))))
+        return [(code, "(" + _L.sub("e[3]", _X.sub("e[1]", text)) + ")") for code, text in found]
+
+
+def _generate_expressions(rule_list: Sequence[Any]) -> Runner | None:
+    writer = _Expressions()
+    try:
+        tests = [writer.expression(rule["conditions"]) for rule in rule_list]
+    except RecursionError:
+        return None
+    body = ["def run(v, fire):"]
+    if writer.slots:
+        body.append(f"    {' = '.join(writer.slots.values())} = None")
+    for index, test in enumerate(tests):
+        body += [f"    if {test}:", f"        if fire({index}): return"]
+    body.append("    return None")
+    return _build([*writer.lines, *body], writer.names)
+
+
+def _build(lines: list[str], names: dict[str, Any]) -> Runner:
+    namespace = dict(names)
+    exec(compile("\n".join([*lines, ""]), "<business-rules>", "exec"), namespace)
+    runner: Runner = namespace["run"]
+    return runner
+
+
 def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
     """The generated ``runner`` for a well-formed rule list; None when the slow path must run."""
     if not well_formed(rule_list):
         return None
+    if reuse:
+        runner = _generate_expressions(rule_list)
+        if runner is not None:
+            return runner
     writer = _Writer(reuse, frozenset(_set_names(rule_list)))
     tops = []
     for rule in rule_list:
@@ -272,11 +399,7 @@ def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
     for index, test in enumerate(tops):
         body += [f"    if {test}:", f"        if fire({index}): return"]
     body.append("    return None")
-    source = "\n".join([*writer.lines, *body, ""])
-    namespace = dict(writer.names)
-    exec(compile(source, "<business-rules>", "exec"), namespace)
-    runner: Runner = namespace["run"]
-    return runner
+    return _build([*writer.lines, *body], writer.names)
 
 
 __all__ = ["Runner", "generate", "well_formed"]
