@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from decimal import Decimal
@@ -256,3 +257,26 @@ def test_import_rules_prints_the_regulation_and_takes_the_event(
     printed = capsys.readouterr().out
     assert printed.count("'on': product.checked") == 2
     assert "gt: 20.000001" in printed
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_conditions_nested_deeper_than_one_expression_run_as_in_the_package(reuse: bool) -> None:
+    leaf = {"name": "current_inventory", "operator": "greater_than", "value": 20}
+    deep: dict[str, Any] = leaf
+    for level in range(40):
+        other = {"name": "current_month", "operator": "equal_to", "value": f"m{level}"}
+        deep = {"any" if level % 2 else "all": [deep, other] if level % 2 else [deep]}
+    rules = [{"conditions": deep, "actions": [{"name": "order_more", "params": {"n": 1}}]}]
+    for inventory in (5, 25):
+        ours, theirs = product(inventory), product(inventory)
+        expected = _outcome(package.run_all, rules, theirs)
+        got = _outcome(functools.partial(run_all, reuse_values=reuse), rules, ours)
+        assert got == expected
+    assert _outcome(run_all, rules, product(25))[0] == "TypeError"  # order_more takes no n
+
+
+def _outcome(run: Any, rules: list[dict[str, Any]], item: Product) -> tuple[str, str]:
+    try:
+        return "returned", repr(run(rules, ProductVariables(item), ProductActions(item)))
+    except Exception as error:
+        return type(error).__name__, str(error)

@@ -1,14 +1,16 @@
 """A rule list compiled to Python source: the drop-in's fast path for ``run_all``.
 
 Calling one closure per condition costs more than the comparison it makes,
-so a rule list (already checked to be well formed) becomes one generated
-function per ``all``/``any`` node, with its leaves written inline: read the
-variable as the package does (``getattr``, call, ``field_type``), then, for
-an int, float or str value of a known type, one comparison with a constant
-worked out at compile time (see ``semantics.fast_numeric``); anything else
-goes through the same tested closures as the slow path. Names and constants
-never enter the source as text: names are ``repr`` literals of checked
-``str`` values and constants are looked up in the function's globals.
+so a well-formed rule list becomes one generated function: each rule's
+condition is one expression (``and``/``or`` short-circuit as the package's
+loops do), each leaf reads its variable as the package does (``getattr``,
+call, ``field_type``; with ``reuse_values`` once, at first use, into a local
+variable) and then, for an int, float, str, bool or list-of-str value of a
+known type, makes one comparison with a constant worked out at compile time
+(see ``semantics.fast_numeric``); any other value goes through the same
+closures as the slow path. Names and constants never enter the source as
+text: names are ``repr`` literals of checked ``str`` values and constants
+are looked up in the function's globals.
 """
 
 from __future__ import annotations
@@ -101,101 +103,20 @@ def _missing(variables: Any, name: str) -> None:
 
 
 class _Writer:
-    def __init__(self, reuse: bool, set_names: frozenset[str] = frozenset()) -> None:
+    """Writes each rule's condition as one Python expression; constants go in ``names``."""
+
+    def __init__(self, reuse: bool) -> None:
         self.reuse = reuse
-        #: variables some leaf may test as a select: with reuse, their lowered items are kept too
-        self.set_names = set_names
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {
-            "M": _MISSING,
-            "missing": _missing,
-            "lw": _lowered,
-            "count": _count,
-        }
+        self.names: dict[str, Any] = {"missing": _missing, "count": _count}
         self.types = {spec.name: kind for kind, spec in known_types().items()}
-        short = {"numeric": "NT", "string": "ST", "boolean": "BT"}
-        short |= {"select": "SELT", "select_multiple": "SMT"}
-        for name, kind in self.types.items():
-            self.names[short[name]] = kind
+        self.names["rd"] = _reader(self.types)
+        #: with reuse, the local variable that keeps each variable's reading
+        self.slots: dict[str, str] = {}
 
     def const(self, value: Any) -> str:
         name = f"k{len(self.names)}"
         self.names[name] = value
         return name
-
-    def node(self, conditions: Any) -> str:
-        """The name of the generated function for one all/any node (or a lone leaf)."""
-        keys = list(conditions)
-        conjunction = keys != ["any"]
-        items = conditions[keys[0]] if keys in (["all"], ["any"]) else [conditions]
-        body: list[str] = []
-        for item in items:
-            body += self.item(item)
-            body.append("    if not ok: return False" if conjunction else "    if ok: return True")
-        name = f"n{len(self.names)}"
-        self.names[name] = None
-        self.lines += [f"def {name}(v, m):", *body, f"    return {conjunction}", ""]
-        return name
-
-    def item(self, item: Any) -> list[str]:
-        if not isinstance(item, dict):
-            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
-        keys = list(item)
-        if keys in (["all"], ["any"]):
-            items = item[keys[0]]
-            if isinstance(items, list | tuple) and items:
-                return [f"    ok = {self.node(item)}(v, m)"]
-            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
-        if "all" in keys or "any" in keys or not _plain_leaf(item):
-            return [f"    ok = {self.const(lambda v, c=item: interpret(c, v))}(v)"]
-        return self.leaf(item["name"], item["operator"], item["value"])
-
-    def leaf(self, name: str, op: str, raw: Any) -> list[str]:
-        literal = repr(name)
-        read = [
-            f"f = getattr(v, {literal}, M)",
-            f"if f is M: missing(v, {literal})",
-            "x = f()",
-            "t = f.field_type",
-        ]
-        if self.reuse:
-            lowered = "lw(x)" if name in self.set_names else "None"
-            lines = [f"    e = m.get({literal})", "    if e is None:"]
-            lines += [f"        {line}" for line in read]
-            lines += [f"        L = {lowered}", f"        m[{literal}] = (x, t, L)"]
-            lines += ["    else:", "        x, t, L = e"]
-        else:
-            lines = [f"    {line}" for line in read]
-        slow = f"{self.const(_leaf_tests(op, raw))}(t)(x)"
-        # the variable's type is only known when it is read: one branch per type with a fast form
-        branches = [f"    {'if' if not i else 'elif'} {test}: ok = {expression}"
-                    for i, (test, expression) in enumerate(self.fast(op, raw))]  # fmt: skip
-        if not branches:
-            return [*lines, f"    ok = {slow}"]
-        return [*lines, *branches, f"    else: ok = {slow}"]
-
-    def fast(self, op: str, raw: Any) -> list[tuple[str, str]]:
-        """(test, expression) for each variable type that has a fast form of ``op``."""
-        found: list[tuple[str, str]] = []
-        numeric = fast_numeric(op, raw)
-        if numeric is not None and "NT" in self.names:
-            bounds = [self.const(b) for b in numeric.bounds]
-            found.append(("t is NT and type(x) is int", _INT[op].format(*bounds)))
-            found.append(
-                ("t is NT and type(x) is float and x - x == 0.0", _FLOAT[op].format(*bounds))
-            )
-        text = _string_constant(op, raw)
-        if text is not None and "ST" in self.names:
-            found.append(("t is ST and type(x) is str", _STRING[op].format(self.const(text))))
-        if op in ("is_true", "is_false") and "BT" in self.names:
-            found.append(("t is BT and type(x) is bool", "x" if op == "is_true" else "not x"))
-        constant = _set_constant(op, raw)
-        kind = "SELT" if op in ("contains", "does_not_contain") else "SMT"
-        if constant is not None and kind in self.names:
-            expression = _SETS[op].format(self.const(constant))
-            lowered = "L" if self.reuse else "(L := lw(x))"
-            found.append((f"t is {kind} and {lowered} is not None", expression))
-        return found
 
 
 def _plain_leaf(item: dict[str, Any]) -> bool:
@@ -223,19 +144,6 @@ def _string_constant(op: str, raw: Any) -> Any:
         except re.error:
             return None
     return other
-
-
-def _set_names(node: Any) -> set[str]:
-    """Names of the variables that leaves under ``node`` may test with a select operator."""
-    if isinstance(node, list | tuple):
-        return set().union(*(_set_names(item) for item in node)) if node else set()
-    if not isinstance(node, dict):
-        return set()
-    if "conditions" in node:
-        return _set_names(node["conditions"])
-    if _plain_leaf(node):
-        return {node["name"]} if node["operator"] in _SETS else set()
-    return _set_names(node.get("all", ())) | _set_names(node.get("any", ()))
 
 
 def well_formed(rule_list: Sequence[Any]) -> bool:
@@ -291,13 +199,8 @@ def _reader(types: dict[str, Any]) -> Callable[[Any, str], tuple[int, Any, Any, 
     return read
 
 
-class _Expressions(_Writer):
-    """Writes each rule's condition as one expression over variables read at first use."""
-
-    def __init__(self) -> None:
-        super().__init__(True)
-        self.names["rd"] = _reader(self.types)
-        self.slots: dict[str, str] = {}
+class _Conditions(_Writer):
+    """The conditions of a rule list, read as the package reads them."""
 
     def expression(self, node: Any, depth: int = 0) -> str:
         if depth > _MAX_DEPTH:
@@ -317,8 +220,11 @@ class _Expressions(_Writer):
         return self.leaf_expression(node["name"], node["operator"], node["value"])
 
     def leaf_expression(self, name: str, op: str, raw: Any) -> str:
-        slot = self.slots.setdefault(name, f"e{len(self.slots)}")
-        read = f"({slot} if {slot} is not None else ({slot} := rd(v, {name!r})))"
+        if self.reuse:
+            slot = self.slots.setdefault(name, f"e{len(self.slots)}")
+            read = f"({slot} if {slot} is not None else ({slot} := rd(v, {name!r})))"
+        else:
+            read = f"rd(v, {name!r})"
         slow = f"{self.const(_leaf_tests(op, raw))}(e[2])(e[1])"
         kinds = self.kinds(op, raw)
         if not kinds:
@@ -348,8 +254,8 @@ class _Expressions(_Writer):
         return [(code, "(" + _L.sub("e[3]", _X.sub("e[1]", text)) + ")") for code, text in found]
 
 
-def _generate_expressions(rule_list: Sequence[Any]) -> Runner | None:
-    writer = _Expressions()
+def _generate_expressions(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
+    writer = _Conditions(reuse)
     try:
         tests = [writer.expression(rule["conditions"]) for rule in rule_list]
     except RecursionError:
@@ -360,7 +266,7 @@ def _generate_expressions(rule_list: Sequence[Any]) -> Runner | None:
     for index, test in enumerate(tests):
         body += [f"    if {test}:", f"        if fire({index}): return"]
     body.append("    return None")
-    return _build([*writer.lines, *body], writer.names)
+    return _build(body, writer.names)
 
 
 def _build(lines: list[str], names: dict[str, Any]) -> Runner:
@@ -371,35 +277,14 @@ def _build(lines: list[str], names: dict[str, Any]) -> Runner:
 
 
 def generate(rule_list: Sequence[Any], reuse: bool) -> Runner | None:
-    """The generated ``runner`` for a well-formed rule list; None when the slow path must run."""
+    """The generated ``runner`` for a rule list; None when the closures must run instead.
+
+    Those are a list that is not well formed (so that it fails as in the
+    package) and conditions nested deeper than one expression may be.
+    """
     if not well_formed(rule_list):
         return None
-    if reuse:
-        runner = _generate_expressions(rule_list)
-        if runner is not None:
-            return runner
-    writer = _Writer(reuse, frozenset(_set_names(rule_list)))
-    tops = []
-    for rule in rule_list:
-        conditions = rule["conditions"]
-        keys = list(conditions)
-        if keys in (["all"], ["any"]):
-            items = conditions[keys[0]]
-            if not isinstance(items, list | tuple) or not items:
-                tops.append(f"{writer.const(lambda v, c=conditions: interpret(c, v))}(v)")
-                continue
-        elif "all" in keys or "any" in keys:
-            tops.append(f"{writer.const(lambda v, c=conditions: interpret(c, v))}(v)")
-            continue
-        elif not _plain_leaf(conditions):
-            tops.append(f"{writer.const(lambda v, c=conditions: interpret_condition(c, v))}(v)")
-            continue
-        tops.append(f"{writer.node(conditions)}(v, m)")
-    body = ["def run(v, fire):", "    m = {}" if reuse else "    m = None"]
-    for index, test in enumerate(tops):
-        body += [f"    if {test}:", f"        if fire({index}): return"]
-    body.append("    return None")
-    return _build([*writer.lines, *body], writer.names)
+    return _generate_expressions(rule_list, reuse)
 
 
 __all__ = ["Runner", "generate", "well_formed"]
