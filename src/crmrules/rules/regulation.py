@@ -35,7 +35,14 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
-from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.source import (
+    Document,
+    Limits,
+    PathKey,
+    SourceMap,
+    business_rules_hint,
+    load_document,
+)
 from crmrules.rules.template_types import check_template_types
 from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
@@ -366,13 +373,17 @@ class _Compiler:
         if not isinstance(data, dict):
             self.error((), "a regulation must be a mapping of sections (version, rules, ...)")
             return None
+        foreign = business_rules_hint(data)
         for key in data:
             if key not in SECTIONS:
                 close = difflib.get_close_matches(str(key), SECTIONS, n=1)
                 self.error(
                     (key,),
                     f"unknown section {key!r}",
-                    f"did you mean {close[0]}?" if close else f"sections: {', '.join(SECTIONS)}",
+                    foreign
+                    or (
+                        f"did you mean {close[0]}?" if close else f"sections: {', '.join(SECTIONS)}"
+                    ),
                     key=True,
                 )
         version = data.get("version")
