@@ -567,10 +567,14 @@ class _Compiler:
         seen: dict[str, PathKey] = {}
         for index, raw in enumerate(items):
             path: PathKey = ("territories", index)
-            spec = self.validate(schema.TerritorySpec, raw, path)
-            if spec is None or not self._unique(seen, spec.id, path, "territory"):
+            checked = self.validate_all(schema.TerritorySpec, raw, path)
+            if checked is None:
                 continue
-            self.territory_specs[spec.id] = spec
+            spec, bad = checked
+            # One with problems is still compiled (its condition and plans are
+            # checked), but only a good, unique id becomes a territory to refer to.
+            if "id" not in bad and self._unique(seen, spec.id, path, "territory"):
+                self.territory_specs[spec.id] = spec
             found.append((path, spec))
         # Parents must exist and must not loop.
         for path, spec in found:
