@@ -141,3 +141,18 @@ def test_a_by_skill_fallback_explains_why_no_one_matched(tmp_path: Path) -> None
         assert why in summary, summary
         assert "fallback ivanov" in summary, summary
     assert why in result.explain()
+
+
+@pytest.mark.parametrize(
+    ("path", "suggestion", "hint"),
+    [
+        ("manager.phone2", None, "manager fields are built in"),
+        ("manager.emal", "manager.email", "did you mean manager.email?"),
+        ("lead.source", None, "a field is client.<name>, deal.<name>, event.<name>"),
+        ("deal.amout", "deal.amount", "did you mean deal.amount? Or declare it under fields:"),
+    ],
+)
+def test_unknown_field_hints(path: str, suggestion: str | None, hint: str) -> None:
+    from crmrules.rules.fields import unknown_field_hint
+
+    assert unknown_field_hint(path, suggestion).startswith(hint)

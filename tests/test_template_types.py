@@ -48,7 +48,8 @@ def field_type(path: str) -> FieldType | None:
     return None if spec is None else spec.type
 
 
-leaves = st.sampled_from([f"deal.f_{kind.value}" for kind in VALUES] + ["3", "2.5", "'x'"])
+LITERALS = ["3", "2.5", "'x'", "['x']", "('x', 'y')"]
+leaves = st.sampled_from([f"deal.f_{kind.value}" for kind in VALUES] + LITERALS)
 OPERATORS = ["+", "-", "*", "/", "//", "%"]
 COMPARISONS = ["<", ">=", "==", "in"]
 #: Filters whose result kind is known (``first`` of a list is not: see the test below).
