@@ -147,6 +147,8 @@ def test_the_issue_example_is_refused_with_its_line(tmp_path: Path) -> None:
     ("template", "part"),
     [
         ("{{ deal.amount * 1.2 }}", "deal.amount (a decimal number) and 1.2"),
+        ("{{- deal.amount*1.2 -}}", "deal.amount (a decimal number) and 1.2"),
+        ("{{ client.tags + ['vip'] }}", "make the set a list first"),
         ("{{ 'Сделка ' + deal.amount }}", "join text with ~"),
         ("{{ event.note | date('%d.%m') }}", "filter 'date' formats a date, not event.note"),
         ("{{ deal.amount | length }}", "filter 'length' needs a list or a text"),

@@ -17,6 +17,7 @@ not of types, and is left to the render.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -84,8 +85,16 @@ _PARSER = Environment(keep_trailing_newline=True, autoescape=False)
 FieldKind = Callable[[str], FieldType | None]
 
 
+#: The inside of ``{{ ... }}`` and ``{% ... %}``, without whitespace control (``-``, ``+``).
+_TAGS = re.compile(r"\{\{[-+]?(.*?)[-+]?\}\}|\{%[-+]?(.*?)[-+]?%\}", re.DOTALL)
+#: What an expression needs before it can fail by type: an operator, a filter, ``in``.
+_RISKY = re.compile(r"[-+*/%<>|]|\bin\b")
+
+
 def check_template_types(source: str, field_type: FieldKind) -> None:
     """Raise TemplateError (with the line) for the first operation certain to fail."""
+    if not any(_RISKY.search(a or b) for a, b in _TAGS.findall(source)):
+        return  # prints and plain tests only: nothing to check, and no second parse
     try:
         tree = _PARSER.parse(source)
     except Exception:  # the template checker reports syntax errors; nothing to add here
