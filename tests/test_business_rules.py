@@ -94,12 +94,14 @@ def test_a_mapping_reads_variables_from_built_in_fields_and_names_crmrules_actio
     ]
     mapping = {"current_month": "client.region", "put_on_sale": "emit"}
     with pytest.raises(
-        RegulationError, match=re.escape("r.yaml:11:7: missing required key 'type'")
+        RegulationError, match=re.escape("r.yaml:18:7: missing required key 'type'")
     ):
         check(import_rules(rules, Mapped, ProductActions, mapping), ProductActions, "r.yaml")
     rules[0]["actions"] = [{"name": "put_on_sale", "params": {"type": "product.on_sale"}}]
     regulation = import_rules(rules, Mapped, ProductActions, mapping)
-    assert "fields" not in regulation
+    # A mapped variable reads its built-in field; the others are declared for the host's records.
+    assert "client.region" not in regulation["fields"]
+    assert "client.current_month" not in regulation["fields"]
     assert regulation["rules"][0]["if"] == {
         "all": [{"field": "client.region", "starts_with": "Dec"}]
     }
