@@ -493,11 +493,19 @@ class Engine:
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
         entry_points: bool = True,
+        allow_destinations: Iterable[str] = (),
     ) -> Engine:
-        """Load the regulation at ``paths`` (with the plugins' actions and operators)."""
+        """Load the regulation at ``paths`` (with the plugins' actions and operators).
+
+        ``allow_destinations``: internal webhook addresses the regulation may
+        write literally (the notifier must allow them too; see crmrules.destinations).
+        """
         manager = PluginManager(plugins, entry_points=entry_points)
         regulation = load_regulation(
-            *paths, actions=manager.action_models(), operators=manager.operators()
+            *paths,
+            actions=manager.action_models(),
+            operators=manager.operators(),
+            allow_destinations=allow_destinations,
         )
         return cls(regulation, store, clock, plugin_manager=manager)
 

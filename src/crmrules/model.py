@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from decimal import Decimal
+from email.utils import getaddresses
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,25 @@ def clean_id(value: str) -> str:
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(clean_id)]
 
 
+def one_address(value: str) -> str:
+    """An e-mail field holds exactly one address (a display name is fine).
+
+    ``"a@b.ru, victim@evil.ru"`` would otherwise send one rule's mail to both.
+    An empty text means no address.
+    """
+    if value == "":
+        return value
+    entries = getaddresses([value])
+    address = entries[0][1] if len(entries) == 1 else ""
+    local, at, domain = address.rpartition("@")
+    if "\r" in value or "\n" in value or not (local and at and domain) or " " in address:
+        raise ValueError(f"expected one e-mail address, such as ivan@example.ru, got {value!r}")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(one_address)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -50,7 +70,7 @@ class Client(Model):
     id: RecordId
     kind: Literal["company", "person"] = "company"
     name: str = ""
-    email: str | None = None
+    email: EmailAddress | None = None
     phone: str | None = None
     region: str | None = None
     city: str | None = None
@@ -81,7 +101,7 @@ class Contact(Model):
 
     id: RecordId
     name: str
-    email: str | None = None
+    email: EmailAddress | None = None
     phone: str | None = None
     roles: list[ContactRole] = Field(default_factory=list)
 
@@ -94,7 +114,7 @@ class Manager(Model):
 
     id: RecordId
     name: str = ""
-    email: str | None = None
+    email: EmailAddress | None = None
     skills: frozenset[str] = frozenset()
     capacity: int | None = Field(None, ge=0, description="open tasks or clients they can carry")
     working_hours: str | None = None

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
+from crmrules.destinations import HINT as DESTINATION_HINT
+from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
@@ -156,11 +159,16 @@ def load_regulation(
     actions: Mapping[str, type[BaseModel]] | None = None,
     limits: Limits | None = None,
     operators: Mapping[str, Any] | None = None,
+    allow_destinations: Iterable[str] = (),
 ) -> Regulation:
-    """Load, merge, check and compile a regulation; RegulationError lists every problem."""
+    """Load, merge, check and compile a regulation; RegulationError lists every problem.
+
+    ``allow_destinations`` admits internal webhook addresses written literally
+    (see crmrules.destinations); the notifier must allow them too, at send.
+    """
     with _collector_paused():
         document = load_document(paths, limits)
-        return compile_regulation(document, actions, operators)
+        return compile_regulation(document, actions, operators, allow_destinations)
 
 
 @contextmanager
@@ -185,9 +193,11 @@ def compile_regulation(
     document: Document,
     actions: Mapping[str, type[BaseModel]] | None = None,
     operators: Mapping[str, Any] | None = None,
+    allow_destinations: Iterable[str] = (),
 ) -> Regulation:
     """Check and compile a loaded document; ``actions`` and ``operators`` include plugins'."""
     compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS, operators or {})
+    compiler.destinations = Destinations.allowing(allow_destinations)
     regulation = compiler.run()
     if compiler.problems or regulation is None:
         raise RegulationError(compiler.problems)
@@ -243,6 +253,7 @@ class _Compiler:
         self.registry = FieldRegistry()
         self.calendar = BusinessCalendar()
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self.destinations = PUBLIC_ONLY
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
@@ -923,7 +934,16 @@ class _Compiler:
     ) -> None:
         self._template_param(params.message, "text", (*path, "message"), templates)
         to = params.to
-        if not (to == "responsible" or to.startswith(("https://", "http://"))):
+        if to.startswith(("https://", "http://")):
+            try:
+                host = urlsplit(to).hostname or ""
+            except ValueError:
+                self.error((*path, "to"), "notify: the webhook address is not a valid URL")
+                return
+            refusal = self.destinations.refusal(host)
+            if refusal is not None:
+                self.error((*path, "to"), f"notify: {refusal}", DESTINATION_HINT)
+        elif to != "responsible":
             self._check_manager(to, (*path, "to"))
 
     def _check_emit(
