@@ -36,6 +36,7 @@ from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
+from crmrules.rules.templates import TemplateLimits
 from crmrules.store import AuditEntry, OutboxMessage, Store, Timer, TimerStatus, Transaction
 
 __version__ = "0.1.0"
@@ -90,6 +91,7 @@ __all__ = [
     "SystemClock",
     "Task",
     "TaskStatus",
+    "TemplateLimits",
     "Territory",
     "TerritoryMembership",
     "Timer",

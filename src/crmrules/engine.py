@@ -52,6 +52,7 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.fields import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
+from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import recompute
 from crmrules.store import AuditEntry, ConflictError, Store, Transaction
 
@@ -494,11 +495,13 @@ class Engine:
         plugins: Iterable[object] = (),
         entry_points: bool = True,
         allow_destinations: Iterable[str] = (),
+        template_limits: TemplateLimits | None = None,
     ) -> Engine:
         """Load the regulation at ``paths`` (with the plugins' actions and operators).
 
         ``allow_destinations``: internal webhook addresses the regulation may
         write literally (the notifier must allow them too; see crmrules.destinations).
+        ``template_limits``: bounds on each template render (crmrules.TemplateLimits).
         """
         manager = PluginManager(plugins, entry_points=entry_points)
         regulation = load_regulation(
@@ -506,6 +509,7 @@ class Engine:
             actions=manager.action_models(),
             operators=manager.operators(),
             allow_destinations=allow_destinations,
+            template_limits=template_limits,
         )
         return cls(regulation, store, clock, plugin_manager=manager)
 

@@ -38,7 +38,14 @@ from crmrules.rules.fields import (
     coerce,
 )
 from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
-from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
+from crmrules.rules.templates import (
+    DEFAULT_LIMITS,
+    CompiledTemplate,
+    Kind,
+    TemplateError,
+    TemplateLimits,
+    compile_template,
+)
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
 
 SECTIONS = (
@@ -160,15 +167,17 @@ def load_regulation(
     limits: Limits | None = None,
     operators: Mapping[str, Any] | None = None,
     allow_destinations: Iterable[str] = (),
+    template_limits: TemplateLimits | None = None,
 ) -> Regulation:
     """Load, merge, check and compile a regulation; RegulationError lists every problem.
 
     ``allow_destinations`` admits internal webhook addresses written literally
     (see crmrules.destinations); the notifier must allow them too, at send.
+    ``template_limits`` bound each template render (default: about 1 s, 64 MB).
     """
     with _collector_paused():
         document = load_document(paths, limits)
-        return compile_regulation(document, actions, operators, allow_destinations)
+        return compile_regulation(document, actions, operators, allow_destinations, template_limits)
 
 
 @contextmanager
@@ -194,10 +203,12 @@ def compile_regulation(
     actions: Mapping[str, type[BaseModel]] | None = None,
     operators: Mapping[str, Any] | None = None,
     allow_destinations: Iterable[str] = (),
+    template_limits: TemplateLimits | None = None,
 ) -> Regulation:
     """Check and compile a loaded document; ``actions`` and ``operators`` include plugins'."""
     compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS, operators or {})
     compiler.destinations = Destinations.allowing(allow_destinations)
+    compiler.template_limits = template_limits or DEFAULT_LIMITS
     regulation = compiler.run()
     if compiler.problems or regulation is None:
         raise RegulationError(compiler.problems)
@@ -254,6 +265,7 @@ class _Compiler:
         self.calendar = BusinessCalendar()
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
         self.destinations = PUBLIC_ONLY
+        self.template_limits = DEFAULT_LIMITS
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
@@ -685,6 +697,7 @@ class _Compiler:
                 text,
                 kind,
                 self.registry.__contains__,
+                limits=self.template_limits,
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
