@@ -16,7 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from crmrules import Client, Deal, Event, Interaction, RecordError, SimulatedClock
+from crmrules import (
+    Client,
+    ContactRole,
+    Deal,
+    Event,
+    Interaction,
+    Manager,
+    RecordError,
+    SimulatedClock,
+)
 from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import RegulationError
@@ -429,3 +438,11 @@ def test_a_task_due_past_the_calendars_edge_is_made_without_a_due_date(tmp_path:
     assert "no due date: client.contract_end 9999-12-31 + 2 days is out of" in str(
         [e.summary for e in result.effects]
     )
+
+
+@pytest.mark.parametrize("value", ["yes", "off", "false", 0, 1, "y"])
+def test_host_record_flags_are_true_or_false_only(value: object) -> None:
+    with pytest.raises(ValidationError, match="valid boolean"):
+        Manager(id="m1", active=value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="valid boolean"):
+        ContactRole(client="c1", role="buyer", primary=value)  # type: ignore[arg-type]

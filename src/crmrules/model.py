@@ -14,7 +14,15 @@ from email.utils import getaddresses
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 from crmrules.calendar import Duration
 
@@ -52,6 +60,8 @@ def one_address(value: str) -> str:
 
 
 EmailAddress = Annotated[str, AfterValidator(one_address)]
+#: true or false only: "yes", "off", "0" or 1 are refused rather than guessed.
+Flag = Annotated[bool, Strict()]
 
 
 class Model(BaseModel):
@@ -93,7 +103,7 @@ class ContactRole(Model):
 
     client: RecordId
     role: str = Field(description="e.g. director, accountant, buyer")
-    primary: bool = False
+    primary: Flag = False
 
 
 class Contact(Model):
@@ -119,7 +129,7 @@ class Manager(Model):
     capacity: int | None = Field(None, ge=0, description="open tasks or clients they can carry")
     working_hours: str | None = None
     territories: frozenset[str] = frozenset()
-    active: bool = True
+    active: Flag = True
 
     def record(self) -> dict[str, Any]:
         return _flatten(self)
@@ -150,7 +160,7 @@ class Stage(Model):
     id: str
     name: str | None = None
     deadline: Duration | None = None
-    final: bool = False
+    final: Flag = False
 
 
 class Pipeline(Model):
