@@ -8,8 +8,13 @@ server never receives the request.
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import subprocess
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +28,16 @@ from crmrules.errors import RegulationError
 from crmrules.rules.regulation import load_regulation
 from crmrules.store import MessageStatus
 from localservers import MailHandler
-from test_delivery import NOW, Hook, enqueue, http_server, message, smtp_notifier, stored
+from test_delivery import (
+    NOW,
+    Hook,
+    enqueue,
+    hook_handler,
+    http_server,
+    message,
+    smtp_notifier,
+    stored,
+)
 
 # IANA special-purpose IPv4 ranges (RFC 6890 and successors) plus multicast: an oracle
 # written out independently of Python's ipaddress flags.
@@ -180,3 +194,53 @@ def test_smtp_refuses_a_message_to_several_addresses(mail: tuple[MailHandler, in
     assert handler.received == []
     failed = stored(store, "two")
     assert failed.last_error is not None and "not one address" in failed.last_error
+
+
+# -- the checked address is the one connected to, and TLS still checks the name
+
+
+@pytest.fixture
+def localhost_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the name localhost only, made by the openssl tool."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_to_a_resolved_name_connects_to_the_checked_address(
+    localhost_cert: tuple[Path, Path],
+) -> None:
+    cert, key = localhost_cert
+    hook = Hook()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), hook_handler(hook))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    trusting = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=5.0)
+    try:
+        port = server.server_address[1]
+        store = MemoryStore()
+        enqueue(store, message("tls", "webhook", f"https://localhost:{port}/in", text="x"))
+        # Allowed by network, not by name: the name is resolved, checked and pinned.
+        notifier = WebhookNotifier(client=trusting, allow=["127.0.0.0/8"])
+        report = deliver_due(store, {"webhook": notifier}, NOW)
+    finally:
+        trusting.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert report.sent == 1, report.errors
+    [(headers, _)] = hook.requests
+    # The certificate names only localhost: it verified, so SNI and the check used the name.
+    assert headers["Host"] == f"localhost:{port}"
