@@ -446,3 +446,20 @@ def test_host_record_flags_are_true_or_false_only(value: object) -> None:
         Manager(id="m1", active=value)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="valid boolean"):
         ContactRole(client="c1", role="buyer", primary=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"), [("America/New_York", "9999-12-31"), ("Asia/Tokyo", "0001-01-01")]
+)
+def test_a_day_at_the_calendars_edge_in_a_condition_is_a_located_problem(
+    tmp_path: Path, zone: str, day: str
+) -> None:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(
+        f"version: 1\ncalendar: {{timezone: {zone}}}\nrules:\n  - id: r\n    on: ping\n"
+        f"    if: {{field: client.created_at, eq: {day}}}\n"
+        "    then: [{create_task: {title: t}}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RegulationError, match=r"regulation.yaml:6:40: .*out of range"):
+        load_regulation(path)
