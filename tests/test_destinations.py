@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from crmrules import Client, Manager
 from crmrules.adapters import MemoryStore, WebhookNotifier
+from crmrules.cli import main
 from crmrules.delivery import deliver_due
 from crmrules.destinations import Destinations
 from crmrules.errors import RegulationError
@@ -244,3 +245,15 @@ def test_https_to_a_resolved_name_connects_to_the_checked_address(
     [(headers, _)] = hook.requests
     # The certificate names only localhost: it verified, so SNI and the check used the name.
     assert headers["Host"] == f"localhost:{port}"
+
+
+def test_crmrules_validate_can_allow_a_destination(tmp_path: Path) -> None:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(
+        "version: 1\nrules:\n  - id: hook\n    on: ping\n"
+        "    then: [{notify: {to: 'http://10.0.0.5/hook', message: hi}}]\n",
+        encoding="utf-8",
+    )
+    refused = main(["validate", str(path)])
+    assert refused == 1
+    assert main(["validate", "--allow-destination", "10.0.0.0/8", str(path)]) == 0
