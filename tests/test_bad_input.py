@@ -198,8 +198,13 @@ def test_create_client_refuses_undeclared_custom_fields(tmp_path: Path) -> None:
     assert "did you mean segment?" in str(caught.value)
     assert "declare it under `fields:`" in str(caught.value)
     assert engine.get_client("c9") is None
-    # update_client says the same.
     engine.create_client(Client(id="c9", fields={"segment": "A"}))
+    with pytest.raises(RecordError, match="did you mean discount"):
+        engine.create_deal(
+            Deal(id="d9", client="c9", pipeline="sales", stage="new", fields={"discont": 1})
+        )
+    assert engine.get_deal("d9") is None
+    # update_client says the same.
     with pytest.raises(RecordError, match="did you mean segment"):
         engine.update_client("c9", {"segmnt": "B"})
 

@@ -638,6 +638,7 @@ class Engine:
                 raise RefusedError(f"deal {deal.id} already exists")
             if run.tx.get_client(deal.client) is None:
                 raise RefusedError(f"deal {deal.id}: no client {deal.client!r}")
+            self.regulation.fields.check_declared("deal", deal.id, deal.fields)
             run.store_deal(deal, None, None, 0)
 
         return self._host_change(event_id, (deal.client, None), change)
