@@ -21,6 +21,19 @@ HERE = Path(__file__).parent
 MSK = ZoneInfo("Europe/Moscow")
 
 
+HOW_TO_READ = """\
+How to read what follows. Each event is a line with its type and id, then each
+rule that listens to it: ✓ fired, ✗ not matched (with the condition that failed
+and the actual value), ‖ held by a policy (once, cooldown); the → lines under a
+rule are what it did. What a rule changes raises events of its own
+(client.updated, deal.stage_changed, ...), shown after the event being handled
+and indented one step per generation. Their ids say where they come from:
+<cause>/<event type>:<rule>:<action number>, so
+quickstart-payment/deal.stage_changed:payment-received:1 is the stage change
+made by action 1 (counting from 0) of rule payment-received while handling
+quickstart-payment."""
+
+
 def show(title: str, text: str) -> None:
     print(f"\n== {title}")
     print(text)
@@ -30,6 +43,7 @@ def main() -> None:
     clock = SimulatedClock(datetime(2026, 6, 11, 10, 0, tzinfo=MSK))  # a Thursday
     engine = Engine.from_path(HERE / "client-service", clock=clock)
     print(f"regulation: {engine.regulation.summary()}")
+    print(HOW_TO_READ)
 
     show(
         "a new client",
@@ -83,7 +97,11 @@ def main() -> None:
     tasks = engine.tasks(client="romashka")
     show(
         "tasks",
-        "\n".join(f"{t.status.value:<9} {t.kind:<5} {t.title} (due {t.due})" for t in tasks),
+        "\n".join(
+            f"{t.id}  {t.status.value:<9} {t.kind:<5} {t.title!r} for {t.assignee}, "
+            f"due {t.due:%Y-%m-%d %H:%M} (rule {t.rule})"
+            for t in tasks
+        ),
     )
     engine.store.close()
 

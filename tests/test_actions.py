@@ -821,11 +821,16 @@ def test_assign_manager_by_skill_territory_and_fallback(tmp_path: Path) -> None:
     fallback = engine.handle(event("assign.rare", "e3", client="c2"))
     assert summaries(fallback) == [
         "client c2: responsible petrova "
-        "(by skill [retail, b2b]: no active manager has all skills; fallback petrova)"
+        "(by skill [retail, b2b]: no active manager has all skills (ivanov lacks retail; "
+        "petrova lacks retail; sidorov lacks b2b; smirnova lacks retail, b2b); fallback petrova)"
     ]
     refused = engine.handle(event("assign.impossible", "e4", client="c1"))
     assert [(e.kind, e.summary) for e in refused.effects] == [
-        ("refused", "assign_manager refused: by skill [1c]: no active manager has all skills"),
+        (
+            "refused",
+            "assign_manager refused: by skill [1c]: no active manager has all skills "
+            "(ivanov lacks 1c; petrova lacks 1c; sidorov lacks 1c; smirnova lacks 1c)",
+        ),
         ("task_created", "task todo 'Назначить вручную' for petrova"),
     ]
     assert client_of(engine).responsible == "ivanov"

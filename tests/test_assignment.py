@@ -226,12 +226,13 @@ def test_by_skill_without_a_match_uses_the_fallback(tmp_path: Path) -> None:
     reg, store = regulation(tmp_path), MemoryStore()
     result = pick(store, reg, "by_skill", skills=["b2b", "logistics"], fallback="ivanov")
     assert picked(result) == "ivanov"
-    assert result.reason == "by skill [b2b, logistics]: no active manager has all skills; " + (
-        "fallback ivanov"
+    assert result.reason == "by skill [b2b, logistics]: no active manager has all skills " + (
+        "(ivanov lacks logistics; kuznetsova lacks b2b, logistics; petrova lacks logistics; "
+        "sidorov lacks b2b, logistics); fallback ivanov"
     )
     nobody = pick(store, reg, "by_skill", skills=["logistics"])
     assert nobody.manager is None
-    assert nobody.reason == "by skill [logistics]: no active manager has all skills"
+    assert nobody.reason.startswith("by skill [logistics]: no active manager has all skills (")
 
 
 def test_skills_narrow_round_robin_too(tmp_path: Path) -> None:

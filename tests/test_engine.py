@@ -316,20 +316,24 @@ class Explode:
         self.failures.append(f"{rule}/{action}: {error}")
 
 
-def test_an_exception_mid_actions_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_error", ["continue", "refuse"])
+def test_an_exception_mid_actions_undoes_the_rule_or_refuses_the_call(
+    tmp_path: Path, on_error: str
+) -> None:
     plugin = Explode()
     engine = make(
         tmp_path,
-        """
+        f"""
         rules:
           - id: r
             on: ping
+            on_error: {on_error}
             then:
-              - create_task: {title: first}
-              - set_field: {field: client.note, value: changed}
+              - create_task: {{title: first}}
+              - set_field: {{field: client.note, value: changed}}
               - move_stage: offer
-              - explode: {message: "сбой"}
-              - create_task: {title: never}
+              - explode: {{message: "сбой"}}
+              - create_task: {{title: never}}
         """,
         plugins=(plugin,),
     )
@@ -337,18 +341,29 @@ def test_an_exception_mid_actions_leaves_the_store_as_it_was(tmp_path: Path) -> 
     engine.create_deal(Deal(id="d1", client="c1", pipeline="sales", stage="new"))
     with engine.store.transaction() as tx:
         audit_before = len(tx.audit_log())
-    with pytest.raises(ActionError) as caught:
-        engine.handle(event("ping", "e1", deal="d1"))
-    assert str(caught.value) == "rule r, action explode, event e1: RuntimeError: сбой"
+    reason = "action 4 (explode): the action's code failed: сбой"
+    if on_error == "refuse":
+        with pytest.raises(ActionError) as caught:
+            engine.handle(event("ping", "e1", deal="d1"))
+        assert reason in caught.value.reason
+        assert "RuntimeError" not in caught.value.reason
+    else:
+        result = engine.handle(event("ping", "e1", deal="d1"))
+        assert result.failed == ["r"]
+        assert result.outcomes[-1].reason.startswith(reason)
     assert plugin.failures == ["r/explode: сбой"]
     assert engine.tasks() == []
     deal, stored = engine.get_deal("d1"), engine.get_client("c1")
     assert deal is not None and deal.stage == "new"
     assert stored is not None and "note" not in stored.fields
     with engine.store.transaction() as tx:
-        assert tx.event_result("e1") is None
-        assert len(tx.audit_log()) == audit_before
         assert tx.due_messages(START + timedelta(days=1), 10) == []
+        if on_error == "refuse":
+            assert tx.event_result("e1") is None
+            assert len(tx.audit_log()) == audit_before
+        else:
+            kinds = [e.kind for e in tx.audit_log(event_id="e1")]
+            assert kinds == ["failed"]
 
 
 def test_changed_from_and_changed_to_see_the_update(tmp_path: Path) -> None:

@@ -18,7 +18,13 @@ INVALID = Path(__file__).parent / "invalid"
 #: file -> [(line, column, part of the message or hint)]
 EXPECTED: dict[str, list[tuple[int, int, str]]] = {
     "unknown_rule_key.yaml": [(5, 5, "unknown key 'prority' (did you mean priority?)")],
-    "unknown_field.yaml": [(5, 17, "unknown field 'client.regoin' (did you mean client.region?)")],
+    "unknown_field.yaml": [
+        (
+            5,
+            17,
+            "unknown field 'client.regoin' (did you mean client.region? Or declare it",
+        )
+    ],
     "unknown_field.json": [(7, 23, "unknown field 'client.segmnt'")],
     "operator_type.yaml": [(8, 32, "operator 'gt' does not fit client.name, which is string")],
     "value_type.yaml": [(7, 40, "expected a whole number, got 'many'")],

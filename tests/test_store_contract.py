@@ -379,8 +379,7 @@ def test_manager_and_contact_round_trip(store: Store) -> None:
     assert got.role_in("c-lyutik") == "accountant"
 
 
-def test_interaction_is_accepted_and_committed(store: Store) -> None:
-    # Adding one (linked to everything, and with nothing linked) works, commits and reads back.
+def test_interactions_round_trip_oldest_first_per_client(store: Store) -> None:
     with store.transaction() as tx:
         tx.put_client(romashka())
         tx.put_deal(postavka())
@@ -396,9 +395,16 @@ def test_interaction_is_accepted_and_committed(store: Store) -> None:
                 occurred_at=T0,
             )
         )
+        tx.add_interaction(interaction(id="i-other", client="c-lyutik", deal=None))
     with store.transaction() as tx:
         assert tx.get_client("c-romashka") == romashka()
-        assert tx.get_interaction("i-mail-2") is not None
+        mail = Interaction(
+            id="i-mail-2", kind="email", direction="in", client="c-romashka", occurred_at=T0
+        )
+        assert tx.interactions_of("c-romashka") == [mail, interaction()]
+        assert ids(tx.interactions_of("c-lyutik")) == ["i-other"]
+        assert tx.interactions_of("c-nobody") == []
+        assert tx.get_interaction("i-mail-2") == mail
         assert tx.get_interaction(interaction().id) == interaction()
         assert tx.get_interaction("нет-такого") is None
 

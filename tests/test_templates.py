@@ -268,8 +268,9 @@ def test_unknown_field_with_line_and_hint() -> None:
         compile_(source)
     assert info.value.message == "unknown field 'client.nmae'"
     assert info.value.line == 4
-    assert info.value.hint == "did you mean client.name?"
-    assert str(info.value) == "line 4: unknown field 'client.nmae' (did you mean client.name?)"
+    hint = "did you mean client.name? Or declare it under fields:, e.g. fields: {client.nmae: "
+    assert info.value.hint == hint + "{type: string}}"
+    assert str(info.value) == f"line 4: unknown field 'client.nmae' ({hint}{{type: string}}}})"
 
 
 def test_unknown_field_by_item_syntax() -> None:

@@ -7,14 +7,20 @@ the host's, and works inside the host's own transaction.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from crmrules import Clock, Engine
-from crmrules.adapters import SQLAlchemyStore
-from crmrules.adapters.host import HostRecords, HostTable
-from crmrules.rules.regulation import Regulation, load_regulation
+from crmrules import (
+    Clock,
+    Engine,
+    HostRecords,
+    HostTable,
+    Regulation,
+    SQLAlchemyStore,
+    load_regulation,
+)
 
 from .app import Company
 
@@ -46,3 +52,13 @@ def crm(session: Session, regulation: Regulation, clock: Clock | None = None) ->
     """crmrules working inside ``session``'s transaction: both commit or roll back together."""
     store = SQLAlchemyStore(session, records=RECORDS)
     return Engine(regulation, store=store, clock=clock, entry_points=False)
+
+
+def worker_engine() -> Engine:
+    """The engine ``crmrules worker --app examples.host_app.crm:worker_engine`` runs.
+
+    The worker must read companies through the same mapping as the app; a
+    worker started on the bare database would see no clients at all.
+    """
+    url = os.environ.get("CRMRULES_DATABASE_URL", "sqlite:///backoffice.sqlite3")
+    return Engine(load(), store=SQLAlchemyStore(url, records=RECORDS), entry_points=False)

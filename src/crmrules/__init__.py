@@ -9,11 +9,32 @@ public API; other modules are private and may change.
 
 from crmrules.actions import ActionContext, ActionRefused
 from crmrules.adapters import LogNotifier, MemoryStore, SmtpNotifier, WebhookNotifier
+from crmrules.adapters.host import HostRecords, HostTable
+from crmrules.adapters.migrate import current as db_current
+from crmrules.adapters.migrate import head as db_head
+from crmrules.adapters.migrate import upgrade as db_upgrade
+from crmrules.adapters.sqlalchemy import (
+    DEFAULT_URL,
+    VERSION_TABLE,
+    SQLAlchemyStore,
+    default_store,
+    make_engine,
+)
+from crmrules.adapters.sqlalchemy import metadata as sql_metadata
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.clock import Clock, SimulatedClock, SystemClock
-from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy
+from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy, deliver_due
 from crmrules.engine import ActionError, DueReport, Engine, RefusedError
-from crmrules.errors import CrmRulesError, Location, Problem, RecordError, RegulationError
+from crmrules.errors import (
+    CrmRulesError,
+    Location,
+    MissingExtraError,
+    Problem,
+    RecordError,
+    RegulationError,
+    SchemaError,
+    StoreError,
+)
 from crmrules.model import (
     Client,
     Contact,
@@ -32,16 +53,32 @@ from crmrules.model import (
     TerritoryMembership,
 )
 from crmrules.plugins import ActionPlugin, OperatorPlugin, hookimpl
+from crmrules.reading import HistoryItem
 from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
+from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
-from crmrules.rules.templates import TemplateLimits
-from crmrules.store import AuditEntry, OutboxMessage, Store, Timer, TimerStatus, Transaction
+from crmrules.rules.templates import TemplateError, TemplateLimits
+from crmrules.store import (
+    AuditEntry,
+    ConflictError,
+    FailureStatus,
+    MessageStatus,
+    OutboxMessage,
+    RuleFailure,
+    Store,
+    Timer,
+    TimerStatus,
+    Transaction,
+)
+from crmrules.worker import Worker, WorkerError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_URL",
+    "VERSION_TABLE",
     "ActionContext",
     "ActionError",
     "ActionPlugin",
@@ -51,6 +88,7 @@ __all__ = [
     "Client",
     "Clock",
     "Condition",
+    "ConflictError",
     "Contact",
     "ContactRole",
     "CrmRulesError",
@@ -63,6 +101,11 @@ __all__ = [
     "Engine",
     "Event",
     "Facts",
+    "FailureStatus",
+    "FieldType",
+    "HistoryItem",
+    "HostRecords",
+    "HostTable",
     "Interaction",
     "Location",
     "LogNotifier",
@@ -71,6 +114,8 @@ __all__ = [
     "Manager",
     "MembershipSource",
     "MemoryStore",
+    "MessageStatus",
+    "MissingExtraError",
     "Notifier",
     "OperatorPlugin",
     "OutboxMessage",
@@ -83,14 +128,19 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "Rule",
+    "RuleFailure",
     "RuleOutcome",
+    "SQLAlchemyStore",
+    "SchemaError",
     "SimulatedClock",
     "SmtpNotifier",
     "Stage",
     "Store",
+    "StoreError",
     "SystemClock",
     "Task",
     "TaskStatus",
+    "TemplateError",
     "TemplateLimits",
     "Territory",
     "TerritoryMembership",
@@ -99,9 +149,18 @@ __all__ = [
     "Trace",
     "Transaction",
     "WebhookNotifier",
+    "Worker",
+    "WorkerError",
     "WorkingHours",
     "__version__",
+    "db_current",
+    "db_head",
+    "db_upgrade",
+    "default_store",
+    "deliver_due",
     "hookimpl",
     "json_schema",
     "load_regulation",
+    "make_engine",
+    "sql_metadata",
 ]

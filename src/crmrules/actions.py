@@ -204,7 +204,7 @@ def _assignee(
     picked = ctx.assign(spec, client)
     if picked.manager is None:
         return None, f" ({picked.reason}: left unassigned)"
-    return picked.manager.id, ""
+    return picked.manager.id, f" ({picked.reason})" if picked.fallback else ""
 
 
 def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:

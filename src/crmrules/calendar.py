@@ -277,6 +277,7 @@ class BusinessCalendar:
         holidays: Iterable[date] = (),
         workdays: Iterable[date] = (),
         working_hours: WorkingHours | None = None,
+        short_pre_holidays: bool | None = None,
     ) -> None:
         self.tz = _load_zone(timezone)
         self.weekend: frozenset[int] = _check_weekend(weekend)
@@ -293,8 +294,15 @@ class BusinessCalendar:
         self._opens = hours.start
         self._closes = hours.end
         self.country, self.subdivision = _check_country(country, subdivision)
-        # year -> (public holidays, transferred working days) of the country
-        self._country_years: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
+        #: a working day right before a public holiday closes an hour early (on by default
+        #: for Russia, Labour Code art. 95); only with working hours that end before midnight
+        self.short_pre_holidays = (
+            (self.country in _SHORT_PRE_HOLIDAY_COUNTRIES)
+            if short_pre_holidays is None
+            else short_pre_holidays
+        )
+        # year -> (days off, transferred working days, public holidays proper) of the country
+        self._country_years: dict[int, _CountryYear] = {}
 
     def __repr__(self) -> str:
         return (
@@ -356,14 +364,14 @@ class BusinessCalendar:
     def is_working_time(self, moment: datetime) -> bool:
         """A working day, between opening (inclusive) and closing (exclusive)."""
         local = self.local(moment)
-        return self._is_working_day(local.date()) and self._within_hours(local.time())
+        return self._is_working_day(local.date()) and self._within_hours(local.date(), local.time())
 
     def next_opening(self, moment: datetime) -> datetime:
         """The moment itself if it is working time, otherwise the next time the office opens."""
         local = self.local(moment)
         day, now = local.date(), local.time()
         if self._is_working_day(day):
-            if self._within_hours(now):
+            if self._within_hours(day, now):
                 return local
             if now < self._opens:
                 opening = self.combine(day, self._opens)
@@ -423,7 +431,7 @@ class BusinessCalendar:
         day = start.date()
         for _ in range(n):
             day = self._next_working_day(day, 1)
-        return self.combine(day, start.time())
+        return self._by_closing(day, start.time())
 
     def subtract_business_days(self, moment: datetime, n: int) -> datetime:
         """The mirror of :meth:`add_business_days`: the same wall-clock time ``n`` working
@@ -438,12 +446,12 @@ class BusinessCalendar:
         local = self.local(moment)
         day, now = local.date(), local.time()
         working_day = self._is_working_day(day)
-        if working_day and self._within_hours(now):
+        if working_day and self._within_hours(day, now):
             if n == 0:
                 return local
             for _ in range(n):
                 day = self._next_working_day(day, -1)
-            return self.combine(day, now)
+            return self._by_closing(day, now)
         if not (working_day and now >= self._opens):  # not after today's closing
             day = self._next_working_day(day, -1)
         for _ in range(n):
@@ -454,20 +462,48 @@ class BusinessCalendar:
 
     # --- internals -----------------------------------------------------------------------
 
-    def _within_hours(self, now: time) -> bool:
-        return self._opens <= now and (self._closes == _END_OF_DAY or now < self._closes)
+    def _within_hours(self, day: date, now: time) -> bool:
+        closes = self._closes_at(day)
+        return self._opens <= now and (closes == _END_OF_DAY or now < closes)
+
+    def _closes_at(self, day: date) -> time:
+        """The day's closing time: an hour early right before a public holiday, if asked."""
+        closes = self._closes
+        if (
+            self.short_pre_holidays
+            and closes != _END_OF_DAY
+            and self.is_pre_holiday(day)
+            and closes.hour > self._opens.hour
+        ):
+            return closes.replace(hour=closes.hour - 1)
+        return closes
+
+    def is_pre_holiday(self, day: date) -> bool:
+        """A working day right before a public holiday (not before a weekend or a day off
+        moved there, which shorten nothing)."""
+        following = _shift(day, 1)
+        return self._is_working_day(day) and following in self._country_year(following.year)[2]
 
     def _closing(self, day: date) -> datetime:
-        if self._closes == _END_OF_DAY:
+        closes = self._closes_at(day)
+        if closes == _END_OF_DAY:
             return self.start_of_day(_shift(day, 1))
-        return self.combine(day, self._closes)
+        return self.combine(day, closes)
+
+    def _by_closing(self, day: date, at: time) -> datetime:
+        """``day`` at ``at``, but no later than the day's closing (a shortened day's)."""
+        moment = self.combine(day, at)
+        closes = self._closes_at(day)
+        if closes != _END_OF_DAY and at > closes:
+            return self.combine(day, closes)
+        return moment
 
     def _is_working_day(self, day: date) -> bool:
         if day in self.extra_workdays:
             return True
         if day in self.extra_holidays:
             return False
-        days_off, transferred = self._country_year(day.year)
+        days_off, transferred, _ = self._country_year(day.year)
         if day in days_off:
             return False
         return day.weekday() not in self.weekend or day in transferred
@@ -485,17 +521,20 @@ class BusinessCalendar:
             "check the calendar's weekend, holidays and country"
         )
 
-    def _country_year(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
-        """The country's days off and transferred working days in ``year``, cached per year.
+    def _country_year(self, year: int) -> _CountryYear:
+        """The country's days off, transferred working days and holidays proper in ``year``,
+        cached per year.
 
         The package lists a transfer with the year it belongs to even when it is published
         with the next year's data (Armenia 2003 -> 2002-12-29), so one year is enough; the
-        year filter drops dates some countries carry over from other years.
+        year filter drops dates some countries carry over from other years. Holidays proper
+        leave out the days off moved from elsewhere ("Day off (substituted from ...)") and
+        observed days: only a holiday itself shortens the day before it.
         """
         cached = self._country_years.get(year)
         if cached is None:
             if self.country is None or not date.min.year <= year <= date.max.year:
-                cached = (frozenset(), frozenset())
+                cached = (frozenset(), frozenset(), frozenset())
             else:
                 entity = pyholidays.country_holidays(
                     self.country, subdiv=self.subdivision, years=year, expand=False
@@ -506,9 +545,24 @@ class BusinessCalendar:
                     for day in entity.weekend_workdays
                     if day.year == year and day not in days_off
                 )
-                cached = (days_off, transferred)
+                proper = pyholidays.country_holidays(
+                    self.country, subdiv=self.subdivision, years=year, expand=False, observed=False
+                )
+                moved = str(getattr(proper, "substituted_label", "")).split("%", 1)[0]
+                holidays_proper = frozenset(
+                    day
+                    for day, name in proper.items()
+                    if day.year == year
+                    and not (moved and all(n.startswith(moved) for n in name.split("; ")))
+                )
+                cached = (days_off, transferred, holidays_proper)
             self._country_years[year] = cached
         return cached
+
+
+_CountryYear = tuple[frozenset[date], frozenset[date], frozenset[date]]
+#: Countries whose working day before a public holiday is an hour shorter by law.
+_SHORT_PRE_HOLIDAY_COUNTRIES = frozenset({"RU"})
 
 
 def _shift(day: date, days: int) -> date:

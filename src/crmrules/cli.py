@@ -14,13 +14,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from crmrules import __version__
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.schema import json_schema
+from crmrules.testing.schema import scenario_json_schema
 
 
 def _validate(
@@ -48,9 +50,12 @@ def _validate(
     return 1 if failed else 0
 
 
-def _schema(out: TextIO) -> int:
+def _schema(out: TextIO, *, part: bool, scenario: bool) -> int:
     plugins = PluginManager()
-    schema = json_schema(plugins.action_models(), plugins.operator_schemas())
+    if scenario:
+        schema = scenario_json_schema()
+    else:
+        schema = json_schema(plugins.action_models(), plugins.operator_schemas(), part=part)
     json.dump(schema, out, ensure_ascii=False, indent=2)
     out.write("\n")
     return 0
@@ -80,31 +85,76 @@ def _db(args: argparse.Namespace, out: TextIO) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore, parse_url, sqlite_file
     from crmrules.engine import Engine
-    from crmrules.worker import Worker, sqlite_single_worker
+    from crmrules.worker import AppError, Worker, load_app, sqlite_single_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    url = args.database or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
-    parsed = parse_url(url)
-    database = sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
-    plugins = PluginManager()
-    with sqlite_single_worker(database):
-        engine = Engine(_load(args.path, plugins), SQLAlchemyStore(url), plugin_manager=plugins)
-        worker = Worker(
-            engine,
-            interval=args.interval,
-            batch=args.batch,
-            name=args.name,
-            load=lambda: _load(args.path, plugins),
+    if (args.app is None) == (args.path is None):
+        print(
+            "error: give the regulation PATH, or --app module:function, not both", file=sys.stderr
         )
-        try:
+        return 2
+    load: Callable[[], Regulation]
+    try:
+        if args.app is not None:
+            build = load_app(args.app)
+            engine = build()
+
+            def load() -> Regulation:
+                fresh = build()
+                if fresh.store is not engine.store:
+                    fresh.store.close()
+                return fresh.regulation
+
+        else:
+            plugins = PluginManager()
+            url = args.database or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+            engine = Engine(_load(args.path, plugins), SQLAlchemyStore(url), plugin_manager=plugins)
+
+            def load() -> Regulation:
+                return _load(args.path, plugins)
+
+    except AppError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bind = getattr(engine.store, "engine", None)
+    url_of = bind.url if bind is not None else None
+    database = sqlite_file(parse_url(str(url_of))) if url_of is not None else None
+    try:
+        with sqlite_single_worker(database):
+            worker = Worker(
+                engine, interval=args.interval, batch=args.batch, name=args.name, load=load
+            )
             if args.once:
-                engine.sync_timers()
+                worker.start()
                 worker.run_once()
             else:
                 worker.install_signals()
                 worker.run()
-        finally:
-            engine.store.close()
+    finally:
+        engine.store.close()
+    return 0
+
+
+def _failures(args: argparse.Namespace, out: TextIO) -> int:
+    """List failed rule runs, oldest first: when, rule, event, attempts, reason."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
+    from crmrules.store import FailureStatus
+
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    status = None if args.all else FailureStatus.FAILED
+    with SQLAlchemyStore(url, schema=args.schema) as store, store.transaction() as tx:
+        found = tx.find_failures(status=status)
+    for failure in found:
+        state = "" if failure.status is FailureStatus.FAILED else f" [{failure.status.value}]"
+        print(
+            f"{failure.failed_at.isoformat()}  rule {failure.rule}  event {failure.event_id}  "
+            f"attempts {failure.attempts}{state}: {failure.reason}",
+            file=out,
+        )
+        if failure.note:
+            print(f"    {failure.note}", file=out)
+    word = "rule run(s)" if args.all else "failed rule run(s)"
+    print(f"{len(found)} {word}", file=out)
     return 0
 
 
@@ -180,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="crmrules",
         description="Check and run crmrules sales regulations.",
     )
+    parser.add_argument("--version", action="version", version=f"crmrules {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
         "validate",
@@ -196,12 +247,21 @@ def _parser() -> argparse.ArgumentParser:
         help="an internal webhook address, network (CIDR) or host name the regulation may "
         "write literally (the application's WebhookNotifier must allow it too); repeatable",
     )
-    commands.add_parser(
+    schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of the rule language (for editors)",
         description="Print the JSON Schema of the rule language. Save it and point your "
         "editor at it, e.g. with '# yaml-language-server: $schema=crmrules.schema.json' "
         "on the first line of a YAML regulation.",
+    )
+    which = schema.add_mutually_exclusive_group()
+    which.add_argument(
+        "--part",
+        action="store_true",
+        help="the schema of one file of a folder regulation (no section is required)",
+    )
+    which.add_argument(
+        "--scenario", action="store_true", help="the schema of scenario files (*.regulation.yaml)"
     )
     test = commands.add_parser(
         "test",
@@ -226,7 +286,15 @@ def _parser() -> argparse.ArgumentParser:
         "hand is finished first); SIGHUP reloads the regulation. Several workers can share a "
         "PostgreSQL database; SQLite allows one at a time.",
     )
-    worker.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    worker.add_argument(
+        "path", metavar="PATH", nargs="?", help="the regulation (a file or a folder)"
+    )
+    worker.add_argument(
+        "--app",
+        metavar="MODULE:FUNCTION",
+        help="run the host's own engine: a function that returns it (its store, host tables "
+        "and plugins), e.g. myapp.crm:make_engine; instead of PATH and --database",
+    )
     worker.add_argument(
         "--database", metavar="URL", help="default: $CRMRULES_DATABASE_URL, else the SQLite file"
     )
@@ -234,6 +302,28 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--batch", type=int, default=100, help="timers per batch")
     worker.add_argument("--name", help="this worker's name in leases and logs")
     worker.add_argument("--once", action="store_true", help="one batch, then exit")
+    imports = commands.add_parser(
+        "import-rules",
+        help="turn business-rules JSON into a crmrules regulation",
+        description="Import a business-rules rule list (a JSON list of {conditions, actions}) "
+        "using the application's variables and actions classes, check the result, and write "
+        "it as YAML to -o (or print it).",
+    )
+    imports.add_argument("file", metavar="FILE.json")
+    imports.add_argument("--variables", required=True, metavar="module:Class")
+    imports.add_argument("--actions", required=True, metavar="module:Class")
+    imports.add_argument("-o", "--output", metavar="regulation.yaml")
+    imports.add_argument("--on", metavar="EVENT", help="the event the rules run on")
+    failures = commands.add_parser(
+        "failures",
+        help="list rule runs that failed at run time (and were rolled back alone)",
+        description="List the rule runs that failed at run time, oldest first, with the "
+        "reason; fix the regulation or the data, then run them again with "
+        "engine.retry_failed(). URL defaults to $CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    failures.add_argument("--all", action="store_true", help="include resolved ones")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -263,9 +353,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         if args.command == "test":
             return _test(args.paths, sys.stdout, sys.stderr)
+        if args.command == "import-rules":
+            from crmrules.business_rules.command import import_rules_command
+
+            return import_rules_command(
+                args.file,
+                args.variables,
+                args.actions,
+                args.output,
+                args.on,
+                sys.stdout,
+                sys.stderr,
+            )
+        if args.command == "failures":
+            return _failures(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
-        return _schema(sys.stdout)
+        return _schema(sys.stdout, part=args.part, scenario=args.scenario)
     except CrmRulesError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -26,12 +26,17 @@ class SystemClock:
 
 
 class SimulatedClock:
-    """A clock that moves only when told to, and never backwards."""
+    """A clock that moves only when told to, and never backwards.
+
+    It keeps the time in UTC, as :class:`SystemClock` gives it: moving an
+    hour through the repeated autumn hour is sixty minutes, not a wall-clock
+    step that Python would take within one zone.
+    """
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("the simulated clock needs a moment with a time zone offset")
-        self._now = start
+        self._now = start.astimezone(UTC)
 
     def now(self) -> datetime:
         return self._now
@@ -43,7 +48,7 @@ class SimulatedClock:
             raise ValueError(
                 f"the clock cannot go back from {self._now.isoformat()} to {moment.isoformat()}"
             )
-        self._now = moment
+        self._now = moment.astimezone(UTC)
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)

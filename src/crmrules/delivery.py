@@ -18,6 +18,7 @@ Message-ID from it and the webhook notifier sends it as ``Idempotency-Key``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,9 +38,13 @@ class DeliveryError(CrmRulesError):
     malformed address, an HTTP 4xx): the message is marked failed at once.
     """
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, permanent: bool = False, retry_after: timedelta | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        #: how long the receiver asked us to wait (HTTP Retry-After on 429 and 503)
+        self.retry_after = retry_after
 
 
 class Notifier(Protocol):
@@ -90,21 +95,29 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
+#: How long one notifier call may take before delivery gives up on it (it is retried later).
+DEFAULT_CALL_TIMEOUT = 60.0
+
+
 @dataclass
 class DeliveryReport:
     """What one ``deliver_due`` run did.
 
     ``errors`` has one ``(key, error)`` per message not sent in this run,
-    whether it will be retried or has failed for good.
+    whether it will be retried or has failed for good. ``deferred`` counts
+    the messages not tried because their channel hung on an earlier one;
+    they stay due for the next run.
     """
 
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"delivery: {self.sent} sent, {self.retried} to retry, {self.failed} failed"
+        text = f"delivery: {self.sent} sent, {self.retried} to retry, {self.failed} failed"
+        return text + (f", {self.deferred} deferred" if self.deferred else "")
 
 
 def deliver_due(
@@ -114,6 +127,7 @@ def deliver_due(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     limit: int = 100,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> DeliveryReport:
     """Send up to ``limit`` due outbox messages and record each outcome.
 
@@ -122,66 +136,164 @@ def deliver_due(
     crash loses at most the status of the message being sent (which is then
     sent again: see the module docstring). Never raises because a notifier
     failed; store errors do propagate.
+
+    Channels are independent: each channel's messages go out in order in a
+    thread of its own, so a hanging webhook does not hold the e-mail. A
+    notifier call that takes longer than ``call_timeout`` seconds is given
+    up (the message is retried later, like any failure) and the rest of that
+    channel waits for the next run.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    if call_timeout <= 0:
+        raise ValueError("call_timeout must be positive")
     with store.transaction() as tx:
         due = tx.due_messages(now, limit)
+    by_channel: dict[str, list[OutboxMessage]] = {}
+    for message in due:
+        by_channel.setdefault(message.channel, []).append(message)
 
     report = DeliveryReport()
-    for message in due:
-        notifier = notifiers.get(message.channel)
-        if notifier is None:
-            error = f"no notifier for channel {message.channel!r}"
-            _record(store, message, _unroutable(message, error, now, policy))
-            log.warning("message %s not sent: %s; will retry", message.key, error)
-            report.retried += 1
-            report.errors.append((message.key, error))
-            continue
+    lock = threading.Lock()
+    raised: list[BaseException] = []
+
+    def run(channel: str, messages: list[OutboxMessage]) -> None:
         try:
-            notifier.send(message)
-        except Exception as exc:
-            error = _describe(exc)
-            permanent = isinstance(exc, DeliveryError) and exc.permanent
-            outcome = _failed(message, error, permanent, now, policy)
-            _record(store, message, outcome)
-            report.errors.append((message.key, error))
-            if outcome.status is MessageStatus.FAILED:
-                report.failed += 1
-                log.error(
-                    "message %s via %s failed after %d attempt(s): %s",
-                    message.key,
-                    message.channel,
-                    outcome.attempts,
-                    error,
-                )
-            else:
+            sender = _Channel(store, notifiers.get(channel), now, policy, call_timeout)
+            sender.deliver(messages, report, lock)
+        except BaseException as error:  # a store error: re-raised below, in the caller
+            raised.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=item, name=f"crmrules-deliver-{item[0]}", daemon=True)
+        for item in by_channel.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if raised:
+        raise raised[0]
+    if due:
+        log.info("%s", report)
+    return report
+
+
+class _Timeout(Exception):
+    """The notifier did not return within the call timeout."""
+
+
+@dataclass
+class _Channel:
+    """Delivers one channel's messages in order; stops at a call that hangs."""
+
+    store: Store
+    notifier: Notifier | None
+    now: datetime
+    policy: RetryPolicy
+    call_timeout: float
+
+    def deliver(
+        self, messages: list[OutboxMessage], report: DeliveryReport, lock: threading.Lock
+    ) -> None:
+        for position, message in enumerate(messages):
+            hung = self.one(message, report, lock)
+            if hung:
+                waiting = len(messages) - position - 1
+                with lock:
+                    report.deferred += waiting
+                if waiting:
+                    log.warning(
+                        "channel %s hung; %d more message(s) wait for the next run",
+                        message.channel,
+                        waiting,
+                    )
+                return
+
+    def one(self, message: OutboxMessage, report: DeliveryReport, lock: threading.Lock) -> bool:
+        """Send one message and record the outcome; True if the call hung."""
+        if self.notifier is None:
+            error = f"no notifier for channel {message.channel!r}"
+            _record(self.store, message, _unroutable(message, error, self.now, self.policy))
+            log.warning("message %s not sent: %s; will retry", message.key, error)
+            with lock:
                 report.retried += 1
-                log.warning(
-                    "message %s via %s not sent (attempt %d): %s; retry at %s",
-                    message.key,
-                    message.channel,
-                    outcome.attempts,
-                    error,
-                    outcome.next_attempt_at.isoformat(),
-                )
-        else:
+                report.errors.append((message.key, error))
+            return False
+        problem = _call(self.notifier, message, self.call_timeout)
+        if problem is None:
             sent = message.model_copy(
                 update={
                     "status": MessageStatus.SENT,
                     "attempts": message.attempts + 1,
-                    "sent_at": now,
+                    "sent_at": self.now,
                     "last_error": None,
                 }
             )
-            _record(store, message, sent)
-            report.sent += 1
+            _record(self.store, message, sent)
+            with lock:
+                report.sent += 1
             log.info("message %s sent via %s", message.key, message.channel)
-    if due:
-        log.info("%s", report)
-    return report
+            return False
+        if isinstance(problem, _Timeout):
+            error = f"the {message.channel} notifier did not answer within {self.call_timeout:g} s"
+        else:
+            error = _describe(problem)
+        permanent = isinstance(problem, DeliveryError) and problem.permanent
+        wait = problem.retry_after if isinstance(problem, DeliveryError) else None
+        outcome = _failed(message, error, permanent, self.now, self.policy, wait)
+        _record(self.store, message, outcome)
+        with lock:
+            report.errors.append((message.key, error))
+            if outcome.status is MessageStatus.FAILED:
+                report.failed += 1
+            else:
+                report.retried += 1
+        if outcome.status is MessageStatus.FAILED:
+            log.error(
+                "message %s via %s failed after %d attempt(s): %s",
+                message.key,
+                message.channel,
+                outcome.attempts,
+                error,
+            )
+        else:
+            log.warning(
+                "message %s via %s not sent (attempt %d): %s; retry at %s",
+                message.key,
+                message.channel,
+                outcome.attempts,
+                error,
+                outcome.next_attempt_at.isoformat(),
+            )
+        return isinstance(problem, _Timeout)
+
+
+def _call(notifier: Notifier, message: OutboxMessage, timeout: float) -> Exception | None:
+    """``notifier.send(message)`` with a deadline: its exception, a _Timeout, or None.
+
+    The call runs in a daemon thread; one that hangs past the deadline is
+    left behind (a thread cannot be killed) and its late outcome ignored: the
+    message is retried, and the idempotency key makes a late success harmless.
+    """
+    outcome: list[Exception | None] = []
+
+    def send() -> None:
+        try:
+            notifier.send(message)
+        except Exception as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=send, name=f"crmrules-send-{message.key}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return _Timeout()
+    return outcome[0]
 
 
 def _describe(exc: Exception) -> str:
@@ -191,16 +303,30 @@ def _describe(exc: Exception) -> str:
 
 
 def _failed(
-    message: OutboxMessage, error: str, permanent: bool, now: datetime, policy: RetryPolicy
+    message: OutboxMessage,
+    error: str,
+    permanent: bool,
+    now: datetime,
+    policy: RetryPolicy,
+    retry_after: timedelta | None = None,
 ) -> OutboxMessage:
+    """The message after a failed attempt; a receiver's Retry-After is honoured.
+
+    The next attempt waits the backoff delay or the Retry-After the receiver
+    asked for, whichever is longer, but never more than the policy's
+    ``max_delay`` (so a wrong header cannot park a message for ever).
+    """
     attempts = message.attempts + 1
     give_up = permanent or attempts >= policy.max_attempts
+    delay = policy.delay(attempts)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
     return message.model_copy(
         update={
             "status": MessageStatus.FAILED if give_up else MessageStatus.PENDING,
             "attempts": attempts,
             "last_error": error,
-            "next_attempt_at": message.next_attempt_at if give_up else now + policy.delay(attempts),
+            "next_attempt_at": message.next_attempt_at if give_up else now + delay,
         }
     )
 
@@ -237,6 +363,7 @@ def _record(store: Store, read: OutboxMessage, outcome: OutboxMessage) -> None:
 
 
 __all__ = [
+    "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_POLICY",
     "DeliveryError",
     "DeliveryReport",

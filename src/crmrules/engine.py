@@ -23,13 +23,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import firing, timers
+from crmrules import failures, firing, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
-from crmrules.delivery import DeliveryReport, Notifier, deliver_due
+from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.host_input import (
@@ -46,16 +46,23 @@ from crmrules.model import (
     Event,
     Interaction,
     Manager,
-    Task,
     TaskStatus,
 )
 from crmrules.plugins import ActionPlugin, PluginManager
+from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, ConflictError, Store, Transaction
+from crmrules.store import (
+    AuditEntry,
+    ConflictError,
+    FailureStatus,
+    RuleFailure,
+    Store,
+    Transaction,
+)
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -63,17 +70,23 @@ CASCADE_LIMIT = 10
 CONFLICT_RETRIES = 5
 
 
-class ActionError(CrmRulesError):
-    """An action failed; the whole event was rolled back."""
+class ActionError(RefusedError):
+    """A rule with ``on_error: refuse`` failed at run time, so the whole call was refused.
 
-    def __init__(self, rule: str, action: str, event_id: str, error: BaseException) -> None:
+    Nothing was changed. ``reason`` says which rule and action failed, and
+    why, in words an admin reads; the exception itself is ``__cause__``.
+    """
+
+    def __init__(self, rule: str, action: str, event_id: str, reason: str) -> None:
         super().__init__(
-            f"rule {rule}, action {action}, event {event_id}: {type(error).__name__}: {error}"
+            f"rule {rule} failed on event {event_id} ({reason}); it has on_error: refuse, "
+            "so the whole call was refused and nothing was changed"
         )
         self.rule = rule
         self.action = action
         self.event_id = event_id
-        self.error = error
+        #: why the rule failed, without the words about refusing
+        self.detail = reason
 
 
 def _new_id() -> str:
@@ -98,6 +111,8 @@ class Run:
     #: (rule id, subject) pairs that fired in this cascade
     fired: set[tuple[str, str]] = field(default_factory=set)
     audit: list[AuditEntry] = field(default_factory=list)
+    #: rule runs that failed and were rolled back alone (see crmrules.failures)
+    failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def regulation(self) -> Regulation:
@@ -229,21 +244,23 @@ class Run:
             self.outcome(event, rule, "held", held)
             return False
         self.fired.add((rule.id, subject))
-        self.record_policy(rule, client, deal)
-        self.outcome(event, rule, "fired", rule.trigger.describe())
-        for index, action in enumerate(rule.actions):
-            context = ActionContext(self, event, depth, rule, index, action)
-            before = len(self.result.effects)
-            try:
-                self.engine.action_handler(action.name)(action.params, context)
-            except ActionRefused as refusal:
-                context.effect("refused", f"{action.name} refused: {refusal.reason}")
-            except Exception as error:
-                self.engine.plugins.action_failed(action.name, rule.id, event, error)
-                raise ActionError(rule.id, action.name, event.id, error) from error
-            self.engine.plugins.after_action(
-                action.name, rule.id, event, self.result.effects[before:]
-            )
+
+        def work(step: failures.Step) -> None:
+            self.record_policy(rule, client, deal)
+            self.outcome(event, rule, "fired", rule.trigger.describe())
+            for index, action in enumerate(rule.actions):
+                step.action, step.index = action.name, index
+                context = ActionContext(self, event, depth, rule, index, action)
+                before = len(self.result.effects)
+                try:
+                    self.engine.action_handler(action.name)(action.params, context)
+                except ActionRefused as refusal:
+                    context.effect("refused", f"{action.name} refused: {refusal.reason}")
+                self.engine.plugins.after_action(
+                    action.name, rule.id, event, self.result.effects[before:]
+                )
+
+        failures.isolate(self, event, depth, rule, work)
         return True
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
@@ -322,7 +339,7 @@ class Run:
             self.now,
         )
         client = client.model_copy(update={"territories": change.territories})
-        check_time_range(self.regulation, client)
+        check_time_range(self.regulation, client, old)
         self.tx.set_memberships(client.id, list(change.memberships))
         self.tx.put_client(client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
@@ -395,7 +412,7 @@ class Run:
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.created_at is None:
             deal = deal.model_copy(update={"created_at": self.now})
-        check_time_range(self.regulation, deal)
+        check_time_range(self.regulation, deal, old)
         self.tx.put_deal(deal)
         timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
@@ -447,7 +464,7 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
 
 
-class Engine:
+class Engine(Reading):
     """Runs one regulation against one store.
 
     ``plugins`` are objects with ``@hookimpl`` functions (see crmrules.plugins);
@@ -577,6 +594,7 @@ class Engine:
                         return Result.from_dict(earlier, duplicate=True)
                     run = Run(self, tx, self.clock.now(), Result(event_id))
                     body(run)
+                    failures.save(tx, run.failures)
                     for entry in run.audit:
                         tx.add_audit(entry)
                     tx.save_event_result(event_id, run.result.to_dict())
@@ -764,6 +782,28 @@ class Engine:
 
         return self._host_change(event_id, (client_id, None), change)
 
+    def deal_saved(
+        self,
+        deal_id: str,
+        *,
+        created: bool = False,
+        before: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> Result:
+        """The host stored a deal itself: run the regulation on it, as ``client_saved`` does.
+
+        A changed stage (``before={"stage": ...}``) must follow the pipeline.
+        """
+
+        def change(run: Run) -> None:
+            deal = run.tx.get_deal(deal_id)
+            if deal is None:
+                raise RefusedError(f"no deal {deal_id!r} in the store")
+            old = None if created else apply_changes(deal, before or {}, "deal", self.regulation)
+            run.store_deal(deal, old, None, 0)
+
+        return self._host_change(event_id, (None, deal_id), change)
+
     def put_manager(self, manager: Manager) -> None:
         """Store or replace a manager (no rules run)."""
         with self.store.transaction() as tx:
@@ -774,9 +814,14 @@ class Engine:
             raise RefusedError(f"unknown manager {manager_id!r}")
 
     def deliver(
-        self, notifiers: Mapping[str, Notifier] | None = None, *, limit: int = 100
+        self,
+        notifiers: Mapping[str, Notifier] | None = None,
+        *,
+        limit: int = 100,
+        now: datetime | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> DeliveryReport:
-        """Deliver due mailings and notifications from the outbox.
+        """Deliver the mailings and notifications due at ``now`` (default: the clock's now).
 
         Channels: ``log`` (built in), the plugins' notifiers, and ``notifiers``
         given here (e.g. an SmtpNotifier named ``email``), later ones winning.
@@ -784,7 +829,13 @@ class Engine:
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
         available.update(notifiers or {})
-        return deliver_due(self.store, available, self.clock.now(), limit=limit)
+        return deliver_due(
+            self.store,
+            available,
+            now or self.clock.now(),
+            limit=limit,
+            call_timeout=call_timeout,
+        )
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
 
@@ -809,11 +860,26 @@ class Engine:
         self._index()
         self.sync_timers()
 
-    # -- reading
+    # -- failed rule runs (see crmrules.failures)
 
-    def tasks(self, **filters: Any) -> list[Task]:
+    def failures(self, *, status: FailureStatus | None = None) -> list[RuleFailure]:
+        """Rule runs that failed and were rolled back alone, oldest first."""
         with self.store.transaction() as tx:
-            return tx.find_tasks(**filters)
+            return tx.find_failures(status=status)
+
+    def retry_failed(self, keys: list[str] | None = None) -> list[Result]:
+        """Run each failed rule again on its event (after a fix); each runs at most once.
+
+        A run that succeeds marks its failure resolved in the same transaction
+        as its effects; one that fails again stays listed with one more attempt.
+        """
+        return failures.retry_failed(self, keys)
+
+    def plan_rule_by_id(self, rule_id: str) -> Rule | None:
+        """A territory's contact plan run as a rule, by its id."""
+        return next((r for r in self.plan_rules.values() if r.id == rule_id), None)
+
+    # -- reading
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -7,8 +7,10 @@ Python traceback to the person reading it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NamedTuple
 
 
@@ -91,13 +93,30 @@ class SchemaError(StoreError):
     """The database has no crmrules tables, or tables of another crmrules version."""
 
 
+class MissingExtraError(CrmRulesError, ImportError):
+    """An optional part of crmrules is used without the package it needs installed."""
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module`` for ``what``, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtraError(
+            f"{what} needs the {module!r} package, which is not installed ({error}). "
+            f"Install it with: pip install 'crmrules[{extra}]'"
+        ) from None
+
+
 __all__ = [
     "CrmRulesError",
     "Location",
+    "MissingExtraError",
     "Problem",
     "RecordError",
     "RefusedError",
     "RegulationError",
     "SchemaError",
     "StoreError",
+    "require",
 ]

@@ -9,20 +9,23 @@ together), and re-plans or cancels timers after a regulation change.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from crmrules import timers
+from crmrules import failures, timers
 from crmrules.calendar import BusinessCalendar
-from crmrules.model import Event, TaskStatus
+from crmrules.delivery import RetryPolicy
+from crmrules.errors import CrmRulesError
+from crmrules.model import Client, Event, TaskStatus
 from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
-from crmrules.store import Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine, Run
@@ -32,33 +35,62 @@ if TYPE_CHECKING:
 LATE = timedelta(minutes=1)
 #: How many due timers one claim takes.
 CLAIM_BATCH = 100
+#: A timer that cannot fire for a cause that may pass (its subject cannot be read, a rule
+#: with ``on_error: refuse`` refused, a race lost five times) waits this long and is tried
+#: again; after the last attempt it is FAILED with the reason.
+TIMER_RETRY = RetryPolicy(
+    max_attempts=5, first_delay=timedelta(seconds=30), max_delay=timedelta(hours=1)
+)
+
+log = logging.getLogger("crmrules.timers")
 
 
 class _NotMine(Exception):
     """The timer was settled or re-leased by another worker meanwhile: leave it."""
 
 
+class SubjectMissing(CrmRulesError):
+    """The client or deal a timer is for is not in the store."""
+
+
 @dataclass
 class DueReport:
-    """What one ``run_due`` did: a result per timer fired (or dropped)."""
+    """What one ``run_due`` did: a result per timer fired (or dropped), and those that failed.
+
+    ``failed`` has one ``(timer key, reason)`` per timer that could not fire
+    in this run (it is retried later, or FAILED after its last attempt).
+    """
 
     results: list[Result] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def fired(self) -> int:
         return len(self.results)
 
+    @property
+    def handled(self) -> int:
+        return len(self.results) + len(self.failed)
+
     def __str__(self) -> str:
         rules = sum(len(r.fired) for r in self.results)
-        return f"{self.fired} timer(s) handled, {rules} rule(s) fired"
+        failed = f", {len(self.failed)} could not fire" if self.failed else ""
+        return f"{self.fired} timer(s) handled, {rules} rule(s) fired{failed}"
 
 
-def _schedule_timer(rule: Rule, due: datetime, now: datetime) -> Timer:
+def _schedule_timer(
+    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
+) -> Timer:
+    """An occurrence of a schedule; ``every`` series remember their start and number."""
+    data: dict[str, Any] = {"trigger": rule.trigger.describe()}
+    if rule.trigger.every is not None:
+        data |= {"start": (start or due).isoformat(), "n": n}
     return Timer(
         key=f"schedule:{rule.id}:{due.isoformat()}",
         kind="schedule",
         rule=rule.id,
         due_at=due,
+        data=data,
         created_at=now,
     )
 
@@ -108,23 +140,30 @@ def run_due(
     ``timer:<key>`` and its status changes in the same transaction as
     its effects.
     """
-    now = now or engine.clock.now()
+    now = timers.utc(now or engine.clock.now())
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = DueReport()
-    while limit is None or report.fired < limit:
-        batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.fired)
+    while limit is None or report.handled < limit:
+        batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.handled)
         with engine.store.transaction() as tx:
             claimed = tx.claim_timers(now, batch, worker, now + lease)
         for timer in claimed:
-            result = _fire(engine, timer, now, worker)
-            if result is not None:
-                report.results.append(result)
+            _fire(engine, timer, now, worker, report)
         if len(claimed) < batch:
             break
     return report
 
 
-def _fire(engine: Engine, timer: Timer, now: datetime, worker: str) -> Result | None:
+def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
+    """Fire one timer in its own transaction; a failure is the timer's alone.
+
+    A rule that fails is rolled back alone (crmrules.failures) and the timer
+    it was for is FAILED with the reason. Anything else that stops the timer
+    (its subject cannot be read, a refusing rule, a lost race) is retried with
+    backoff, then FAILED. Only a store error (the database is gone) goes up,
+    to the worker, which reconnects; the timer's lease is its own to resume.
+    """
+
     def body(run: Run) -> None:
         current = run.tx.lock_timer(timer.key)
         if (
@@ -135,6 +174,8 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str) -> Result | 
             raise _NotMine()
         run.now = now
         status, note = _fire_timer(engine, run, current)
+        if run.failures and status is TimerStatus.FIRED:
+            status, note = _with_failures(current, run, note)
         run.tx.put_timer(
             current.model_copy(
                 update={"status": status, "fired_at": now, "note": note, "lease_owner": None}
@@ -144,7 +185,18 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str) -> Result | 
     try:
         result = engine.transact(f"timer:{timer.key}", (timer.client, timer.deal), body)
     except _NotMine:
-        return None
+        return
+    except ConflictError as error:
+        _could_not_fire(engine, timer, now, worker, failures.describe(error), report)
+        return
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception as error:
+        reason = failures.describe(error, origin="reading the timer's client or deal")
+        log.warning("timer %s could not fire: %s", timer.key, reason, exc_info=error)
+        _could_not_fire(engine, timer, now, worker, reason, report)
+        return
+    report.results.append(result)
     if result.duplicate:
         # It fired before, but its status was written back by a stale copy: settle it.
         with engine.store.transaction() as tx:
@@ -156,13 +208,64 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str) -> Result | 
                         update={"status": TimerStatus.FIRED, "note": note, "lease_owner": None}
                     )
                 )
-    return result
+
+
+def _with_failures(timer: Timer, run: Run, note: str | None) -> tuple[TimerStatus, str]:
+    """The status of a timer some rule runs of which failed: FAILED if its own rule did."""
+    first = run.failures[0]
+    if timer.kind in ("rule", "plan"):
+        return TimerStatus.FAILED, f"rule {first.rule} failed: {first.reason}"
+    count = len(run.failures)
+    subjects = "client(s)" if timer.kind == "schedule" else "rule run(s)"
+    text = f"{count} {subjects} failed (see crmrules failures), first: {first.reason}"
+    return TimerStatus.FIRED, text if note is None else f"{note}; {text}"
+
+
+def _could_not_fire(
+    engine: Engine, timer: Timer, now: datetime, worker: str, reason: str, report: DueReport
+) -> None:
+    """Retry the timer later (backoff), or FAILED after the last attempt; never FIRED."""
+    with engine.store.transaction() as tx:
+        current = tx.lock_timer(timer.key)
+        if (
+            current is None
+            or current.status is not TimerStatus.PENDING
+            or current.lease_owner != worker
+        ):
+            return
+        attempts = current.attempts + 1
+        if attempts >= TIMER_RETRY.max_attempts:
+            update: dict[str, Any] = {
+                "status": TimerStatus.FAILED,
+                "note": f"could not fire after {attempts} attempt(s): {reason}",
+                "lease_until": None,
+            }
+        else:
+            retry_at = now + TIMER_RETRY.delay(attempts)
+            update = {
+                "note": f"attempt {attempts} failed: {reason}; next attempt {retry_at.isoformat()}",
+                "lease_until": retry_at,  # not claimable before then
+            }
+        changed = current.model_copy(update={**update, "attempts": attempts, "lease_owner": None})
+        tx.put_timer(changed)
+        tx.add_audit(
+            AuditEntry(
+                at=now,
+                event_id=f"timer:{timer.key}",
+                event_type="timer",
+                kind="failed",
+                rule=timer.rule,
+                message=changed.note or reason,
+            )
+        )
+    report.failed.append((timer.key, changed.note or reason))
 
 
 def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
     """Do what the timer is for; its new status and a note (lateness, why not)."""
     late = run.now - timer.due_at
-    late_note = f"fired {late} late (due {timer.due_at.isoformat()})" if late > LATE else None
+    due_text = engine.regulation.calendar.local(timer.due_at).isoformat()  # as the admin reads it
+    late_note = f"fired {late} late (due {due_text})" if late > LATE else None
     event = Event(
         id=f"timer:{timer.key}",
         type="timer",
@@ -179,7 +282,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
             limit = engine.regulation.calendar.add(timer.due_at, rule.max_lateness)
             if run.now > limit:
                 message = (
-                    f"dropped: due {timer.due_at.isoformat()}, {late} late, more than "
+                    f"dropped: due {due_text}, {late} late, more than "
                     f"max_lateness {rule.max_lateness}"
                 )
                 run.result.events.append(
@@ -191,6 +294,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         run.note(event, "late", timer.rule, late_note)
     if timer.kind == "rule":
         assert rule is not None
+        _check_subject(run, timer)
         run.cascade(event, [rule])
     elif timer.kind == "schedule":
         assert rule is not None
@@ -217,13 +321,38 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
     return TimerStatus.FIRED, late_note
 
 
+def _check_subject(run: Run, timer: Timer) -> None:
+    """The timer's client and deal must be there: a timer for nothing is retried, then FAILED."""
+    if timer.deal is not None and run.tx.get_deal(timer.deal) is None:
+        raise SubjectMissing(f"deal {timer.deal} is not in the store")
+    if timer.client is not None and run.tx.get_client(timer.client) is None:
+        raise SubjectMissing(f"client {timer.client} is not in the store")
+
+
 def _fire_schedule(engine: Engine, run: Run, timer: Timer, rule: Rule, event: Event) -> None:
-    """A schedule fires for every client that satisfies the rule's condition now."""
-    for client in list(run.tx.iter_clients()):
-        per_client = event.model_copy(update={"id": f"{event.id}:{client.id}", "client": client.id})
-        run.cascade(per_client, [rule])
-    after = timers.following(rule.trigger, timer.due_at, run.now, engine.regulation.calendar)
-    run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+    """A schedule fires for every client that satisfies the rule's condition now.
+
+    Each client is isolated: what fails for one (a rule failing, a refusing
+    rule, a record that cannot be read) is rolled back and recorded for that
+    client alone, and the others get their tasks.
+    """
+    for client_id in run.tx.client_ids():
+        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
+
+        def work(step: failures.Step, per_client: Event = per_client) -> None:
+            run.cascade(per_client, [rule])
+
+        failures.isolate(run, per_client, 0, rule, work, refuse=False)
+    calendar = engine.regulation.calendar
+    trigger = rule.trigger
+    if trigger.every is None:
+        after = timers.following(trigger, timer.due_at, run.now, calendar)
+        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+        return
+    start = _parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
+    n = int(timer.data.get("n", 0))
+    k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, run.now, calendar)
+    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k))
 
 
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
@@ -235,18 +364,7 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     if client is None or territory.id not in client.territories:
         return TimerStatus.CANCELLED
     run.cascade(event, [engine.plan_rules[territory.id, index]])
-    plan = territory.contact_plan[index]
-    due = engine.regulation.calendar.add(timer.due_at, plan.every)
-    while due <= run.now:
-        due = engine.regulation.calendar.add(due, plan.every)
-    timers.plan_contact(
-        run.tx,
-        engine.regulation,
-        client.id,
-        territory.id,
-        engine.regulation.calendar.subtract(due, plan.every),
-        run.now,
-    )
+    timers.plan_next_contact(run.tx, engine.regulation, timer, index, run.now)
     return TimerStatus.FIRED
 
 
@@ -257,7 +375,7 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
     for records already in the store; cancels timers of removed or
     disabled rules; re-plans timers of rules whose offset changed.
     """
-    now = now or engine.clock.now()
+    now = timers.utc(now or engine.clock.now())
     with engine.store.transaction() as tx:
         for timer in tx.find_timers(status=TimerStatus.PENDING):
             _resync(engine, tx, timer, now)
@@ -265,9 +383,16 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
             if rule.trigger.kind == "schedule" and rule.enabled:
                 pending = tx.find_timers(rule=rule.id, kind="schedule", status=TimerStatus.PENDING)
                 if not pending:
-                    due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+                    try:
+                        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+                    except ValueError as error:
+                        timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
+                        continue
                     tx.plan_timer(_schedule_timer(rule, due, now))
-        for client in list(tx.iter_clients()):
+        for client_id in tx.client_ids():
+            client = _readable_client(tx, client_id)
+            if client is None:
+                continue
             timers.plan_for_record(tx, engine.regulation, now, client=client)
             for deal in tx.deals_of(client.id):
                 timers.plan_for_record(tx, engine.regulation, now, deal=deal)
@@ -275,6 +400,18 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
             planned = {t.rule for t in plans}
             for territory in sorted(client.territories - planned):
                 timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
+
+
+def _readable_client(tx: Transaction, client_id: str) -> Client | None:
+    """The client, or None (logged) if its record cannot be read: one bad record alone."""
+    try:
+        return tx.get_client(client_id)
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception as error:
+        reason = failures.describe(error, origin="reading the record")
+        log.warning("client %s skipped while planning timers: %s", client_id, reason)
+        return None
 
 
 def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> None:
@@ -303,15 +440,36 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
         return
     if timer.kind == "rule" and rule is not None:
         value = _parse_moment(str(timer.data.get("value")))
-        due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
+        try:
+            due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
+        except ValueError as error:
+            timers.plan_failed(tx, now, rule.id, f"timer {timer.key}", timer.key, error)
+            note = f"cannot be planned any more: {error}"
+            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            return
         if due != timer.due_at:
             tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
     if timer.kind == "schedule" and rule is not None:
-        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-        if due != timer.due_at:
+        described = timer.data.get("trigger")
+        if described is None:  # planned before schedules kept their trigger: compare due times
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+            changed = due != timer.due_at
+        else:
+            changed = described != rule.trigger.describe()
+        if changed:
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
             tx.plan_timer(_schedule_timer(rule, due, now))
 
 
-__all__ = ["CLAIM_BATCH", "LATE", "DueReport", "plan_rule", "run_due", "sync_timers"]
+__all__ = [
+    "CLAIM_BATCH",
+    "LATE",
+    "TIMER_RETRY",
+    "DueReport",
+    "SubjectMissing",
+    "plan_rule",
+    "run_due",
+    "sync_timers",
+]

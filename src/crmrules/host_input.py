@@ -13,7 +13,7 @@ from typing import Any
 
 from crmrules.errors import RecordError, RefusedError
 from crmrules.model import Client, Deal, Event, clean_id
-from crmrules.rules.fields import BUILTIN_EVENT_DATA
+from crmrules.rules.events import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation
 from crmrules.store import Transaction
 from crmrules.timers import anchor_due
@@ -81,21 +81,27 @@ def check_event_data(regulation: Regulation, event: Event) -> None:
     regulation.fields.check_declared("event", event.id, event.data, allowed)
 
 
-def check_time_range(regulation: Regulation, record: Client | Deal) -> None:
-    """Refuse a date whose timers would fall outside the calendar (9999-12-31 + 1 month).
+def check_time_range(
+    regulation: Regulation, record: Client | Deal, old: Client | Deal | None
+) -> None:
+    """Refuse a new date whose timers would fall outside the calendar (9999-12-31 + 1 month).
 
     Python's dates end at 0001-01-01 and 9999-12-31; a rule counting from a
     date field (or a stage deadline) near either edge has no moment to fall due.
+    Only a value the call sets is refused: one stored before the rule existed
+    does not block the record's other changes (its timer's failure to plan is
+    recorded against the rule instead, see ``timers.plan_failed``).
     """
     namespace = "client" if isinstance(record, Client) else "deal"
     calendar = regulation.calendar
     values = record.record()
+    before = old.record() if old is not None else {}
     for rule in regulation.rules:
         anchor = rule.trigger.anchor
         if not rule.enabled or anchor is None or anchor.namespace != namespace:
             continue
         value = values.get(anchor.key)
-        if value is None:
+        if value is None or before.get(anchor.key) == value:
             continue
         try:
             anchor_due(rule.trigger, value, calendar)
@@ -105,7 +111,11 @@ def check_time_range(regulation: Regulation, record: Client | Deal) -> None:
                 anchor.key,
                 f"rule {rule.id} cannot count from it: {error}",
             ) from None
-    if isinstance(record, Deal) and record.stage_entered_at is not None:
+    if (
+        isinstance(record, Deal)
+        and record.stage_entered_at is not None
+        and not (isinstance(old, Deal) and old.stage_entered_at == record.stage_entered_at)
+    ):
         pipeline = regulation.pipelines.get(record.pipeline)
         stage = pipeline.stage(record.stage) if pipeline else None
         if stage is not None and stage.deadline is not None:

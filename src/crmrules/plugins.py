@@ -99,8 +99,13 @@ class Hookspecs:
         """After an action ran; ``effects`` are the changes it made."""
 
     @hookspec
-    def action_failed(self, action: str, rule: str, event: Event, error: BaseException) -> None:
-        """An action raised; the event's whole transaction is rolled back."""
+    def action_failed(
+        self, action: str, rule: str, event: Event, error: BaseException, reason: str
+    ) -> None:
+        """An action raised; the rule's changes are rolled back alone (see ``on_error``).
+
+        ``reason`` is what the admin reads; ``error`` is the exception, for logs.
+        """
 
 
 class _Core:
@@ -175,8 +180,12 @@ class PluginManager:
     def after_action(self, action: str, rule: str, event: Event, effects: list[Effect]) -> None:
         self._pm.hook.after_action(action=action, rule=rule, event=event, effects=effects)
 
-    def action_failed(self, action: str, rule: str, event: Event, error: BaseException) -> None:
-        self._pm.hook.action_failed(action=action, rule=rule, event=event, error=error)
+    def action_failed(
+        self, action: str, rule: str, event: Event, error: BaseException, reason: str
+    ) -> None:
+        self._pm.hook.action_failed(
+            action=action, rule=rule, event=event, error=error, reason=reason
+        )
 
 
 def _collector(found: dict[str, Any], what: str) -> Callable[[Any], None]:

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-OutcomeStatus = Literal["fired", "not_matched", "held"]
+OutcomeStatus = Literal["fired", "not_matched", "held", "failed"]
+
+
+#: How ``explain`` marks each outcome.
+_MARKS = {"fired": "✓", "not_matched": "✗", "held": "‖", "failed": "!"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class RuleOutcome:
     def describe(self) -> str:
         if self.status == "fired":
             return f"{self.rule}: fired"
-        word = "not matched" if self.status == "not_matched" else "held"
+        word = {"not_matched": "not matched", "failed": "failed"}.get(self.status, "held")
         return f"{self.rule}: {word}: {self.reason}"
 
 
@@ -73,6 +77,11 @@ class Result:
         """Ids of the rules that fired, in the order they fired."""
         return [o.rule for o in self.outcomes if o.status == "fired"]
 
+    @property
+    def failed(self) -> list[str]:
+        """Ids of the rules that failed at run time and were rolled back alone."""
+        return [o.rule for o in self.outcomes if o.status == "failed"]
+
     def effects_of(self, kind: str) -> list[Effect]:
         return [e for e in self.effects if e.kind == kind]
 
@@ -92,7 +101,7 @@ class Result:
             for outcome in self.outcomes:
                 if outcome.event_id != event.id:
                     continue
-                mark = {"fired": "✓", "not_matched": "✗", "held": "‖"}[outcome.status]
+                mark = _MARKS[outcome.status]
                 lines.append(f"{indent}  {mark} {outcome.describe()}")
                 for effect in self.effects:
                     if effect.event_id == event.id and effect.rule == outcome.rule:

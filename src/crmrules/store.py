@@ -74,6 +74,7 @@ class TimerStatus(StrEnum):
     FIRED = "fired"
     CANCELLED = "cancelled"  # its reason went away: the anchor changed, the deal left the stage...
     DROPPED = "dropped"  # fell due more than the rule's max_lateness ago
+    FAILED = "failed"  # a rule it ran failed, or it could not fire after its last retry
 
 
 class Timer(BaseModel):
@@ -98,6 +99,41 @@ class Timer(BaseModel):
     lease_until: AwareDatetime | None = None
     created_at: AwareDatetime
     fired_at: AwareDatetime | None = None
+    note: str | None = None
+    #: how many times firing it failed for a cause that may pass (it is retried with backoff)
+    attempts: int = 0
+
+
+class FailureStatus(StrEnum):
+    """Where a failed rule run is: waiting to be run again, or done with."""
+
+    FAILED = "failed"
+    RESOLVED = "resolved"  # run again successfully, or no longer applies (see its note)
+
+
+class RuleFailure(BaseModel):
+    """A rule run that failed at run time and was rolled back alone.
+
+    ``event`` is the event as the rule saw it (``Event.model_dump()``), so
+    ``Engine.retry_failed`` can run the rule on it again once the regulation
+    or the data is fixed. The key is the event id and the rule id: a rule
+    failing again on the same event updates the same record.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    key: str
+    event_id: str
+    event: dict[str, Any]
+    rule: str
+    depth: int = 0
+    action: str | None = Field(None, description="the action that failed, if one did")
+    action_index: int | None = Field(None, description="its position in the rule, from 0")
+    reason: str
+    status: FailureStatus = FailureStatus.FAILED
+    attempts: int = 1
+    failed_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None
     note: str | None = None
 
 
@@ -145,6 +181,10 @@ class Transaction(Protocol):
     def get_client(self, client_id: str) -> Client | None: ...
     def put_client(self, client: Client) -> None: ...
     def iter_clients(self) -> Iterator[Client]: ...
+    def client_ids(self) -> list[str]:
+        """Every client's id, sorted: to visit clients one at a time (one bad record alone)."""
+        ...
+
     def get_deal(self, deal_id: str) -> Deal | None: ...
     def put_deal(self, deal: Deal) -> None: ...
     def deals_of(self, client_id: str) -> list[Deal]: ...
@@ -155,6 +195,10 @@ class Transaction(Protocol):
     def put_contact(self, contact: Contact) -> None: ...
     def contacts_of(self, client_id: str) -> list[Contact]: ...
     def add_interaction(self, interaction: Interaction) -> None: ...
+    def interactions_of(self, client_id: str) -> list[Interaction]:
+        """The client's interactions, oldest first (ties by id)."""
+        ...
+
     def get_interaction(self, interaction_id: str) -> Interaction | None: ...
 
     # -- work the engine makes
@@ -203,7 +247,12 @@ class Transaction(Protocol):
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None: ...
     # -- timers
     def plan_timer(self, timer: Timer) -> bool:
-        """Store a new timer; False (and nothing changed) if its key exists, whatever its status."""
+        """Store a new timer, or plan again one cancelled before it fell due (its reason is
+        back: the anchor moved back, the rule was enabled again); True if it did.
+
+        False, and nothing changed, when a timer with that key is pending, fired,
+        dropped, or was settled when it fell due (``fired_at`` set).
+        """
         ...
 
     def get_timer(self, key: str) -> Timer | None: ...
@@ -226,7 +275,8 @@ class Transaction(Protocol):
         """Lease up to ``limit`` pending timers due at ``now``, earliest first.
 
         A timer is claimable when it is PENDING, ``due_at <= now``, and it has
-        no lease or its lease ended before ``now`` (its worker died). Claimed
+        no lease, its lease ended before ``now`` (its worker died), or the
+        lease is ``worker``'s own (it goes on after a reconnect). Claimed
         timers get ``lease_owner=worker`` and ``lease_until``. On PostgreSQL two
         workers claiming at once get different timers (FOR UPDATE SKIP LOCKED).
         """
@@ -238,6 +288,29 @@ class Transaction(Protocol):
 
     def add_audit(self, entry: AuditEntry) -> None: ...
     def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]: ...
+
+    # -- failed rule runs
+    def put_failure(self, failure: RuleFailure) -> None: ...
+    def lock_failure(self, key: str) -> RuleFailure | None:
+        """The failure, locked until commit (SELECT ... FOR UPDATE on PostgreSQL)."""
+        ...
+
+    def find_failures(
+        self, *, status: FailureStatus | None = None, rule: str | None = None
+    ) -> list[RuleFailure]:
+        """Failures matching the filters given, ordered by (failed_at, key)."""
+        ...
+
+    # -- isolation
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A block whose writes are undone alone if it raises (SAVEPOINT on SQL stores).
+
+        The outer transaction goes on; the exception propagates. A SQL
+        store raises driver errors from the block as StoreError (or
+        ConflictError), so the caller can tell a broken database from a
+        broken rule.
+        """
+        ...
 
 
 class Store(Protocol):
@@ -253,8 +326,10 @@ class Store(Protocol):
 __all__ = [
     "AuditEntry",
     "ConflictError",
+    "FailureStatus",
     "MessageStatus",
     "OutboxMessage",
+    "RuleFailure",
     "Store",
     "Timer",
     "TimerStatus",

@@ -1,24 +1,40 @@
 """When time-based work falls due: time triggers, schedules, and the keys timers go by.
 
-Pure functions over the calendar; planning, claiming and firing timers is
-the engine's (``Engine.run_due``). Every moment here is computed in the
-calendar's time zone, so "every day at 09:00" stays 09:00 across a DST
-change and "7 days after" keeps the wall-clock time.
+Pure functions over the calendar, and the planning of timers when the data
+that decides them changes; claiming and firing them is ``crmrules.firing``.
+Wall-clock arithmetic is done in the calendar's time zone, so "every day at
+09:00" stays 09:00 across a DST change and "7 days after" keeps the
+wall-clock time; every due time is handed out in UTC, so comparing two of
+them never depends on the wall clock.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+import logging
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from crmrules.calendar import BusinessCalendar
+from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.model import Client, Deal, Task, TaskStatus
 from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.triggers import Cron, Trigger
-from crmrules.store import Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, Timer, TimerStatus, Transaction
 
-#: How far ahead a cron expression is searched before it is called impossible (e.g. 31 February).
-CRON_SEARCH_DAYS = 366 * 5
+log = logging.getLogger("crmrules.timers")
+
+#: How far ahead a cron expression is searched: 29 years covers "29 February on a Monday".
+CRON_SEARCH_DAYS = 366 * 29
+
+
+def utc(moment: datetime) -> datetime:
+    """The same instant in UTC.
+
+    Python compares and subtracts two datetimes of one zone by their wall
+    clock, ignoring ``fold``, so 02:15 CEST and 02:15 CET would be equal in
+    the repeated autumn hour. Every due time leaves this module in UTC.
+    """
+    return moment.astimezone(UTC)
 
 
 def anchor_moment(value: Any, calendar: BusinessCalendar) -> datetime:
@@ -35,71 +51,174 @@ def anchor_due(trigger: Trigger, value: Any, calendar: BusinessCalendar) -> date
     assert trigger.offset is not None
     moment = anchor_moment(value, calendar)
     if trigger.kind == "after":
-        return calendar.add(moment, trigger.offset)
-    return calendar.subtract(moment, trigger.offset)
+        return utc(calendar.add(moment, trigger.offset))
+    return utc(calendar.subtract(moment, trigger.offset))
 
 
 def next_schedule(trigger: Trigger, after: datetime, calendar: BusinessCalendar) -> datetime:
     """The first occurrence of an ``every`` or ``cron`` schedule strictly after ``after``.
 
-    ``{every: D, at: HH:MM}``: the first ``at`` after ``after``, then every D
-    (the engine plans each next one from the last due time). Without ``at``,
-    one period after ``after``.
+    ``{every: D, at: HH:MM}``: the first ``at`` after ``after``; without
+    ``at``, one period after ``after``. That first occurrence starts the
+    series: the n-th occurrence is n periods after it (see :func:`occurrence`).
     """
     if trigger.cron is not None:
         return next_cron(trigger.cron, after, calendar)
     assert trigger.every is not None
     if trigger.at is None:
-        return calendar.add(after, trigger.every)
+        return utc(calendar.add(after, trigger.every))
     local = calendar.local(after)
     candidate = calendar.combine(local.date(), trigger.at)
-    if candidate <= after:
+    if utc(candidate) <= utc(after):
         candidate = calendar.combine(local.date() + timedelta(days=1), trigger.at)
-    return candidate
+    return utc(candidate)
+
+
+def occurrence(
+    every: Duration, at: time | None, start: datetime, n: int, calendar: BusinessCalendar
+) -> datetime:
+    """The n-th occurrence of a series that started at ``start`` (n = 0).
+
+    Counted from the start, never chained from the previous occurrence: a
+    month clamped to the 28th does not pull the next one back (01-31,
+    02-28, 03-31), and an ``at`` time moved by the spring DST gap is
+    applied anew to the next day (03:30 once, then 02:30 again).
+    """
+    period = Duration(
+        months=every.months * n,
+        days=every.days * n,
+        business_days=every.business_days * n,
+        seconds=every.seconds * n,
+    )
+    moment = calendar.add(start, period)
+    if at is not None and not every.seconds:
+        moment = calendar.combine(calendar.local(moment).date(), at)
+    return utc(moment)
+
+
+def next_occurrence(
+    every: Duration,
+    at: time | None,
+    start: datetime,
+    n: int,
+    now: datetime,
+    calendar: BusinessCalendar,
+) -> tuple[int, datetime]:
+    """The first occurrence after the n-th that is later than ``now``: its number and time.
+
+    A worker that was down does not replay every missed occurrence: the one
+    that was due fires, then the series resumes from now.
+    """
+    now = utc(now)
+    k = n + 1
+    if every.seconds and not (every.months or every.days or every.business_days):
+        # Elapsed time only: jump straight past now instead of stepping.
+        k = max(k, (now - utc(start)) // timedelta(seconds=every.seconds))
+    moment = occurrence(every, at, start, k, calendar)
+    while moment <= now:
+        k += 1
+        moment = occurrence(every, at, start, k, calendar)
+    return k, moment
 
 
 def following(
     trigger: Trigger, due: datetime, now: datetime, calendar: BusinessCalendar
 ) -> datetime:
-    """The next occurrence after one that fell due at ``due``, never in the past of ``now``.
-
-    A worker that was down does not replay every missed occurrence of a
-    schedule: it fires the one that was due, then resumes from now.
-    """
-    if trigger.cron is not None:
-        return next_cron(trigger.cron, max(due, now), calendar)
-    assert trigger.every is not None
-    moment = calendar.add(due, trigger.every)
-    while moment <= now:
-        moment = calendar.add(moment, trigger.every)
-    return moment
+    """The next cron occurrence after one that fell due at ``due``, never in the past of ``now``."""
+    assert trigger.cron is not None
+    return next_cron(trigger.cron, max(utc(due), utc(now)), calendar)
 
 
 def next_cron(cron: Cron, after: datetime, calendar: BusinessCalendar) -> datetime:
-    """The first minute strictly after ``after`` that the cron expression allows, local time."""
-    local = calendar.local(after)
-    day = local.date()
+    """The first moment strictly after ``after`` that the cron expression allows (UTC).
+
+    Local wall-clock times follow Vixie cron's rules for DST changes: in the
+    repeated autumn hour a job with ``*`` in its minute or hour field runs
+    in both passes, a job at a fixed time runs once (the first pass); in the
+    spring gap a fixed-time job that would have run runs when the clocks
+    jump, and a ``*`` job runs only at the times that exist.
+    """
+    after = utc(after)
+    day = calendar.local(after).date()
     for _ in range(CRON_SEARCH_DAYS):
         if _day_matches(cron, day):
-            for hour in sorted(cron.hours):
-                for minute in sorted(cron.minutes):
-                    moment = calendar.combine(day, time(hour, minute))
-                    if moment > after:
-                        return moment
+            for moment in _cron_moments(cron, day, calendar):
+                if moment > after:
+                    return moment
         day += timedelta(days=1)
     raise ValueError(f"cron {cron.text!r} never falls due")
 
 
+def _cron_moments(cron: Cron, day: date, calendar: BusinessCalendar) -> Iterator[datetime]:
+    """The instants (UTC, in order) at which the cron fires on a matching local ``day``."""
+    times = [time(hour, minute) for hour in sorted(cron.hours) for minute in sorted(cron.minutes)]
+    tz = calendar.tz
+    midnight = datetime.combine(day, time(0), tzinfo=tz)
+    next_midnight = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    if midnight.utcoffset() == next_midnight.utcoffset():  # no DST change that day
+        for at in times:
+            yield datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
+        return
+    moments: set[datetime] = set()
+    for at in times:
+        wall = datetime.combine(day, at, tzinfo=tz)
+        first = wall.replace(fold=0).astimezone(UTC)
+        second = wall.replace(fold=1).astimezone(UTC)
+        if first == second:
+            moments.add(first)
+        elif first < second:  # the repeated hour: both passes for a * job, else the first
+            moments.add(first)
+            if cron.wildcard:
+                moments.add(second)
+        elif not cron.wildcard:  # the gap: a fixed-time job runs when the clocks jump
+            moments.add(_jump(second, first, tz))
+    yield from sorted(moments)
+
+
+def _jump(before: datetime, after: datetime, tz: tzinfo) -> datetime:
+    """The instant of the DST jump between two UTC instants (to the minute)."""
+    low, high = before, after  # local offset differs at the two ends
+    offset = after.astimezone(tz).utcoffset()
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) / 2
+        middle = middle.replace(second=0, microsecond=0)
+        if middle.astimezone(tz).utcoffset() == offset:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def _day_matches(cron: Cron, day: date) -> bool:
-    in_month = day.month in cron.months
+    if day.month not in cron.months:
+        return False
     by_day = day.day in cron.days
     by_weekday = day.weekday() in cron.weekdays
     if cron.day_or_weekday:
-        return in_month and (by_day or by_weekday)
-    return in_month and by_day and by_weekday
+        return by_day or by_weekday
+    return by_day and by_weekday
 
 
 # --- planning: which timers a record should have, kept in step with it ------------------------
+
+
+def plan_failed(
+    tx: Transaction, now: datetime, rule: str | None, subject: str, key: str, error: Exception
+) -> None:
+    """A timer that cannot be planned (its date is out of the calendar's range) is recorded
+    against its rule in the audit log; the record's other timers and the call go on."""
+    message = f"could not plan the timer of rule {rule} for {subject}: {error}"
+    log.warning(message)
+    tx.add_audit(
+        AuditEntry(
+            at=now,
+            event_id=f"plan:{key}",
+            event_type="timer.plan_failed",
+            kind="error",
+            rule=rule,
+            message=message,
+        )
+    )
 
 
 def _iso(value: Any) -> str:
@@ -172,14 +291,20 @@ def _plan_anchored(
         value = values.get(trigger.anchor.key)
         if value is None:
             continue
+        key = f"rule:{rule.id}:{namespace}:{record.id}:{_iso(value)}"
+        try:
+            due = anchor_due(trigger, value, regulation.calendar)
+        except ValueError as error:
+            plan_failed(tx, now, rule.id, f"{namespace} {record.id}", key, error)
+            continue
         wanted.append(
             Timer(
-                key=f"rule:{rule.id}:{namespace}:{record.id}:{_iso(value)}",
+                key=key,
                 kind="rule",
                 rule=rule.id,
                 client=client.id if client is not None else deal.client if deal else None,
                 deal=deal.id if deal is not None else None,
-                due_at=anchor_due(trigger, value, regulation.calendar),
+                due_at=due,
                 data={"anchor": trigger.anchor.path, "value": _iso(value)},
                 created_at=now,
             )
@@ -252,18 +377,50 @@ def plan_contact(
     if territory is None:
         return
     for index, plan in enumerate(territory.contact_plan):
-        due = regulation.calendar.add(start, plan.every)
-        tx.plan_timer(
-            Timer(
-                key=f"plan:{territory_id}:{index}:{client_id}:{_iso(due)}",
-                kind="plan",
-                rule=territory_id,
-                client=client_id,
-                due_at=due,
-                data={"index": index, "every": str(plan.every)},
-                created_at=now,
-            )
+        _plan_visit(tx, regulation, client_id, territory_id, index, plan.every, start, 1, now)
+
+
+def plan_next_contact(
+    tx: Transaction, regulation: Regulation, fired: Timer, index: int, now: datetime
+) -> None:
+    """After a visit of a contact plan, the next: n periods after the client entered."""
+    territory = regulation.territories.get(fired.rule or "")
+    if territory is None or fired.client is None:
+        return
+    every = territory.contact_plan[index].every
+    since = fired.data.get("since")
+    n = int(fired.data.get("n", 1))
+    if since is None:  # planned before plans kept their start: count from this visit
+        start, n = fired.due_at, 0
+    else:
+        start = datetime.fromisoformat(str(since))
+    k, _ = next_occurrence(every, None, start, n, now, regulation.calendar)
+    _plan_visit(tx, regulation, fired.client, territory.id, index, every, start, k, now)
+
+
+def _plan_visit(
+    tx: Transaction,
+    regulation: Regulation,
+    client_id: str,
+    territory_id: str,
+    index: int,
+    every: Duration,
+    start: datetime,
+    n: int,
+    now: datetime,
+) -> None:
+    due = occurrence(every, None, start, n, regulation.calendar)
+    tx.plan_timer(
+        Timer(
+            key=f"plan:{territory_id}:{index}:{client_id}:{_iso(due)}",
+            kind="plan",
+            rule=territory_id,
+            client=client_id,
+            due_at=due,
+            data={"index": index, "every": str(every), "since": utc(start).isoformat(), "n": n},
+            created_at=now,
         )
+    )
 
 
 def cancel_contact(tx: Transaction, client_id: str, territory_id: str, now: datetime) -> None:
@@ -280,8 +437,13 @@ __all__ = [
     "cancel_task",
     "following",
     "next_cron",
+    "next_occurrence",
     "next_schedule",
+    "occurrence",
     "plan_contact",
+    "plan_failed",
     "plan_for_record",
+    "plan_next_contact",
     "plan_task",
+    "utc",
 ]

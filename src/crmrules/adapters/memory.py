@@ -12,7 +12,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -28,7 +28,15 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.store import AuditEntry, MessageStatus, OutboxMessage, Timer, TimerStatus
+from crmrules.store import (
+    AuditEntry,
+    FailureStatus,
+    MessageStatus,
+    OutboxMessage,
+    RuleFailure,
+    Timer,
+    TimerStatus,
+)
 
 M = TypeVar("M", bound=BaseModel)
 _MISSING = object()
@@ -82,6 +90,7 @@ class _State:
         self.timers: dict[str, Timer] = {}
         #: keys of the PENDING timers: firing looks only at these, not at every timer ever planned
         self.pending: set[str] = set()
+        self.failures: dict[str, RuleFailure] = {}
 
 
 class MemoryTransaction:
@@ -116,9 +125,20 @@ class MemoryTransaction:
             members.discard(member)
             self._undo.append(lambda: members.add(member))
 
-    def rollback(self) -> None:
-        while self._undo:
+    def rollback(self, mark: int = 0) -> None:
+        """Undo every change after the first ``mark`` ones (all of them by default)."""
+        while len(self._undo) > mark:
             self._undo.pop()()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo the block's changes alone if it raises: the undo log back to where it began."""
+        mark = len(self._undo)
+        try:
+            yield
+        except BaseException:
+            self.rollback(mark)
+            raise
 
     # -- records
 
@@ -135,6 +155,9 @@ class MemoryTransaction:
     def iter_clients(self) -> Iterator[Client]:
         for client_id in sorted(self._s.clients):
             yield _copy(self._s.clients[client_id])
+
+    def client_ids(self) -> list[str]:
+        return sorted(self._s.clients)
 
     def get_deal(self, deal_id: str) -> Deal | None:
         deal = self._s.deals.get(deal_id)
@@ -177,6 +200,10 @@ class MemoryTransaction:
 
     def add_interaction(self, interaction: Interaction) -> None:
         self._put(self._s.interactions, interaction.id, _copy(interaction))
+
+    def interactions_of(self, client_id: str) -> list[Interaction]:
+        found = [i for i in self._s.interactions.values() if i.client == client_id]
+        return [_copy(i) for i in sorted(found, key=lambda i: (i.occurred_at, i.id))]
 
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         found = self._s.interactions.get(interaction_id)
@@ -308,7 +335,10 @@ class MemoryTransaction:
     # -- timers
 
     def plan_timer(self, timer: Timer) -> bool:
-        if timer.key in self._s.timers:
+        known = self._s.timers.get(timer.key)
+        if known is not None and not (
+            known.status is TimerStatus.CANCELLED and known.fired_at is None
+        ):
             return False
         self.put_timer(timer)
         return True
@@ -352,13 +382,15 @@ class MemoryTransaction:
     def claim_timers(
         self, now: datetime, limit: int, worker: str, lease_until: datetime
     ) -> list[Timer]:
+        now = now.astimezone(UTC)  # one zone's datetimes would compare by wall clock
         due = sorted(
             (
                 t
                 for t in self._candidates(TimerStatus.PENDING)
-                if t.due_at <= now and (t.lease_until is None or t.lease_until < now)
+                if t.due_at <= now
+                and (t.lease_until is None or t.lease_until < now or t.lease_owner == worker)
             ),
-            key=lambda t: (t.due_at, t.key),
+            key=lambda t: (t.due_at.astimezone(UTC), t.key),
         )[:limit]
         claimed = []
         for timer in due:
@@ -377,6 +409,25 @@ class MemoryTransaction:
 
     def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
         return [_copy(e) for e in self._s.audit if event_id is None or e.event_id == event_id]
+
+    # -- failed rule runs
+
+    def put_failure(self, failure: RuleFailure) -> None:
+        self._put(self._s.failures, failure.key, _copy(failure))
+
+    def lock_failure(self, key: str) -> RuleFailure | None:
+        failure = self._s.failures.get(key)
+        return None if failure is None else _copy(failure)
+
+    def find_failures(
+        self, *, status: FailureStatus | None = None, rule: str | None = None
+    ) -> list[RuleFailure]:
+        found = [
+            f
+            for f in self._s.failures.values()
+            if (status is None or f.status is status) and (rule is None or f.rule == rule)
+        ]
+        return [_copy(f) for f in sorted(found, key=lambda f: (f.failed_at, f.key))]
 
 
 def _task_index(task: Task) -> list[tuple[str, str]]:

@@ -155,7 +155,8 @@ def problem(revision: str | None, shown: str, schema: str | None = None) -> str 
     if revision is None:
         return (
             f"The database {where} has no crmrules tables. crmrules creates them by itself "
-            f"only in its embedded SQLite file, never in another database. {run}"
+            "only in a SQLite database it opens from a URL, never in a server database or in "
+            f"one handed to it as an Engine, Connection or Session. {run}"
         )
     if revision in _known():
         return (

@@ -14,16 +14,19 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
-from typing import Any
-
-import httpx
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
 from crmrules.delivery import DeliveryError
 from crmrules.destinations import DestinationRefused, Destinations
+from crmrules.errors import require
 from crmrules.store import OutboxMessage
+
+if TYPE_CHECKING:  # httpx is the optional extra crmrules[webhook], imported when used
+    import httpx
 
 # 7bit transfer encoding: non-ASCII bodies go as base64 and headers as
 # RFC 2047 words, so any server can carry them, with or without 8BITMIME.
@@ -33,6 +36,11 @@ _EMAIL_POLICY = SMTP.clone(cte_type="7bit")
 def _one_line(text: str) -> str:
     """Join lines with spaces: a header or log line must never span lines."""
     return " ".join(text.splitlines()).strip()
+
+
+def _httpx() -> Any:
+    """The httpx module (the ``webhook`` extra), or MissingExtraError saying how to install it."""
+    return require("httpx", "webhook", "WebhookNotifier")
 
 
 class LogNotifier:
@@ -242,6 +250,8 @@ class WebhookNotifier:
     can ignore the duplicate that at-least-once delivery may send. Errors:
     2xx is success; 408, 429, 5xx, other non-2xx, timeouts and connection
     errors are retried; other 4xx and non-http(s) URLs fail permanently.
+    On 429 and 503 the ``Retry-After`` header (seconds or a date) sets the
+    earliest next attempt (see ``crmrules.delivery``).
     Neither the URL (it often holds a secret token) nor the headers go into
     errors.
     """
@@ -255,6 +265,7 @@ class WebhookNotifier:
         client: httpx.Client | None = None,
         allow: Iterable[str] = (),
     ) -> None:
+        _httpx()  # a missing extra is reported when the notifier is made, not at delivery
         self.name = name
         #: Internal addresses, networks and host names admitted (see crmrules.destinations).
         self.destinations = Destinations.allowing(allow)
@@ -268,6 +279,7 @@ class WebhookNotifier:
         return f"WebhookNotifier(name={self.name!r}, timeout={self.timeout!r})"
 
     def _http(self) -> httpx.Client:
+        httpx = _httpx()
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
@@ -281,6 +293,7 @@ class WebhookNotifier:
                 self._client = None
 
     def send(self, message: OutboxMessage) -> None:
+        httpx = _httpx()
         url = message.to.strip()
         try:
             parsed = httpx.URL(url)
@@ -313,7 +326,8 @@ class WebhookNotifier:
         if reply:
             error += f": {reply}"
         permanent = 400 <= status < 500 and status not in _RETRYABLE_4XX
-        raise DeliveryError(error, permanent=permanent)
+        wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        raise DeliveryError(error, permanent=permanent, retry_after=wait)
 
     def _pinned(self, url: httpx.URL, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, Any]]:
         """The URL with its host replaced by the address that was checked.
@@ -336,4 +350,20 @@ class WebhookNotifier:
         return url.copy_with(host=address), extensions
 
 
-__all__ = ["LogNotifier", "SmtpNotifier", "WebhookNotifier", "message_id"]
+def retry_after(value: str | None) -> timedelta | None:
+    """An HTTP Retry-After value (seconds, or an HTTP date) as a wait; None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value[:12]))
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(moment - datetime.now(UTC), timedelta(0))
+
+
+__all__ = ["LogNotifier", "SmtpNotifier", "WebhookNotifier", "message_id", "retry_after"]

@@ -32,13 +32,13 @@ from typing import Any, Protocol, TypeVar, get_args
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters.host import HostRecords
-from crmrules.errors import SchemaError, StoreError
+from crmrules.errors import SchemaError, StoreError, require
 from crmrules.model import (
     Client,
     Contact,
@@ -54,8 +54,10 @@ from crmrules.model import (
 from crmrules.store import (
     AuditEntry,
     ConflictError,
+    FailureStatus,
     MessageStatus,
     OutboxMessage,
+    RuleFailure,
     Timer,
     TimerStatus,
 )
@@ -239,6 +241,19 @@ class TimerRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
+class FailureRow(Base):
+    """A failed rule run (see crmrules.failures); ``ix_crmrules_failures_open`` lists them."""
+
+    __tablename__ = "crmrules_failures"
+    __table_args__ = (sa.Index("ix_crmrules_failures_open", "status", "failed_at"),)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(index=True)
+    rule: Mapped[str] = mapped_column(index=True)
+    status: Mapped[str]
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
 @dataclass(frozen=True)
 class _Tables:
     """The tables of one schema (the same Table objects as ``metadata`` when there is none)."""
@@ -258,6 +273,7 @@ class _Tables:
     memberships: sa.Table
     audit: sa.Table
     timers: sa.Table
+    failures: sa.Table
 
 
 @functools.cache
@@ -290,6 +306,7 @@ def _tables(schema: str | None) -> _Tables:
         memberships=table("memberships"),
         audit=table("audit"),
         timers=table("timers"),
+        failures=table("failures"),
     )
 
 
@@ -457,8 +474,10 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
-    if parsed.drivername == "postgresql+psycopg" and "connect_timeout" not in parsed.query:
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if parsed.drivername == "postgresql+psycopg":
+        require("psycopg", "postgresql", f"crmrules on {shown}")  # the optional extra
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if backend == "sqlite":
         kwargs["connect_args"] = {
             "check_same_thread": False,
@@ -478,7 +497,7 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         raise StoreError(
             f"crmrules cannot open {shown}: the Python package for the {parsed.drivername!r} "
             f"driver is not installed ({error}). Install it with pip, or use "
-            "postgresql+psycopg://... (psycopg comes with crmrules)."
+            "postgresql+psycopg://... (pip install 'crmrules[postgresql]')."
         ) from None
     if engine.dialect.driver == "pysqlite":
         _configure_sqlite(engine)
@@ -573,6 +592,24 @@ def _conflict(error: BaseException) -> ConflictError | None:
         f"another transaction changed the same rows at the same time ({reason}); "
         "nothing was written and the call can be retried"
     )
+
+
+def _translated(error: BaseException, shown: str) -> BaseException:
+    """A driver error as ConflictError (a race) or StoreError (the database failed); else as is.
+
+    The host gets one crmrules error it can catch, never a raw driver
+    exception; the driver's own is kept as ``__cause__``.
+    """
+    conflict = _conflict(error)
+    if conflict is not None:
+        return conflict
+    if isinstance(error, sa.exc.DBAPIError):
+        reason = _one_line(str(error.orig))
+        return StoreError(
+            f"the database {shown} failed in the middle of a call ({reason}); nothing of the "
+            "call was written. Try again once the database is reachable."
+        )
+    return error
 
 
 # -- the store
@@ -686,6 +723,11 @@ class SQLAlchemyStore:
         migrate.check(target, schema=self._schema, shown=self._shown)
 
     @property
+    def records(self) -> HostRecords | None:
+        """The host tables that keep clients and deals; None: crmrules' own tables."""
+        return self._records
+
+    @property
     def engine(self) -> sa.Engine | None:
         """The engine the store connects with; None when it works in a host's transaction."""
         return self._engine
@@ -710,10 +752,7 @@ class SQLAlchemyStore:
                 try:
                     scope = connection.begin()  # BEGIN IMMEDIATE on SQLite: may time out
                 except sa.exc.DBAPIError as error:
-                    conflict = _conflict(error)
-                    if conflict is None:
-                        raise
-                    raise conflict from error
+                    raise _translated(error, self._shown) from error
                 yield from self._run(connection, scope)
 
     def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
@@ -726,10 +765,10 @@ class SQLAlchemyStore:
             if scope.is_active:
                 with suppress(Exception):  # a failed rollback: the first error is the one to report
                     scope.rollback()
-            conflict = _conflict(error)
-            if conflict is not None:
-                raise conflict from error
-            raise
+            translated = _translated(error, self._shown)
+            if translated is error:
+                raise
+            raise translated from error
 
     def close(self) -> None:
         """Dispose of the engine the store made; a host's engine, connection or session stays."""
@@ -766,6 +805,7 @@ class SQLAlchemyTransaction:
         records: HostRecords | None = None,
     ) -> None:
         self._c = connection
+        self._shown = display_url(connection.engine.url)
         self._records = records
         self._t = tables
         self._row_locks = row_locks
@@ -776,6 +816,37 @@ class SQLAlchemyTransaction:
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # -- helpers
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A SAVEPOINT: the block's writes are rolled back alone if it raises.
+
+        Driver errors from the block come out as StoreError or ConflictError,
+        after the rollback to the savepoint (or, if even that fails, with
+        the whole transaction lost: the caller must not go on).
+        """
+        seen = dict(self._seen)
+        try:
+            nested = self._c.begin_nested()
+        except sa.exc.DBAPIError as error:
+            raise _translated(error, self._shown) from error
+        try:
+            yield
+        except BaseException as error:
+            self._seen = seen
+            if nested.is_active:
+                try:
+                    nested.rollback()
+                except sa.exc.DBAPIError as failed:
+                    raise _translated(failed, self._shown) from error
+            translated = _translated(error, self._shown)
+            if translated is error:
+                raise
+            raise translated from error
+        try:
+            nested.commit()  # RELEASE SAVEPOINT
+        except sa.exc.DBAPIError as error:
+            raise _translated(error, self._shown) from error
 
     def _put(self, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
         """Replace the row with ``key``, or insert it; the same two statements on every database."""
@@ -856,6 +927,12 @@ class SQLAlchemyTransaction:
         rows = self._c.execute(sa.select(t.c.data).order_by(self._by_id(t.c.id))).scalars().all()
         return (_load(Client, data) for data in rows)
 
+    def client_ids(self) -> list[str]:
+        if self._records is not None and self._records.clients is not None:
+            return self._records.client_ids(self._c)
+        t = self._t.clients
+        return list(self._c.execute(sa.select(t.c.id).order_by(self._by_id(t.c.id))).scalars())
+
     def get_deal(self, deal_id: str) -> Deal | None:
         if self._records is not None and self._records.deals is not None:
             return self._records.get_deal(self._c, deal_id)
@@ -910,6 +987,11 @@ class SQLAlchemyTransaction:
             "data": _dump(interaction),
         }
         self._put(self._t.interactions, {"id": interaction.id}, values)
+
+    def interactions_of(self, client_id: str) -> list[Interaction]:
+        t = self._t.interactions
+        query = sa.select(t.c.data).where(t.c.client_id == client_id)
+        return self._list(Interaction, query.order_by(t.c.occurred_at, self._by_id(t.c.id)))
 
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         return self._get(Interaction, self._t.interactions, interaction_id)
@@ -1084,24 +1166,27 @@ class SQLAlchemyTransaction:
         }
 
     def plan_timer(self, timer: Timer) -> bool:
-        """Insert the timer unless its key exists; two processes planning it both succeed."""
+        """Insert the timer, or revive one cancelled before it fell due; else leave it.
+
+        One statement on both databases (an upsert whose update applies only to
+        such a timer); two processes planning the same key both succeed.
+        """
         t = self._t.timers
         values = self._timer_values(timer)
-        if self._postgres:
-            # Waits for a concurrent insert of the same key to commit, then does nothing.
-            # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
-            insert = (
-                postgresql.insert(t)
-                .values(key=timer.key, **values)
-                .on_conflict_do_nothing(index_elements=["key"])
-                .execution_options(preserve_rowcount=True)
-            )
-            planned = self._c.execute(insert).rowcount == 1
-        else:
-            # SQLite: BEGIN IMMEDIATE already keeps other writers out until commit.
-            planned = not self._exists(t, "key", timer.key)
-            if planned:
-                self._c.execute(sa.insert(t).values(key=timer.key, **values))
+        dialect = postgresql if self._postgres else sqlite
+        revivable = sa.and_(
+            t.c.status == TimerStatus.CANCELLED.value,
+            t.c.data["fired_at"].as_string().is_(None),
+        )
+        # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
+        # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
+        upsert = (
+            dialect.insert(t)
+            .values(key=timer.key, **values)
+            .on_conflict_do_update(index_elements=["key"], set_=values, where=revivable)
+            .execution_options(preserve_rowcount=True)
+        )
+        planned = self._c.execute(upsert).rowcount == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:
@@ -1146,7 +1231,8 @@ class SQLAlchemyTransaction:
             .where(
                 t.c.status == TimerStatus.PENDING.value,
                 t.c.due_at <= now,
-                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now),
+                # A worker's own leases are its to go on with (after a reconnect).
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now, t.c.lease_owner == worker),
             )
             .order_by(t.c.due_at, self._by_id(t.c.key))
             .limit(limit)
@@ -1188,6 +1274,37 @@ class SQLAlchemyTransaction:
         if event_id is not None:
             query = query.where(t.c.event_id == event_id)
         return self._list(AuditEntry, query)
+
+    # -- failed rule runs
+
+    def put_failure(self, failure: RuleFailure) -> None:
+        values = {
+            "event_id": failure.event_id,
+            "rule": failure.rule,
+            "status": failure.status.value,
+            "failed_at": failure.failed_at,
+            "data": _dump(failure),
+        }
+        self._put(self._t.failures, {"key": failure.key}, values)
+
+    def lock_failure(self, key: str) -> RuleFailure | None:
+        t = self._t.failures
+        query = sa.select(t.c.data).where(t.c.key == key)
+        if self._row_locks:
+            query = query.with_for_update()
+        data = self._seen[t.name, key] = self._c.execute(query).scalar_one_or_none()
+        return None if data is None else _load(RuleFailure, data)
+
+    def find_failures(
+        self, *, status: FailureStatus | None = None, rule: str | None = None
+    ) -> list[RuleFailure]:
+        t = self._t.failures
+        query = _where_given(
+            sa.select(t.c.data),
+            (t.c.status, None if status is None else status.value),
+            (t.c.rule, rule),
+        )
+        return self._list(RuleFailure, query.order_by(t.c.failed_at, self._by_id(t.c.key)))
 
 
 def default_store() -> SQLAlchemyStore:

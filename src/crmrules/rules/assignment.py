@@ -22,6 +22,8 @@ from crmrules.store import Transaction
 
 #: The capacity an unlimited manager is compared as: busy people still count as busy.
 UNLIMITED = 1_000_000
+#: How many managers a "nobody fits" reason names before "N more".
+MAX_REASONS = 8
 STRATEGIES = ("round_robin", "least_loaded", "by_skill", "territory")
 
 
@@ -31,6 +33,8 @@ class Assignment:
 
     manager: Manager | None
     reason: str
+    #: the fallback was taken because nobody fitted (the reason says why)
+    fallback: bool = False
 
 
 def assign(
@@ -59,7 +63,7 @@ def assign(
         return Assignment(None, f"{pick.reason}; fallback {fallback} is unknown")
     if not manager.active:
         return Assignment(None, f"{pick.reason}; fallback {fallback} is inactive")
-    return Assignment(manager, f"{pick.reason}; fallback {fallback}")
+    return Assignment(manager, f"{pick.reason}; fallback {fallback}", fallback=True)
 
 
 class _Picker:
@@ -140,6 +144,27 @@ class _Picker:
             return None
         return manager
 
+    def _nobody(self, pool: list[str], skills: tuple[str, ...]) -> str:
+        """Why no one in ``pool`` fits: each manager's missing skills or inactivity."""
+        if not pool:
+            return "no managers to choose from"
+        if not skills:
+            return f"no active manager among {', '.join(pool)}"
+        reasons: list[str] = []
+        for manager_id in pool:
+            manager = self.find(manager_id)
+            if manager is None:
+                continue  # listed as skipped by _by
+            have = {s.casefold() for s in manager.skills}
+            missing = [s for s in skills if s.casefold() not in have]
+            if missing:
+                reasons.append(f"{manager.id} lacks {', '.join(missing)}")
+            elif not manager.active:
+                reasons.append(f"{manager.id} is inactive")
+        if len(reasons) > MAX_REASONS:
+            reasons[MAX_REASONS:] = [f"{len(reasons) - MAX_REASONS} more"]
+        return "no active manager has all skills" + (f" ({'; '.join(reasons)})" if reasons else "")
+
     def _round_robin(
         self, pool: list[str], skills: tuple[str, ...], rotation_key: str
     ) -> Assignment:
@@ -152,7 +177,7 @@ class _Picker:
         label = _label("round_robin", skills)
         eligible = [i for i in pool if self._eligible(i, skills) is not None]
         if not eligible:
-            return Assignment(None, f"{label}: {_nobody(pool, skills)}")
+            return Assignment(None, f"{label}: {self._nobody(pool, skills)}")
         counter = self.tx.get_rotation(rotation_key)
         for step in range(len(pool)):
             manager = self._eligible(pool[(counter + step) % len(pool)], skills)
@@ -187,7 +212,7 @@ class _Picker:
         if best is None:
             if full:
                 return Assignment(None, f"{label}: everyone is at capacity ({', '.join(full)})")
-            return Assignment(None, f"{label}: {_nobody(pool, skills)}")
+            return Assignment(None, f"{label}: {self._nobody(pool, skills)}")
         _, manager, load = best
         return Assignment(manager, f"{label}: {manager.id} ({_load(load, manager.capacity)})")
 
@@ -263,14 +288,6 @@ def _label(strategy: str, skills: tuple[str, ...]) -> str:
     if strategy == "by_skill":
         return f"by skill [{', '.join(skills)}]"
     return f"{name} with skills [{', '.join(skills)}]" if skills else name
-
-
-def _nobody(pool: list[str], skills: tuple[str, ...]) -> str:
-    if not pool:
-        return "no managers to choose from"
-    if skills:
-        return "no active manager has all skills"
-    return f"no active manager among {', '.join(pool)}"
 
 
 def _load(load: int, capacity: int | None) -> str:

@@ -31,6 +31,7 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
     coerce_datetime,
+    unknown_field_hint,
 )
 from crmrules.rules.source import PathKey, SourceMap
 
@@ -351,9 +352,7 @@ def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
     if spec is None:
         suggestion = scope.registry.suggest(str(name))
         scope.error(
-            (*path, "field"),
-            f"unknown field {name!r}",
-            f"did you mean {suggestion}?" if suggestion else "declare it under fields:",
+            (*path, "field"), f"unknown field {name!r}", unknown_field_hint(str(name), suggestion)
         )
         return None
     ops = [k for k in raw if k not in ("field", "ignore_case")]
@@ -537,8 +536,7 @@ def _field_ref(spec: FieldSpec, name: Any, scope: Scope) -> FieldRef:
     other = scope.registry.get(name) if isinstance(name, str) else None
     if other is None:
         suggestion = scope.registry.suggest(str(name))
-        hint = f"; did you mean {suggestion}?" if suggestion else ""
-        raise ValueError(f"unknown field {name!r}{hint}")
+        raise ValueError(f"unknown field {name!r} ({unknown_field_hint(str(name), suggestion)})")
     same = {spec.type, other.type}
     if not (len(same) == 1 or same <= NUMBER_TYPES or same <= TEXT_TYPES):
         raise ValueError(

@@ -20,9 +20,12 @@ from typing import Any
 
 from crmrules.calendar import BusinessCalendar
 from crmrules.errors import RecordError
+from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 
 
 class FieldType(StrEnum):
+    """The type of a field: what values it takes and which operators fit it."""
+
     STRING = "string"
     INTEGER = "integer"
     DECIMAL = "decimal"
@@ -96,21 +99,14 @@ def _builtins() -> dict[str, FieldSpec]:
     specs["client.kind"] = FieldSpec(
         "client.kind", FieldType.ENUM, values=("company", "person"), builtin=True
     )
+    # The data of the events crmrules raises: read without a declaration, which may
+    # still give one a stricter type (see rules/events.py).
+    for path, kind in BUILTIN_EVENT_FIELDS.items():
+        specs[path] = FieldSpec(path, FieldType(kind), builtin=True)
     return specs
 
 
 BUILTIN_FIELDS: Mapping[str, FieldSpec] = _builtins()
-
-#: Data keys crmrules itself puts on the events it raises; a host reporting one of these
-#: events may send them without declaring them (rules still need them declared to read them).
-BUILTIN_EVENT_DATA: Mapping[str, frozenset[str]] = {
-    "interaction.logged": frozenset({"interaction", "kind", "direction", "outcome"}),
-    "task.completed": frozenset({"task", "kind", "rule"}),
-    "task.overdue": frozenset({"task"}),
-    "deal.stage_overdue": frozenset({"stage", "deadline"}),
-    "territory.entered": frozenset({"territory"}),
-    "territory.left": frozenset({"territory"}),
-}
 
 #: Custom keys are identifiers: letters (any script), digits and underscores.
 CUSTOM_KEY = re.compile(r"[^\W\d]\w{0,63}")
@@ -282,8 +278,23 @@ def coerce_datetime(value: Any, calendar: BusinessCalendar) -> datetime:
     raise ValueError(f"expected a moment such as 2026-03-02T10:00:00+03:00, got {_describe(value)}")
 
 
+def unknown_field_hint(path: str, suggestion: str | None, example_type: str = "string") -> str:
+    """What to do about an unknown field: declare it, or the look-alike that exists.
+
+    An event's data keys are always the admin's own, so declaring comes first
+    there; for a client or deal a typo of a built-in field is the likelier case.
+    """
+    namespace, _, key = path.partition(".")
+    close = f"did you mean {suggestion}?" if suggestion else None
+    if namespace not in ("client", "deal", "event") or not CUSTOM_KEY.fullmatch(key):
+        return close or "fields are client.<name>, deal.<name>, event.<name>, manager.<name>"
+    declare = f"declare it under fields:, e.g. fields: {{{path}: {{type: {example_type}}}}}"
+    if close is None:
+        return declare
+    return f"{declare}; or {close}" if namespace == "event" else f"{close} Or {declare}"
+
+
 __all__ = [
-    "BUILTIN_EVENT_DATA",
     "BUILTIN_FIELDS",
     "CUSTOM_KEY",
     "NAMESPACES",
@@ -295,4 +306,5 @@ __all__ = [
     "FieldType",
     "coerce",
     "coerce_datetime",
+    "unknown_field_hint",
 ]

@@ -15,12 +15,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
 from crmrules.destinations import HINT as DESTINATION_HINT
@@ -29,6 +29,7 @@ from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
     TIME_TYPES,
@@ -38,6 +39,7 @@ from crmrules.rules.fields import (
     coerce,
 )
 from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.template_types import check_template_types
 from crmrules.rules.templates import (
     DEFAULT_LIMITS,
     CompiledTemplate,
@@ -127,6 +129,8 @@ class Rule:
     location: Location | None
     #: position in the merged files; breaks priority ties ("file order")
     order: int
+    #: "continue": a run-time failure undoes this rule alone; "refuse": it refuses the whole call
+    on_error: str = "continue"
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,8 @@ def compile_regulation(
 # --- pydantic errors → admin problems -------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
+#: The keys of a block whose values had problems (already reported).
+Bad = frozenset[str]
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -266,6 +272,7 @@ class _Compiler:
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
         self.destinations = PUBLIC_ONLY
         self.template_limits = DEFAULT_LIMITS
+        self.type_problems: dict[str, TemplateError | None] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
@@ -301,18 +308,30 @@ class _Compiler:
             return model.model_validate(data)
         except ValidationError as exc:
             self._report(model, data, path, exc)
-            # An unknown key is reported; go on without it so the rest is checked too.
-            unknown = {
-                err["loc"][0]
-                for err in exc.errors()
-                if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
-            }
-            if unknown and isinstance(data, dict):
-                try:
-                    return model.model_validate({k: v for k, v in data.items() if k not in unknown})
-                except ValidationError:
-                    return None
-            return None
+            return _without_unknown_keys(model, data, exc)
+
+    def validate_all(
+        self, model: type[M], data: Any, path: PathKey
+    ) -> tuple[M, frozenset[str]] | None:
+        """Like :meth:`validate`, but a key with a bad value does not hide the other keys.
+
+        Every problem is reported; the keys that had one come back as a set,
+        and the model is built from the others (defaults stand in for bad
+        optional keys, None for bad or missing required ones), so that the
+        caller can go on checking the rest of a rule or an action.
+        """
+        try:
+            return model.model_validate(data), frozenset()
+        except ValidationError as exc:
+            self._report(model, data, path, exc)
+            if not isinstance(data, dict):
+                return None
+            bad = frozenset(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+            good = {k: v for k, v in data.items() if k not in bad}
+            try:
+                return _lenient(model).model_validate(good), bad
+            except ValidationError:
+                return None
 
     def _report(
         self, model: type[BaseModel], data: Any, path: PathKey, exc: ValidationError
@@ -436,7 +455,7 @@ class _Compiler:
                     key=True,
                 )
                 continue
-            if path_text in self.registry:
+            if path_text in self.registry and path_text not in BUILTIN_EVENT_FIELDS:
                 self.error(path, f"{path_text} is a built-in field", "pick another name", key=True)
                 continue
             decl = self.validate(schema.FieldDecl, decl_raw, path)
@@ -497,6 +516,7 @@ class _Compiler:
                 holidays=spec.holidays,
                 workdays=spec.workdays,
                 working_hours=hours,
+                short_pre_holidays=spec.short_pre_holidays,
             )
         except ValueError as error:
             text = str(error)
@@ -693,7 +713,7 @@ class _Compiler:
 
     def _template(self, text: str, kind: Kind, path: PathKey) -> CompiledTemplate | None:
         try:
-            return compile_template(
+            compiled = compile_template(
                 text,
                 kind,
                 self.registry.__contains__,
@@ -701,32 +721,50 @@ class _Compiler:
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
+            if text not in self.type_problems:  # a text that repeats is checked once
+                try:
+                    check_template_types(text, self._field_type)
+                    self.type_problems[text] = None
+                except TemplateError as found:
+                    self.type_problems[text] = found
+            problem = self.type_problems[text]
+            if problem is not None:
+                raise problem
+            return compiled
         except TemplateError as error:
             where = self.source.line_in(path, error.line or 1)
             self.problems.append(Problem(error.message, where, error.hint))
             return None
 
+    def _field_type(self, path: str) -> FieldType | None:
+        spec = self.registry.get(path)
+        return None if spec is None else spec.type
+
     # -- rules
 
-    def _rule_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.RuleSpec]]:
-        found: list[tuple[PathKey, schema.RuleSpec]] = []
+    def _rule_specs(self, items: list[Any]) -> list[tuple[PathKey, schema.RuleSpec, Bad]]:
+        """Every rule, also one with problems: its other parts are still checked."""
+        found: list[tuple[PathKey, schema.RuleSpec, Bad]] = []
         for index, raw in enumerate(items):
             path: PathKey = ("rules", index)
-            spec = self.validate(schema.RuleSpec, raw, path)
-            if spec is None or not self._unique(self.rule_ids, spec.id, path, "rule"):
+            checked = self.validate_all(schema.RuleSpec, raw, path)
+            if checked is None:
                 continue
-            found.append((path, spec))
+            spec, bad = checked
+            if "id" not in bad and not self._unique(self.rule_ids, spec.id, path, "rule"):
+                bad |= {"id"}
+            found.append((path, spec, bad))
         return found
 
-    def _rules(self, specs: list[tuple[PathKey, schema.RuleSpec]]) -> list[Rule]:
+    def _rules(self, specs: list[tuple[PathKey, schema.RuleSpec, Bad]]) -> list[Rule]:
         rules: list[Rule] = []
-        for order, (path, spec) in enumerate(specs):
-            trigger = self._trigger(spec.on, (*path, "on"))
+        for order, (path, spec, bad) in enumerate(specs):
+            trigger = None if "on" in bad else self._trigger(spec.on, (*path, "on"))
             condition = ALWAYS if spec.if_ is None else self._condition(spec.if_, (*path, "if"))
-            actions = self._actions(spec.then, (*path, "then"))
+            actions = () if "then" in bad else self._actions(spec.then, (*path, "then"))
             cooldown = self._duration(spec.cooldown, (*path, "cooldown"))
             lateness = self._duration(spec.max_lateness, (*path, "max_lateness"))
-            if trigger is None or condition is None:
+            if trigger is None or condition is None or bad:
                 continue
             if spec.max_lateness is not None and trigger.kind == "event":
                 self.error(
@@ -749,6 +787,7 @@ class _Compiler:
                     max_lateness=lateness,
                     location=self.source.locate(path),
                     order=order,
+                    on_error=spec.on_error,
                 )
             )
         return rules
@@ -805,14 +844,17 @@ class _Compiler:
         p_path = (*path, name)
         if name in schema.SHORTHAND and not isinstance(params_raw, dict):
             params_raw = {schema.SHORTHAND[name]: params_raw}
-        params = self.validate(model, params_raw if params_raw is not None else {}, p_path)
-        if params is None:
+        checked = self.validate_all(model, params_raw if params_raw is not None else {}, p_path)
+        if checked is None:
             return None
+        params, bad = checked
         templates: dict[str, CompiledTemplate] = {}
         check = self.checks.get(name)
         if check is not None:
+            # A bad parameter is reported; the checks below look at the others
+            # (each check skips a required parameter that is None here).
             check(params, p_path, templates)
-        return Action(name, params, self.source.locate(path), templates)
+        return None if bad else Action(name, params, self.source.locate(path), templates)
 
     def _template_param(
         self, text: str | None, kind: Kind, path: PathKey, into: dict[str, CompiledTemplate]
@@ -852,7 +894,7 @@ class _Compiler:
     def _check_send_mailing(
         self, params: schema.SendMailing, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        if params.template not in self.templates:
+        if params.template is not None and params.template not in self.templates:
             self._unknown((*path, "template"), "template", params.template, self.templates)
         to = params.to
         if not (
@@ -869,7 +911,7 @@ class _Compiler:
     def _check_move_stage(
         self, params: schema.MoveStage, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        if params.to == "next":
+        if params.to is None or params.to == "next":
             return
         stages = {s.id: s for p in self.pipelines.values() for s in p.stages}
         if params.to not in stages:
@@ -895,6 +937,8 @@ class _Compiler:
     def _check_set_field(
         self, params: schema.SetField, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
+        if params.field is None:
+            return
         spec = self.registry.get(params.field)
         if spec is None or spec.namespace not in ("client", "deal"):
             self.error(
@@ -928,7 +972,8 @@ class _Compiler:
     def _check_territory_ref(
         self, params: schema.TerritoryRef, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        self._check_territory(params.territory, (*path, "territory"))
+        if params.territory is not None:
+            self._check_territory(params.territory, (*path, "territory"))
 
     def _check_cancel_tasks(
         self, params: schema.CancelTasks, path: PathKey, templates: dict[str, CompiledTemplate]
@@ -947,7 +992,7 @@ class _Compiler:
     ) -> None:
         self._template_param(params.message, "text", (*path, "message"), templates)
         to = params.to
-        if to.startswith(("https://", "http://")):
+        if to is not None and to.startswith(("https://", "http://")):
             try:
                 host = urlsplit(to).hostname or ""
             except ValueError:
@@ -956,13 +1001,13 @@ class _Compiler:
             refusal = self.destinations.refusal(host)
             if refusal is not None:
                 self.error((*path, "to"), f"notify: {refusal}", DESTINATION_HINT)
-        elif to != "responsible":
+        elif to is not None and to != "responsible":
             self._check_manager(to, (*path, "to"))
 
     def _check_emit(
         self, params: schema.Emit, path: PathKey, templates: dict[str, CompiledTemplate]
     ) -> None:
-        problem = check_event_type(params.type)
+        problem = None if params.type is None else check_event_type(params.type)
         if problem:
             self.error((*path, "type"), problem)
         for key, value in params.data.items():
@@ -1021,6 +1066,35 @@ def _as_list(compiler: _Compiler, data: dict[str, Any], section: str) -> list[An
         compiler.error((section,), f"{section} must be a list")
         return []
     return value
+
+
+def _without_unknown_keys(model: type[M], data: Any, exc: ValidationError) -> M | None:
+    """An unknown key is reported; go on without it so the rest is checked too."""
+    unknown = {
+        err["loc"][0]
+        for err in exc.errors()
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
+    }
+    if unknown and isinstance(data, dict):
+        try:
+            return model.model_validate({k: v for k, v in data.items() if k not in unknown})
+        except ValidationError:
+            return None
+    return None
+
+
+@cache
+def _lenient(model: type[M]) -> type[M]:
+    """``model`` with its required fields optional (None), for checking a block with problems.
+
+    Only used after the problems are reported, so the compiled result is never run.
+    """
+    optional: dict[str, Any] = {
+        name: (cast(Any, info.annotation) | None, Field(None, alias=info.alias))
+        for name, info in model.model_fields.items()
+        if info.is_required()
+    }
+    return cast(type[M], create_model(f"Lenient{model.__name__}", __base__=model, **optional))
 
 
 def _owner_model(model: type[BaseModel], data: Any, path: PathKey) -> type[BaseModel] | None:

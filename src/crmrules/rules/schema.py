@@ -77,6 +77,11 @@ class CalendarSpec(Block):
         default_factory=list, description="extra working days, e.g. transferred days"
     )
     working_hours: str | None = Field(None, examples=["09:00-18:00"])
+    short_pre_holidays: bool | None = Field(
+        None,
+        description="a working day right before a public holiday closes an hour early; "
+        "default: true for country RU (Labour Code art. 95), false elsewhere",
+    )
 
 
 class StageSpec(Block):
@@ -136,6 +141,7 @@ class TemplateSpec(Block):
 
 
 Once = Literal["per_event", "per_client", "per_deal", "per_stage_entry", "always"]
+OnError = Literal["continue", "refuse"]
 
 
 class RuleSpec(Block):
@@ -150,6 +156,11 @@ class RuleSpec(Block):
     cooldown: DurationText | None = None
     enabled: Flag = True
     max_lateness: DurationText | None = None
+    on_error: OnError = Field(
+        "continue",
+        description="when the rule fails at run time: continue (undo this rule alone, record "
+        "the failure, let the change and other rules go on) or refuse (refuse the whole call)",
+    )
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -356,11 +367,15 @@ _TRIGGER_SCHEMA: dict[str, Any] = {
 def json_schema(
     actions: Mapping[str, type[BaseModel]] = BUILTIN_ACTIONS,
     operators: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    part: bool = False,
 ) -> dict[str, Any]:
     """The JSON Schema of the rule language, with the given actions and extra operators.
 
     ``actions`` are the built-in ones plus plugins'; ``operators`` maps a plugin
-    operator's name to the JSON Schema of its value.
+    operator's name to the JSON Schema of its value. With ``part`` it fits one
+    file of a folder regulation: every section, ``version`` too, is optional
+    (the folder as a whole still needs one ``version``, which validate checks).
     """
     schema = RegulationSpec.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema.setdefault("$defs", {})
@@ -392,6 +407,9 @@ def json_schema(
     defs["ContactPlanSpec"]["properties"]["then"] = actions_list
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "crmrules regulation (version 1)"
+    if part:
+        schema.pop("required", None)
+        schema["title"] = "crmrules regulation part: one file of a folder regulation (version 1)"
     return schema
 
 

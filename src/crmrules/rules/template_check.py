@@ -15,6 +15,7 @@ from datetime import datetime
 
 from jinja2 import nodes
 
+from crmrules.rules.fields import unknown_field_hint
 from crmrules.rules.template_budget import TemplateError
 from crmrules.rules.template_sandbox import FILTERS, MAX_DATE_FORMAT, SandboxEnvironment
 
@@ -250,7 +251,9 @@ class Checker:
             )
         path = f"{base.name}.{key}"
         if not self.is_known_field(path):
-            raise self.fail(f"unknown field {path!r}", node, _did_you_mean(path, self.known_fields))
+            close = difflib.get_close_matches(path, list(self.known_fields), n=1)
+            hint = unknown_field_hint(path, close[0] if close else None)
+            raise self.fail(f"unknown field {path!r}", node, hint)
         self.fields.add(path)
 
     def visit_binary(self, node: nodes.BinExpr) -> None:

@@ -31,7 +31,7 @@ from decimal import DecimalException
 from typing import Literal, cast
 
 from jinja2 import Template, nodes
-from jinja2.exceptions import TemplateSyntaxError
+from jinja2.exceptions import TemplateSyntaxError, UndefinedError
 
 from crmrules.rules.template_budget import (
     BUDGET_KEY,
@@ -189,10 +189,21 @@ def _run(template: Template, variables: dict[str, object], budget: Budget) -> st
     return "".join(parts)
 
 
+#: Jinja2's words for a field that is not there: "'... object' has no attribute 'x'".
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+
+
 def _describe(exc: BaseException) -> str:
     """An exception as one line for an admin; no traceback, no class paths."""
     if isinstance(exc, DecimalException):
         return "invalid arithmetic on a decimal number"
+    missing = _NO_ATTRIBUTE.search(str(exc)) if isinstance(exc, UndefinedError) else None
+    if missing is not None or (isinstance(exc, TypeError) and "NoneType" in str(exc)):
+        which = f" ({missing.group(1)})" if missing else ""
+        return (
+            f"a value it uses{which} is empty: a field with no value; give it a default, "
+            "e.g. {{ deal.amount | default(0) }}, or require the field in the rule's if:"
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text or type(exc).__name__
 

@@ -16,22 +16,15 @@ from datetime import time
 from typing import Literal
 
 from crmrules.calendar import Duration
-from crmrules.rules.fields import TIME_TYPES, FieldRegistry, FieldSpec
-
-#: Events crmrules raises itself (spec: "built-in events").
-BUILTIN_EVENTS = (
-    "client.created",
-    "client.updated",
-    "deal.created",
-    "deal.updated",
-    "deal.stage_changed",
-    "deal.stage_overdue",
-    "interaction.logged",
-    "task.completed",
-    "task.overdue",
-    "territory.entered",
-    "territory.left",
+from crmrules.rules.events import (
+    BUILTIN_EVENT_INFO,
+    BUILTIN_EVENTS,
+    TIMER_EVENT,
+    BuiltinEvent,
+    EventKey,
 )
+from crmrules.rules.fields import TIME_TYPES, FieldRegistry, FieldSpec, unknown_field_hint
+
 _BUILTIN_PREFIXES = frozenset(name.split(".", 1)[0] for name in BUILTIN_EVENTS)
 EVENT_TYPE = re.compile(r"[^\W\d][\w\-]{0,63}(\.[\w\-]{1,64}){0,4}")
 
@@ -61,8 +54,10 @@ class Cron:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Monday ... 6 = Sunday
-    #: cron's rule: when both day fields are restricted, either may match
+    #: Vixie cron: when neither day field starts with '*', a day matching either one is enough
     day_or_weekday: bool
+    #: the minute or hour field starts with '*': runs in both passes of a repeated DST hour
+    wildcard: bool = False
 
 
 _MONTHS = {
@@ -85,17 +80,21 @@ def _cron_field(text: str, name: str, low: int, high: int, names: dict[str, int]
     values: set[int] = set()
 
     def number(token: str) -> int:
-        token = token.lower()
-        value = names.get(token) if token in names else int(token) if token.isdigit() else None
+        if not token:
+            raise ValueError(f"{name}: a range needs a number on both sides of '-', e.g. 1-5")
+        lowered = token.lower()
+        value = names.get(lowered) if lowered in names else int(token) if token.isdigit() else None
         if value is None or not low <= value <= high:
             raise ValueError(f"{name} {token!r} is out of range {low}-{high}")
         return value
 
     for part in text.split(","):
-        body, _, step_text = part.partition("/")
+        if not part:
+            raise ValueError(f"{name}: empty item in {text!r}; write values separated by ','")
+        body, slash, step_text = part.partition("/")
         step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
-        if step_text and step is None:
-            raise ValueError(f"{name}: step {step_text!r} must be a positive number")
+        if slash and step is None:
+            raise ValueError(f"{name}: step {step_text!r} must be a positive number, e.g. */15")
         if body == "*":
             start, end = low, high
         elif "-" in body:
@@ -110,7 +109,16 @@ def _cron_field(text: str, name: str, low: int, high: int, names: dict[str, int]
     return values
 
 
+#: The longest each month can be (February: 29, in leap years).
+_MONTH_DAYS = dict(enumerate((31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31), start=1))
+
+
 def parse_cron(text: str) -> Cron:
+    """A five-field cron expression; ValueError names the field that is wrong.
+
+    An expression that can never fall due (31 February) is refused here,
+    so a worker never meets it.
+    """
     parts = text.split()
     if len(parts) != 5:
         raise ValueError(
@@ -123,6 +131,12 @@ def parse_cron(text: str) -> Cron:
     ]
     # cron counts Sunday as 0 or 7; Python's weekday() has Monday as 0.
     weekdays = frozenset((d - 1) % 7 for d in sets[4])
+    either = not (parts[2].startswith("*") or parts[4].startswith("*"))
+    if not either and not any(day <= _MONTH_DAYS[month] for month in sets[3] for day in sets[2]):
+        raise ValueError(
+            f"cron {text!r} never falls due: no month it names has day {parts[2]} "
+            "(check the day-of-month and month fields)"
+        )
     return Cron(
         text=text,
         minutes=frozenset(sets[0]),
@@ -130,7 +144,8 @@ def parse_cron(text: str) -> Cron:
         days=frozenset(sets[2]),
         months=frozenset(sets[3]),
         weekdays=weekdays,
-        day_or_weekday=parts[2] != "*" and parts[4] != "*",
+        day_or_weekday=either,
+        wildcard=parts[0].startswith("*") or parts[1].startswith("*"),
     )
 
 
@@ -182,9 +197,8 @@ def _anchor(name: object, registry: FieldRegistry, word: str) -> FieldSpec:
         raise TriggerError(f"the trigger needs {word}: <date field>", word)
     spec = registry.get(name) if isinstance(name, str) else None
     if spec is None:
-        suggestion = registry.suggest(str(name))
-        hint = f"; did you mean {suggestion}?" if suggestion else ""
-        raise TriggerError(f"unknown field {name!r}{hint}", word)
+        hint = unknown_field_hint(str(name), registry.suggest(str(name)), "date")
+        raise TriggerError(f"unknown field {name!r} ({hint})", word)
     if spec.type not in TIME_TYPES or spec.namespace not in ("client", "deal"):
         raise TriggerError(
             f"{word}: {spec.path} is not a date or datetime field of the client or deal", word
@@ -264,7 +278,11 @@ def _duration(raw: object, key: str) -> Duration:
 
 __all__ = [
     "BUILTIN_EVENTS",
+    "BUILTIN_EVENT_INFO",
+    "TIMER_EVENT",
+    "BuiltinEvent",
     "Cron",
+    "EventKey",
     "Trigger",
     "TriggerError",
     "check_event_type",

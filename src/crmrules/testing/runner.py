@@ -23,12 +23,16 @@ from crmrules.result import Result
 from crmrules.testing.matching import Pattern, assign, closest, describe_item
 from crmrules.testing.scenario import (
     MAILING_FIELDS,
+    NOTIFICATION_FIELDS,
     TASK_FIELDS,
+    TIMER_FIELDS,
     Advance,
+    CancelTask,
     CompleteTask,
     CreateRecords,
     EmitEvent,
     Expectation,
+    LogInteraction,
     MoveClock,
     Realign,
     Scenario,
@@ -38,11 +42,14 @@ from crmrules.testing.scenario import (
     load_scenario_file,
 )
 from crmrules.testing.simulation import (
+    RULE_TIMERS,
     Happening,
     Simulation,
     StepError,
     mailing_fields,
+    notification_fields,
     task_fields,
+    timer_fields,
 )
 
 #: How many lines of "what happened" a failure report shows at most.
@@ -54,6 +61,7 @@ ACTIONS_FOR = {
     "tasks": ("create_task",),
     "open_tasks": ("create_task", "cancel_tasks"),
     "mailings": ("send_mailing",),
+    "notifications": ("notify",),
     "deals": ("move_stage", "set_field"),
     "clients": ("set_field", "assign_manager", "add_to_territory", "remove_from_territory"),
 }
@@ -115,8 +123,14 @@ def run_scenario(
     )
     failures: list[str] = []
     try:
-        given = scenario_file.given
-        simulation.given(managers=given.managers, clients=given.clients, deals=given.deals)
+        given = scenario.given.on_top_of(scenario_file.given)
+        simulation.given(
+            managers=given.managers,
+            clients=given.clients,
+            deals=given.deals,
+            contacts=given.contacts,
+            tasks=given.tasks,
+        )
         _Runner(simulation).run(scenario.steps, failures)
     except CrmRulesError as error:
         failures.append(f"the starting state (given) cannot be stored: {error}")
@@ -145,6 +159,7 @@ class _Runner:
         self.mark = len(simulation.timeline)
         simulation.tasks()
         simulation.mailings()
+        simulation.notifications()
 
     def run(self, steps: Sequence[Step], failures: list[str]) -> None:
         for step in steps:
@@ -204,7 +219,14 @@ class _Runner:
             else:
                 sim.update(deal=action.id, set=action.changes)
         elif isinstance(action, CompleteTask):
-            sim.complete_task_by_id(sim.pick_task(action.pattern).id)
+            sim.complete_task_by_id(self.task_id(step.kind, action.task_id, action.pattern))
+        elif isinstance(action, CancelTask):
+            sim.cancel_task_by_id(self.task_id(step.kind, action.task_id, action.pattern))
+        elif isinstance(action, LogInteraction):
+            values = dict(action.values)
+            if action.occurred_at is not None:
+                values["occurred_at"] = action.occurred_at
+            sim.log_interaction(**values)
         elif isinstance(action, Advance):
             end = sim.regulation.calendar.add(sim.now, action.duration)
             sim.note(f"step {step.number}: advance {action.duration} (to {_when(end, self.tz)})")
@@ -215,6 +237,16 @@ class _Runner:
         elif isinstance(action, Realign):
             sim.realign()
 
+    def task_id(self, kind: str, task_id: str | None, pattern: Pattern | None) -> str:
+        """The task a complete_task / cancel_task step names; StepError if there is none."""
+        if task_id is None:
+            assert pattern is not None
+            return self.sim.pick_task(pattern, kind).id
+        if not any(t.id == task_id for t in self.sim.all_tasks()):
+            listing = ", ".join(f"{t.id} ({t.kind} {t.title!r})" for t in self.sim.open_tasks())
+            raise StepError(f"{kind}: no task {task_id!r} (open tasks: {listing or 'none'})")
+        return task_id
+
     # -- expectations
 
     def expect(self, step: Step, expectation: Expectation) -> str | None:
@@ -222,6 +254,8 @@ class _Runner:
         self.mark = len(self.sim.timeline)
         new_tasks = [task_fields(t) for t in self.sim.tasks()]
         new_mailings = [mailing_fields(m) for m in self.sim.mailings()]
+        new_notifications = [notification_fields(m) for m in self.sim.notifications()]
+        timers = [timer_fields(t) for t in self.sim.pending_timers() if t.kind in RULE_TIMERS]
         fired = {rule for h in window if h.result is not None for rule in h.result.fired}
         problems: list[str] = []
         named: list[str] = []
@@ -254,6 +288,22 @@ class _Runner:
                     expectation.mailings,
                     new_mailings,
                     MAILING_FIELDS,
+                ),
+            ),
+            (
+                "notifications",
+                lambda: self.items(
+                    "notification",
+                    "queued since the previous expect",
+                    expectation.notifications,
+                    new_notifications,
+                    NOTIFICATION_FIELDS,
+                ),
+            ),
+            (
+                "timers",
+                lambda: self.items(
+                    "timer", "pending now", expectation.timers, timers, TIMER_FIELDS
                 ),
             ),
             ("deals", lambda: self.records("deal", expectation.deals)),
@@ -371,6 +421,8 @@ class _Runner:
             "tasks": expectation.tasks or (),
             "open_tasks": expectation.open_tasks or (),
             "mailings": expectation.mailings or (),
+            "notifications": expectation.notifications or (),
+            "timers": expectation.timers or (),
         }.get(key, ())
         named += [str(p.fields["rule"]) for p in patterns if "rule" in p.fields]
         actions = ACTIONS_FOR.get(key, ())

@@ -16,29 +16,39 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import Location, Problem, RegulationError
-from crmrules.model import Client, Deal, Manager, TaskStatus
+from crmrules.model import Client, Contact, Deal, Manager, Task, TaskStatus
 from crmrules.plugins import PluginManager
-from crmrules.rules.fields import BUILTIN_EVENT_DATA, FieldType, coerce, coerce_datetime
+from crmrules.rules.events import BUILTIN_EVENT_DATA
+from crmrules.rules.fields import FieldType, coerce, coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text, read_source
+from crmrules.testing import scenario_records as records
 from crmrules.testing.matching import Expected, Pattern, expected_value
 
 #: The file names a scenario file may have; both the CLI and pytest collect them.
 SCENARIO_SUFFIXES = (".regulation.yaml", ".regulation.yml")
 TOP_KEYS = ("regulation", "now", "given", "scenarios")
-GIVEN_KEYS = ("managers", "clients", "deals")
-SCENARIO_KEYS = ("name", "description", "steps")
-STEP_KINDS = ("event", "create", "update", "complete_task", "advance", "at", "realign", "expect")
+GIVEN_KEYS = ("managers", "clients", "deals", "contacts", "tasks")
+SCENARIO_KEYS = ("name", "description", "given", "steps")
+STEP_KINDS = (
+    "event", "create", "update", "complete_task", "cancel_task", "log_interaction",
+    "advance", "at", "realign", "expect",
+)  # fmt: skip
 #: Steps that ask the engine for something it may refuse.
-REFUSABLE = ("event", "create", "update", "complete_task", "realign")
+REFUSABLE = (
+    "event", "create", "update", "complete_task", "cancel_task", "log_interaction", "realign",
+)  # fmt: skip
 EVENT_KEYS = ("type", "id", "client", "deal", "data")
-EXPECT_KEYS = ("tasks", "mailings", "open_tasks", "deals", "clients", "fired", "not_fired")
+EXPECT_KEYS = (
+    "tasks", "mailings", "notifications", "open_tasks", "timers",
+    "deals", "clients", "fired", "not_fired",
+)  # fmt: skip
 TASK_FIELDS = (
     "kind",
     "title",
@@ -51,9 +61,19 @@ TASK_FIELDS = (
     "deal",
 )
 MAILING_FIELDS = ("template", "to", "channel", "subject", "text", "rule", "client")
+NOTIFICATION_FIELDS = ("to", "channel", "subject", "text", "rule", "client", "deal")
+TIMER_FIELDS = ("rule", "due", "client", "deal")
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class _Record(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Record)
 
 
 def is_scenario_file(path: Path) -> bool:
@@ -87,7 +107,26 @@ class UpdateRecord:
 
 @dataclass(frozen=True)
 class CompleteTask:
-    pattern: Pattern
+    """Complete the task with ``task_id``, or the one open task ``pattern`` picks."""
+
+    pattern: Pattern | None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelTask:
+    """Cancel the task with ``task_id``, or the one open task ``pattern`` picks."""
+
+    pattern: Pattern | None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LogInteraction:
+    """A call, meeting or e-mail the host logs; ``values`` are Interaction fields."""
+
+    values: Mapping[str, Any]
+    occurred_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -111,7 +150,9 @@ class Expectation:
 
     tasks: tuple[Pattern, ...] | None = None
     mailings: tuple[Pattern, ...] | None = None
+    notifications: tuple[Pattern, ...] | None = None
     open_tasks: tuple[Pattern, ...] | None = None
+    timers: tuple[Pattern, ...] | None = None
     deals: Mapping[str, Pattern] | None = None
     clients: Mapping[str, Pattern] | None = None
     fired: tuple[str, ...] | None = None
@@ -125,6 +166,8 @@ StepAction = (
     | CreateRecords
     | UpdateRecord
     | CompleteTask
+    | CancelTask
+    | LogInteraction
     | Advance
     | MoveClock
     | Realign
@@ -146,18 +189,38 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Given:
+    managers: tuple[Manager, ...] = ()
+    clients: tuple[Client, ...] = ()
+    deals: tuple[Deal, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    tasks: tuple[Task, ...] = ()
+
+    def on_top_of(self, base: Given) -> Given:
+        """``base`` with these records added; one with the same id replaces base's."""
+
+        return Given(
+            _merged(base.managers, self.managers),
+            _merged(base.clients, self.clients),
+            _merged(base.deals, self.deals),
+            _merged(base.contacts, self.contacts),
+            _merged(base.tasks, self.tasks),
+        )
+
+
+def _merged(below: tuple[R, ...], above: tuple[R, ...]) -> tuple[R, ...]:
+    ids = {record.id for record in above}
+    return (*(r for r in below if r.id not in ids), *above)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str | None
     steps: tuple[Step, ...]
     location: Location | None
-
-
-@dataclass(frozen=True)
-class Given:
-    managers: tuple[Manager, ...] = ()
-    clients: tuple[Client, ...] = ()
-    deals: tuple[Deal, ...] = ()
+    #: the scenario's own starting records, on top of the file's
+    given: Given = field(default_factory=Given)
 
 
 @dataclass(frozen=True)
@@ -206,6 +269,8 @@ class _Reader:
         self.managers: set[str] = set()
         self.given_clients: set[str] = set()
         self.given_deals: set[str] = set()
+        self.given_contacts: set[str] = set()
+        self.given_tasks: set[str] = set()
 
     # -- reporting
 
@@ -278,6 +343,7 @@ class _Reader:
         if self.regulation is None or regulation_path is None:
             raise self.fail()
         calendar = self.regulation.calendar
+        self.managers = set(self.regulation.managers)
         now = self.moment(top.get("now"), ("now",), calendar) if "now" in top else None
         if "now" not in top:
             self.error((), "a scenario file needs 'now'", "e.g. now: 2026-03-02T10:00:00+03:00")
@@ -350,8 +416,7 @@ class _Reader:
             for p, raw in self.items(given.get("managers"), (*path, "managers"), "managers")
             if (m := self.manager(raw, p)) is not None
         ]
-        assert self.regulation is not None
-        self.managers = {m.id for m in managers} | set(self.regulation.managers)
+        self.managers |= {m.id for m in managers}
         clients = [
             c
             for p, raw in self.items(given.get("clients"), (*path, "clients"), "clients")
@@ -364,8 +429,16 @@ class _Reader:
             if isinstance(deal, Deal):
                 deals.append(deal)
                 self.given_deals.add(deal.id)
+        contacts = records.contacts(self, given.get("contacts"), (*path, "contacts"))
+        self.given_contacts.update(c.id for c in contacts)
+        tasks = records.tasks(self, given.get("tasks"), (*path, "tasks"))
+        self.given_tasks.update(t.id for t in tasks)
         return Given(
-            tuple(managers), tuple(c for c in clients if isinstance(c, Client)), tuple(deals)
+            tuple(managers),
+            tuple(c for c in clients if isinstance(c, Client)),
+            tuple(deals),
+            tuple(contacts),
+            tuple(tasks),
         )
 
     def manager(self, raw: Any, path: PathKey) -> Manager | None:
@@ -508,7 +581,11 @@ class _Reader:
                 self.error((*p, "name"), f"scenario {name!r} is defined twice (first at {first})")
             if name is not None:
                 names[name] = p
+            # The scenario's own given adds to what its steps may name, for it alone.
+            known = self.known_ids()
+            given = self.given(scenario.get("given"), (*p, "given"))
             steps = self.steps(scenario.get("steps"), (*p, "steps"))
+            self.restore_ids(known)
             description = scenario.get("description")
             if name is not None:
                 found.append(
@@ -517,9 +594,31 @@ class _Reader:
                         description=None if description is None else str(description),
                         steps=tuple(steps),
                         location=self.source.locate(p),
+                        given=given,
                     )
                 )
         return found
+
+    def known_ids(self) -> tuple[set[str], ...]:
+        return tuple(
+            set(known)
+            for known in (
+                self.managers,
+                self.given_clients,
+                self.given_deals,
+                self.given_contacts,
+                self.given_tasks,
+            )
+        )
+
+    def restore_ids(self, known: tuple[set[str], ...]) -> None:
+        (
+            self.managers,
+            self.given_clients,
+            self.given_deals,
+            self.given_contacts,
+            self.given_tasks,
+        ) = known
 
     def steps(self, value: Any, path: PathKey) -> list[Step]:
         clients = set(self.given_clients)
@@ -572,15 +671,10 @@ class _Reader:
             return self.create(value, path, clients, deals)
         if kind == "update":
             return self.update(value, path, clients, deals)
-        if kind == "complete_task":
-            pattern = self.pattern(value, path, "complete_task", TASK_FIELDS, clients, deals)
-            if pattern is not None and not pattern.fields:
-                self.error(
-                    path,
-                    "complete_task needs fields that pick one open task",
-                    "e.g. {kind: call, client: c1}",
-                )
-            return None if pattern is None else CompleteTask(pattern)
+        if kind in ("complete_task", "cancel_task"):
+            return records.close_task(self, kind, value, path, clients, deals)
+        if kind == "log_interaction":
+            return records.log_interaction(self, value, path, clients, deals)
         if kind == "advance":
             try:
                 return Advance(Duration.parse(value if isinstance(value, str) else str(value)))
@@ -705,7 +799,9 @@ class _Reader:
         for key, fields in (
             ("tasks", TASK_FIELDS),
             ("mailings", MAILING_FIELDS),
+            ("notifications", NOTIFICATION_FIELDS),
             ("open_tasks", TASK_FIELDS),
+            ("timers", TIMER_FIELDS),
         ):
             if key in expect:
                 found = [
@@ -726,7 +822,9 @@ class _Reader:
         return Expectation(
             tasks=lists.get("tasks"),
             mailings=lists.get("mailings"),
+            notifications=lists.get("notifications"),
             open_tasks=lists.get("open_tasks"),
+            timers=lists.get("timers"),
             deals=records.get("deals"),
             clients=records.get("clients"),
             fired=rules.get("fired"),
@@ -857,15 +955,19 @@ def _kind(value: Any) -> str:
 
 __all__ = [
     "MAILING_FIELDS",
+    "NOTIFICATION_FIELDS",
     "SCENARIO_SUFFIXES",
     "STEP_KINDS",
     "TASK_FIELDS",
+    "TIMER_FIELDS",
     "Advance",
+    "CancelTask",
     "CompleteTask",
     "CreateRecords",
     "EmitEvent",
     "Expectation",
     "Given",
+    "LogInteraction",
     "MoveClock",
     "Realign",
     "Scenario",

@@ -24,21 +24,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from crmrules import timers
 from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import Duration
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import CrmRulesError
-from crmrules.model import Client, Deal, Event, Mailing, Manager, Task, TaskStatus
+from crmrules.model import (
+    Client,
+    Contact,
+    Deal,
+    Event,
+    Interaction,
+    Mailing,
+    Manager,
+    Task,
+    TaskStatus,
+)
 from crmrules.plugins import PluginManager
 from crmrules.result import Result
 from crmrules.rules.conditions import Facts
 from crmrules.rules.fields import coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.territories import recompute
-from crmrules.store import Timer, TimerStatus
+from crmrules.store import OutboxMessage, Timer, TimerStatus
 from crmrules.testing.matching import Pattern, expected_value
 
 
@@ -80,6 +93,7 @@ class Simulation:
         self._calls = 0
         self._task_mark: set[str] = set()
         self._mailing_mark: set[str] = set()
+        self._notification_mark: set[str] = set()
         self._fired_mark = 0
 
     # -- making one
@@ -131,6 +145,8 @@ class Simulation:
         managers: Sequence[Manager | Mapping[str, Any]] = (),
         clients: Sequence[Client | Mapping[str, Any]] = (),
         deals: Sequence[Deal | Mapping[str, Any]] = (),
+        contacts: Sequence[Contact | Mapping[str, Any]] = (),
+        tasks: Sequence[Task | Mapping[str, Any]] = (),
     ) -> None:
         """Store records as they are: no event is raised and no rule fires.
 
@@ -169,9 +185,17 @@ class Simulation:
                     if getattr(deal, name) is None
                 }
                 tx.put_deal(deal.model_copy(update=stamps))
+            for raw_contact in contacts:
+                tx.put_contact(_model(Contact, raw_contact))
+            for raw_task in tasks:
+                task = _model(Task, raw_task)
+                task = task if task.created_at else task.model_copy(update={"created_at": now})
+                tx.add_task(task)
+                timers.plan_task(tx, task, now)
         self.engine.sync_timers(now)
         names = [f"manager {_id(m)}" for m in managers]
         names += [f"client {_id(c)}" for c in clients] + [f"deal {_id(d)}" for d in deals]
+        names += [f"contact {_id(c)}" for c in contacts] + [f"task {_id(t)}" for t in tasks]
         if names:
             self._note("given", "given: " + ", ".join(names))
 
@@ -284,16 +308,53 @@ class Simulation:
             ),
         )
 
-    def pick_task(self, pattern: Pattern) -> Task:
-        """The one open task ``pattern`` matches; StepError if none or several."""
+    def cancel_task_by_id(self, task_id: str) -> None:
+        """The host cancels an open task: no event is raised, its due timer is cancelled.
+
+        RefusedError if there is no such task or it is closed already, as for completing.
+        """
+        with self.engine.store.transaction() as tx:
+            task = tx.get_task(task_id)
+            if task is None:
+                raise RefusedError(f"no task {task_id!r}")
+            if task.status is not TaskStatus.OPEN:
+                raise RefusedError(f"task {task_id} is already {task.status.value}")
+            closed = {"status": TaskStatus.CANCELLED, "closed_at": self.now}
+            tx.put_task(task.model_copy(update=closed))
+            timers.cancel_task(tx, task, "cancelled by the host")
+        self._note("cancel_task", f"cancel task {task.kind} {task.title!r}")
+
+    def log_interaction(self, **values: Any) -> Result:
+        """The host logs a call, meeting or e-mail (now, unless ``occurred_at`` is given)."""
+        interaction = Interaction.model_validate(
+            {"id": self._next_id("interaction"), "occurred_at": self.now, **values}
+        )
+        return self._call(
+            "log_interaction",
+            f"log {interaction.kind} with client {interaction.client}",
+            lambda: self.engine.log_interaction(
+                interaction, event_id=self._next_id(f"interaction.logged:{interaction.id}")
+            ),
+        )
+
+    def notifications(self) -> list[OutboxMessage]:
+        """Notifications (``notify``) queued since the previous call (or the start)."""
+        with self.engine.store.transaction() as tx:
+            queued = [m for m in tx.due_messages(self.now, 10**9) if m.mailing is None]
+        new = [m for m in queued if m.key not in self._notification_mark]
+        self._notification_mark |= {m.key for m in queued}
+        return new
+
+    def pick_task(self, pattern: Pattern, what: str = "complete_task") -> Task:
+        """The one open task ``pattern`` matches; StepError (naming ``what``) if none or several."""
         tz = self.regulation.calendar.tz
         open_tasks = self.open_tasks()
         found = [t for t in open_tasks if pattern.matches(task_fields(t), tz)]
         if len(found) == 1:
             return found[0]
         listing = "; ".join(f"{t.kind} {t.title!r} for {t.assignee}" for t in open_tasks)
-        what = "no open task" if not found else f"{len(found)} open tasks"
-        raise StepError(f"complete_task {pattern}: {what} match (open tasks: {listing or 'none'})")
+        found_text = "no open task" if not found else f"{len(found)} open tasks"
+        raise StepError(f"{what} {pattern}: {found_text} match (open tasks: {listing or 'none'})")
 
     def realign(self) -> list[Result]:
         """Recompute the territories of every client (raises territory.entered / .left)."""
@@ -472,6 +533,35 @@ def mailing_fields(mailing: Mailing) -> dict[str, Any]:
     }
 
 
+def notification_fields(message: OutboxMessage) -> dict[str, Any]:
+    """A queued notification as the fields an expectation may name."""
+    return {
+        "to": message.to,
+        "channel": message.channel,
+        "subject": message.subject,
+        "text": message.text,
+        "rule": message.data.get("rule"),
+        "client": message.data.get("client"),
+        "deal": message.data.get("deal"),
+    }
+
+
+def timer_fields(timer: Timer) -> dict[str, Any]:
+    """A pending timer of a rule as the fields an expectation may name."""
+    rule = timer.rule
+    if timer.kind == "plan":
+        rule = f"{timer.rule}.contact_plan.{timer.data.get('index', 0)}"
+    return {"rule": rule, "due": timer.due_at, "client": timer.client, "deal": timer.deal}
+
+
+#: The timers that serve rules (a stage deadline or a task's due time serves no rule).
+RULE_TIMERS = ("rule", "schedule", "plan")
+
+
+def _model(model: type[M], raw: M | Mapping[str, Any]) -> M:
+    return raw if isinstance(raw, model) else model.model_validate(dict(raw))
+
+
 def _flat(model: type[Any], raw: Mapping[str, Any], namespace: str, regulation: Regulation) -> Any:
     """A Client or Deal from a flat mapping: built-in names to the model, the rest to fields."""
     direct: dict[str, Any] = {}
@@ -507,4 +597,15 @@ def _timer_text(timer: Timer | None, result: Result) -> str:
     return f"timer: {what}" + (f" ({subject})" if subject else "")
 
 
-__all__ = ["Happening", "Simulation", "StepError", "mailing_fields", "task_fields"]
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = [
+    "RULE_TIMERS",
+    "Happening",
+    "Simulation",
+    "StepError",
+    "mailing_fields",
+    "notification_fields",
+    "task_fields",
+    "timer_fields",
+]

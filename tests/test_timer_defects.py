@@ -1,0 +1,374 @@
+"""Timer defects found against independent references; each test failed before its fix."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from crmrules import Client, Engine, SimulatedClock
+from crmrules.adapters.memory import MemoryStore
+from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
+from crmrules.errors import RegulationError
+from crmrules.rules.regulation import Regulation, load_regulation
+from crmrules.rules.triggers import parse_cron
+from crmrules.store import TimerStatus
+from crmrules.testing import Simulation
+from crmrules.timers import next_cron
+
+BERLIN = ZoneInfo("Europe/Berlin")
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def regulation_text(rules: str, timezone: str = "Europe/Moscow", extra: str = "") -> str:
+    return (
+        "version: 1\n"
+        f"calendar: {{timezone: {timezone}}}\n"
+        "fields:\n"
+        "  client.visit_at: {type: date}\n"
+        "  client.segment: {type: enum, values: [A, B]}\n" + extra + textwrap.dedent(rules)
+    )
+
+
+def engine_for(tmp_path: Path, text: str, start: datetime) -> Engine:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(text, encoding="utf-8")
+    return Engine.from_path(
+        path, store=MemoryStore(), clock=SimulatedClock(start), entry_points=False
+    )
+
+
+def reload(engine: Engine, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(text, encoding="utf-8")
+    engine.reload(load_regulation(path))
+
+
+def disabled(text: str, rule: str) -> str:
+    return text.replace(f"  - id: {rule}\n", f"  - id: {rule}\n    enabled: false\n")
+
+
+def pending(engine: Engine) -> list[tuple[str | None, datetime]]:
+    with engine.store.transaction() as tx:
+        return sorted(
+            (t.rule, t.due_at.astimezone(UTC)) for t in tx.find_timers(status=TimerStatus.PENDING)
+        )
+
+
+def run_until(engine: Engine, end: datetime) -> list[str]:
+    """Fire timers at their own times up to ``end``; the titles of the tasks made."""
+    clock = engine.clock
+    assert isinstance(clock, SimulatedClock)
+    made: list[str] = []
+    while True:
+        due = [d for _, d in pending(engine) if d <= end]
+        if not due:
+            break
+        clock.set(max(min(due), clock.now()))
+        for result in engine.run_due().results:
+            made += [e.data["title"] for e in result.effects_of("task_created")]
+    clock.set(end)
+    return made
+
+
+VISIT_RULE = """
+rules:
+  - id: visit-reminder
+    on: {after: 1 day, since: client.visit_at}
+    then: [{create_task: {kind: call, title: "Напомнить о визите"}}]
+"""
+
+
+# 1. a cancelled timer's key must not block re-planning ------------------------------------
+
+
+def test_an_anchor_moved_away_and_back_plans_its_timer_again(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 1, 10, tzinfo=MSK)
+    engine = engine_for(tmp_path, regulation_text(VISIT_RULE), start)
+    engine.create_client(Client(id="c1", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
+    engine.update_client("c1", {"visit_at": date(2026, 3, 6)})
+    engine.update_client("c1", {"visit_at": date(2026, 3, 5)})
+    assert [due for _, due in pending(engine)] == [datetime(2026, 3, 6, tzinfo=MSK).astimezone(UTC)]
+    assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]
+
+
+def test_a_rule_disabled_and_enabled_again_keeps_its_clients_timers(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 1, 10, tzinfo=MSK)
+    text = regulation_text(VISIT_RULE)
+    engine = engine_for(tmp_path, text, start)
+    engine.create_client(Client(id="c1", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
+    reload(engine, tmp_path, disabled(text, "visit-reminder"))
+    assert pending(engine) == []
+    reload(engine, tmp_path, text)
+    assert len(pending(engine)) == 1
+    reload(engine, tmp_path, regulation_text("rules: []\n"))
+    reload(engine, tmp_path, text)
+    assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]
+
+
+def test_a_schedule_disabled_and_enabled_before_its_time_still_runs(tmp_path: Path) -> None:
+    daily = """
+    rules:
+      - id: morning-call
+        on: {every: 1 day, at: "09:00"}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Утренний звонок"}}]
+    """
+    text = regulation_text(daily)
+    start = datetime(2026, 3, 2, 7, tzinfo=MSK)
+    engine = engine_for(tmp_path, text, start)
+    engine.create_client(Client(id="c1", name="Ромашка", fields={"segment": "A"}))
+    engine.sync_timers()  # as a worker does when it starts
+    clock = engine.clock
+    assert isinstance(clock, SimulatedClock)
+    clock.set(datetime(2026, 3, 2, 8, tzinfo=MSK))
+    reload(engine, tmp_path, disabled(text, "morning-call"))
+    clock.set(datetime(2026, 3, 2, 8, 30, tzinfo=MSK))
+    reload(engine, tmp_path, text)
+    assert run_until(engine, datetime(2026, 3, 4, 10, tzinfo=MSK)) == ["Утренний звонок"] * 3
+
+
+# 2. cron with * in minute or hour runs in both passes of the repeated hour ----------------
+
+
+def firings(expression: str, start: datetime, end: datetime, tz: str) -> list[datetime]:
+    calendar = BusinessCalendar(tz)
+    cron = parse_cron(expression)
+    found, moment = [], start
+    while True:
+        moment = next_cron(cron, moment, calendar)
+        if moment >= end:
+            return found
+        found.append(moment.astimezone(UTC))
+
+
+def test_an_hourly_cron_runs_25_times_on_the_autumn_day() -> None:
+    day = datetime(2026, 10, 25, tzinfo=BERLIN)
+    got = firings("0 * * * *", day - timedelta(seconds=1), day + timedelta(days=1), "Europe/Berlin")
+    assert len(got) == 25
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(got))
+
+
+def test_a_fixed_time_cron_in_the_repeated_hour_runs_once() -> None:
+    day = datetime(2026, 10, 25, tzinfo=BERLIN)
+    end = day + timedelta(days=1)
+    got = firings("30 2 * * *", day - timedelta(seconds=1), end, "Europe/Berlin")
+    assert got == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]  # 02:30 CEST, the first pass
+
+
+# 3. every: 1 day at 02:30 is back at 02:30 the day after the spring change ----------------
+
+
+def test_a_daily_at_time_in_the_spring_gap_comes_back_the_next_day(tmp_path: Path) -> None:
+    nightly = """
+    rules:
+      - id: nightly
+        on: {every: 1 day, at: "02:30"}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Ночной"}}]
+    """
+    sim = Simulation.from_regulation(
+        load_regulation_text(tmp_path, regulation_text(nightly, "Europe/Berlin")),
+        now=datetime(2026, 3, 28, 12, tzinfo=BERLIN),
+    )
+    sim.given(clients=[{"id": "c1", "name": "Ромашка", "segment": "A"}])
+    sim.at(datetime(2026, 4, 1, 12, tzinfo=BERLIN))
+    times = [t.created_at.astimezone(BERLIN).strftime("%m-%d %H:%M") for t in sim.tasks()]
+    assert times == ["03-29 03:30", "03-30 02:30", "03-31 02:30", "04-01 02:30"]
+
+
+def load_regulation_text(tmp_path: Path, text: str) -> Regulation:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_regulation(path)
+
+
+# 4. every: 1 month from the 31st is n months after the anchor, clamped --------------------
+
+
+def test_a_monthly_schedule_from_the_31st_stays_on_the_months_last_day(tmp_path: Path) -> None:
+    monthly = """
+    rules:
+      - id: month-end
+        on: {every: 1 month, at: "10:00"}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Итоги месяца"}}]
+    """
+    sim = Simulation.from_regulation(
+        load_regulation_text(tmp_path, regulation_text(monthly)),
+        now=datetime(2026, 1, 31, 9, tzinfo=MSK),
+    )
+    sim.given(clients=[{"id": "c1", "name": "Ромашка", "segment": "A"}])
+    sim.at(datetime(2026, 6, 1, tzinfo=MSK))
+    days = [t.created_at.astimezone(MSK).strftime("%m-%d") for t in sim.tasks()]
+    assert days == ["01-31", "02-28", "03-31", "04-30", "05-31"]
+
+
+def test_a_monthly_contact_plan_from_the_31st_does_not_drift(tmp_path: Path) -> None:
+    plan = """
+    territories:
+      - id: msk
+        when: {field: client.region, eq: Москва}
+        contact_plan:
+          - every: 1 month
+            then: [{create_task: {kind: call, title: "Плановый звонок"}}]
+    rules: []
+    """
+    sim = Simulation.from_regulation(
+        load_regulation_text(tmp_path, regulation_text(plan)),
+        now=datetime(2026, 1, 31, 10, tzinfo=MSK),
+    )
+    sim.create(clients=[{"id": "c1", "name": "Ромашка", "region": "Москва"}])
+    sim.at(datetime(2026, 6, 1, tzinfo=MSK))
+    days = [t.created_at.astimezone(MSK).strftime("%m-%d") for t in sim.tasks()]
+    assert days == ["02-28", "03-31", "04-30", "05-31"]
+
+
+# 5. impossible and malformed cron expressions are refused at load -------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 0 31 2 *", "never"),
+        ("0 0 30 2 *", "never"),
+        ("*/ * * * *", "step"),
+        ("0 0 1-31/ * *", "step"),
+        ("0 0 * * 1-", "range"),
+        ("0 0 ,1 * *", "empty"),
+    ],
+)
+def test_validate_refuses_impossible_and_malformed_crons(
+    tmp_path: Path, expression: str, message: str
+) -> None:
+    rules = f"""
+    rules:
+      - id: never
+        on: {{cron: "{expression}"}}
+        then: [{{create_task: {{kind: call, title: "x"}}}}]
+    """
+    path = tmp_path / "regulation.yaml"
+    path.write_text(regulation_text(rules), encoding="utf-8")
+    with pytest.raises(RegulationError) as caught:
+        load_regulation(path)
+    text = str(caught.value)
+    assert message in text
+    assert "regulation.yaml:9:" in text  # the line of the cron, with its column
+
+
+def test_feb_29_is_possible() -> None:
+    parse_cron("0 0 29 2 *")  # leap years have it
+
+
+# 6. day of month with day of week: the Vixie rule ------------------------------------------
+
+
+def test_a_stepped_star_day_of_month_is_not_a_restriction() -> None:
+    # */2 in day-of-month starts with '*': the days must match both fields.
+    cron = parse_cron("0 9 */2 * mon")
+    calendar = BusinessCalendar("UTC")
+    got = next_cron(cron, datetime(2026, 3, 1, tzinfo=UTC), calendar)
+    # Mondays of March 2026: 2, 9, 16, 23, 30; odd days (1, 3, 5, ...) with */2: the 9th.
+    assert got == datetime(2026, 3, 9, 9, tzinfo=UTC)
+
+
+def test_both_restricted_day_fields_match_either() -> None:
+    cron = parse_cron("0 9 15 * mon")
+    calendar = BusinessCalendar("UTC")
+    got = next_cron(cron, datetime(2026, 3, 10, tzinfo=UTC), calendar)
+    assert got == datetime(2026, 3, 15, 9, tzinfo=UTC)  # the 15th (a Sunday) or a Monday
+
+
+# 7. simulated time agrees with a real clock in the repeated hour ---------------------------
+
+
+def test_an_hourly_schedule_runs_25_times_in_the_simulation_on_the_autumn_day(
+    tmp_path: Path,
+) -> None:
+    hourly = """
+    rules:
+      - id: hourly
+        on: {every: 1 hour}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Каждый час"}}]
+    """
+    sim = Simulation.from_regulation(
+        load_regulation_text(tmp_path, regulation_text(hourly, "Europe/Berlin")),
+        now=datetime(2026, 10, 24, 23, 30, tzinfo=BERLIN),
+    )
+    sim.given(clients=[{"id": "c1", "name": "Ромашка", "segment": "A"}])
+    sim.at(datetime(2026, 10, 25, 23, 30, tzinfo=BERLIN))
+    assert len(sim.tasks()) == 25
+
+
+def test_an_hour_after_in_the_repeated_hour_is_sixty_elapsed_minutes(tmp_path: Path) -> None:
+    rule = """
+    rules:
+      - id: after-an-hour
+        on: {after: 1 hour, since: client.seen_at}
+        then: [{create_task: {kind: call, title: "Через час"}}]
+    """
+    text = regulation_text(rule, "Europe/Berlin", extra="  client.seen_at: {type: datetime}\n")
+    seen = datetime(2026, 10, 25, 0, 15, tzinfo=UTC).astimezone(BERLIN)  # 02:15 CEST
+    sim = Simulation.from_regulation(load_regulation_text(tmp_path, text), now=seen)
+    sim.given(clients=[{"id": "c1", "name": "Ромашка", "seen_at": seen.isoformat()}])
+    sim.advance("1 minute")  # 02:16 CEST; due 02:15 CET, one hour later
+    assert sim.tasks() == []
+    sim.advance("58 minutes")
+    assert sim.tasks() == []
+    sim.advance("2 minutes")
+    assert len(sim.tasks()) == 1
+
+
+# 9. shortened pre-holiday days ------------------------------------------------------------
+
+
+def test_russia_closes_an_hour_early_before_a_public_holiday() -> None:
+    calendar = BusinessCalendar(
+        "Europe/Moscow", country="RU", working_hours=WorkingHours(time(9), time(18))
+    )
+    for day in (date(2026, 4, 30), date(2026, 5, 8), date(2026, 6, 11), date(2026, 11, 3)):
+        assert calendar.is_working_time(datetime.combine(day, time(16, 59), MSK))
+        assert not calendar.is_working_time(datetime.combine(day, time(17, 30), MSK)), day
+    # A Friday before a Monday holiday is not "immediately before" it (Labour Code art. 95).
+    assert calendar.is_working_time(datetime(2026, 2, 20, 17, 30, tzinfo=MSK))
+    # After the short day's close, the next opening is after the holiday.
+    assert calendar.next_opening(datetime(2026, 11, 3, 17, 30, tzinfo=MSK)) == datetime(
+        2026, 11, 5, 9, tzinfo=MSK
+    )
+    # One business day from 17:30 lands on the short day: at its close, not after it.
+    got = calendar.add(datetime(2026, 11, 2, 17, 30, tzinfo=MSK), Duration.parse("1 business day"))
+    assert got == datetime(2026, 11, 3, 17, tzinfo=MSK)
+    one = Duration.parse("1 business day")
+    back = calendar.subtract(datetime(2026, 11, 5, 17, 30, tzinfo=MSK), one)
+    assert back == datetime(2026, 11, 3, 17, tzinfo=MSK)
+    plain = BusinessCalendar(
+        "Europe/Moscow",
+        country="RU",
+        working_hours=WorkingHours(time(9), time(18)),
+        short_pre_holidays=False,
+    )
+    assert plain.is_working_time(datetime(2026, 11, 3, 17, 30, tzinfo=MSK))
+
+
+# 5b. a timer that cannot be planned is recorded against its rule; the rest goes on ---------
+
+
+def test_a_timer_that_cannot_be_planned_never_stops_the_others(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 1, 10, tzinfo=MSK)
+    engine = engine_for(tmp_path, regulation_text("rules: []\n"), start)
+    engine.create_client(Client(id="c1", name="Вечный", fields={"visit_at": date(9999, 12, 31)}))
+    engine.create_client(Client(id="c2", name="Ромашка", fields={"visit_at": date(2026, 3, 5)}))
+    reload(engine, tmp_path, regulation_text(VISIT_RULE))  # would raise out of sync_timers
+    assert [rule for rule, _ in pending(engine)] == ["visit-reminder"]
+    engine.update_client("c1", {"name": "Вечный клиент"})  # the host's call goes through
+    with engine.store.transaction() as tx:
+        errors = [e for e in tx.audit_log() if e.kind == "error"]
+    assert errors
+    assert all(e.rule == "visit-reminder" for e in errors)
+    assert "c1" in errors[0].message and "out of range" in errors[0].message
+    assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]
