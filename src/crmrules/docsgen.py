@@ -33,7 +33,7 @@ from pydantic.fields import FieldInfo
 
 from crmrules.rules import conditions, events, schema
 from crmrules.rules.fields import BUILTIN_FIELDS, FieldType
-from crmrules.testing import scenario
+from crmrules.testing import scenario, scenario_expect
 
 # --- what the names mean ---------------------------------------------------------------------
 
@@ -511,12 +511,12 @@ def scenario_steps() -> str:
 
 
 def scenario_expectations() -> str:
-    checks = _scenario_table("expect", scenario.EXPECT_KEYS, ("key", "holds when"))
+    checks = _scenario_table("expect", scenario_expect.EXPECT_KEYS, ("key", "holds when"))
     return (
-        f"{checks}\n\nTask fields an item may name: {_code(scenario.TASK_FIELDS)}. "
-        f"Mailing fields: {_code(scenario.MAILING_FIELDS)}. "
-        f"Notification fields: {_code(scenario.NOTIFICATION_FIELDS)}. "
-        f"Timer fields: {_code(scenario.TIMER_FIELDS)}."
+        f"{checks}\n\nTask fields an item may name: {_code(scenario_expect.TASK_FIELDS)}. "
+        f"Mailing fields: {_code(scenario_expect.MAILING_FIELDS)}. "
+        f"Notification fields: {_code(scenario_expect.NOTIFICATION_FIELDS)}. "
+        f"Timer fields: {_code(scenario_expect.TIMER_FIELDS)}."
     )
 
 

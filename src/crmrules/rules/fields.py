@@ -286,8 +286,10 @@ def unknown_field_hint(path: str, suggestion: str | None, example_type: str = "s
     """
     namespace, _, key = path.partition(".")
     close = f"did you mean {suggestion}?" if suggestion else None
+    if namespace == "manager":
+        return close or "manager fields are built in; fields: declares client, deal and event ones"
     if namespace not in ("client", "deal", "event") or not CUSTOM_KEY.fullmatch(key):
-        return close or "fields are client.<name>, deal.<name>, event.<name>, manager.<name>"
+        return close or "a field is client.<name>, deal.<name>, event.<name> or manager.<name>"
     declare = f"declare it under fields:, e.g. fields: {{{path}: {{type: {example_type}}}}}"
     if close is None:
         return declare
