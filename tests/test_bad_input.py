@@ -16,7 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from crmrules import Client, Deal, Event, Interaction, RecordError, SimulatedClock
+from crmrules import (
+    Client,
+    ContactRole,
+    Deal,
+    Event,
+    Interaction,
+    Manager,
+    RecordError,
+    SimulatedClock,
+)
 from crmrules.adapters.memory import MemoryStore
 from crmrules.engine import Engine, RefusedError
 from crmrules.errors import RegulationError
@@ -189,8 +198,13 @@ def test_create_client_refuses_undeclared_custom_fields(tmp_path: Path) -> None:
     assert "did you mean segment?" in str(caught.value)
     assert "declare it under `fields:`" in str(caught.value)
     assert engine.get_client("c9") is None
-    # update_client says the same.
     engine.create_client(Client(id="c9", fields={"segment": "A"}))
+    with pytest.raises(RecordError, match="did you mean discount"):
+        engine.create_deal(
+            Deal(id="d9", client="c9", pipeline="sales", stage="new", fields={"discont": 1})
+        )
+    assert engine.get_deal("d9") is None
+    # update_client says the same.
     with pytest.raises(RecordError, match="did you mean segment"):
         engine.update_client("c9", {"segmnt": "B"})
 
@@ -429,3 +443,28 @@ def test_a_task_due_past_the_calendars_edge_is_made_without_a_due_date(tmp_path:
     assert "no due date: client.contract_end 9999-12-31 + 2 days is out of" in str(
         [e.summary for e in result.effects]
     )
+
+
+@pytest.mark.parametrize("value", ["yes", "off", "false", 0, 1, "y"])
+def test_host_record_flags_are_true_or_false_only(value: object) -> None:
+    with pytest.raises(ValidationError, match="valid boolean"):
+        Manager(id="m1", active=value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="valid boolean"):
+        ContactRole(client="c1", role="buyer", primary=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"), [("America/New_York", "9999-12-31"), ("Asia/Tokyo", "0001-01-01")]
+)
+def test_a_day_at_the_calendars_edge_in_a_condition_is_a_located_problem(
+    tmp_path: Path, zone: str, day: str
+) -> None:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(
+        f"version: 1\ncalendar: {{timezone: {zone}}}\nrules:\n  - id: r\n    on: ping\n"
+        f"    if: {{field: client.created_at, eq: {day}}}\n"
+        "    then: [{create_task: {title: t}}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RegulationError, match=r"regulation.yaml:6:40: .*out of range"):
+        load_regulation(path)

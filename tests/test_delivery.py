@@ -303,7 +303,10 @@ def http_server(hook: Hook, port: int = 0) -> Iterator[str]:
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookNotifier]:
-    notifier = WebhookNotifier(timeout=2.0, headers={"Authorization": "Bearer token"})
+    # The local test server is on loopback: only the host's allow-list admits it.
+    notifier = WebhookNotifier(
+        timeout=2.0, headers={"Authorization": "Bearer token"}, allow=["127.0.0.1"]
+    )
     try:
         yield notifier
     finally:

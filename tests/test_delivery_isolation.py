@@ -96,7 +96,8 @@ def test_a_hanging_webhook_does_not_hold_the_email(mail: tuple[MailHandler, int]
     handler, port = mail
     state = Server()
     store = MemoryStore()
-    webhook = WebhookNotifier(timeout=60.0)  # its own timeout is far longer than the call's
+    # its own timeout is far longer than the call's; the local server needs the allow-list
+    webhook = WebhookNotifier(timeout=60.0, allow=["127.0.0.1"])
     email = SmtpNotifier("127.0.0.1", port, sender="crm@example.com", timeout=10.0)
     try:
         with http_server(state) as base:
@@ -142,7 +143,7 @@ def test_retry_after_on_429_and_503_sets_the_next_attempt(
 ) -> None:
     state = Server(retry_after=header)
     store = MemoryStore()
-    webhook = WebhookNotifier(timeout=5.0)
+    webhook = WebhookNotifier(timeout=5.0, allow=["127.0.0.1"])  # a local test server
     try:
         with http_server(state) as base:
             enqueue(store, message("w-1", "webhook", f"{base}{path}", 1))
@@ -157,7 +158,7 @@ def test_retry_after_as_an_http_date() -> None:
     later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     state = Server(retry_after=format_datetime(later, usegmt=True))
     store = MemoryStore()
-    webhook = WebhookNotifier(timeout=5.0)
+    webhook = WebhookNotifier(timeout=5.0, allow=["127.0.0.1"])  # a local test server
     try:
         with http_server(state) as base:
             enqueue(store, message("w-1", "webhook", f"{base}/down", 1))

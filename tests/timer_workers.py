@@ -116,7 +116,7 @@ class HookNotifier:
     def __init__(self, hook_url: str) -> None:
         self.name = "email"
         self.hook_url = hook_url
-        self.webhook = WebhookNotifier(name="email", timeout=10.0)
+        self.webhook = WebhookNotifier(name="email", timeout=10.0, allow=["127.0.0.1"])
 
     def send(self, message: OutboxMessage) -> None:
         data = {**message.data, "address": message.to}

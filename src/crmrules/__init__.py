@@ -59,7 +59,7 @@ from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
-from crmrules.rules.templates import TemplateError
+from crmrules.rules.templates import TemplateError, TemplateLimits
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -141,6 +141,7 @@ __all__ = [
     "Task",
     "TaskStatus",
     "TemplateError",
+    "TemplateLimits",
     "Territory",
     "TerritoryMembership",
     "Timer",

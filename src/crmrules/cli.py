@@ -25,13 +25,20 @@ from crmrules.rules.schema import json_schema
 from crmrules.testing.schema import scenario_json_schema
 
 
-def _validate(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+def _validate(
+    paths: Sequence[str], out: TextIO, err: TextIO, allow_destinations: Sequence[str] = ()
+) -> int:
     plugins = PluginManager()
     actions, operators = plugins.action_models(), plugins.operators()
     failed = 0
     for path in paths:
         try:
-            regulation = load_regulation(path, actions=actions, operators=operators)
+            regulation = load_regulation(
+                path,
+                actions=actions,
+                operators=operators,
+                allow_destinations=allow_destinations,
+            )
         except RegulationError as error:
             failed += 1
             for problem in error.problems:
@@ -232,6 +239,14 @@ def _parser() -> argparse.ArgumentParser:
         "and print every problem as file:line:col: message. Exits 1 if any is invalid.",
     )
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.add_argument(
+        "--allow-destination",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="an internal webhook address, network (CIDR) or host name the regulation may "
+        "write literally (the application's WebhookNotifier must allow it too); repeatable",
+    )
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of the rule language (for editors)",
@@ -331,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "validate":
-            return _validate(args.paths, sys.stdout, sys.stderr)
+            return _validate(args.paths, sys.stdout, sys.stderr, args.allow_destination)
         if args.command == "db":
             return _db(args, sys.stdout)
         if args.command == "worker":

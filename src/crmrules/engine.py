@@ -33,7 +33,9 @@ from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, de
 from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.firing import DueReport, plan_rule
 from crmrules.host_input import (
+    apply_changes,
     check_changes,
+    check_event_data,
     check_references,
     check_time_range,
     host_id,
@@ -50,8 +52,8 @@ from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
-from crmrules.rules.events import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
+from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import recompute
 from crmrules.store import (
     AuditEntry,
@@ -510,11 +512,22 @@ class Engine(Reading):
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
         entry_points: bool = True,
+        allow_destinations: Iterable[str] = (),
+        template_limits: TemplateLimits | None = None,
     ) -> Engine:
-        """Load the regulation at ``paths`` (with the plugins' actions and operators)."""
+        """Load the regulation at ``paths`` (with the plugins' actions and operators).
+
+        ``allow_destinations``: internal webhook addresses the regulation may
+        write literally (the notifier must allow them too; see crmrules.destinations).
+        ``template_limits``: bounds on each template render (crmrules.TemplateLimits).
+        """
         manager = PluginManager(plugins, entry_points=entry_points)
         regulation = load_regulation(
-            *paths, actions=manager.action_models(), operators=manager.operators()
+            *paths,
+            actions=manager.action_models(),
+            operators=manager.operators(),
+            allow_destinations=allow_destinations,
+            template_limits=template_limits,
         )
         return cls(regulation, store, clock, plugin_manager=manager)
 
@@ -548,9 +561,7 @@ class Engine(Reading):
         return self.plugins.handle_event(event, self._handle_reported)
 
     def _handle_reported(self, event: Event) -> Result:
-        self.regulation.fields.check_declared(
-            "event", event.id, event.data, BUILTIN_EVENT_DATA.get(event.type, ())
-        )
+        check_event_data(self.regulation, event)
         data = self.regulation.fields.coerce_record(
             "event", event.id, event.data, self.regulation.calendar
         )
@@ -632,7 +643,7 @@ class Engine(Reading):
             old = run.tx.get_client(client_id)
             if old is None:
                 raise RefusedError(f"no client {client_id!r}")
-            new = _apply(old, changes, "client", self.regulation)
+            new = apply_changes(old, changes, "client", self.regulation)
             if "responsible" in changes:
                 self._check_responsible(run, new.responsible)
             run.store_client(new, old, None, 0)
@@ -645,6 +656,7 @@ class Engine(Reading):
                 raise RefusedError(f"deal {deal.id} already exists")
             if run.tx.get_client(deal.client) is None:
                 raise RefusedError(f"deal {deal.id}: no client {deal.client!r}")
+            self.regulation.fields.check_declared("deal", deal.id, deal.fields)
             run.store_deal(deal, None, None, 0)
 
         return self._host_change(event_id, (deal.client, None), change)
@@ -660,7 +672,7 @@ class Engine(Reading):
             old = run.tx.get_deal(deal_id)
             if old is None:
                 raise RefusedError(f"no deal {deal_id!r}")
-            new = _apply(old, changes, "deal", self.regulation)
+            new = apply_changes(old, changes, "deal", self.regulation)
             if new.client != old.client and run.tx.get_client(new.client) is None:
                 raise RefusedError(f"deal {deal_id}: no client {new.client!r}")
             run.store_deal(new, old, None, 0)
@@ -763,7 +775,9 @@ class Engine(Reading):
             client = run.tx.get_client(client_id)
             if client is None:
                 raise RefusedError(f"no client {client_id!r} in the store")
-            old = None if created else _apply(client, before or {}, "client", self.regulation)
+            old = (
+                None if created else apply_changes(client, before or {}, "client", self.regulation)
+            )
             run.store_client(client, old, None, 0)
 
         return self._host_change(event_id, (client_id, None), change)
@@ -785,7 +799,7 @@ class Engine(Reading):
             deal = run.tx.get_deal(deal_id)
             if deal is None:
                 raise RefusedError(f"no deal {deal_id!r} in the store")
-            old = None if created else _apply(deal, before or {}, "deal", self.regulation)
+            old = None if created else apply_changes(deal, before or {}, "deal", self.regulation)
             run.store_deal(deal, old, None, 0)
 
         return self._host_change(event_id, (None, deal_id), change)
@@ -900,23 +914,6 @@ def _open_store(store: Store | str | None, plugins: PluginManager) -> Store:
         return factories[scheme](store)
     known = ", ".join(["memory", *SQL_SCHEMES, *sorted(factories)])
     raise CrmRulesError(f"no store for {scheme}:// URLs (known: {known})")
-
-
-def _apply(record: Any, changes: Mapping[str, Any], namespace: str, regulation: Regulation) -> Any:
-    """A copy of a client or deal with ``changes``; custom fields go into ``fields``."""
-    builtin = type(record).model_fields
-    direct: dict[str, Any] = {}
-    custom = dict(record.fields)
-    for key, value in changes.items():
-        if key in ("id", "fields", "territories"):
-            raise RefusedError(f"{namespace} {record.id}: {key!r} cannot be changed")
-        if key in builtin:
-            direct[key] = value
-        else:
-            regulation.fields.check_declared(namespace, record.id, [key])
-            custom[key] = value
-    data = {**record.model_dump(), **direct, "fields": custom}
-    return type(record).model_validate(data)
 
 
 __all__ = ["CASCADE_LIMIT", "ActionError", "DueReport", "Engine", "RefusedError", "Run"]

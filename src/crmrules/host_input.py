@@ -9,9 +9,11 @@ instead of failing deep inside a rule, a timer or the database driver.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from crmrules.errors import RecordError, RefusedError
-from crmrules.model import Client, Deal, clean_id
+from crmrules.model import Client, Deal, Event, clean_id
+from crmrules.rules.events import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation
 from crmrules.store import Transaction
 from crmrules.timers import anchor_due
@@ -51,6 +53,32 @@ def check_references(
             )
     if client_id is not None and tx.get_client(client_id) is None:
         raise RefusedError(f"{what}: no client {client_id!r}")
+
+
+def apply_changes(
+    record: Any, changes: Mapping[str, Any], namespace: str, regulation: Regulation
+) -> Any:
+    """A copy of a client or deal with ``changes``; custom fields go into ``fields``."""
+    builtin = type(record).model_fields
+    direct: dict[str, Any] = {}
+    custom = dict(record.fields)
+    for key, value in changes.items():
+        if key in ("id", "fields", "territories"):
+            raise RefusedError(f"{namespace} {record.id}: {key!r} cannot be changed")
+        if key in builtin:
+            direct[key] = value
+        else:
+            regulation.fields.check_declared(namespace, record.id, [key])
+            custom[key] = value
+    data = {**record.model_dump(), **direct, "fields": custom}
+    return type(record).model_validate(data)
+
+
+def check_event_data(regulation: Regulation, event: Event) -> None:
+    """Every data key of a reported event is declared (``event.<key>``), or one of the keys
+    crmrules itself puts on that built-in event: a typo must not render as nothing."""
+    allowed = BUILTIN_EVENT_DATA.get(event.type, frozenset())
+    regulation.fields.check_declared("event", event.id, event.data, allowed)
 
 
 def check_time_range(
@@ -102,7 +130,9 @@ def check_time_range(
 
 
 __all__ = [
+    "apply_changes",
     "check_changes",
+    "check_event_data",
     "check_references",
     "check_time_range",
     "host_id",

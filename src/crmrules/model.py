@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import unicodedata
 from decimal import Decimal
+from email.utils import getaddresses
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 from crmrules.calendar import Duration
 
@@ -34,6 +43,27 @@ def clean_id(value: str) -> str:
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(clean_id)]
 
 
+def one_address(value: str) -> str:
+    """An e-mail field holds exactly one address (a display name is fine).
+
+    ``"a@b.ru, victim@evil.ru"`` would otherwise send one rule's mail to both.
+    An empty text means no address.
+    """
+    if value == "":
+        return value
+    entries = getaddresses([value])
+    address = entries[0][1] if len(entries) == 1 else ""
+    local, at, domain = address.rpartition("@")
+    if "\r" in value or "\n" in value or not (local and at and domain) or " " in address:
+        raise ValueError(f"expected one e-mail address, such as ivan@example.ru, got {value!r}")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(one_address)]
+#: true or false only: "yes", "off", "0" or 1 are refused rather than guessed.
+Flag = Annotated[bool, Strict()]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -50,7 +80,7 @@ class Client(Model):
     id: RecordId
     kind: Literal["company", "person"] = "company"
     name: str = ""
-    email: str | None = None
+    email: EmailAddress | None = None
     phone: str | None = None
     region: str | None = None
     city: str | None = None
@@ -73,7 +103,7 @@ class ContactRole(Model):
 
     client: RecordId
     role: str = Field(description="e.g. director, accountant, buyer")
-    primary: bool = False
+    primary: Flag = False
 
 
 class Contact(Model):
@@ -81,7 +111,7 @@ class Contact(Model):
 
     id: RecordId
     name: str
-    email: str | None = None
+    email: EmailAddress | None = None
     phone: str | None = None
     roles: list[ContactRole] = Field(default_factory=list)
 
@@ -94,12 +124,12 @@ class Manager(Model):
 
     id: RecordId
     name: str = ""
-    email: str | None = None
+    email: EmailAddress | None = None
     skills: frozenset[str] = frozenset()
     capacity: int | None = Field(None, ge=0, description="open tasks or clients they can carry")
     working_hours: str | None = None
     territories: frozenset[str] = frozenset()
-    active: bool = True
+    active: Flag = True
 
     def record(self) -> dict[str, Any]:
         return _flatten(self)
@@ -130,7 +160,7 @@ class Stage(Model):
     id: str
     name: str | None = None
     deadline: Duration | None = None
-    final: bool = False
+    final: Flag = False
 
 
 class Pipeline(Model):

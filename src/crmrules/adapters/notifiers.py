@@ -13,7 +13,7 @@ import logging
 import smtplib
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -21,6 +21,7 @@ from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from crmrules.delivery import DeliveryError
+from crmrules.destinations import DestinationRefused, Destinations
 from crmrules.errors import require
 from crmrules.store import OutboxMessage
 
@@ -151,6 +152,8 @@ class SmtpNotifier:
             raise DeliveryError(f"sender {self.sender!r} is not one address", permanent=True)
         if not recipients:
             raise DeliveryError(f"no recipient address in {message.to!r}", permanent=True)
+        if len(recipients) != 1:  # "a@b.ru, victim@evil.ru" in a client's e-mail field
+            raise DeliveryError(f"recipient {message.to!r} is not one address", permanent=True)
         try:
             refused = self._transmit(mail, sender[0], recipients)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -260,9 +263,12 @@ class WebhookNotifier:
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         client: httpx.Client | None = None,
+        allow: Iterable[str] = (),
     ) -> None:
         _httpx()  # a missing extra is reported when the notifier is made, not at delivery
         self.name = name
+        #: Internal addresses, networks and host names admitted (see crmrules.destinations).
+        self.destinations = Destinations.allowing(allow)
         self.timeout = timeout
         self.headers = dict(headers or {})
         self._client = client
@@ -303,8 +309,11 @@ class WebhookNotifier:
             error = f"cannot encode the message as JSON: {exc}"
             raise DeliveryError(error, permanent=True) from exc
         headers = {**self.headers, "Idempotency-Key": message.key}
+        target, extensions = self._pinned(parsed, headers)
         try:
-            response = self._http().post(url, json=payload, headers=headers)
+            response = self._http().post(
+                target, json=payload, headers=headers, extensions=extensions
+            )
         except httpx.TimeoutException:
             raise DeliveryError("webhook timed out") from None
         except httpx.HTTPError as exc:
@@ -319,6 +328,26 @@ class WebhookNotifier:
         permanent = 400 <= status < 500 and status not in _RETRYABLE_4XX
         wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
         raise DeliveryError(error, permanent=permanent, retry_after=wait)
+
+    def _pinned(self, url: httpx.URL, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, Any]]:
+        """The URL with its host replaced by the address that was checked.
+
+        Connecting to the checked address (not resolving the name again) keeps
+        a DNS answer that changes in between from reaching an internal address.
+        The Host header and TLS (SNI and certificate check) keep the name.
+        """
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            address = self.destinations.resolve(url.host, port)
+        except DestinationRefused as exc:
+            raise DeliveryError(f"webhook destination refused: {exc}", permanent=True) from None
+        except (OSError, UnicodeError) as exc:
+            raise DeliveryError(f"webhook host {url.host} does not resolve: {exc}") from None
+        if address is None:
+            return url, {}
+        headers["Host"] = url.netloc.decode("ascii")
+        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+        return url.copy_with(host=address), extensions
 
 
 def retry_after(value: str | None) -> timedelta | None:

@@ -512,6 +512,8 @@ def _scalar(spec: FieldSpec, raw: Any, scope: Scope) -> Any:
     if spec.type is FieldType.DATETIME and _is_date_only(raw):
         day = raw if isinstance(raw, date) else date.fromisoformat(raw.strip())
         start = scope.calendar.start_of_day(day)
+        if day == date.max:  # the whole day has no next midnight to end at
+            raise ValueError(f"{day.isoformat()} is out of range; compare with a moment instead")
         return DayRange(day, start, scope.calendar.start_of_day(day + timedelta(days=1)))
     if spec.type is FieldType.DATETIME:
         return coerce_datetime(raw, scope.calendar)

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
+from crmrules.destinations import HINT as DESTINATION_HINT
+from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
@@ -44,7 +47,14 @@ from crmrules.rules.source import (
     load_document,
 )
 from crmrules.rules.template_types import check_template_types
-from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
+from crmrules.rules.templates import (
+    DEFAULT_LIMITS,
+    CompiledTemplate,
+    Kind,
+    TemplateError,
+    TemplateLimits,
+    compile_template,
+)
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
 
 SECTIONS = (
@@ -167,11 +177,18 @@ def load_regulation(
     actions: Mapping[str, type[BaseModel]] | None = None,
     limits: Limits | None = None,
     operators: Mapping[str, Any] | None = None,
+    allow_destinations: Iterable[str] = (),
+    template_limits: TemplateLimits | None = None,
 ) -> Regulation:
-    """Load, merge, check and compile a regulation; RegulationError lists every problem."""
+    """Load, merge, check and compile a regulation; RegulationError lists every problem.
+
+    ``allow_destinations`` admits internal webhook addresses written literally
+    (see crmrules.destinations); the notifier must allow them too, at send.
+    ``template_limits`` bound each template render (default: about 1 s, 64 MB).
+    """
     with _collector_paused():
         document = load_document(paths, limits)
-        return compile_regulation(document, actions, operators)
+        return compile_regulation(document, actions, operators, allow_destinations, template_limits)
 
 
 @contextmanager
@@ -196,9 +213,13 @@ def compile_regulation(
     document: Document,
     actions: Mapping[str, type[BaseModel]] | None = None,
     operators: Mapping[str, Any] | None = None,
+    allow_destinations: Iterable[str] = (),
+    template_limits: TemplateLimits | None = None,
 ) -> Regulation:
     """Check and compile a loaded document; ``actions`` and ``operators`` include plugins'."""
     compiler = _Compiler(document, actions or schema.BUILTIN_ACTIONS, operators or {})
+    compiler.destinations = Destinations.allowing(allow_destinations)
+    compiler.template_limits = template_limits or DEFAULT_LIMITS
     regulation = compiler.run()
     if compiler.problems or regulation is None:
         raise RegulationError(compiler.problems)
@@ -256,6 +277,8 @@ class _Compiler:
         self.registry = FieldRegistry()
         self.calendar = BusinessCalendar()
         self.template_cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self.destinations = PUBLIC_ONLY
+        self.template_limits = DEFAULT_LIMITS
         self.type_problems: dict[str, TemplateError | None] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
@@ -707,6 +730,7 @@ class _Compiler:
                 text,
                 kind,
                 self.registry.__contains__,
+                limits=self.template_limits,
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
@@ -985,7 +1009,16 @@ class _Compiler:
     ) -> None:
         self._template_param(params.message, "text", (*path, "message"), templates)
         to = params.to
-        if to is not None and not (to == "responsible" or to.startswith(("https://", "http://"))):
+        if to is not None and to.startswith(("https://", "http://")):
+            try:
+                host = urlsplit(to).hostname or ""
+            except ValueError:
+                self.error((*path, "to"), "notify: the webhook address is not a valid URL")
+                return
+            refusal = self.destinations.refusal(host)
+            if refusal is not None:
+                self.error((*path, "to"), f"notify: {refusal}", DESTINATION_HINT)
+        elif to is not None and to != "responsible":
             self._check_manager(to, (*path, "to"))
 
     def _check_emit(

@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+
+from crmrules.model import one_address
 
 #: Ids of rules, stages, territories, managers, templates: letters (any script), digits, `_.-`.
 Id = Annotated[
@@ -96,7 +106,7 @@ class PipelineSpec(Block):
 class ManagerSpec(Block):
     id: Id
     name: str | None = None
-    email: str | None = None
+    email: Annotated[str, AfterValidator(one_address)] | None = None
     skills: list[str] = Field(default_factory=list)
     capacity: int | None = Field(None, ge=0)
     territories: list[Id] = Field(default_factory=list)
