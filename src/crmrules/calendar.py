@@ -446,7 +446,10 @@ class BusinessCalendar:
         local = self.local(moment)
         day, now = local.date(), local.time()
         working_day = self._is_working_day(day)
-        if working_day and self._within_hours(day, now):
+        # The close of a shortened day is where adding business days lands when the
+        # wall-clock time is past it, so it counts as that day's working time here.
+        at_short_close = self._closes_at(day) != self._closes and now == self._closes_at(day)
+        if working_day and (self._within_hours(day, now) or at_short_close):
             if n == 0:
                 return local
             for _ in range(n):
