@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 import test_conditions_property as gen
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, SQLAlchemyTransaction
+from crmrules.adapters import migrate
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, SQLAlchemyTransaction, _dump, metadata
 from crmrules.model import Client
 from crmrules.rules.conditions import Condition, Facts, Node, Not, normalise
 from crmrules.rules.sql import compile_filter
@@ -206,3 +207,24 @@ def test_exact_leaves_need_no_python(store: SQLAlchemyStore) -> None:
             dialect=tx.connection.dialect.name,
         )
         assert not where.exact
+
+
+def test_the_migration_indexes_the_clients_already_stored(tmp_path: Path) -> None:
+    """Clients written before 0004 are found by SQL once the database is upgraded."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, revision="0003")
+    clients = [
+        Client(id=f"c{i}", region="Москва" if i % 2 else "Казань", tags=frozenset({"vip"}))
+        for i in range(2_500)  # more than one chunk of the upgrade
+    ]
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        rows = [{"id": c.id, "data": _dump(c)} for c in clients]
+        connection.execute(sa.insert(metadata.tables["crmrules_clients"]), rows)
+    engine.dispose()
+    migrate.upgrade(url)
+    tree = _parse({"all": [{"field": "client.region", "eq": "москва", "ignore_case": True}]})
+    assert tree is not None
+    with SQLAlchemyStore(url) as store:
+        got = list(select_ids(store, Selection(tree, gen.CAL, datetime.now(UTC))))
+    assert got == sorted(c.id for c in clients if c.region == "Москва")

@@ -151,6 +151,29 @@ def _failures(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _select(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the ids of the clients a territory or a rule's condition takes (by SQL)."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL
+    from crmrules.engine import Engine
+
+    plugins = PluginManager()
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    engine = Engine(_load(args.path, plugins), url, plugin_manager=plugins)
+    try:
+        ids = engine.select(territory=args.territory, rule=args.rule)
+        if args.count:
+            print(sum(1 for _ in ids), file=out)
+        elif args.json:
+            json.dump(list(ids), out, ensure_ascii=False)
+            out.write("\n")
+        else:
+            for client_id in ids:
+                print(client_id, file=out)
+    finally:
+        engine.store.close()
+    return 0
+
+
 def _scenario_files(paths: Sequence[str]) -> list[str] | str:
     """Every ``*.regulation.yaml`` below ``paths`` in name order, or why there are none."""
     from pathlib import Path
@@ -309,6 +332,21 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
     failures.add_argument("--all", action="store_true", help="include resolved ones")
+    select = commands.add_parser(
+        "select",
+        help="print the ids of the clients a territory or a rule's condition takes",
+        description="Print, one per line in id order, the ids of the clients that a territory "
+        "or a rule's condition takes now, selected by SQL on the SQL store. URL defaults to "
+        "$CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    select.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    select.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    what = select.add_mutually_exclusive_group(required=True)
+    what.add_argument("--territory", metavar="ID", help="the clients in this territory")
+    what.add_argument("--rule", metavar="ID", help="the clients this rule's condition takes")
+    shape = select.add_mutually_exclusive_group()
+    shape.add_argument("--count", action="store_true", help="print only how many")
+    shape.add_argument("--json", action="store_true", help="print a JSON list of ids")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -352,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "failures":
             return _failures(args, sys.stdout)
+        if args.command == "select":
+            return _select(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout, part=args.part, scenario=args.scenario)

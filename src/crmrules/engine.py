@@ -17,13 +17,13 @@ exactly as it was before the call.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, timers
+from crmrules import failures, firing, selection, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
@@ -866,6 +866,24 @@ class Engine(Reading):
         return next((r for r in self.plan_rules.values() if r.id == rule_id), None)
 
     # -- reading
+
+    def select(
+        self,
+        *,
+        territory: str | None = None,
+        rule: str | None = None,
+        condition: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Iterator[str]:
+        """The ids of the clients a territory, a rule's condition or a condition takes, streamed.
+
+        By SQL on the SQL store (Python decides only what SQL cannot), by a
+        loop elsewhere; ids in code-point order. See crmrules.selection.
+        """
+        chosen = selection.for_engine(
+            self, territory=territory, rule=rule, condition=condition, now=now
+        )
+        return selection.select_ids(self.store, chosen)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -11,18 +11,25 @@ caller works through them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.calendar import BusinessCalendar
+from crmrules.errors import Problem, RefusedError, RegulationError
 from crmrules.model import Client
-from crmrules.rules.conditions import Condition, Facts, Node
+from crmrules.rules.conditions import Condition, Facts, Leaf, Node, Scope, parse
+from crmrules.rules.regulation import Regulation
+from crmrules.rules.source import SourceMap
 from crmrules.rules.sql import Filter, compile_filter
 from crmrules.store import Store, Transaction
+
+if TYPE_CHECKING:
+    from crmrules.engine import Engine
 
 #: Ids fetched (and, where Python decides, clients loaded) per transaction.
 CHUNK = 1_000
@@ -116,4 +123,100 @@ def _python_chunk(
     return _decide(tx, selection, condition, clients), last
 
 
-__all__ = ["CHUNK", "FactsOf", "Selection", "client_only", "select_ids"]
+# -- what the engine selects by
+
+
+def descendants(regulation: Regulation) -> dict[str, frozenset[str]]:
+    """Each territory with all the territories below it (what ``{territory: id}`` means)."""
+    below: dict[str, set[str]] = {tid: {tid} for tid in regulation.territories}
+    for tid in regulation.territories:
+        parent = regulation.territories[tid].parent
+        seen = {tid}
+        while parent is not None and parent in below and parent not in seen:
+            below[parent].add(tid)
+            seen.add(parent)
+            parent = regulation.territories[parent].parent
+    return {tid: frozenset(ids) for tid, ids in below.items()}
+
+
+def with_manager(regulation: Regulation) -> FactsOf:
+    """The client and its responsible manager, as a rule run sees them (no deal, no event)."""
+
+    def facts(tx: Transaction, client: Client, now: datetime) -> Facts:
+        manager = None
+        if client.responsible:
+            manager = tx.get_manager(client.responsible) or regulation.managers.get(
+                client.responsible
+            )
+        records = {"client": client.record(), "manager": manager.record() if manager else None}
+        return Facts(records, now)
+
+    return facts
+
+
+def for_engine(
+    engine: Engine,
+    *,
+    territory: str | None = None,
+    rule: str | None = None,
+    condition: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Selection:
+    """What ``Engine.select`` selects: exactly one of a territory, a rule or a condition."""
+    given = [
+        name
+        for name, v in (("territory", territory), ("rule", rule), ("condition", condition))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise RefusedError(
+            "select takes exactly one of territory=, rule= or condition= "
+            f"(got {', '.join(given) or 'none'})"
+        )
+    regulation = engine.regulation
+    moment = now or engine.clock.now()
+    facts = with_manager(regulation)
+    tree: Node
+    if territory is not None:
+        if territory not in regulation.territories:
+            known = ", ".join(sorted(regulation.territories)) or "none"
+            raise RefusedError(
+                f"no territory {territory!r} in the regulation (territories: {known})"
+            )
+        spec = regulation.fields.get("client.territories")
+        assert spec is not None
+        tree = Leaf(spec, "territory", descendants(regulation)[territory], territory=territory)
+    elif rule is not None:
+        found = engine.rules_by_id.get(rule)
+        if found is None:
+            known = ", ".join(sorted(engine.rules_by_id)) or "none"
+            raise RefusedError(f"no rule {rule!r} in the regulation (rules: {known})")
+        tree = found.condition.tree
+    else:
+        assert condition is not None
+        problems: list[Problem] = []
+        scope = Scope(
+            regulation.fields,
+            regulation.calendar,
+            SourceMap(),
+            problems,
+            descendants(regulation),
+            engine.plugins.operators(),
+        )
+        parsed = parse(dict(condition), ("condition",), scope)
+        if parsed is None or problems:
+            raise RegulationError(problems)
+        tree = parsed
+    return Selection(tree, regulation.calendar, moment, facts)
+
+
+__all__ = [
+    "CHUNK",
+    "FactsOf",
+    "Selection",
+    "client_only",
+    "descendants",
+    "for_engine",
+    "select_ids",
+    "with_manager",
+]
