@@ -23,7 +23,7 @@ from crmrules.rules import schema
 from crmrules.rules.assignment import Assignment, assign
 from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule
-from crmrules.rules.territories import override
+from crmrules.rules.territories import clear_override, override
 from crmrules.store import OutboxMessage, Transaction
 
 if TYPE_CHECKING:
@@ -410,6 +410,34 @@ def remove_from_territory(params: schema.TerritoryRef, ctx: ActionContext) -> No
     _territory_override(params, ctx, MembershipSource.MANUAL_REMOVE)
 
 
+def clear_territory_override(params: schema.TerritoryRef, ctx: ActionContext) -> None:
+    """The client's manual add or remove for the territory is dropped; its rule decides again."""
+    client, _ = ctx.subjects()
+    if client is None:
+        raise ActionRefused("the event has no client")
+    current = ctx.tx.memberships(client.id)
+    cleared = clear_override(current, params.territory)
+    if cleared == current:
+        ctx.effect(
+            "territory_override",
+            f"client {client.id} has no manual override for {params.territory}; nothing to clear",
+            client=client.id,
+            territory=params.territory,
+            source="none",
+        )
+        return
+    ctx.tx.set_memberships(client.id, cleared)
+    ctx.store_client(client, client)
+    ctx.effect(
+        "territory_override",
+        f"client {client.id}: manual override for {params.territory} cleared "
+        "(the territory's rule decides again)",
+        client=client.id,
+        territory=params.territory,
+        source="cleared",
+    )
+
+
 def cancel_tasks(params: schema.CancelTasks, ctx: ActionContext) -> None:
     client, deal = ctx.subjects()
     if deal is not None:
@@ -510,6 +538,7 @@ BUILTIN_HANDLERS: dict[str, Callable[[Any, ActionContext], None]] = {
     "set_field": set_field,
     "add_to_territory": add_to_territory,
     "remove_from_territory": remove_from_territory,
+    "clear_territory_override": clear_territory_override,
     "cancel_tasks": cancel_tasks,
     "notify": notify,
     "emit": emit,

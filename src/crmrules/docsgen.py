@@ -199,6 +199,7 @@ ACTION_MEANINGS: Mapping[str, str] = {
     "set_field": "changes a field of the client or deal (raises the update events)",
     "add_to_territory": "puts the client in a territory by hand (a manual override)",
     "remove_from_territory": "takes the client out of a territory by hand",
+    "clear_territory_override": "drops a manual add or remove; the territory's rule decides again",
     "cancel_tasks": "cancels open tasks of the client or deal (at least one filter)",
     "notify": "a message to a manager or a webhook, through a notifier",
     "emit": "raises another event, with data",

@@ -52,7 +52,7 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules.conditions import Facts
 from crmrules.rules.fields import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
-from crmrules.rules.territories import recompute
+from crmrules.rules.territories import clear_override, recompute
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -636,6 +636,27 @@ class Engine(Reading):
             if "responsible" in changes:
                 self._check_responsible(run, new.responsible)
             run.store_client(new, old, None, 0)
+
+        return self._host_change(event_id, (client_id, None), change)
+
+    def clear_territory_override(
+        self, client_id: str, territory: str, *, event_id: str | None = None
+    ) -> Result:
+        """Drop the client's manual add to or removal from ``territory``; its rule decides again.
+
+        Raises territory.entered / territory.left if that changes the client's
+        territories. A territory no longer in the regulation may be named: its
+        override outlives the rule and is cleared all the same.
+        """
+        client_id = host_id("client", client_id)
+
+        def change(run: Run) -> None:
+            client = run.tx.get_client(client_id)
+            if client is None:
+                raise RefusedError(f"no client {client_id!r}")
+            current = run.tx.memberships(client_id)
+            run.tx.set_memberships(client_id, clear_override(current, territory))
+            run.store_client(client, client, None, 0)
 
         return self._host_change(event_id, (client_id, None), change)
 

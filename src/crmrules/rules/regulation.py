@@ -266,6 +266,7 @@ class _Compiler:
             "set_field": self._check_set_field,
             "add_to_territory": self._check_territory_ref,
             "remove_from_territory": self._check_territory_ref,
+            "clear_territory_override": self._check_territory_ref,
             "cancel_tasks": self._check_cancel_tasks,
             "notify": self._check_notify,
             "emit": self._check_emit,

@@ -232,6 +232,7 @@ BUILTIN_ACTIONS: Mapping[str, type[BaseModel]] = {
     "set_field": SetField,
     "add_to_territory": TerritoryRef,
     "remove_from_territory": TerritoryRef,
+    "clear_territory_override": TerritoryRef,
     "cancel_tasks": CancelTasks,
     "notify": Notify,
     "emit": Emit,
@@ -240,6 +241,7 @@ BUILTIN_ACTIONS: Mapping[str, type[BaseModel]] = {
 SHORTHAND: Mapping[str, str] = {
     "add_to_territory": "territory",
     "remove_from_territory": "territory",
+    "clear_territory_override": "territory",
     "move_stage": "to",
     "send_mailing": "template",
 }

@@ -63,7 +63,13 @@ ACTIONS_FOR = {
     "mailings": ("send_mailing",),
     "notifications": ("notify",),
     "deals": ("move_stage", "set_field"),
-    "clients": ("set_field", "assign_manager", "add_to_territory", "remove_from_territory"),
+    "clients": (
+        "set_field",
+        "assign_manager",
+        "add_to_territory",
+        "remove_from_territory",
+        "clear_territory_override",
+    ),
 }
 
 
