@@ -160,7 +160,7 @@ def _select(args: argparse.Namespace, out: TextIO) -> int:
     url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
     engine = Engine(_load(args.path, plugins), url, plugin_manager=plugins)
     try:
-        ids = engine.select(territory=args.territory, rule=args.rule)
+        ids = engine.select(segment=args.segment, territory=args.territory, rule=args.rule)
         if args.count:
             print(sum(1 for _ in ids), file=out)
         elif args.json:
@@ -334,14 +334,15 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--all", action="store_true", help="include resolved ones")
     select = commands.add_parser(
         "select",
-        help="print the ids of the clients a territory or a rule's condition takes",
-        description="Print, one per line in id order, the ids of the clients that a territory "
-        "or a rule's condition takes now, selected by SQL on the SQL store. URL defaults to "
+        help="print the ids of the clients a segment, a territory or a rule's condition takes",
+        description="Print, one per line in id order, the ids of the clients that a segment, a "
+        "territory or a rule's condition takes now, by SQL on the SQL store. URL defaults to "
         "$CRMRULES_DATABASE_URL, else the SQLite file.",
     )
     select.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
     select.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     what = select.add_mutually_exclusive_group(required=True)
+    what.add_argument("--segment", metavar="ID", help="the clients in this segment")
     what.add_argument("--territory", metavar="ID", help="the clients in this territory")
     what.add_argument("--rule", metavar="ID", help="the clients this rule's condition takes")
     shape = select.add_mutually_exclusive_group()

@@ -160,24 +160,29 @@ def for_engine(
     territory: str | None = None,
     rule: str | None = None,
     condition: Mapping[str, Any] | None = None,
+    segment: str | None = None,
     now: datetime | None = None,
 ) -> Selection:
-    """What ``Engine.select`` selects: exactly one of a territory, a rule or a condition."""
-    given = [
-        name
-        for name, v in (("territory", territory), ("rule", rule), ("condition", condition))
-        if v is not None
-    ]
+    """What ``Engine.select`` selects: exactly one of a segment, territory, rule or condition."""
+    choices = (("segment", segment), ("territory", territory), ("rule", rule))
+    given = [name for name, v in (*choices, ("condition", condition)) if v is not None]
     if len(given) != 1:
         raise RefusedError(
-            "select takes exactly one of territory=, rule= or condition= "
+            "select takes exactly one of segment=, territory=, rule= or condition= "
             f"(got {', '.join(given) or 'none'})"
         )
     regulation = engine.regulation
     moment = now or engine.clock.now()
     facts = with_manager(regulation)
     tree: Node
-    if territory is not None:
+    if segment is not None:
+        if segment not in regulation.segments:
+            known = ", ".join(sorted(regulation.segments)) or "none"
+            raise RefusedError(f"no segment {segment!r} in the regulation (segments: {known})")
+        spec = regulation.fields.get("client.segments")
+        assert spec is not None
+        tree = Leaf(spec, "contains_any", frozenset({segment}), segment=segment)
+    elif territory is not None:
         if territory not in regulation.territories:
             known = ", ".join(sorted(regulation.territories)) or "none"
             raise RefusedError(
@@ -202,6 +207,7 @@ def for_engine(
             problems,
             descendants(regulation),
             engine.plugins.operators(),
+            frozenset(regulation.segments),
         )
         parsed = parse(dict(condition), ("condition",), scope)
         if parsed is None or problems:

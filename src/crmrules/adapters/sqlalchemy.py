@@ -52,6 +52,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
+from crmrules.rules import segments
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -812,6 +813,15 @@ class SQLAlchemyStore:
         self.close()
 
 
+def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
+    """A host-kept client's territories: crmrules' memberships, not a host column."""
+    return frozenset(
+        m.territory
+        for m in memberships
+        if m.source is not MembershipSource.MANUAL_REMOVE and not segments.is_segment(m)
+    )
+
+
 def _where_given(
     query: sa.Select[Any], *conditions: tuple[sa.ColumnElement[Any], object]
 ) -> sa.Select[Any]:
@@ -957,16 +967,11 @@ class SQLAlchemyTransaction:
 
     def get_client(self, client_id: str) -> Client | None:
         if self._records is not None and self._records.clients is not None:
-            return self._records.get_client(self._c, client_id, self._territories(client_id))
+            memberships = self.memberships(client_id)
+            return self._records.get_client(
+                self._c, client_id, _territories(memberships), segments.members(memberships)
+            )
         return self._get(Client, self._t.clients, client_id)
-
-    def _territories(self, client_id: str) -> frozenset[str]:
-        """A host-kept client's territories: crmrules' memberships, not a host column."""
-        return frozenset(
-            m.territory
-            for m in self.memberships(client_id)
-            if m.source is not MembershipSource.MANUAL_REMOVE
-        )
 
     def put_client(self, client: Client) -> None:
         if self._records is not None and self._records.clients is not None:

@@ -69,6 +69,9 @@ ACTIONS_FOR = {
         "add_to_territory",
         "remove_from_territory",
         "clear_territory_override",
+        "add_to_segment",
+        "remove_from_segment",
+        "clear_segment_override",
     ),
 }
 
