@@ -8,7 +8,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from databases import open_database
 
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
@@ -18,6 +17,7 @@ from crmrules.errors import RefusedError, RegulationError
 from crmrules.model import Client, Event
 from crmrules.rules.regulation import load_regulation
 from crmrules.store import Store
+from databases import open_database
 
 ROOT = Path(__file__).parent.parent
 BASE = (ROOT / "examples" / "territories" / "regulation.yaml").read_text(encoding="utf-8")
