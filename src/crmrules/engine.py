@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crmrules import failures, firing, selection, timers
+from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
@@ -362,8 +363,9 @@ class Run:
             )
         else:
             before, after = _diff(old.record(), client.record())
-            before.pop("territories", None)
-            after.pop("territories", None)
+            for membership in ("territories", "segments"):  # their own events, or none
+                before.pop(membership, None)
+                after.pop(membership, None)
             if before or after:
                 self.raise_event(
                     parent,
@@ -962,6 +964,17 @@ class Engine(Reading):
             self, territory=territory, rule=rule, condition=condition, segment=segment, now=now
         )
         return selection.select_ids(self.store, chosen)
+
+    def realign(
+        self, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> realigning.RealignReport:
+        """Recompute every client's territories and segments (see crmrules.realign).
+
+        A chunk of clients per transaction; changes raise territory.entered /
+        territory.left once each, even when a killed run is started again. A dry
+        run writes nothing and reports what would change.
+        """
+        return realigning.realign(self, dry_run=dry_run, progress=progress)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -69,6 +69,12 @@ class Selection:
 
 def select_ids(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[str]:
     """The ids of the clients ``selection`` takes, in code-point order, streamed."""
+    for ids in id_chunks(store, selection, chunk=chunk):
+        yield from ids
+
+
+def id_chunks(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[list[str]]:
+    """``select_ids`` a chunk at a time (each chunk from its own transaction; none empty)."""
     condition = selection.condition()
     after: str | None = None
     while True:
@@ -77,7 +83,8 @@ def select_ids(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Ite
                 ids, last = _sql_chunk(tx, selection, condition, after, chunk)
             else:
                 ids, last = _python_chunk(tx, selection, condition, after, chunk)
-        yield from ids
+        if ids:
+            yield ids
         if last is None:
             return
         after = last
@@ -223,6 +230,7 @@ __all__ = [
     "client_only",
     "descendants",
     "for_engine",
+    "id_chunks",
     "select_ids",
     "with_manager",
 ]
