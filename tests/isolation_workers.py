@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from crmrules import Engine
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
@@ -48,5 +49,15 @@ def run_worker(
     worker.install_signals()
     try:
         worker.run()
+    finally:
+        runner.store.close()
+
+
+def retry_failed(url: str, schema: str | None, regulation: str, go: Any) -> None:
+    """Wait for ``go``, then run every failed rule again (two of these race in a test)."""
+    runner = engine(url, schema, regulation)
+    try:
+        go.wait(30)
+        runner.retry_failed()
     finally:
         runner.store.close()

@@ -46,6 +46,8 @@ from crmrules.rules.source import parse_text
 from crmrules.testing.runner import run_file
 
 ROOT = Path(__file__).parent.parent
+#: The modules with a public API of their own (each with its __all__).
+PUBLIC_MODULES = ("crmrules", "crmrules.testing", "crmrules.business_rules")
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
@@ -218,8 +220,8 @@ def check_python(block: Block, work: Path, namespace: dict[str, Any]) -> None:
     tree = ast.parse(block.body, block.where)
     for module, names in _imports(tree):
         if module.split(".")[0] == "crmrules":
-            assert module in ("crmrules", "crmrules.testing"), (
-                f"{block.where}: import from crmrules (or crmrules.testing), not {module}"
+            assert module in PUBLIC_MODULES, (
+                f"{block.where}: import from {', '.join(PUBLIC_MODULES)}, not {module}"
             )
             imported = importlib.import_module(module)
             missing = [n for n in names if not hasattr(imported, n)]
@@ -269,6 +271,14 @@ def test_blocks_are_found_on_every_page_that_has_them() -> None:
     counts = {p.name: sum(1 for _ in blocks(p)) for p in PAGES}
     assert counts["rule-language.md"] >= 8
     assert counts["README.md"] >= 4
+
+
+def test_examples_import_only_the_public_api() -> None:
+    for path in sorted((ROOT / "examples").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for module, _ in _imports(tree):
+            if module.split(".")[0] == "crmrules":
+                assert module in PUBLIC_MODULES, f"{path}: {module}"
 
 
 def test_no_page_docstring_or_message_points_outside_the_repository() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from crmrules import docsgen
 from crmrules.plugins import Hookspecs
-from crmrules.rules import conditions, schema, triggers
+from crmrules.rules import conditions, events, schema
 from crmrules.rules.fields import BUILTIN_FIELDS
 
 ROOT = Path(__file__).parent.parent
@@ -54,8 +54,8 @@ def test_every_name_the_code_knows_is_in_the_reference() -> None:
         *(f"`{path}`" for path in BUILTIN_FIELDS),
         *(f"`{op}`" for op in conditions.WRITTEN_OPS),
         *(f"#### `{action}`" for action in schema.BUILTIN_ACTIONS),
-        *(f"`{event}`" for event in triggers.BUILTIN_EVENTS),
-        *(f"`event.{key.key}`" for e in triggers.BUILTIN_EVENT_INFO for key in e.data),
+        *(f"`{event}`" for event in events.BUILTIN_EVENTS),
+        *(f"`event.{key.key}`" for e in events.BUILTIN_EVENT_INFO for key in e.data),
         *(f"| `{key}` |" for key in schema.RegulationSpec.model_fields),
     ]
     missing = [name for name in names if name not in reference]

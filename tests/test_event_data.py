@@ -25,8 +25,9 @@ from crmrules import (
     MemoryStore,
     SimulatedClock,
     hookimpl,
+    load_regulation,
 )
-from crmrules.rules.triggers import BUILTIN_EVENT_INFO, BUILTIN_EVENTS, TIMER_EVENT
+from crmrules.rules.events import BUILTIN_EVENT_INFO, BUILTIN_EVENTS, TIMER_EVENT
 
 MSK = ZoneInfo("Europe/Moscow")
 START = datetime(2026, 3, 2, 10, 0, tzinfo=MSK)
@@ -99,3 +100,28 @@ def test_every_built_in_event_carries_the_documented_data_keys(tmp_path: Path) -
     documented[TIMER_EVENT.type] = {key.key for key in TIMER_EVENT.data}
     assert sorted(recorder.seen) == sorted(EVENTS)
     assert recorder.seen == documented
+
+
+def test_built_in_event_data_is_read_without_a_declaration(tmp_path: Path) -> None:
+    """`event.territory` on territory.entered needs no `fields:` entry; one may narrow it."""
+    text = """\
+version: 1
+territories:
+  - {id: msk, when: {field: client.region, eq: Москва}}
+rules:
+  - id: welcome-msk
+    on: territory.entered
+    if: {field: event.territory, eq: msk}
+    then: [{create_task: {title: "Московский клиент {{ client.name }}"}}]
+"""
+    path = tmp_path / "regulation.yaml"
+    path.write_text(text, encoding="utf-8")
+    engine = Engine.from_path(path, store=MemoryStore(), entry_points=False)
+    result = engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    assert "welcome-msk" in result.fired
+    narrowed = text.replace(
+        "territories:", "fields:\n  event.territory: {type: enum, values: [msk, spb]}\nterritories:"
+    )
+    path.write_text(narrowed, encoding="utf-8")
+    spec = load_regulation(path).fields.get("event.territory")
+    assert spec is not None and spec.values == ("msk", "spb")

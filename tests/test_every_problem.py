@@ -38,7 +38,7 @@ LINES: list[tuple[str, str | None, str]] = [
     ("    once: per_client", "    once: sometimes", "'sometimes' is not one of"),
     ("    priority: 1", "    priority: high", "valid integer"),
     ("    cooldown: 1 day", "    cooldown: 2 dayz", "'2 dayz' is not a duration"),
-    ("    stop: false", "    stop: maybe", "valid boolean"),
+    ("    stop: false", "    stop: maybe", "expected true or false"),
     ("    prority_note: x", "    prority: 1", "unknown key 'prority'"),
     ("    then:", None, ""),
     ("      - create_task:", None, ""),
@@ -99,3 +99,21 @@ def test_the_issue_example_shows_both_problems_of_one_action() -> None:
     assert len(found) == 2, found
     assert "'urgent' is not one of low, normal, high" in found[0]
     assert "'1 hour 30 minutes' is not a duration" in found[1]
+
+
+def test_a_territory_with_a_bad_key_still_has_its_condition_and_plan_checked() -> None:
+    text = """\
+version: 1
+territories:
+  - id: msk
+    strategy: round_robbin
+    when: {field: client.regoin, eq: Москва}
+    contact_plan:
+      - every: 14 days
+        then: [{create_task: {title: Звонок, due: 1 hour 30 minutes}}]
+"""
+    found = _problems(text)
+    assert [line for line, _ in found] == [4, 5, 8], found
+    assert "'round_robbin' is not one of" in found[0][1]
+    assert "unknown field 'client.regoin'" in found[1][1]
+    assert "'1 hour 30 minutes' is not a duration" in found[2][1]

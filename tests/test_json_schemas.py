@@ -109,13 +109,14 @@ def test_the_cli_prints_each_schema() -> None:
 
 def test_the_scenario_schema_names_what_the_reader_accepts() -> None:
     from crmrules.testing import scenario as sc
+    from crmrules.testing import scenario_expect
 
     schema = scenario_json_schema()
     defs = schema["$defs"]
     assert set(schema["properties"]) == set(sc.TOP_KEYS)
     assert set(defs["Given"]["properties"]) == set(sc.GIVEN_KEYS)
     assert set(defs["Scenario"]["properties"]) == set(sc.SCENARIO_KEYS)
-    assert set(defs["Expect"]["properties"]) == set(sc.EXPECT_KEYS)
+    assert set(defs["Expect"]["properties"]) == set(scenario_expect.EXPECT_KEYS)
     kinds = {next(iter(v["required"])) for v in defs["Step"]["anyOf"]}
     assert kinds == set(sc.STEP_KINDS)
     refusable = {

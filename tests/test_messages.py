@@ -38,15 +38,15 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 @pytest.mark.parametrize(
     "rule",
     [
-        "{id: r, on: x.happened, if: {field: event.title, eq: x}, then: [{emit: {type: y}}]}",
-        "{id: r, on: x.happened, then: [{create_task: {title: '{{ event.title }}'}}]}",
+        "{id: r, on: x.happened, if: {field: event.titel, eq: x}, then: [{emit: {type: y}}]}",
+        "{id: r, on: x.happened, then: [{create_task: {title: '{{ event.titel }}'}}]}",
     ],
 )
 def test_an_undeclared_event_field_says_to_declare_it(tmp_path: Path, rule: str) -> None:
     [message] = problems(tmp_path, f"version: 1\nrules:\n  - {rule}\n")
-    assert message.startswith("unknown field 'event.title' (declare it under fields:"), message
-    assert "fields: {event.title: {type: string}}" in message
-    assert "did you mean event.type?" in message  # still offered, after the way to declare
+    assert message.startswith("unknown field 'event.titel' (declare it under fields:"), message
+    assert "fields: {event.titel: {type: string}}" in message
+    assert "did you mean event.title?" in message  # still offered, after the way to declare
 
 
 def test_a_typo_of_a_built_in_field_still_leads_with_the_suggestion(tmp_path: Path) -> None:
@@ -141,3 +141,18 @@ def test_a_by_skill_fallback_explains_why_no_one_matched(tmp_path: Path) -> None
         assert why in summary, summary
         assert "fallback ivanov" in summary, summary
     assert why in result.explain()
+
+
+@pytest.mark.parametrize(
+    ("path", "suggestion", "hint"),
+    [
+        ("manager.phone2", None, "manager fields are built in"),
+        ("manager.emal", "manager.email", "did you mean manager.email?"),
+        ("lead.source", None, "a field is client.<name>, deal.<name>, event.<name>"),
+        ("deal.amout", "deal.amount", "did you mean deal.amount? Or declare it under fields:"),
+    ],
+)
+def test_unknown_field_hints(path: str, suggestion: str | None, hint: str) -> None:
+    from crmrules.rules.fields import unknown_field_hint
+
+    assert unknown_field_hint(path, suggestion).startswith(hint)

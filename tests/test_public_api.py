@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import crmrules
+import crmrules.testing
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -27,6 +28,8 @@ def test_the_api_page_documents_exactly_the_public_api() -> None:
     documented = re.findall(r"^::: crmrules\.(\w+)$", page.read_text(encoding="utf-8"), re.M)
     assert len(documented) == len(set(documented)), "a name is documented twice"
     assert set(documented) == set(crmrules.__all__) - {"__version__"}
+    testing = re.findall(r"^::: crmrules\.testing\.(\w+)$", page.read_text(encoding="utf-8"), re.M)
+    assert sorted(testing) == sorted(crmrules.testing.__all__)
 
 
 def test_what_a_host_needs_is_exported() -> None:

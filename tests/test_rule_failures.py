@@ -7,8 +7,10 @@ store with a SAVEPOINT.
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import textwrap
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from crmrules import ActionPlugin, Client, Deal, Engine, Event, SimulatedClock, hookimpl
@@ -29,6 +33,7 @@ from crmrules.engine import ActionError, RefusedError
 from crmrules.errors import StoreError
 from crmrules.store import FailureStatus, Store
 from databases import POSTGRES, Database, database, open_database
+from isolation_workers import retry_failed
 from tcpproxy import TcpProxy, tcp_proxy
 
 __all__ = ["database"]
@@ -241,6 +246,34 @@ def test_crmrules_failures_lists_the_failed_rule_runs(
     assert "1 failed rule run(s)" in out
 
 
+def test_two_processes_retrying_at_once_run_the_failed_rule_once(
+    tmp_path: Path, database: Database
+) -> None:
+    store = SQLAlchemyStore(database.url, schema=database.schema)
+    engine = make(tmp_path, store)
+    setup_deal(engine)
+    engine.move_stage("d1", "offer", event_id="move-1")
+    engine.update_deal("d1", {"amount": Decimal("10")}, event_id="amount-1")
+    spawn = multiprocessing.get_context("spawn")
+    go = spawn.Event()
+    regulation = str(tmp_path / "regulation.yaml")
+    children = [
+        spawn.Process(target=retry_failed, args=(database.url, database.schema, regulation, go))
+        for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    go.set()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0]
+    titles = sorted(t.title for t in engine.tasks())
+    assert titles == ["Подготовить КП", "Сделка d1 на этапе offer", "Сумма с наценкой 20"]
+    (failure,) = engine.failures()
+    assert failure.status is FailureStatus.RESOLVED
+    store.close()
+
+
 # -- infrastructure errors: the whole call rolls back with one StoreError
 
 
@@ -291,3 +324,58 @@ def test_the_database_gone_mid_call_raises_one_store_error(tmp_path: Path) -> No
         with admin.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+# -- property: whatever rules fail, exactly the healthy ones take effect
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    plan=st.lists(
+        st.tuples(st.booleans(), st.integers(min_value=0, max_value=2), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_exactly_the_healthy_rules_take_effect(
+    tmp_path: Path, plan: list[tuple[bool, int, bool]]
+) -> None:
+    """Oracle: a rule's tasks exist iff none of its actions fails; the failed ones are listed.
+
+    Each rule has up to three good actions before an optional failing one
+    (a template computing with an empty field), and may set a field too.
+    """
+    lines = ["rules:"]
+    for index, (fails, good, sets) in enumerate(plan):
+        lines += [f"  - id: r{index}", "    on: ping", f"    priority: {100 - index}", "    then:"]
+        if sets:
+            lines.append(f"      - set_field: {{field: client.note, value: r{index}}}")
+        lines += [f"      - create_task: {{title: r{index}-{n}}}" for n in range(good)]
+        if fails:
+            lines.append('      - create_task: {title: "{{ deal.amount * 2 }}"}')
+        if not sets and not good and not fails:
+            lines.append(f"      - create_task: {{title: r{index}-only}}")
+    header = HEADER + "fields:\n  client.note: {type: string}\n"
+    path = tmp_path / f"property-{uuid.uuid4().hex}.yaml"
+    path.write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    engine = Engine.from_path(
+        path, store=MemoryStore(), clock=SimulatedClock(START), entry_points=False
+    )
+    setup_deal(engine)
+    result = engine.handle(Event(id="p1", type="ping", occurred_at=START, deal="d1"))
+
+    healthy = [(i, good, sets) for i, (fails, good, sets) in enumerate(plan) if not fails]
+    expected_titles = sorted(
+        title
+        for i, good, sets in healthy
+        for title in ([f"r{i}-{n}" for n in range(good)] or ([] if sets else [f"r{i}-only"]))
+    )
+    assert sorted(t.title for t in engine.tasks()) == expected_titles
+    assert result.failed == [f"r{i}" for i, (fails, _, _) in enumerate(plan) if fails]
+    assert sorted(f.rule for f in engine.failures()) == sorted(result.failed)
+    setters = [i for i, good, sets in healthy if sets]
+    stored = engine.get_client("c1")
+    assert stored is not None
+    assert stored.fields.get("note") == (f"r{setters[-1]}" if setters else None)

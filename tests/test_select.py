@@ -120,7 +120,9 @@ def test_an_ad_hoc_condition_with_a_leaf_only_python_decides(store: Store) -> No
 
 def test_select_refuses_what_it_cannot_select() -> None:
     engine = _engine(MemoryStore())
-    with pytest.raises(RefusedError, match=r"exactly one of segment=, territory=, rule= or condition="):
+    with pytest.raises(
+        RefusedError, match=r"exactly one of segment=, territory=, rule= or condition="
+    ):
         engine.select()
     with pytest.raises(RefusedError, match="no territory 'mks'"):
         engine.select(territory="mks")

@@ -48,7 +48,8 @@ def field_type(path: str) -> FieldType | None:
     return None if spec is None else spec.type
 
 
-leaves = st.sampled_from([f"deal.f_{kind.value}" for kind in VALUES] + ["3", "2.5", "'x'"])
+LITERALS = ["3", "2.5", "'x'", "['x']", "('x', 'y')"]
+leaves = st.sampled_from([f"deal.f_{kind.value}" for kind in VALUES] + LITERALS)
 OPERATORS = ["+", "-", "*", "/", "//", "%"]
 COMPARISONS = ["<", ">=", "==", "in"]
 #: Filters whose result kind is known (``first`` of a list is not: see the test below).
@@ -146,6 +147,8 @@ def test_the_issue_example_is_refused_with_its_line(tmp_path: Path) -> None:
     ("template", "part"),
     [
         ("{{ deal.amount * 1.2 }}", "deal.amount (a decimal number) and 1.2"),
+        ("{{- deal.amount*1.2 -}}", "deal.amount (a decimal number) and 1.2"),
+        ("{{ client.tags + ['vip'] }}", "make the set a list first"),
         ("{{ 'Сделка ' + deal.amount }}", "join text with ~"),
         ("{{ event.note | date('%d.%m') }}", "filter 'date' formats a date, not event.note"),
         ("{{ deal.amount | length }}", "filter 'length' needs a list or a text"),

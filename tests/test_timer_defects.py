@@ -372,3 +372,24 @@ def test_a_timer_that_cannot_be_planned_never_stops_the_others(tmp_path: Path) -
     assert all(e.rule == "visit-reminder" for e in errors)
     assert "c1" in errors[0].message and "out of range" in errors[0].message
     assert run_until(engine, start + timedelta(days=10)) == ["Напомнить о визите"]
+
+
+def test_a_worker_restarted_after_an_outage_fires_the_missed_occurrence_once(
+    tmp_path: Path,
+) -> None:
+    daily = """
+    rules:
+      - id: morning-call
+        on: {every: 1 day, at: "09:00"}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Утренний звонок"}}]
+    """
+    engine = engine_for(tmp_path, regulation_text(daily), datetime(2026, 3, 2, 7, tzinfo=MSK))
+    engine.create_client(Client(id="c1", name="Ромашка", fields={"segment": "A"}))
+    engine.sync_timers()
+    clock = engine.clock
+    assert isinstance(clock, SimulatedClock)
+    clock.set(datetime(2026, 3, 2, 11, tzinfo=MSK))  # the worker was down at 09:00
+    engine.sync_timers()  # it starts again
+    assert run_until(engine, datetime(2026, 3, 2, 12, tzinfo=MSK)) == ["Утренний звонок"]
+    assert [due for _, due in pending(engine)] == [datetime(2026, 3, 3, 6, tzinfo=UTC)]

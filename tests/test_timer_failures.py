@@ -119,6 +119,10 @@ def test_a_failing_timer_is_recorded_and_the_rest_of_the_batch_fires(
     assert [r.fired for r in check.retry_failed()] == [["day-after"]]
     assert check.retry_failed() == []
     assert len(check.tasks()) == 10
+    with check.store.transaction() as tx:
+        (timer,) = tx.find_timers(client="c03")
+    assert timer.status is TimerStatus.FIRED  # its rule ran after all
+    assert (timer.note or "").startswith("fired when its failed rule was run again")
     check.store.close()
 
 

@@ -12,10 +12,15 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from crmrules import Clock, Engine
-from crmrules.adapters import SQLAlchemyStore
-from crmrules.adapters.host import HostRecords, HostTable
-from crmrules.rules.regulation import Regulation, load_regulation
+from crmrules import (
+    Clock,
+    Engine,
+    HostRecords,
+    HostTable,
+    Regulation,
+    SQLAlchemyStore,
+    load_regulation,
+)
 
 from .app import Company
 

@@ -31,9 +31,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from crmrules.rules import conditions, schema, triggers
+from crmrules.rules import conditions, events, schema
 from crmrules.rules.fields import BUILTIN_FIELDS, FieldType
-from crmrules.testing import scenario
+from crmrules.testing import scenario, scenario_expect
 
 # --- what the names mean ---------------------------------------------------------------------
 
@@ -448,7 +448,7 @@ def trigger_forms() -> str:
     return table(("`on:`", "fires"), rows)
 
 
-def _event_rows(events: Iterable[triggers.BuiltinEvent]) -> list[tuple[str, str, str]]:
+def _event_rows(events: Iterable[events.BuiltinEvent]) -> list[tuple[str, str, str]]:
     rows = []
     for event in events:
         data = "; ".join(f"`event.{k.key}` ({k.type}): {k.meaning}" for k in event.data)
@@ -457,7 +457,7 @@ def _event_rows(events: Iterable[triggers.BuiltinEvent]) -> list[tuple[str, str,
 
 
 def builtin_events() -> str:
-    rows = _event_rows([*triggers.BUILTIN_EVENT_INFO, triggers.TIMER_EVENT])
+    rows = _event_rows([*events.BUILTIN_EVENT_INFO, events.TIMER_EVENT])
     return table(("event", "raised when", "data keys"), rows)
 
 
@@ -522,12 +522,12 @@ def scenario_steps() -> str:
 
 
 def scenario_expectations() -> str:
-    checks = _scenario_table("expect", scenario.EXPECT_KEYS, ("key", "holds when"))
+    checks = _scenario_table("expect", scenario_expect.EXPECT_KEYS, ("key", "holds when"))
     return (
-        f"{checks}\n\nTask fields an item may name: {_code(scenario.TASK_FIELDS)}. "
-        f"Mailing fields: {_code(scenario.MAILING_FIELDS)}. "
-        f"Notification fields: {_code(scenario.NOTIFICATION_FIELDS)}. "
-        f"Timer fields: {_code(scenario.TIMER_FIELDS)}."
+        f"{checks}\n\nTask fields an item may name: {_code(scenario_expect.TASK_FIELDS)}. "
+        f"Mailing fields: {_code(scenario_expect.MAILING_FIELDS)}. "
+        f"Notification fields: {_code(scenario_expect.NOTIFICATION_FIELDS)}. "
+        f"Timer fields: {_code(scenario_expect.TIMER_FIELDS)}."
     )
 
 

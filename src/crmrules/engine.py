@@ -53,7 +53,7 @@ from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
-from crmrules.rules.fields import BUILTIN_EVENT_DATA
+from crmrules.rules.events import BUILTIN_EVENT_DATA
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.territories import clear_override, override, recompute
 from crmrules.store import (

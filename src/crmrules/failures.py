@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from crmrules.errors import CrmRulesError, StoreError
 from crmrules.model import Event
 from crmrules.result import EventRecord, Result
-from crmrules.store import ConflictError, FailureStatus, RuleFailure, Transaction
+from crmrules.store import ConflictError, FailureStatus, RuleFailure, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine, Run
@@ -36,6 +36,8 @@ log = logging.getLogger("crmrules.engine")
 
 #: Errors that are the database's, not a rule's: they roll the whole call back.
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (StoreError, ConflictError)
+#: Events of timers are named "timer:<timer key>".
+TIMER_EVENT = "timer:"
 #: A reason is cut to this many characters (an error can quote a whole value).
 REASON_LIMIT = 500
 
@@ -182,6 +184,17 @@ class _Settled(Exception):
     """Another process retried the failure meanwhile."""
 
 
+def _settle_timer(run: Run, failure: RuleFailure) -> None:
+    """A timer FAILED because this rule run failed has fired now that the run succeeded."""
+    if not failure.event_id.startswith(TIMER_EVENT):
+        return
+    timer = run.tx.lock_timer(failure.event_id[len(TIMER_EVENT) :])
+    if timer is not None and timer.status is TimerStatus.FAILED:
+        note = f"fired when its failed rule was run again at {run.now.isoformat()}"
+        fired = {"status": TimerStatus.FIRED, "fired_at": run.now, "note": note}
+        run.tx.put_timer(timer.model_copy(update=fired))
+
+
 def _retry(engine: Engine, failure: RuleFailure) -> Result | None:
     event = Event.model_validate(failure.event)
 
@@ -209,6 +222,7 @@ def _retry(engine: Engine, failure: RuleFailure) -> Result | None:
                 update={"status": FailureStatus.RESOLVED, "resolved_at": run.now, "note": note}
             )
         )
+        _settle_timer(run, failure)
 
     try:
         return engine.transact(

@@ -450,13 +450,11 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
         if due != timer.due_at:
             tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
     if timer.kind == "schedule" and rule is not None:
+        # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
+        # stays, to fire late once. A timer planned before schedules kept their trigger
+        # is taken as unchanged; the next occurrence it plans keeps it.
         described = timer.data.get("trigger")
-        if described is None:  # planned before schedules kept their trigger: compare due times
-            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            changed = due != timer.due_at
-        else:
-            changed = described != rule.trigger.describe()
-        if changed:
+        if described is not None and described != rule.trigger.describe():
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)

@@ -18,318 +18,31 @@ same exception at the same moment.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import math
 import operator
-import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any, TypeAlias
 
-#: The package's tolerance for numeric comparisons (``NumericType.EPSILON``).
-EPSILON = Decimal("0.000001")
-#: ``business_rules.fields.FIELD_NO_INPUT``: operators called without the rule's value.
-FIELD_NO_INPUT = "none"
+from crmrules.business_rules.codegen import Runner, generate
+from crmrules.business_rules.semantics import (
+    _MISSING,
+    EPSILON,
+    FIELD_NO_INPUT,
+    _leaf_tests,
+    _string_fast,
+    fast_numeric,
+    interpret,
+    interpret_condition,
+    known_types,
+)
 
 #: A compiled condition: ``test(variables, memo)``; ``memo`` is None or the values read so far.
 Test: TypeAlias = Callable[[Any, "dict[str, tuple[Any, Any]] | None"], Any]
-_MISSING: Any = object()
-
-
-# --- the package's casts and operators, per type ------------------------------------------------
-
-
-def _cast_string(value: Any) -> str:
-    value = value or ""
-    if not isinstance(value, str):
-        raise AssertionError(f"{value} is not a valid string type.")
-    return value
-
-
-def _cast_numeric(value: Any) -> Decimal:
-    if isinstance(value, float):
-        value.as_integer_ratio()  # NaN and infinities fail here, as in the package
-        return Decimal(value)  # exact, like the package's float_to_decimal
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
-        return value
-    raise AssertionError(f"{value} is not a valid numeric type.")
-
-
-def _cast_boolean(value: Any) -> bool:
-    if type(value) is not bool:
-        raise AssertionError(f"{value} is not a valid boolean type")
-    return value
-
-
-def _iterable(kind: str) -> Callable[[Any], Any]:
-    def cast(value: Any) -> Any:
-        if not hasattr(value, "__iter__"):
-            raise AssertionError(f"{value} is not a valid {kind} type")
-        return value
-
-    return cast
-
-
-_cast_select = _iterable("select")
-_cast_select_multiple = _iterable("select multiple")
-
-
-def _same(item: Any, other: Any) -> bool:
-    """The package's select equality: ``str.lower`` for two strings, ``==`` otherwise."""
-    if isinstance(item, str) and isinstance(other, str):
-        return item.lower() == other.lower()
-    return bool(item == other)
-
-
-def _select_contains(values: Any, other: Any) -> bool:
-    return any(_same(item, other) for item in values)
-
-
-def _contains_all(values: Any, others: Any) -> bool:
-    return all(_select_contains(values, other) for other in others)
-
-
-def _shares_one(values: Any, others: Any) -> bool:
-    return any(_select_contains(values, other) for other in others)
-
-
-def _shares_exactly_one(values: Any, others: Any) -> bool:
-    found = False
-    for other in others:
-        if _select_contains(values, other):
-            if found:
-                return False
-            found = True
-    return found
-
-
-def _numeric(op: str, value: Decimal, other: Decimal) -> bool:
-    """The package's numeric operators, with the same ``Decimal`` operations in the same order."""
-    if op == "equal_to":
-        return abs(value - other) <= EPSILON
-    if op == "greater_than":
-        return (value - other) > EPSILON
-    if op == "less_than":
-        return (other - value) > EPSILON
-    if op == "greater_than_or_equal_to":
-        return (value - other) > EPSILON or abs(value - other) <= EPSILON
-    return (other - value) > EPSILON or abs(value - other) <= EPSILON  # less_than_or_equal_to
-
-
-@dataclass(frozen=True)
-class TypeSpec:
-    """One of the package's operator types: how it casts values and which operators it has."""
-
-    name: str
-    cast: Callable[[Any], Any]
-    #: operator -> (input type, whether the rule's value is cast first)
-    operators: Mapping[str, tuple[str, bool]]
-
-
-NUMERIC_OPS = (
-    "equal_to",
-    "greater_than",
-    "greater_than_or_equal_to",
-    "less_than",
-    "less_than_or_equal_to",
-)
-TYPES: dict[str, TypeSpec] = {
-    "StringType": TypeSpec(
-        "string",
-        _cast_string,
-        {
-            "equal_to": ("text", True),
-            "equal_to_case_insensitive": ("text", True),
-            "starts_with": ("text", True),
-            "ends_with": ("text", True),
-            "contains": ("text", True),
-            "matches_regex": ("text", True),
-            "non_empty": (FIELD_NO_INPUT, True),
-        },
-    ),
-    "NumericType": TypeSpec(
-        "numeric", _cast_numeric, {op: ("numeric", True) for op in NUMERIC_OPS}
-    ),
-    "BooleanType": TypeSpec(
-        "boolean",
-        _cast_boolean,
-        {"is_true": (FIELD_NO_INPUT, True), "is_false": (FIELD_NO_INPUT, True)},
-    ),
-    "SelectType": TypeSpec(
-        "select",
-        _cast_select,
-        {"contains": ("select", False), "does_not_contain": ("select", False)},
-    ),
-    "SelectMultipleType": TypeSpec(
-        "select_multiple",
-        _cast_select_multiple,
-        {
-            op: ("select_multiple", True)
-            for op in (
-                "contains_all",
-                "is_contained_by",
-                "shares_at_least_one_element_with",
-                "shares_exactly_one_element_with",
-                "shares_no_elements_with",
-            )
-        },
-    ),
-}
-
-
-def _package_types() -> dict[type, TypeSpec]:
-    """The package's own operator classes, mapped to their specs (empty if it is not installed)."""
-    try:
-        from business_rules import operators
-    except ImportError:  # pragma: no cover - the extra is installed in tests
-        return {}
-    return {getattr(operators, name): spec for name, spec in TYPES.items()}
-
-
-_KNOWN: dict[type, TypeSpec] | None = None
-
-
-def known_types() -> dict[type, TypeSpec]:
-    global _KNOWN
-    if _KNOWN is None:
-        _KNOWN = _package_types()
-    return _KNOWN
-
-
-def _specialise(spec: TypeSpec, op: str, raw: Any) -> Callable[[Any], Any]:
-    """``test(variable_value)`` for a known type and operator, the rule's value prepared once."""
-    cast = spec.cast
-    input_type, cast_argument = spec.operators[op]
-    if input_type == FIELD_NO_INPUT:
-        if op == "non_empty":
-            return lambda value: bool(cast(value))
-        if op == "is_true":
-            return cast
-        return lambda value: not cast(value)  # is_false
-    try:
-        other = cast(raw) if cast_argument else raw
-    except Exception as error:  # raised after the variable is read, as in the package
-        failure = error
-
-        def fail(value: Any) -> Any:
-            cast(value)
-            raise copy.copy(failure)
-
-        return fail
-    if spec.name == "numeric":
-        return lambda value: _numeric(op, cast(value), other)
-    if spec.name == "string":
-        return _string_test(op, other, cast)
-    if op in ("contains", "does_not_contain"):
-        wanted = op == "contains"
-        return lambda value: _select_contains(cast(value), other) is wanted
-    if op == "contains_all":
-        return lambda value: _contains_all(cast(value), other)
-    if op == "is_contained_by":
-        return lambda value: _contains_all(other, cast(value))
-    if op == "shares_at_least_one_element_with":
-        return lambda value: _shares_one(cast(value), other)
-    if op == "shares_exactly_one_element_with":
-        return lambda value: _shares_exactly_one(cast(value), other)
-    return lambda value: not _shares_one(cast(value), other)  # shares_no_elements_with
-
-
-def _string_test(op: str, other: str, cast: Callable[[Any], str]) -> Callable[[Any], Any]:
-    if op == "equal_to":
-        return lambda value: cast(value) == other
-    if op == "equal_to_case_insensitive":
-        lowered = other.lower()
-        return lambda value: cast(value).lower() == lowered
-    if op == "starts_with":
-        return lambda value: cast(value).startswith(other)
-    if op == "ends_with":
-        return lambda value: cast(value).endswith(other)
-    if op == "contains":
-        return lambda value: other in cast(value)
-    try:  # matches_regex: re.search, so the result is a match object or None
-        pattern = re.compile(other)
-    except re.error:
-        return lambda value: re.search(other, cast(value))
-    return lambda value: pattern.search(cast(value))
-
-
-# --- step-by-step interpretation, for whatever the fast path does not cover ------------------
-
-
-def _variable(defined_variables: Any, name: Any) -> tuple[Any, Any]:
-    """(the variable method, its value), failing like the package for an unknown name."""
-    method = getattr(defined_variables, name, _MISSING)
-    if method is _MISSING:
-        raise AssertionError(
-            f"Variable {name} is not defined in class {type(defined_variables).__name__}"
-        )
-    return method, method()
-
-
-def _compare(typed: Any, op: Any, value: Any) -> Any:
-    """``_do_operator_comparison`` of the package, for any operator type."""
-    method = getattr(typed, op, _MISSING)
-    if method is _MISSING:
-        raise AssertionError(f"Operator {op} does not exist for type {type(typed).__name__}")
-    if getattr(method, "input_type", "") == FIELD_NO_INPUT:
-        return method()
-    return method(value)
-
-
-def interpret_condition(condition: Any, defined_variables: Any) -> Any:
-    """``check_condition`` of the package, step by step (no compilation)."""
-    name, op, value = condition["name"], condition["operator"], condition["value"]
-    method, result = _variable(defined_variables, name)
-    return _compare(method.field_type(result), op, value)
-
-
-def _check(holds: bool) -> None:
-    """The package's bare ``assert``: an AssertionError without a message, none under -O."""
-    if __debug__ and not holds:
-        raise AssertionError
-
-
-def interpret(conditions: Any, defined_variables: Any) -> Any:
-    """``check_conditions_recursively`` of the package, step by step."""
-    keys = list(conditions.keys())
-    if keys == ["all"]:
-        _check(len(conditions["all"]) >= 1)
-        return all(interpret(item, defined_variables) for item in conditions["all"])
-    if keys == ["any"]:
-        _check(len(conditions["any"]) >= 1)
-        return any(interpret(item, defined_variables) for item in conditions["any"])
-    _check(not ("any" in keys or "all" in keys))
-    return interpret_condition(conditions, defined_variables)
-
-
-# --- compilation --------------------------------------------------------------------------------
-
-
-def _leaf_tests(op: str, raw: Any) -> Callable[[Any], Callable[[Any], Any]]:
-    """``tests(field_type)``: the leaf's test for a variable type, built on first use."""
-    built: dict[Any, Callable[[Any], Any]] = {}
-
-    def tests(field_type: Any) -> Callable[[Any], Any]:
-        test = built.get(field_type)
-        if test is not None:
-            return test
-        spec = known_types().get(field_type) if isinstance(field_type, type) else None
-        if spec is not None and op in spec.operators:
-            test = _specialise(spec, op, raw)
-        else:
-
-            def test(value: Any) -> Any:
-                return _compare(field_type(value), op, raw)
-
-        built[field_type] = test
-        return test
-
-    return tests
 
 
 def compile_leaf(condition: Any) -> Test:
@@ -373,85 +86,6 @@ def compile_leaf(condition: Any) -> Test:
         return tests(field_type)(value)
 
     return leaf
-
-
-@dataclass(frozen=True)
-class FastNumeric:
-    """A numeric leaf as plain comparisons of ints and floats with precomputed bounds.
-
-    The package computes ``value - other`` in ``Decimal`` and compares it with
-    the epsilon; for an int or finite float value and a rule value that is
-    not pathologically precise, that is the same as comparing the value with
-    ``other +/- epsilon`` exactly, which for ints and floats is one
-    comparison with an int or float bound worked out here once.
-    """
-
-    ints: Callable[[int], bool]
-    floats: Callable[[float], bool]
-
-
-def _nice(raw: Any) -> Decimal | None:
-    """The rule's value as an exact Decimal when the fast comparisons are exact for it."""
-    if isinstance(raw, bool):
-        return Decimal(raw)
-    if isinstance(raw, int):
-        return Decimal(raw) if abs(raw) < 10**18 else None
-    if isinstance(raw, float):
-        if raw - raw != 0.0 or (raw != 0.0 and abs(raw) < 2.0**-20) or abs(raw) >= 2.0**60:
-            return None
-        return Decimal(raw)
-    if isinstance(raw, Decimal) and raw.is_finite():
-        digits = len(raw.as_tuple().digits)
-        if digits <= 15 and (raw == 0 or Decimal("1e-6") <= abs(raw) < Decimal("1e15")):
-            return raw
-    return None
-
-
-def _float_at_least(bound: Decimal) -> float:
-    """The smallest float >= bound."""
-    nearest = float(bound)
-    return nearest if Decimal(nearest) >= bound else math.nextafter(nearest, math.inf)
-
-
-def _float_above(bound: Decimal) -> float:
-    """The smallest float > bound."""
-    nearest = float(bound)
-    return nearest if Decimal(nearest) > bound else math.nextafter(nearest, math.inf)
-
-
-def fast_numeric(op: str, raw: Any) -> FastNumeric | None:
-    other = _nice(raw)
-    if other is None or op not in NUMERIC_OPS:
-        return None
-    with localcontext() as exact:
-        exact.prec = 60
-        low, high = other - EPSILON, other + EPSILON
-    # lo <= v <= hi is equal_to; the others are one side of it
-    int_low, int_high = math.ceil(low), math.floor(high)
-    float_low, float_high = _float_at_least(low), _float_above(high)
-    if op == "equal_to":
-        return FastNumeric(
-            lambda v: int_low <= v <= int_high, lambda v: float_low <= v < float_high
-        )
-    if op == "greater_than":
-        return FastNumeric(lambda v: v > int_high, lambda v: v >= float_high)
-    if op == "greater_than_or_equal_to":
-        return FastNumeric(lambda v: v >= int_low, lambda v: v >= float_low)
-    if op == "less_than":
-        return FastNumeric(lambda v: v < int_low, lambda v: v < float_low)
-    return FastNumeric(lambda v: v <= int_high, lambda v: v < float_high)
-
-
-def _string_fast(op: str, raw: Any) -> Callable[[str], Any] | None:
-    """A string leaf for a value that is already a str (the package's cast is then a no-op)."""
-    spec = TYPES["StringType"]
-    if op not in spec.operators or spec.operators[op][0] == FIELD_NO_INPUT:
-        return (lambda v: bool(v)) if op == "non_empty" else None
-    try:
-        _cast_string(raw)
-    except AssertionError:
-        return None
-    return _string_test(op, _cast_string(raw), lambda v: v)
 
 
 def _all_of(parts: tuple[Test, ...]) -> Test:
@@ -515,12 +149,26 @@ def _typed(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
+class Compiled:
+    """A compiled rule list: one test per rule, and the generated runners (built on first use)."""
+
+    def __init__(self, rule_list: Sequence[Any]) -> None:
+        self.tests = tuple(_compile_rule(rule) for rule in rule_list)
+        self._source = rule_list
+        self._runners: dict[bool, Runner | None] = {}
+
+    def runner(self, reuse: bool) -> Runner | None:
+        if reuse not in self._runners:
+            self._runners[reuse] = generate(self._source, reuse)
+        return self._runners[reuse]
+
+
 @dataclass
 class _Entry:
     source: Any
     #: the rule objects of the list when it was compiled
     rules: tuple[Any, ...]
-    tests: tuple[Test, ...]
+    compiled: Compiled
 
 
 @dataclass
@@ -535,11 +183,11 @@ class CompiledCache:
     """
 
     size: int = 64
-    _by_key: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
+    _by_key: OrderedDict[str, Compiled] = field(default_factory=OrderedDict)
     _by_id: dict[int, _Entry] = field(default_factory=dict)
     compilations: int = 0
 
-    def rules(self, rule_list: Sequence[Any]) -> tuple[Test, ...]:
+    def rules(self, rule_list: Sequence[Any]) -> Compiled:
         entry = self._by_id.get(id(rule_list))
         if (
             entry is not None
@@ -547,27 +195,28 @@ class CompiledCache:
             and len(rule_list) == len(entry.rules)
             and all(map(operator.is_, rule_list, entry.rules))
         ):
-            return entry.tests
+            return entry.compiled
         key = content_key(rule_list)
         if key is not None:
             found = self._by_key.get(key)
             if found is not None:
-                self._by_key.move_to_end(key)
-                self._remember(rule_list, found.tests)
-                return found.tests
+                with contextlib.suppress(KeyError):  # another thread may have dropped it
+                    self._by_key.move_to_end(key)
+                self._remember(rule_list, found)
+                return found
         self.compilations += 1
-        tests = tuple(_compile_rule(rule) for rule in rule_list)
+        compiled = Compiled(copy.deepcopy(rule_list) if key is not None else rule_list)
         if key is not None:
-            self._by_key[key] = _Entry(None, (), tests)
+            self._by_key[key] = compiled
             if len(self._by_key) > self.size:
                 self._by_key.popitem(last=False)
-            self._remember(rule_list, tests)
-        return tests
+            self._remember(rule_list, compiled)
+        return compiled
 
-    def _remember(self, rule_list: Sequence[Any], tests: tuple[Test, ...]) -> None:
+    def _remember(self, rule_list: Sequence[Any], compiled: Compiled) -> None:
         if len(self._by_id) >= self.size:
             self._by_id.clear()
-        self._by_id[id(rule_list)] = _Entry(rule_list, tuple(rule_list), tests)
+        self._by_id[id(rule_list)] = _Entry(rule_list, tuple(rule_list), compiled)
 
     def clear(self) -> None:
         self._by_key.clear()
@@ -577,7 +226,7 @@ class CompiledCache:
 CACHE = CompiledCache()
 
 
-def _compiled(rule_list: Any) -> tuple[Test, ...] | None:
+def _compiled(rule_list: Any) -> Compiled | None:
     if isinstance(rule_list, list | tuple):
         return CACHE.rules(rule_list)
     return None  # an iterator: read and compiled rule by rule, as the package reads it
@@ -635,9 +284,47 @@ def _fire(
         test = compile_conditions(conditions)
     if not test(defined_variables, memo):
         return None
-    if memo is not None:
-        memo.clear()  # an action may change what the variables read
     return do_actions(actions, defined_actions)
+
+
+def _run(
+    rule_list: Iterable[Any],
+    defined_variables: Any,
+    defined_actions: Any,
+    stop: bool,
+    reuse: bool,
+    fired: list[FiredRule] | None,
+) -> bool:
+    """The loop of ``run_all``; ``fired`` collects what fired when given."""
+    compiled = _compiled(rule_list)
+    runner = compiled.runner(reuse) if compiled is not None else None
+    if runner is not None:
+        rules: Sequence[Any] = rule_list  # type: ignore[assignment]
+        triggered = False
+
+        def fire(index: int) -> bool:
+            nonlocal triggered
+            returned = do_actions(rules[index]["actions"], defined_actions)
+            triggered = True
+            if fired is not None:
+                fired.append(FiredRule(index, rules[index], tuple(returned)))
+            return stop
+
+        runner(defined_variables, fire)
+        return triggered
+    memo: dict[str, tuple[Any, Any]] | None = {} if reuse else None
+    tests = compiled.tests if compiled is not None else None
+    triggered = False
+    for index, rule in enumerate(rule_list):
+        test = tests[index] if tests is not None else None
+        returned = _fire(rule, test, defined_variables, defined_actions, memo)
+        if returned is not None:
+            triggered = True
+            if fired is not None:
+                fired.append(FiredRule(index, rule, tuple(returned)))
+            if stop:
+                break
+    return triggered
 
 
 def run_all_results(
@@ -649,16 +336,8 @@ def run_all_results(
     reuse_values: bool = False,
 ) -> RunResult:
     """``run_all`` that also says which rules fired and what each action returned."""
-    tests = _compiled(rule_list)
-    memo: dict[str, tuple[Any, Any]] | None = {} if reuse_values else None
     fired: list[FiredRule] = []
-    for index, rule in enumerate(rule_list):
-        test = tests[index] if tests is not None else None
-        returned = _fire(rule, test, defined_variables, defined_actions, memo)
-        if returned is not None:
-            fired.append(FiredRule(index, rule, tuple(returned)))
-            if stop_on_first_trigger:
-                break
+    _run(rule_list, defined_variables, defined_actions, stop_on_first_trigger, reuse_values, fired)
     return RunResult(tuple(fired))
 
 
@@ -673,37 +352,25 @@ def run_all(
     """``business_rules.engine.run_all``: run every rule in order; True if any fired.
 
     ``reuse_values=True`` (not in the package) calls each variable method at
-    most once per call until an action runs, instead of once per condition
-    that reads it: the same answers for variables that only read the object,
-    and several times faster for rule lists that test a variable often.
+    most once per call, when a condition first reads it, instead of once per
+    condition that reads it. The answers are the same when variables only
+    read the object and actions do not change what they read; it is several
+    times faster for rule lists that test the same variables often.
     """
-    tests = _compiled(rule_list)
-    memo: dict[str, tuple[Any, Any]] | None = {} if reuse_values else None
-    triggered = False
-    if tests is not None:
-        for rule, test in zip(rule_list, tests, strict=True):
-            if _fire(rule, test, defined_variables, defined_actions, memo) is not None:
-                triggered = True
-                if stop_on_first_trigger:
-                    return True
-        return triggered
-    for rule in rule_list:
-        if _fire(rule, None, defined_variables, defined_actions, memo) is not None:
-            triggered = True
-            if stop_on_first_trigger:
-                return True
-    return triggered
+    return _run(
+        rule_list, defined_variables, defined_actions, stop_on_first_trigger, reuse_values, None
+    )
 
 
 def run(rule: Any, defined_variables: Any, defined_actions: Any) -> bool:
     """``business_rules.engine.run``: one rule; True if it fired."""
-    test = CACHE.rules([rule])[0] if isinstance(rule, dict) else None
+    test = CACHE.rules([rule]).tests[0] if isinstance(rule, dict) else None
     return _fire(rule, test, defined_variables, defined_actions, None) is not None
 
 
 def check_conditions_recursively(conditions: Any, defined_variables: Any) -> Any:
     """``business_rules.engine.check_conditions_recursively``."""
-    return CACHE.rules([{"conditions": conditions}])[0](defined_variables, None)
+    return CACHE.rules([{"conditions": conditions}]).tests[0](defined_variables, None)
 
 
 def check_condition(condition: Any, defined_variables: Any) -> Any:
@@ -715,6 +382,7 @@ __all__ = [
     "CACHE",
     "EPSILON",
     "FIELD_NO_INPUT",
+    "Compiled",
     "CompiledCache",
     "FiredRule",
     "RunResult",

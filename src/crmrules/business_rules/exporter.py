@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from crmrules.business_rules.engine import EPSILON
 from crmrules.business_rules.plugin import method_name
+from crmrules.business_rules.semantics import EPSILON
 from crmrules.rules.conditions import All, AnyOf, Const, FieldRef, Leaf, Node, Not
 from crmrules.rules.fields import NUMBER_TYPES, FieldType
 from crmrules.rules.regulation import Regulation, Rule

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from crmrules.business_rules.engine import EPSILON, NUMERIC_OPS, TYPES
 from crmrules.business_rules.plugin import action_name, actions_of
+from crmrules.business_rules.semantics import EPSILON, NUMERIC_OPS, TYPES
 from crmrules.errors import CrmRulesError
 from crmrules.rules.fields import BUILTIN_FIELDS, CUSTOM_KEY, FieldType
 

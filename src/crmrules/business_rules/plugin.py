@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, create_model
 
 from crmrules.actions import ActionContext
-from crmrules.business_rules.engine import (
+from crmrules.business_rules.semantics import (
     _contains_all,
     _select_contains,
     _shares_exactly_one,

@@ -20,6 +20,7 @@ from typing import Any
 
 from crmrules.calendar import BusinessCalendar
 from crmrules.errors import RecordError
+from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 
 
 class FieldType(StrEnum):
@@ -99,21 +100,14 @@ def _builtins() -> dict[str, FieldSpec]:
     specs["client.kind"] = FieldSpec(
         "client.kind", FieldType.ENUM, values=("company", "person"), builtin=True
     )
+    # The data of the events crmrules raises: read without a declaration, which may
+    # still give one a stricter type (see rules/events.py).
+    for path, kind in BUILTIN_EVENT_FIELDS.items():
+        specs[path] = FieldSpec(path, FieldType(kind), builtin=True)
     return specs
 
 
 BUILTIN_FIELDS: Mapping[str, FieldSpec] = _builtins()
-
-#: Data keys crmrules itself puts on the events it raises; a host reporting one of these
-#: events may send them without declaring them (rules still need them declared to read them).
-BUILTIN_EVENT_DATA: Mapping[str, frozenset[str]] = {
-    "interaction.logged": frozenset({"interaction", "kind", "direction", "outcome"}),
-    "task.completed": frozenset({"task", "kind", "rule"}),
-    "task.overdue": frozenset({"task"}),
-    "deal.stage_overdue": frozenset({"stage", "deadline"}),
-    "territory.entered": frozenset({"territory"}),
-    "territory.left": frozenset({"territory"}),
-}
 
 #: Custom keys are identifiers: letters (any script), digits and underscores.
 CUSTOM_KEY = re.compile(r"[^\W\d]\w{0,63}")
@@ -293,8 +287,10 @@ def unknown_field_hint(path: str, suggestion: str | None, example_type: str = "s
     """
     namespace, _, key = path.partition(".")
     close = f"did you mean {suggestion}?" if suggestion else None
+    if namespace == "manager":
+        return close or "manager fields are built in; fields: declares client, deal and event ones"
     if namespace not in ("client", "deal", "event") or not CUSTOM_KEY.fullmatch(key):
-        return close or "fields are client.<name>, deal.<name>, event.<name>, manager.<name>"
+        return close or "a field is client.<name>, deal.<name>, event.<name> or manager.<name>"
     declare = f"declare it under fields:, e.g. fields: {{{path}: {{type: {example_type}}}}}"
     if close is None:
         return declare
@@ -302,7 +298,6 @@ def unknown_field_hint(path: str, suggestion: str | None, example_type: str = "s
 
 
 __all__ = [
-    "BUILTIN_EVENT_DATA",
     "BUILTIN_FIELDS",
     "CUSTOM_KEY",
     "NAMESPACES",

@@ -26,6 +26,7 @@ from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
     TIME_TYPES,
@@ -35,7 +36,14 @@ from crmrules.rules.fields import (
     coerce,
 )
 from crmrules.rules.segments import Segment
-from crmrules.rules.source import Document, Limits, PathKey, SourceMap, load_document
+from crmrules.rules.source import (
+    Document,
+    Limits,
+    PathKey,
+    SourceMap,
+    business_rules_hint,
+    load_document,
+)
 from crmrules.rules.template_types import check_template_types
 from crmrules.rules.templates import CompiledTemplate, Kind, TemplateError, compile_template
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
@@ -295,9 +303,7 @@ class _Compiler:
             self._report(model, data, path, exc)
             return _without_unknown_keys(model, data, exc)
 
-    def validate_all(
-        self, model: type[M], data: Any, path: PathKey
-    ) -> tuple[M, frozenset[str]] | None:
+    def validate_all(self, model: type[M], data: Any, path: PathKey) -> tuple[M, Bad] | None:
         """Like :meth:`validate`, but a key with a bad value does not hide the other keys.
 
         Every problem is reported; the keys that had one come back as a set,
@@ -374,13 +380,17 @@ class _Compiler:
         if not isinstance(data, dict):
             self.error((), "a regulation must be a mapping of sections (version, rules, ...)")
             return None
+        foreign = business_rules_hint(data)
         for key in data:
             if key not in SECTIONS:
                 close = difflib.get_close_matches(str(key), SECTIONS, n=1)
                 self.error(
                     (key,),
                     f"unknown section {key!r}",
-                    f"did you mean {close[0]}?" if close else f"sections: {', '.join(SECTIONS)}",
+                    foreign
+                    or (
+                        f"did you mean {close[0]}?" if close else f"sections: {', '.join(SECTIONS)}"
+                    ),
                     key=True,
                 )
         version = data.get("version")
@@ -442,7 +452,7 @@ class _Compiler:
                     key=True,
                 )
                 continue
-            if path_text in self.registry:
+            if path_text in self.registry and path_text not in BUILTIN_EVENT_FIELDS:
                 self.error(path, f"{path_text} is a built-in field", "pick another name", key=True)
                 continue
             decl = self.validate(schema.FieldDecl, decl_raw, path)
@@ -587,10 +597,14 @@ class _Compiler:
         seen: dict[str, PathKey] = {}
         for index, raw in enumerate(items):
             path: PathKey = ("territories", index)
-            spec = self.validate(schema.TerritorySpec, raw, path)
-            if spec is None or not self._unique(seen, spec.id, path, "territory"):
+            checked = self.validate_all(schema.TerritorySpec, raw, path)
+            if checked is None:
                 continue
-            self.territory_specs[spec.id] = spec
+            spec, bad = checked
+            # One with problems is still compiled (its condition and plans are
+            # checked), but only a good, unique id becomes a territory to refer to.
+            if "id" not in bad and self._unique(seen, spec.id, path, "territory"):
+                self.territory_specs[spec.id] = spec
             found.append((path, spec))
         # Parents must exist and must not loop.
         for path, spec in found:
@@ -726,20 +740,24 @@ class _Compiler:
                 known_fields=[spec.path for spec in self.registry],
                 cache=self.template_cache,
             )
-            if text not in self.type_problems:  # a text that repeats is checked once
-                try:
-                    check_template_types(text, self._field_type)
-                    self.type_problems[text] = None
-                except TemplateError as found:
-                    self.type_problems[text] = found
-            problem = self.type_problems[text]
-            if problem is not None:
-                raise problem
+            self._check_types(text)
             return compiled
         except TemplateError as error:
             where = self.source.line_in(path, error.line or 1)
             self.problems.append(Problem(error.message, where, error.hint))
             return None
+
+    def _check_types(self, text: str) -> None:
+        """Raise the TemplateError of an operation the field types make fail; each text once."""
+        if text not in self.type_problems:
+            try:
+                check_template_types(text, self._field_type)
+                self.type_problems[text] = None
+            except TemplateError as problem:
+                self.type_problems[text] = problem
+        found = self.type_problems[text]
+        if found is not None:
+            raise found
 
     def _field_type(self, path: str) -> FieldType | None:
         spec = self.registry.get(path)

@@ -509,6 +509,14 @@ def _iter_files(paths: Iterable[str | Path], limits: Limits) -> Iterator[tuple[P
             yield file, str(file)
 
 
+def business_rules_hint(data: Any) -> str | None:
+    """A hint for a rule (or a list of rules) in the business-rules package's JSON format."""
+    rules = data if isinstance(data, list) else [data]
+    if rules and all(isinstance(r, dict) and {"conditions", "actions"} <= r.keys() for r in rules):
+        return "this is business-rules JSON: turn it into a regulation with crmrules import-rules"
+    return None
+
+
 def load_document(paths: Iterable[str | Path], limits: Limits | None = None) -> Document:
     """Read and merge regulation files; every problem found is raised together."""
     limits = limits or Limits()
@@ -549,9 +557,8 @@ def _merge(
         return []
     if not isinstance(data, dict):
         where = positions.locate(()) or Location(name, 1, 1)
-        return [
-            Problem("a regulation file must be a mapping of sections (version, rules, ...)", where)
-        ]
+        message = "a regulation file must be a mapping of sections (version, rules, ...)"
+        return [Problem(message, where, business_rules_hint(data))]
     problems: list[Problem] = []
     for section, value in data.items():
         if section not in merged:
@@ -600,6 +607,7 @@ __all__ = [
     "Limits",
     "PathKey",
     "SourceMap",
+    "business_rules_hint",
     "load_document",
     "parse_text",
     "read_source",

@@ -17,6 +17,7 @@ not of types, and is left to the render.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,7 +28,9 @@ from jinja2 import Environment, nodes
 from crmrules.rules.fields import FieldType
 from crmrules.rules.templates import NAMESPACES, TemplateError
 
-Kind = Literal["text", "int", "decimal", "float", "bool", "date", "datetime", "list"]
+#: ``tuple`` is a set field (it reaches templates as a tuple), ``list`` a list literal or
+#: a filter's list: Python joins neither with the other.
+Kind = Literal["text", "int", "decimal", "float", "bool", "date", "datetime", "list", "tuple"]
 #: How an admin reads each kind in a message.
 SHOWN: dict[Kind, str] = {
     "text": "text",
@@ -38,6 +41,7 @@ SHOWN: dict[Kind, str] = {
     "date": "a date",
     "datetime": "a date and time",
     "list": "a list",
+    "tuple": "a set of values",
 }
 NUMBERS: frozenset[Kind] = frozenset({"int", "decimal", "float", "bool"})
 FIELD_KINDS: dict[FieldType, Kind] = {
@@ -48,7 +52,7 @@ FIELD_KINDS: dict[FieldType, Kind] = {
     FieldType.BOOLEAN: "bool",
     FieldType.DATE: "date",
     FieldType.DATETIME: "datetime",
-    FieldType.SET: "list",
+    FieldType.SET: "tuple",
 }
 _SYMBOLS: dict[type[nodes.Node], str] = {
     nodes.Add: "+",
@@ -72,6 +76,8 @@ _DATE_HINT += "they cannot compute with them"
 _TEXT_HINT = "join text with ~, e.g. {{ 'Order ' ~ deal.number }}"
 _FRACTION_HINT = "a decimal field computes with whole numbers or other decimals; "
 _FRACTION_HINT += "convert it first, e.g. {{ deal.amount | float * 1.2 }}"
+_SET_HINT = "make the set a list first, e.g. {{ (client.tags | list) + ['new'] }}"
+SEQUENCES: frozenset[Kind] = frozenset({"text", "list", "tuple"})
 
 #: Parsing only: the syntax is Jinja2's default, the same the sandbox uses.
 _PARSER = Environment(keep_trailing_newline=True, autoescape=False)
@@ -79,8 +85,16 @@ _PARSER = Environment(keep_trailing_newline=True, autoescape=False)
 FieldKind = Callable[[str], FieldType | None]
 
 
+#: The inside of ``{{ ... }}`` and ``{% ... %}``, without whitespace control (``-``, ``+``).
+_TAGS = re.compile(r"\{\{[-+]?(.*?)[-+]?\}\}|\{%[-+]?(.*?)[-+]?%\}", re.DOTALL)
+#: What an expression needs before it can fail by type: an operator, a filter, ``in``.
+_RISKY = re.compile(r"[-+*/%<>|]|\bin\b")
+
+
 def check_template_types(source: str, field_type: FieldKind) -> None:
     """Raise TemplateError (with the line) for the first operation certain to fail."""
+    if not any(_RISKY.search(a or b) for a, b in _TAGS.findall(source)):
+        return  # prints and plain tests only: nothing to check, and no second parse
     try:
         tree = _PARSER.parse(source)
     except Exception:  # the template checker reports syntax errors; nothing to add here
@@ -110,7 +124,7 @@ class _Inference:
             return "text"
         if isinstance(node, nodes.List | nodes.Tuple):
             self.children(node)
-            return "list"
+            return "list" if isinstance(node, nodes.List) else "tuple"
         if isinstance(node, nodes.Getattr | nodes.Getitem):
             return self.field(node)
         if isinstance(node, nodes.BinExpr) and type(node) in _SYMBOLS:
@@ -212,7 +226,7 @@ class _Inference:
         if name in ("first", "last", "min", "max") and value == "text":
             return "text"
         if name == "reverse":
-            return "text" if value == "text" else "list" if value == "list" else None
+            return "text" if value == "text" else "list" if value in ("list", "tuple") else None
         return None
 
     # -- messages
@@ -271,11 +285,13 @@ def _arithmetic(symbol: str, left: Kind, right: Kind) -> tuple[Kind | None, str 
         if symbol == "-" and left == right:
             return None, None  # a time span; it prints, but nothing more is known
         return None, _DATE_HINT
-    if symbol == "+" and left == right and left in ("text", "list"):
+    if symbol == "+" and left == right and left in SEQUENCES:
         return left, None
     for sequence, times in ((left, right), (right, left)):
-        if symbol == "*" and sequence in ("text", "list") and times in ("int", "bool"):
+        if symbol == "*" and sequence in SEQUENCES and times in ("int", "bool"):
             return sequence, None  # repetition
+    if symbol == "+" and {left, right} == {"list", "tuple"}:
+        return None, _SET_HINT
     if "text" in (left, right):
         return None, _TEXT_HINT
     return None, "templates compute with numbers only"
@@ -286,7 +302,7 @@ def _comparison(op: str, left: Kind, right: Kind) -> str | None:
     if op in ("eq", "ne"):
         return None
     if op in ("in", "notin"):
-        if right == "list" or (right == "text" and left == "text"):
+        if right in ("list", "tuple") or (right == "text" and left == "text"):
             return None
         return "'in' looks in a list or in a text"
     if left == right or (left in NUMBERS and right in NUMBERS):
@@ -302,7 +318,7 @@ def _filter_input(name: str, value: Kind) -> str | None:
         return "formats a date"
     if name in ("round", "abs") and (value not in NUMBERS or value == "bool"):
         return "needs a number"
-    if name in _SEQUENCE_FILTERS and value not in ("text", "list"):
+    if name in _SEQUENCE_FILTERS and value not in SEQUENCES:
         return "needs a list or a text"
     return None
 

@@ -16,88 +16,15 @@ from datetime import time
 from typing import Literal
 
 from crmrules.calendar import Duration
+from crmrules.rules.events import (
+    BUILTIN_EVENT_INFO,
+    BUILTIN_EVENTS,
+    TIMER_EVENT,
+    BuiltinEvent,
+    EventKey,
+)
 from crmrules.rules.fields import TIME_TYPES, FieldRegistry, FieldSpec, unknown_field_hint
 
-
-@dataclass(frozen=True)
-class EventKey:
-    """A key of the data a built-in event carries (``event.<key>`` once declared)."""
-
-    key: str
-    type: str
-    meaning: str
-
-
-@dataclass(frozen=True)
-class BuiltinEvent:
-    """An event crmrules raises itself: when, and the data it carries."""
-
-    type: str
-    raised: str
-    data: tuple[EventKey, ...] = ()
-
-
-_TASK = EventKey("task", "string", "the task's id")
-_TASK_KIND = EventKey("kind", "string", "the task's kind (call, meeting, ...)")
-_TASK_RULE = EventKey("rule", "string", "the rule that made the task; empty for a host's task")
-_TERRITORY = EventKey("territory", "string", "the territory's id")
-
-#: The built-in events, in the order the reference lists them. Their data keys
-#: are read like any event key, so a rule declares the ones it reads under
-#: ``fields:`` (``event.territory: {type: string}``).
-BUILTIN_EVENT_INFO: tuple[BuiltinEvent, ...] = (
-    BuiltinEvent("client.created", "a client is created (host call, scenario or import)"),
-    BuiltinEvent(
-        "client.updated",
-        "a client's fields change; `changed`, `changed_from` and `changed_to` see the change",
-    ),
-    BuiltinEvent("deal.created", "a deal is created"),
-    BuiltinEvent(
-        "deal.updated",
-        "a deal's fields change (its stage included); the change operators see the change",
-    ),
-    BuiltinEvent(
-        "deal.stage_changed",
-        "a deal moves to another stage; `deal.stage changed_to: offer` tells which",
-    ),
-    BuiltinEvent(
-        "deal.stage_overdue",
-        "a deal stays in a stage past the stage's `deadline`",
-        (
-            EventKey("stage", "string", "the stage the deal overstayed"),
-            EventKey("deadline", "string", "the stage's deadline as written (3 business days)"),
-        ),
-    ),
-    BuiltinEvent(
-        "interaction.logged",
-        "the host logs a call, meeting or e-mail (`log_interaction`)",
-        (
-            EventKey("interaction", "string", "the interaction's id"),
-            EventKey("kind", "string", "call, meeting or email"),
-            EventKey("direction", "string", "in or out"),
-            EventKey("outcome", "string", "as the host logged it: reached, no_answer, ..."),
-        ),
-    ),
-    BuiltinEvent("task.completed", "a task is completed", (_TASK, _TASK_KIND, _TASK_RULE)),
-    BuiltinEvent(
-        "task.overdue",
-        "an open task passes its due date",
-        (_TASK, _TASK_KIND, EventKey("title", "string", "the task's title"), _TASK_RULE),
-    ),
-    BuiltinEvent("territory.entered", "a client enters a territory", (_TERRITORY,)),
-    BuiltinEvent("territory.left", "a client leaves a territory", (_TERRITORY,)),
-)
-#: What a rule with a time trigger (after/before/every/cron) sees as its event.
-TIMER_EVENT = BuiltinEvent(
-    "timer",
-    "a time trigger's moment comes (the rule's `on` is after/before/every/cron)",
-    (
-        EventKey("timer", "string", "the timer's key"),
-        EventKey("due_at", "string", "the moment the timer was due (ISO 8601)"),
-    ),
-)
-#: Events crmrules raises itself (spec: "built-in events").
-BUILTIN_EVENTS = tuple(event.type for event in BUILTIN_EVENT_INFO)
 _BUILTIN_PREFIXES = frozenset(name.split(".", 1)[0] for name in BUILTIN_EVENTS)
 EVENT_TYPE = re.compile(r"[^\W\d][\w\-]{0,63}(\.[\w\-]{1,64}){0,4}")
 

@@ -477,7 +477,9 @@ class _Runner:
                         if e.rule == rule_id and e.event_id == outcome.event_id
                     )
                 else:
-                    word = "not matched" if outcome.status == "not_matched" else "held"
+                    word = {"not_matched": "not matched", "failed": "failed"}.get(
+                        outcome.status, "held"
+                    )
                     lines.append(f"{when} on {outcome.event_type}{about}: {word}: {outcome.reason}")
         if len(lines) > RULE_LINES:
             hidden = len(lines) - RULE_LINES

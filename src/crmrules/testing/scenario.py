@@ -22,13 +22,22 @@ from pydantic import BaseModel, ValidationError
 
 from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import Location, Problem, RegulationError
-from crmrules.model import Client, Contact, Deal, Manager, Task, TaskStatus
+from crmrules.model import Client, Contact, Deal, Manager, Task
 from crmrules.plugins import PluginManager
-from crmrules.rules.fields import BUILTIN_EVENT_DATA, FieldType, coerce, coerce_datetime
+from crmrules.rules.events import BUILTIN_EVENT_DATA
+from crmrules.rules.fields import coerce, coerce_datetime
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.source import Limits, PathKey, SourceMap, parse_text, read_source
+from crmrules.testing import scenario_expect as expect
 from crmrules.testing import scenario_records as records
-from crmrules.testing.matching import Expected, Pattern, expected_value
+from crmrules.testing.matching import Pattern
+from crmrules.testing.scenario_expect import (
+    MAILING_FIELDS,
+    NOTIFICATION_FIELDS,
+    TASK_FIELDS,
+    TIMER_FIELDS,
+    Expectation,
+)
 
 #: The file names a scenario file may have; both the CLI and pytest collect them.
 SCENARIO_SUFFIXES = (".regulation.yaml", ".regulation.yml")
@@ -44,24 +53,6 @@ REFUSABLE = (
     "event", "create", "update", "complete_task", "cancel_task", "log_interaction", "realign",
 )  # fmt: skip
 EVENT_KEYS = ("type", "id", "client", "deal", "data")
-EXPECT_KEYS = (
-    "tasks", "mailings", "notifications", "open_tasks", "timers",
-    "deals", "clients", "fired", "not_fired",
-)  # fmt: skip
-TASK_FIELDS = (
-    "kind",
-    "title",
-    "description",
-    "assignee",
-    "due",
-    "status",
-    "rule",
-    "client",
-    "deal",
-)
-MAILING_FIELDS = ("template", "to", "channel", "subject", "text", "rule", "client")
-NOTIFICATION_FIELDS = ("to", "channel", "subject", "text", "rule", "client", "deal")
-TIMER_FIELDS = ("rule", "due", "client", "deal")
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -141,23 +132,6 @@ class MoveClock:
 @dataclass(frozen=True)
 class Realign:
     pass
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """The checks of one ``expect`` step; None where the step does not check that."""
-
-    tasks: tuple[Pattern, ...] | None = None
-    mailings: tuple[Pattern, ...] | None = None
-    notifications: tuple[Pattern, ...] | None = None
-    open_tasks: tuple[Pattern, ...] | None = None
-    timers: tuple[Pattern, ...] | None = None
-    deals: Mapping[str, Pattern] | None = None
-    clients: Mapping[str, Pattern] | None = None
-    fired: tuple[str, ...] | None = None
-    not_fired: tuple[str, ...] | None = None
-    #: where each key of the step was written
-    locations: Mapping[str, Location | None] = field(default_factory=dict)
 
 
 StepAction = (
@@ -687,7 +661,7 @@ class _Reader:
             if value not in (None, {}):
                 self.error(path, "realign takes no parameters; write realign: {}")
             return Realign()
-        return self.expectation(value, path, clients, deals)
+        return expect.expectation(self, value, path, clients, deals)
 
     def event(
         self, value: Any, path: PathKey, clients: set[str], deals: set[str]
@@ -783,159 +757,6 @@ class _Reader:
             self.check_manager(changes["responsible"], (*path, "set", "responsible"))
         direct, custom = values
         return UpdateRecord(namespace, record_id, {**direct, **custom})
-
-    # -- expectations
-
-    def expectation(
-        self, value: Any, path: PathKey, clients: set[str], deals: set[str]
-    ) -> Expectation | None:
-        expect = self.mapping(value, path, "expect", EXPECT_KEYS)
-        if expect is None:
-            return None
-        if not expect:
-            self.error(path, "expect checks nothing", f"use one of {', '.join(EXPECT_KEYS)}")
-        lists: dict[str, tuple[Pattern, ...]] = {}
-        for key, fields in (
-            ("tasks", TASK_FIELDS),
-            ("mailings", MAILING_FIELDS),
-            ("notifications", NOTIFICATION_FIELDS),
-            ("open_tasks", TASK_FIELDS),
-            ("timers", TIMER_FIELDS),
-        ):
-            if key in expect:
-                found = [
-                    self.pattern(
-                        raw, p, f"an expected {key[:-1].replace('_', ' ')}", fields, clients, deals
-                    )
-                    for p, raw in self.items(expect[key], (*path, key), key)
-                ]
-                lists[key] = tuple(p for p in found if p is not None)
-        records: dict[str, dict[str, Pattern]] = {}
-        for key, known in (("deals", deals), ("clients", clients)):
-            if key in expect:
-                records[key] = self.record_patterns(expect[key], (*path, key), key[:-1], known)
-        rules: dict[str, tuple[str, ...]] = {}
-        for key in ("fired", "not_fired"):
-            if key in expect:
-                rules[key] = tuple(self.rule_ids(expect[key], (*path, key)))
-        return Expectation(
-            tasks=lists.get("tasks"),
-            mailings=lists.get("mailings"),
-            notifications=lists.get("notifications"),
-            open_tasks=lists.get("open_tasks"),
-            timers=lists.get("timers"),
-            deals=records.get("deals"),
-            clients=records.get("clients"),
-            fired=rules.get("fired"),
-            not_fired=rules.get("not_fired"),
-            locations={key: self.source.locate((*path, key), key=True) for key in expect},
-        )
-
-    def known_rules(self) -> list[str]:
-        assert self.regulation is not None
-        plans = [
-            f"{t.id}.contact_plan.{i}"
-            for t in self.regulation.territories.values()
-            for i in range(len(t.contact_plan))
-        ]
-        return [r.id for r in self.regulation.rules] + plans
-
-    def rule_ids(self, value: Any, path: PathKey) -> list[str]:
-        known = self.known_rules()
-        found: list[str] = []
-        for p, raw in self.items(value, path, "a list of rule ids"):
-            text = self.text(raw, p, "a rule id")
-            if text is None:
-                continue
-            if text not in known:
-                self.unknown(p, f"unknown rule {text!r}", text, known)
-            found.append(text)
-        return found
-
-    def pattern(
-        self,
-        value: Any,
-        path: PathKey,
-        what: str,
-        fields: tuple[str, ...],
-        clients: set[str],
-        deals: set[str],
-    ) -> Pattern | None:
-        item = self.mapping(value, path, what, fields)
-        if item is None:
-            return None
-        assert self.regulation is not None
-        expected: dict[str, Expected] = {}
-        for key, raw in item.items():
-            if key not in fields:
-                continue
-            where = (*path, key)
-            try:
-                expected[key] = expected_value(raw, time_field=key == "due")
-            except ValueError as error:
-                self.error(where, f"{key}: {error}")
-                continue
-            if raw is None:
-                continue
-            if key == "rule" and str(raw) not in self.known_rules():
-                self.unknown(where, f"unknown rule {raw!r}", str(raw), self.known_rules())
-            elif key == "status" and str(raw) not in {s.value for s in TaskStatus}:
-                self.unknown(
-                    where, f"unknown task status {raw!r}", str(raw), [s.value for s in TaskStatus]
-                )
-            elif key == "client":
-                self.reference(raw, where, "client", clients)
-            elif key == "deal":
-                self.reference(raw, where, "deal", deals)
-            elif key == "template" and str(raw) not in self.regulation.templates:
-                self.unknown(
-                    where, f"unknown template {raw!r}", str(raw), self.regulation.templates
-                )
-        return Pattern(expected, self.source.locate(path))
-
-    def record_patterns(
-        self, value: Any, path: PathKey, namespace: str, known: set[str]
-    ) -> dict[str, Pattern]:
-        if not isinstance(value, dict):
-            self.error(
-                path,
-                f"expected a mapping of {namespace} ids to fields, e.g. {{d1: {{stage: offer}}}}",
-            )
-            return {}
-        assert self.regulation is not None
-        registry = self.regulation.fields
-        found: dict[str, Pattern] = {}
-        for record_id, fields in value.items():
-            where = (*path, record_id)
-            if record_id not in known:
-                self.unknown(
-                    where, f"unknown {namespace} {record_id!r}", record_id, known, key_pos=True
-                )
-            if not isinstance(fields, dict):
-                self.error(where, f"expected the {namespace}'s fields, e.g. {{stage: offer}}")
-                continue
-            expected: dict[str, Expected] = {}
-            for key, raw in fields.items():
-                spec = registry.get(f"{namespace}.{key}")
-                if spec is None:
-                    self.unknown(
-                        (*where, key),
-                        f"unknown {namespace} field {key!r}",
-                        key,
-                        [s.key for s in registry.of(namespace)],
-                        key_pos=True,
-                    )
-                    continue
-                try:
-                    if spec.type is FieldType.SET and not isinstance(raw, list) and raw is not None:
-                        raise ValueError("expected a list, e.g. [msk]")
-                    expected[key] = expected_value(
-                        raw, time_field=spec.type in (FieldType.DATE, FieldType.DATETIME)
-                    )
-                except ValueError as error:
-                    self.error((*where, key), f"{key}: {error}")
-            found[record_id] = Pattern(expected, self.source.locate(where))
-        return found
 
 
 def _kind(value: Any) -> str:

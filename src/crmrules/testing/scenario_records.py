@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from crmrules.model import Contact, Interaction, Task
 from crmrules.rules.source import PathKey
+from crmrules.testing import scenario_expect
+from crmrules.testing.scenario_expect import TASK_FIELDS
 
 if TYPE_CHECKING:
     from crmrules.testing.scenario import CancelTask, CompleteTask, LogInteraction, _Reader
@@ -103,7 +105,7 @@ def close_task(
     reader: _Reader, kind: str, value: Any, path: PathKey, clients: set[str], deals: set[str]
 ) -> CompleteTask | CancelTask | None:
     """``complete_task`` / ``cancel_task``: ``{id: t1}``, or fields that pick one open task."""
-    from crmrules.testing.scenario import TASK_FIELDS, CancelTask, CompleteTask
+    from crmrules.testing.scenario import CancelTask, CompleteTask
 
     make = CompleteTask if kind == "complete_task" else CancelTask
     if isinstance(value, dict) and "id" in value:
@@ -112,7 +114,7 @@ def close_task(
             return None
         task_id = reader.text(value["id"], (*path, "id"), "a task id")
         return None if task_id is None else make(None, task_id)
-    pattern = reader.pattern(value, path, kind, TASK_FIELDS, clients, deals)
+    pattern = scenario_expect.pattern(reader, value, path, kind, TASK_FIELDS, clients, deals)
     if pattern is not None and not pattern.fields:
         reader.error(
             path,

@@ -315,10 +315,11 @@ class Simulation:
         """
         with self.engine.store.transaction() as tx:
             task = tx.get_task(task_id)
-            if task is None:
-                raise RefusedError(f"no task {task_id!r}")
-            if task.status is not TaskStatus.OPEN:
-                raise RefusedError(f"task {task_id} is already {task.status.value}")
+            refusal = None if task is None else _closed(task)
+            if task is None or refusal is not None:
+                reason = refusal or f"no task {task_id!r}"
+                self._note("refused", f"cancel task {task_id}: refused: {reason}")
+                raise RefusedError(reason)
             closed = {"status": TaskStatus.CANCELLED, "closed_at": self.now}
             tx.put_task(task.model_copy(update=closed))
             timers.cancel_task(tx, task, "cancelled by the host")
@@ -556,6 +557,13 @@ def timer_fields(timer: Timer) -> dict[str, Any]:
 
 #: The timers that serve rules (a stage deadline or a task's due time serves no rule).
 RULE_TIMERS = ("rule", "schedule", "plan")
+
+
+def _closed(task: Task) -> str | None:
+    """Why an already closed task cannot be closed again; None while it is open."""
+    if task.status is TaskStatus.OPEN:
+        return None
+    return f"task {task.id} is already {task.status.value}"
 
 
 def _model(model: type[M], raw: M | Mapping[str, Any]) -> M:
