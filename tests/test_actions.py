@@ -1064,6 +1064,51 @@ def test_territory_overrides_raise_events_and_survive_later_updates(tmp_path: Pa
     assert len(engine.tasks()) == 3
 
 
+def test_clearing_an_override_lets_the_territory_rule_decide_again(tmp_path: Path) -> None:
+    engine = make(
+        tmp_path,
+        """
+        rules:
+          - {id: pin, on: pin, then: [{add_to_territory: spb}, {remove_from_territory: msk}]}
+          - {id: unpin, on: unpin, then: [{clear_territory_override: spb}]}
+          - id: left
+            on: territory.left
+            then: [{create_task: {title: "Выход из {{ event.territory }}"}}]
+          - id: entered
+            on: territory.entered
+            then: [{create_task: {title: "Вход в {{ event.territory }}"}}]
+        """,
+    )
+    add_client(engine)
+    engine.handle(event("pin", "e1", client="c1"))
+    assert client_of(engine).territories == frozenset({"spb"})
+    # The action: the client is not in Saint Petersburg by its region, so it leaves spb.
+    result = engine.handle(event("unpin", "e2", client="c1"))
+    assert client_of(engine).territories == frozenset()
+    assert [e.summary for e in result.effects_of("territory_override")] == [
+        "client c1: manual override for spb cleared (the territory's rule decides again)"
+    ]
+    assert [e.type for e in result.events] == ["unpin", "territory.left"]
+    again = engine.handle(event("unpin", "e3", client="c1"))
+    assert [e.summary for e in again.effects_of("territory_override")] == [
+        "client c1 has no manual override for spb; nothing to clear"
+    ]
+    assert [e.type for e in again.events] == ["unpin"]
+    # The host call: the manual removal from msk goes, and the region puts the client back.
+    cleared = engine.clear_territory_override("c1", "msk")
+    assert client_of(engine).territories == frozenset({"msk"})
+    assert [e.type for e in cleared.events] == ["territory.entered"]
+    assert sorted(t.title for t in engine.tasks()) == [
+        "Вход в msk",
+        "Вход в msk",
+        "Вход в spb",
+        "Выход из msk",
+        "Выход из spb",
+    ]
+    with pytest.raises(RefusedError, match="no client 'nobody'"):
+        engine.clear_territory_override("nobody", "msk")
+
+
 # --- cancel_tasks -----------------------------------------------------------------------------
 
 CANCEL = """

@@ -20,10 +20,11 @@ from crmrules.errors import RecordError
 from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
 from crmrules.result import Effect
 from crmrules.rules import schema
+from crmrules.rules import segments as segmenting
 from crmrules.rules.assignment import Assignment, assign
 from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule
-from crmrules.rules.territories import override
+from crmrules.rules.territories import clear_override, override
 from crmrules.store import OutboxMessage, Transaction
 
 if TYPE_CHECKING:
@@ -410,6 +411,72 @@ def remove_from_territory(params: schema.TerritoryRef, ctx: ActionContext) -> No
     _territory_override(params, ctx, MembershipSource.MANUAL_REMOVE)
 
 
+def clear_territory_override(params: schema.TerritoryRef, ctx: ActionContext) -> None:
+    """The client's manual add or remove for the territory is dropped; its rule decides again."""
+    client, _ = ctx.subjects()
+    if client is None:
+        raise ActionRefused("the event has no client")
+    current = ctx.tx.memberships(client.id)
+    cleared = clear_override(current, params.territory)
+    if cleared == current:
+        ctx.effect(
+            "territory_override",
+            f"client {client.id} has no manual override for {params.territory}; nothing to clear",
+            client=client.id,
+            territory=params.territory,
+            source="none",
+        )
+        return
+    ctx.tx.set_memberships(client.id, cleared)
+    ctx.store_client(client, client)
+    ctx.effect(
+        "territory_override",
+        f"client {client.id}: manual override for {params.territory} cleared "
+        "(the territory's rule decides again)",
+        client=client.id,
+        territory=params.territory,
+        source="cleared",
+    )
+
+
+def _segment_override(
+    params: schema.SegmentRef, ctx: ActionContext, source: MembershipSource | None
+) -> None:
+    client, _ = ctx.subjects()
+    if client is None:
+        raise ActionRefused("the event has no client")
+    current = ctx.tx.memberships(client.id)
+    name = segmenting.key(params.segment)
+    if source is None:
+        updated = clear_override(current, name)
+        summary = f"client {client.id}: manual override for segment {params.segment} cleared"
+    else:
+        updated = override(current, client.id, name, source, ctx.now)
+        verb = "added to" if source is MembershipSource.MANUAL_ADD else "removed from"
+        summary = f"client {client.id} {verb} segment {params.segment} (manual, until cleared)"
+    ctx.tx.set_memberships(client.id, updated)
+    ctx.store_client(client, client)
+    ctx.effect(
+        "segment_override",
+        summary,
+        client=client.id,
+        segment=params.segment,
+        source="cleared" if source is None else source.value,
+    )
+
+
+def add_to_segment(params: schema.SegmentRef, ctx: ActionContext) -> None:
+    _segment_override(params, ctx, MembershipSource.MANUAL_ADD)
+
+
+def remove_from_segment(params: schema.SegmentRef, ctx: ActionContext) -> None:
+    _segment_override(params, ctx, MembershipSource.MANUAL_REMOVE)
+
+
+def clear_segment_override(params: schema.SegmentRef, ctx: ActionContext) -> None:
+    _segment_override(params, ctx, None)
+
+
 def cancel_tasks(params: schema.CancelTasks, ctx: ActionContext) -> None:
     client, deal = ctx.subjects()
     if deal is not None:
@@ -510,6 +577,10 @@ BUILTIN_HANDLERS: dict[str, Callable[[Any, ActionContext], None]] = {
     "set_field": set_field,
     "add_to_territory": add_to_territory,
     "remove_from_territory": remove_from_territory,
+    "clear_territory_override": clear_territory_override,
+    "add_to_segment": add_to_segment,
+    "remove_from_segment": remove_from_segment,
+    "clear_segment_override": clear_segment_override,
     "cancel_tasks": cancel_tasks,
     "notify": notify,
     "emit": emit,

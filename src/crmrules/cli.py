@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from crmrules import __version__
 from crmrules.errors import CrmRulesError, RegulationError
@@ -156,6 +156,62 @@ def _failures(args: argparse.Namespace, out: TextIO) -> int:
     word = "rule run(s)" if args.all else "failed rule run(s)"
     print(f"{len(found)} {word}", file=out)
     return 0
+
+
+def _select(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the ids of the clients a territory or a rule's condition takes (by SQL)."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL
+    from crmrules.engine import Engine
+
+    plugins = PluginManager()
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    engine = Engine(_load(args.path, plugins), url, plugin_manager=plugins)
+    try:
+        ids = engine.select(segment=args.segment, territory=args.territory, rule=args.rule)
+        if args.count:
+            print(sum(1 for _ in ids), file=out)
+        elif args.json:
+            json.dump(list(ids), out, ensure_ascii=False)
+            out.write("\n")
+        else:
+            for client_id in ids:
+                print(client_id, file=out)
+    finally:
+        engine.store.close()
+    return 0
+
+
+def _realign(args: argparse.Namespace, out: TextIO) -> int:
+    """Recompute every client's territories and segments; a progress bar on a terminal."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL
+    from crmrules.engine import Engine
+
+    plugins = PluginManager()
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    engine = Engine(_load(args.path, plugins), url, plugin_manager=plugins)
+    bar: Any = None
+    if sys.stderr.isatty() and not args.json:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        bar = tqdm(desc="realign", unit=" clients", file=sys.stderr)
+    try:
+        report = engine.realign(dry_run=args.dry_run, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.store.close()
+    if args.json:
+        json.dump(report.to_dict(), out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return 0
+    for name, moves in sorted({**report.territories, **report.segments}.items()):
+        kind = "segment" if name in report.segments else "territory"
+        examples = ", ".join([*moves.entering, *moves.leaving])
+        print(f"{kind} {name}: +{moves.entered} -{moves.left} (e.g. {examples})", file=out)
+    for client_id, reason in sorted(report.failed.items()):
+        print(f"client {client_id}: {reason}", file=out)
+    print(("dry run: " if report.dry_run else "") + report.summary(), file=out)
+    return 1 if report.failed else 0
 
 
 def _scenario_files(paths: Sequence[str]) -> list[str] | str:
@@ -324,6 +380,35 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
     failures.add_argument("--all", action="store_true", help="include resolved ones")
+    select = commands.add_parser(
+        "select",
+        help="print the ids of the clients a segment, a territory or a rule's condition takes",
+        description="Print, one per line in id order, the ids of the clients that a segment, a "
+        "territory or a rule's condition takes now, by SQL on the SQL store. URL defaults to "
+        "$CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    select.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    select.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    what = select.add_mutually_exclusive_group(required=True)
+    what.add_argument("--segment", metavar="ID", help="the clients in this segment")
+    what.add_argument("--territory", metavar="ID", help="the clients in this territory")
+    what.add_argument("--rule", metavar="ID", help="the clients this rule's condition takes")
+    shape = select.add_mutually_exclusive_group()
+    shape.add_argument("--count", action="store_true", help="print only how many")
+    shape.add_argument("--json", action="store_true", help="print a JSON list of ids")
+    realign = commands.add_parser(
+        "realign",
+        help="recompute every client's territories and segments (after a reorganisation)",
+        description="Recompute the territories and segments of every client, a chunk per "
+        "transaction; changes raise territory.entered / territory.left with their rules, once "
+        "each even if a killed run is started again. --dry-run changes nothing and prints what "
+        "would change, per territory and segment. URL defaults to $CRMRULES_DATABASE_URL, else "
+        "the SQLite file.",
+    )
+    realign.add_argument("path", metavar="PATH", help="the regulation (a file or a folder)")
+    realign.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    realign.add_argument("--dry-run", action="store_true", help="change nothing; report")
+    realign.add_argument("--json", action="store_true", help="print the report as JSON")
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -367,6 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "failures":
             return _failures(args, sys.stdout)
+        if args.command == "realign":
+            return _realign(args, sys.stdout)
+        if args.command == "select":
+            return _select(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout, part=args.part, scenario=args.scenario)

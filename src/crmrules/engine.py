@@ -17,13 +17,14 @@ exactly as it was before the call.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, timers
+from crmrules import failures, firing, selection, timers
+from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
@@ -46,15 +47,17 @@ from crmrules.model import (
     Event,
     Interaction,
     Manager,
+    MembershipSource,
     TaskStatus,
 )
 from crmrules.plugins import ActionPlugin, PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Effect, EventRecord, Result, RuleOutcome
+from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
-from crmrules.rules.territories import recompute
+from crmrules.rules.territories import clear_override, override, recompute
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -331,16 +334,25 @@ class Run:
     ) -> Client:
         """Store a client, recompute its territories, and raise created/updated events."""
         client = self.engine.typed_client(client)
+        territorial, segmental = segmenting.split(self.tx.memberships(client.id))
         change = recompute(
             self.regulation,
             client,
             Facts({"client": client.record()}, self.now),
-            self.tx.memberships(client.id),
+            territorial,
             self.now,
         )
         client = client.model_copy(update={"territories": change.territories})
+        in_segments = segmenting.recompute(
+            self.regulation.segments,
+            client,
+            Facts({"client": client.record()}, self.now),
+            segmental,
+            self.now,
+        )
+        client = client.model_copy(update={"segments": segmenting.members(in_segments)})
         check_time_range(self.regulation, client, old)
-        self.tx.set_memberships(client.id, list(change.memberships))
+        self.tx.set_memberships(client.id, [*change.memberships, *in_segments])
         self.tx.put_client(client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
         for territory in change.entered:
@@ -353,8 +365,9 @@ class Run:
             )
         else:
             before, after = _diff(old.record(), client.record())
-            before.pop("territories", None)
-            after.pop("territories", None)
+            for membership in ("territories", "segments"):  # their own events, or none
+                before.pop(membership, None)
+                after.pop(membership, None)
             if before or after:
                 self.raise_event(
                     parent,
@@ -650,6 +663,72 @@ class Engine(Reading):
 
         return self._host_change(event_id, (client_id, None), change)
 
+    def clear_territory_override(
+        self, client_id: str, territory: str, *, event_id: str | None = None
+    ) -> Result:
+        """Drop the client's manual add to or removal from ``territory``; its rule decides again.
+
+        Raises territory.entered / territory.left if that changes the client's
+        territories. A territory no longer in the regulation may be named: its
+        override outlives the rule and is cleared all the same.
+        """
+        client_id = host_id("client", client_id)
+
+        def change(run: Run) -> None:
+            client = run.tx.get_client(client_id)
+            if client is None:
+                raise RefusedError(f"no client {client_id!r}")
+            current = run.tx.memberships(client_id)
+            run.tx.set_memberships(client_id, clear_override(current, territory))
+            run.store_client(client, client, None, 0)
+
+        return self._host_change(event_id, (client_id, None), change)
+
+    def add_to_segment(
+        self, client_id: str, segment: str, *, event_id: str | None = None
+    ) -> Result:
+        """Put the client in ``segment`` by hand, whatever its condition says, until cleared."""
+        return self._segment_override(client_id, segment, MembershipSource.MANUAL_ADD, event_id)
+
+    def remove_from_segment(
+        self, client_id: str, segment: str, *, event_id: str | None = None
+    ) -> Result:
+        """Keep the client out of ``segment`` by hand, whatever its condition says, till cleared."""
+        return self._segment_override(client_id, segment, MembershipSource.MANUAL_REMOVE, event_id)
+
+    def clear_segment_override(
+        self, client_id: str, segment: str, *, event_id: str | None = None
+    ) -> Result:
+        """Drop a manual add to or removal from ``segment``; its condition decides again."""
+        return self._segment_override(client_id, segment, None, event_id)
+
+    def _segment_override(
+        self,
+        client_id: str,
+        segment: str,
+        source: MembershipSource | None,
+        event_id: str | None,
+    ) -> Result:
+        client_id = host_id("client", client_id)
+        if source is not None and segment not in self.regulation.segments:
+            known = ", ".join(sorted(self.regulation.segments)) or "none"
+            raise RefusedError(f"no segment {segment!r} in the regulation (segments: {known})")
+
+        def change(run: Run) -> None:
+            client = run.tx.get_client(client_id)
+            if client is None:
+                raise RefusedError(f"no client {client_id!r}")
+            current = run.tx.memberships(client_id)
+            name = segmenting.key(segment)
+            if source is None:
+                updated = clear_override(current, name)
+            else:
+                updated = override(current, client_id, name, source, run.now)
+            run.tx.set_memberships(client_id, updated)
+            run.store_client(client, client, None, 0)
+
+        return self._host_change(event_id, (client_id, None), change)
+
     def create_deal(self, deal: Deal, *, event_id: str | None = None) -> Result:
         def change(run: Run) -> None:
             if run.tx.get_deal(deal.id) is not None:
@@ -880,6 +959,36 @@ class Engine(Reading):
         return next((r for r in self.plan_rules.values() if r.id == rule_id), None)
 
     # -- reading
+
+    def select(
+        self,
+        *,
+        territory: str | None = None,
+        rule: str | None = None,
+        condition: Mapping[str, Any] | None = None,
+        segment: str | None = None,
+        now: datetime | None = None,
+    ) -> Iterator[str]:
+        """The ids of the clients a segment, a territory, a rule or a condition takes, streamed.
+
+        By SQL on the SQL store (Python decides only what SQL cannot), by a
+        loop elsewhere; ids in code-point order. See crmrules.selection.
+        """
+        chosen = selection.for_engine(
+            self, territory=territory, rule=rule, condition=condition, segment=segment, now=now
+        )
+        return selection.select_ids(self.store, chosen)
+
+    def realign(
+        self, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> realigning.RealignReport:
+        """Recompute every client's territories and segments (see crmrules.realign).
+
+        A chunk of clients per transaction; changes raise territory.entered /
+        territory.left once each, even when a killed run is started again. A dry
+        run writes nothing and reports what would change.
+        """
+        return realigning.realign(self, dry_run=dry_run, progress=progress)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

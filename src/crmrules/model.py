@@ -89,6 +89,7 @@ class Client(Model):
     source: str | None = None
     tags: frozenset[str] = frozenset()
     territories: frozenset[str] = frozenset()
+    segments: frozenset[str] = frozenset()
     responsible: RecordId | None = Field(None, description="the id of the client's manager")
     created_at: AwareDatetime | None = None
     last_contact_at: AwareDatetime | None = None

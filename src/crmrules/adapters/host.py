@@ -102,7 +102,7 @@ class HostRecords:
         mapping: HostTable, record: Client | Deal, builtin: set[str], what: str
     ) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        for key in builtin - {"id", "fields", "territories"}:
+        for key in builtin - {"id", "fields", "territories", "segments"}:
             value = getattr(record, key)
             if key in mapping.columns:
                 row[mapping.columns[key]] = value
@@ -145,14 +145,18 @@ class HostRecords:
     # -- clients
 
     def get_client(
-        self, connection: sa.Connection, client_id: str, territories: frozenset[str]
+        self,
+        connection: sa.Connection,
+        client_id: str,
+        territories: frozenset[str],
+        segments: frozenset[str] = frozenset(),
     ) -> Client | None:
         assert self.clients is not None
         row = self._get(connection, self.clients, client_id)
         if row is None:
             return None
         data = self._row_to_data(self.clients, row, set(Client.model_fields))
-        return Client.model_validate({**data, "territories": territories})
+        return Client.model_validate({**data, "territories": territories, "segments": segments})
 
     def put_client(self, connection: sa.Connection, client: Client) -> None:
         assert self.clients is not None

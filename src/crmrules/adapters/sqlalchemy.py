@@ -37,6 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from crmrules.adapters import client_values
 from crmrules.adapters.host import HostRecords
 from crmrules.errors import SchemaError, StoreError, require
 from crmrules.model import (
@@ -51,6 +52,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
+from crmrules.rules import segments
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -121,6 +123,32 @@ class ClientRow(Base):
     __tablename__ = "crmrules_clients"
     id: Mapped[str] = mapped_column(primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class ClientValueRow(Base):
+    """Each client's fields in typed columns, for conditions run as SQL (crmrules.rules.sql).
+
+    Written with the client; see crmrules.adapters.client_values for the layout.
+    """
+
+    __tablename__ = "crmrules_client_values"
+    __table_args__ = tuple(
+        sa.Index(f"ix_crmrules_client_values_{column}", "key", column)
+        for column in ("text_key", "folded_key", "number", "moment", "day")
+    )
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    text: Mapped[str | None]
+    text_key: Mapped[str | None]
+    folded: Mapped[str | None]
+    folded_key: Mapped[str | None]
+    number: Mapped[Any] = mapped_column(client_values.Number(), nullable=True)
+    nudge: Mapped[int | None]
+    moment: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    day: Mapped[date | None]
+    flag: Mapped[bool | None]
+    blank: Mapped[bool]
 
 
 class DealRow(Base):
@@ -259,6 +287,7 @@ class _Tables:
     """The tables of one schema (the same Table objects as ``metadata`` when there is none)."""
 
     clients: sa.Table
+    client_values: sa.Table
     deals: sa.Table
     managers: sa.Table
     contacts: sa.Table
@@ -292,6 +321,7 @@ def _tables(schema: str | None) -> _Tables:
 
     return _Tables(
         clients=table("clients"),
+        client_values=table("client_values"),
         deals=table("deals"),
         managers=table("managers"),
         contacts=table("contacts"),
@@ -783,6 +813,15 @@ class SQLAlchemyStore:
         self.close()
 
 
+def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
+    """A host-kept client's territories: crmrules' memberships, not a host column."""
+    return frozenset(
+        m.territory
+        for m in memberships
+        if m.source is not MembershipSource.MANUAL_REMOVE and not segments.is_segment(m)
+    )
+
+
 def _where_given(
     query: sa.Select[Any], *conditions: tuple[sa.ColumnElement[Any], object]
 ) -> sa.Select[Any]:
@@ -814,6 +853,32 @@ class SQLAlchemyTransaction:
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    # -- what crmrules.selection queries
+
+    @property
+    def connection(self) -> sa.Connection:
+        return self._c
+
+    @property
+    def tables(self) -> _Tables:
+        return self._t
+
+    @property
+    def indexes_clients(self) -> bool:
+        """Clients are in crmrules' tables (with their values), not a host's own."""
+        return self._records is None or self._records.clients is None
+
+    def ordered_id(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """``column`` compared and sorted by code point, as Python sorts strings."""
+        return self._by_id(column)
+
+    def load_clients(self, ids: list[str]) -> list[Client]:
+        """The clients with these ids (those that exist), in id order."""
+        t = self._t.clients
+        rows = self._c.execute(sa.select(t.c.id, t.c.data).where(t.c.id.in_(ids))).all()
+        found = {row.id: row.data for row in rows}
+        return [_load(Client, found[i]) for i in sorted(found)]
 
     # -- helpers
 
@@ -902,22 +967,18 @@ class SQLAlchemyTransaction:
 
     def get_client(self, client_id: str) -> Client | None:
         if self._records is not None and self._records.clients is not None:
-            return self._records.get_client(self._c, client_id, self._territories(client_id))
+            memberships = self.memberships(client_id)
+            return self._records.get_client(
+                self._c, client_id, _territories(memberships), segments.members(memberships)
+            )
         return self._get(Client, self._t.clients, client_id)
-
-    def _territories(self, client_id: str) -> frozenset[str]:
-        """A host-kept client's territories: crmrules' memberships, not a host column."""
-        return frozenset(
-            m.territory
-            for m in self.memberships(client_id)
-            if m.source is not MembershipSource.MANUAL_REMOVE
-        )
 
     def put_client(self, client: Client) -> None:
         if self._records is not None and self._records.clients is not None:
             self._records.put_client(self._c, client)
             return
         self._put(self._t.clients, {"id": client.id}, {"data": _dump(client)})
+        client_values.write(self._c, self._t.client_values, [client])
 
     def iter_clients(self) -> Iterator[Client]:
         if self._records is not None and self._records.clients is not None:

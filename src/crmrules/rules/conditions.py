@@ -167,9 +167,13 @@ class Leaf:
     territory: str | None = None
     #: the OperatorPlugin of an operator a plugin added
     plugin: Any = None
+    #: the segment a ``{segment: id}`` leaf names
+    segment: str | None = None
 
     def parts(self) -> tuple[str, str, str]:
         """(field, operator, expected value) as an admin would write them; ``not`` included."""
+        if self.segment is not None:
+            return ("client.segments", "not segment" if self.negated else "segment", self.segment)
         if self.territory is not None:
             return (
                 "client.territories",
@@ -190,8 +194,12 @@ class Leaf:
 
     def describe(self) -> str:
         """The leaf as an admin would write it."""
-        if self.territory is not None:
-            text = f"territory {self.territory}"
+        if self.territory is not None or self.segment is not None:
+            text = (
+                f"territory {self.territory}"
+                if self.territory is not None
+                else f"segment {self.segment}"
+            )
             return f"not in {text}" if self.negated else f"in {text}"
         path, op, value = self.parts()
         if op.startswith("not "):
@@ -250,6 +258,8 @@ class Scope:
     territories: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: operators added by plugins (crmrules.plugins.OperatorPlugin), by name
     operators: Mapping[str, Any] = field(default_factory=dict)
+    #: segment ids ``{segment: id}`` may name (none inside a segment's own condition)
+    segments: frozenset[str] = frozenset()
 
     def error(
         self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
@@ -306,10 +316,13 @@ def _parse(raw: Any, path: PathKey, scope: Scope) -> Node | None:
         return All(kept) if name == "all" else AnyOf(kept)
     if "territory" in raw:
         return _territory(raw, path, scope)
+    if "segment" in raw:
+        return _segment(raw, path, scope)
     if "field" in raw:
         return _leaf(raw, path, scope)
     first = next(iter(raw))
-    close = difflib.get_close_matches(str(first), [*_COMBINATORS, "field", "territory"], n=1)
+    keys = [*_COMBINATORS, "field", "territory", "segment"]
+    close = difflib.get_close_matches(str(first), keys, n=1)
     scope.error(
         (*path, first),
         f"unknown condition key {first!r}",
@@ -344,6 +357,28 @@ def _territory(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
         location=scope.source.locate((*path, "territory")),
         territory=name,
     )
+
+
+def _segment(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:
+    """``{segment: id}``: the client is a member (by its condition or a manual override)."""
+    extra = [k for k in raw if k != "segment"]
+    if extra:
+        scope.error((*path, extra[0]), f"unexpected key {extra[0]!r} beside segment", key=True)
+        return None
+    name = raw["segment"]
+    if not isinstance(name, str) or name not in scope.segments:
+        close = difflib.get_close_matches(str(name), list(scope.segments), n=1)
+        hint = "segments are defined under segments: (a segment's own condition cannot name one)"
+        scope.error(
+            (*path, "segment"),
+            f"unknown segment {name!r}",
+            f"did you mean {close[0]}?" if close else hint,
+        )
+        return None
+    spec = scope.registry.get("client.segments")
+    assert spec is not None
+    location = scope.source.locate((*path, "segment"))
+    return Leaf(spec, "contains_any", frozenset({name}), location=location, segment=name)
 
 
 def _leaf(raw: dict[str, Any], path: PathKey, scope: Scope) -> Node | None:

@@ -76,6 +76,7 @@ def _builtins() -> dict[str, FieldSpec]:
         "client.kind": FieldType.ENUM,
         "client.tags": FieldType.SET,
         "client.territories": FieldType.SET,
+        "client.segments": FieldType.SET,
         "client.responsible": S,
         "client.created_at": DT,
         "client.last_contact_at": DT,

@@ -38,6 +38,7 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
+from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
     Document,
     Limits,
@@ -64,6 +65,7 @@ SECTIONS = (
     "pipelines",
     "managers",
     "territories",
+    "segments",
     "templates",
     "rules",
 )
@@ -71,7 +73,7 @@ CUSTOM_NAMESPACES = ("client", "deal", "event")
 #: Fields that actions must not set directly: ids, and what has its own action.
 READ_ONLY = frozenset(
     {
-        "client.id", "client.territories", "client.created_at",
+        "client.id", "client.territories", "client.segments", "client.created_at",
         "deal.id", "deal.client", "deal.pipeline", "deal.stage",
         "deal.created_at", "deal.stage_entered_at",
     }
@@ -152,6 +154,7 @@ class Regulation:
     rules: tuple[Rule, ...]
     files: tuple[str, ...]
     source: SourceMap
+    segments: Mapping[str, Segment] = field(default_factory=dict)
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -284,6 +287,8 @@ class _Compiler:
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
         self.territory_specs: dict[str, schema.TerritorySpec] = {}
+        #: the segments rules may name; empty while segments' own conditions are parsed
+        self.segment_ids: dict[str, PathKey] = {}
         self.descendants: dict[str, frozenset[str]] = {}
         self.templates: dict[str, MailTemplate] = {}
         self.rule_ids: dict[str, PathKey] = {}
@@ -297,6 +302,10 @@ class _Compiler:
             "set_field": self._check_set_field,
             "add_to_territory": self._check_territory_ref,
             "remove_from_territory": self._check_territory_ref,
+            "clear_territory_override": self._check_territory_ref,
+            "add_to_segment": self._check_segment_ref,
+            "remove_from_segment": self._check_segment_ref,
+            "clear_segment_override": self._check_segment_ref,
             "cancel_tasks": self._check_cancel_tasks,
             "notify": self._check_notify,
             "emit": self._check_emit,
@@ -426,6 +435,7 @@ class _Compiler:
         self._templates(data.get("templates"))
         rule_specs = self._rule_specs(_as_list(self, data, "rules"))
         compiled_territories = self._territories(territories)
+        segments = self._segments(_as_list(self, data, "segments"))
         rules = self._rules(rule_specs)
         for check in self.deferred:
             check()
@@ -442,6 +452,7 @@ class _Compiler:
             rules=tuple(rules),
             files=tuple(self.document.files),
             source=self.source,
+            segments=segments,
         )
 
     # -- fields
@@ -682,13 +693,32 @@ class _Compiler:
             )
         return compiled
 
-    def _client_only(self, node: Node, path: PathKey) -> None:
+    def _segments(self, items: list[Any]) -> dict[str, Segment]:
+        """Segments: a name and a condition on the client (which cannot name a segment)."""
+        compiled: dict[str, Segment] = {}
+        seen: dict[str, PathKey] = {}
+        for index, raw in enumerate(items):
+            path: PathKey = ("segments", index)
+            spec = self.validate(schema.SegmentSpec, raw, path)
+            if spec is None or not self._unique(seen, spec.id, path, "segment"):
+                continue
+            condition = ALWAYS if spec.when is None else self._condition(spec.when, (*path, "when"))
+            if condition is None:
+                continue
+            self._client_only(condition, (*path, "when"), "segment")
+            compiled[spec.id] = Segment(
+                spec.id, spec.name, Condition(condition, self.calendar), self.source.locate(path)
+            )
+        self.segment_ids.update(seen)
+        return compiled
+
+    def _client_only(self, node: Node, path: PathKey, what: str = "territory") -> None:
         for leaf in _leaves(node):
             if leaf.field.namespace != "client":
                 where = [leaf.location] if leaf.location else []
                 self.problems.append(
                     Problem(
-                        f"a territory condition reads client fields only, not {leaf.field.path}",
+                        f"a {what} condition reads client fields only, not {leaf.field.path}",
                         where[0] if where else self.source.locate(path),
                     )
                 )
@@ -825,6 +855,7 @@ class _Compiler:
             self.problems,
             self.descendants,
             self.operators,
+            frozenset(self.segment_ids),
         )
         return parse(raw, path, scope)
 
@@ -968,6 +999,7 @@ class _Compiler:
             advice = {
                 "deal.stage": "use move_stage",
                 "client.territories": "use add_to_territory / remove_from_territory",
+                "client.segments": "use add_to_segment / remove_from_segment",
             }
             self.error(
                 (*path, "field"), f"{spec.path} cannot be set by a rule", advice.get(spec.path)
@@ -991,6 +1023,15 @@ class _Compiler:
     ) -> None:
         if params.territory is not None:
             self._check_territory(params.territory, (*path, "territory"))
+
+    def _check_segment_ref(
+        self, params: schema.SegmentRef, path: PathKey, templates: dict[str, CompiledTemplate]
+    ) -> None:
+        def check() -> None:
+            if params.segment not in self.segment_ids:
+                self._unknown((*path, "segment"), "segment", params.segment, self.segment_ids)
+
+        self.deferred.append(check)  # contact plans' actions are compiled before segments
 
     def _check_cancel_tasks(
         self, params: schema.CancelTasks, path: PathKey, templates: dict[str, CompiledTemplate]

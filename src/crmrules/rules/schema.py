@@ -134,6 +134,12 @@ class TerritorySpec(Block):
     contact_plan: list[ContactPlanSpec] = Field(default_factory=list)
 
 
+class SegmentSpec(Block):
+    id: Id
+    name: str | None = None
+    when: Any = Field(None, description="a condition on the client (no segment in it)")
+
+
 class TemplateSpec(Block):
     subject: TemplateText | None = None
     text: TemplateText | None = None
@@ -215,6 +221,10 @@ class TerritoryRef(Block):
     territory: Id
 
 
+class SegmentRef(Block):
+    segment: Id
+
+
 class CancelTasks(Block):
     kind: str | None = None
     rule: Id | None = None
@@ -242,6 +252,10 @@ BUILTIN_ACTIONS: Mapping[str, type[BaseModel]] = {
     "set_field": SetField,
     "add_to_territory": TerritoryRef,
     "remove_from_territory": TerritoryRef,
+    "clear_territory_override": TerritoryRef,
+    "add_to_segment": SegmentRef,
+    "remove_from_segment": SegmentRef,
+    "clear_segment_override": SegmentRef,
     "cancel_tasks": CancelTasks,
     "notify": Notify,
     "emit": Emit,
@@ -250,6 +264,10 @@ BUILTIN_ACTIONS: Mapping[str, type[BaseModel]] = {
 SHORTHAND: Mapping[str, str] = {
     "add_to_territory": "territory",
     "remove_from_territory": "territory",
+    "clear_territory_override": "territory",
+    "add_to_segment": "segment",
+    "remove_from_segment": "segment",
+    "clear_segment_override": "segment",
     "move_stage": "to",
     "send_mailing": "template",
 }
@@ -267,6 +285,7 @@ class RegulationSpec(Block):
     pipelines: list[PipelineSpec] = Field(default_factory=list)
     managers: list[ManagerSpec] = Field(default_factory=list)
     territories: list[TerritorySpec] = Field(default_factory=list)
+    segments: list[SegmentSpec] = Field(default_factory=list)
     templates: dict[str, TemplateSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
 
@@ -303,15 +322,18 @@ def _condition_schema(operators: Mapping[str, Mapping[str, Any]]) -> dict[str, A
     }
     ref = {"$ref": "#/$defs/Condition"}
     return {
-        "description": "a leaf {field, <operator>}, {territory}, or all/any/not",
+        "description": "a leaf {field, <operator>}, {territory}, {segment}, or all/any/not",
         "anyOf": [
             leaf,
-            {
-                "type": "object",
-                "properties": {"territory": {"type": "string"}},
-                "required": ["territory"],
-                "additionalProperties": False,
-            },
+            *(
+                {
+                    "type": "object",
+                    "properties": {key: {"type": "string"}},
+                    "required": [key],
+                    "additionalProperties": False,
+                }
+                for key in ("territory", "segment")
+            ),
             *(
                 {
                     "type": "object",
@@ -431,6 +453,8 @@ __all__ = [
     "PipelineSpec",
     "RegulationSpec",
     "RuleSpec",
+    "SegmentRef",
+    "SegmentSpec",
     "SendMailing",
     "SetField",
     "StageSpec",

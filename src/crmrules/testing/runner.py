@@ -63,7 +63,16 @@ ACTIONS_FOR = {
     "mailings": ("send_mailing",),
     "notifications": ("notify",),
     "deals": ("move_stage", "set_field"),
-    "clients": ("set_field", "assign_manager", "add_to_territory", "remove_from_territory"),
+    "clients": (
+        "set_field",
+        "assign_manager",
+        "add_to_territory",
+        "remove_from_territory",
+        "clear_territory_override",
+        "add_to_segment",
+        "remove_from_segment",
+        "clear_segment_override",
+    ),
 }
 
 

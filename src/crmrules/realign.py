@@ -1,0 +1,214 @@
+"""Realignment: recompute every client's territories and segments, a chunk at a time.
+
+After a reorganisation (territories or segments redrawn in the regulation)
+the stored memberships are stale until each client is stored again.
+``realign`` walks the clients in id order, a chunk per transaction: for each
+client it computes the memberships the regulation gives now (hierarchy,
+exclusive siblings by priority, manual overrides honoured) and stores the
+client only if they differ, which raises ``territory.entered`` /
+``territory.left`` with their rules and contact plans, as any change does.
+
+Exactly once, even when a run is killed and started again: a chunk's
+changes and the effects of its events commit together or not at all, and a
+client already realigned computes no change the next time, so a rerun
+simply continues where the killed one stopped. A dry run computes the same
+changes in read-only transactions and writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from crmrules.errors import CrmRulesError
+from crmrules.model import Client
+from crmrules.rules import segments as segmenting
+from crmrules.rules.conditions import ALWAYS, Facts
+from crmrules.rules.territories import recompute
+from crmrules.selection import CHUNK, Selection, id_chunks
+from crmrules.store import Transaction
+
+if TYPE_CHECKING:
+    from crmrules.engine import Engine, Run
+
+#: How many client ids a report keeps as examples per territory and direction.
+EXAMPLES = 5
+
+
+@dataclass
+class Moves:
+    """How many clients enter and leave one territory or segment, with a few of them."""
+
+    entered: int = 0
+    left: int = 0
+    entering: list[str] = field(default_factory=list)
+    leaving: list[str] = field(default_factory=list)
+
+    def add(self, client_id: str, entered: bool) -> None:
+        if entered:
+            self.entered += 1
+            if len(self.entering) < EXAMPLES:
+                self.entering.append(client_id)
+        else:
+            self.left += 1
+            if len(self.leaving) < EXAMPLES:
+                self.leaving.append(client_id)
+
+
+@dataclass
+class RealignReport:
+    """What a realignment changed (or, in a dry run, would change)."""
+
+    dry_run: bool
+    clients: int = 0
+    changed: int = 0
+    territories: dict[str, Moves] = field(default_factory=dict)
+    segments: dict[str, Moves] = field(default_factory=dict)
+    #: client id -> why it could not be realigned (the others were)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        verb = "would change" if self.dry_run else "changed"
+        moves = sum(
+            m.entered + m.left for m in (*self.territories.values(), *self.segments.values())
+        )
+        text = f"{self.clients} clients, {verb} {self.changed} ({moves} entries and exits)"
+        return text + (f", {len(self.failed)} failed" if self.failed else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        def moves(table: dict[str, Moves]) -> dict[str, Any]:
+            return {k: vars(v) for k, v in sorted(table.items())}
+
+        return {
+            "dry_run": self.dry_run,
+            "clients": self.clients,
+            "changed": self.changed,
+            "territories": moves(self.territories),
+            "segments": moves(self.segments),
+            "failed": dict(self.failed),
+        }
+
+    def _record(
+        self, client_id: str, old: Client, territories: frozenset[str], in_segments: frozenset[str]
+    ) -> None:
+        for table, before, after in (
+            (self.territories, old.territories, territories),
+            (self.segments, old.segments, in_segments),
+        ):
+            for name in sorted(after - before):
+                table.setdefault(name, Moves()).add(client_id, True)
+            for name in sorted(before - after):
+                table.setdefault(name, Moves()).add(client_id, False)
+
+
+@dataclass(frozen=True)
+class _Computed:
+    territories: frozenset[str]
+    segments: frozenset[str]
+    unchanged: bool
+
+
+def _compute(engine: Engine, tx: Transaction, client: Client, now: datetime) -> _Computed:
+    """The memberships the regulation gives the client now, and whether that is what is stored."""
+    regulation = engine.regulation
+    typed = engine.typed_client(client)
+    stored = tx.memberships(client.id)
+    territorial, segmental = segmenting.split(stored)
+    change = recompute(regulation, typed, Facts({"client": typed.record()}, now), territorial, now)
+    placed = typed.model_copy(update={"territories": change.territories})
+    entries = segmenting.recompute(
+        regulation.segments, placed, Facts({"client": placed.record()}, now), segmental, now
+    )
+    members = segmenting.members(entries)
+    unchanged = (
+        change.territories == client.territories
+        and members == client.segments
+        and [*change.memberships, *entries] == list(stored)
+    )
+    return _Computed(change.territories, members, unchanged)
+
+
+def realign(
+    engine: Engine,
+    *,
+    dry_run: bool = False,
+    chunk: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> RealignReport:
+    """Recompute every client's territories and segments; see the module docstring.
+
+    ``progress`` is called with the number of clients done after each chunk.
+    """
+    report = RealignReport(dry_run=dry_run)
+    run_id = uuid.uuid4().hex[:12]
+    everyone = Selection(ALWAYS, engine.regulation.calendar, engine.clock.now())
+    for ids in id_chunks(engine.store, everyone, chunk=chunk):
+        if dry_run:
+            with engine.store.transaction() as tx:
+                now = engine.clock.now()
+                for client_id in ids:
+                    _dry(engine, tx, client_id, now, report)
+        else:
+            _apply(engine, ids, f"realign:{run_id}:{ids[0]}", report)
+        report.clients += len(ids)
+        if progress is not None:
+            progress(len(ids))
+    return report
+
+
+def _dry(
+    engine: Engine, tx: Transaction, client_id: str, now: datetime, report: RealignReport
+) -> None:
+    client = tx.get_client(client_id)
+    if client is None:
+        return
+    try:
+        computed = _compute(engine, tx, client, now)
+    except CrmRulesError as error:
+        report.failed[client_id] = str(error)
+        return
+    if not computed.unchanged:
+        report.changed += 1
+        report._record(client_id, client, computed.territories, computed.segments)
+
+
+def _apply(engine: Engine, ids: list[str], event_id: str, report: RealignReport) -> None:
+    """One chunk in one transaction; the events it raises run with it."""
+    changes: list[tuple[str, Client, Client]] = []
+    failed: dict[str, str] = {}
+
+    def change(run: Run) -> None:
+        changes.clear()
+        failed.clear()
+        for client_id in ids:
+            run.tx.lock_subject(client_id, None)
+            client = run.tx.get_client(client_id)
+            if client is None:
+                continue
+            try:
+                with run.tx.savepoint():
+                    if _compute(engine, run.tx, client, run.now).unchanged:
+                        continue
+                    queued = len(run.queue)
+                    try:
+                        # Its own event ids: "<chunk>/territory.entered:<client>:<territory>".
+                        new = run.store_client(client, client, None, 0, f":{client_id}")
+                    except BaseException:
+                        del run.queue[queued:]
+                        raise
+            except CrmRulesError as error:
+                failed[client_id] = str(error)
+                continue
+            changes.append((client_id, client, new))
+
+    engine._host_change(event_id, (None, None), change)
+    report.failed.update(failed)
+    for client_id, old, new in changes:
+        report.changed += 1
+        report._record(client_id, old, new.territories, new.segments)
+
+
+__all__ = ["EXAMPLES", "Moves", "RealignReport", "realign"]

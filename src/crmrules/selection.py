@@ -1,0 +1,236 @@
+"""Selecting clients by a condition: SQL narrows the base, Python decides what SQL cannot.
+
+On the SQL store a condition compiles to a WHERE clause (crmrules.rules.sql)
+over the clients' typed values; when every leaf is exact the database's
+answer is the answer, otherwise Python runs the condition on the rows SQL
+kept. Elsewhere (the memory store, clients in a host's own tables) Python
+runs it on every client. Either way the ids come in code-point order, a chunk
+per short transaction, so memory stays bounded and no lock is held while the
+caller works through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
+from crmrules.calendar import BusinessCalendar
+from crmrules.errors import Problem, RefusedError, RegulationError
+from crmrules.model import Client
+from crmrules.rules.conditions import Condition, Facts, Leaf, Node, Scope, parse
+from crmrules.rules.regulation import Regulation
+from crmrules.rules.source import SourceMap
+from crmrules.rules.sql import Filter, compile_filter
+from crmrules.store import Store, Transaction
+
+if TYPE_CHECKING:
+    from crmrules.engine import Engine
+
+#: Ids fetched (and, where Python decides, clients loaded) per transaction.
+CHUNK = 1_000
+
+#: The facts a condition sees for one client (the engine adds its manager).
+FactsOf = Callable[[Transaction, Client, datetime], Facts]
+
+
+def client_only(tx: Transaction, client: Client, now: datetime) -> Facts:
+    """The client's own fields: deals, events and managers are missing."""
+    return Facts({"client": client.record()}, now)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to select: a condition tree, decided at one moment ``now``."""
+
+    tree: Node
+    calendar: BusinessCalendar
+    now: datetime
+    facts: FactsOf = client_only
+
+    def condition(self) -> Condition:
+        return Condition(self.tree, self.calendar)
+
+    def sql(self, tx: SQLAlchemyTransaction) -> Filter:
+        t = tx.tables
+        return compile_filter(
+            self.tree,
+            values=t.client_values,
+            client_id=t.clients.c.id,
+            calendar=self.calendar,
+            now=self.now,
+            dialect=tx.connection.dialect.name,
+        )
+
+
+def select_ids(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[str]:
+    """The ids of the clients ``selection`` takes, in code-point order, streamed."""
+    for ids in id_chunks(store, selection, chunk=chunk):
+        yield from ids
+
+
+def id_chunks(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[list[str]]:
+    """``select_ids`` a chunk at a time (each chunk from its own transaction; none empty)."""
+    condition = selection.condition()
+    after: str | None = None
+    while True:
+        with store.transaction() as tx:
+            if isinstance(tx, SQLAlchemyTransaction) and tx.indexes_clients:
+                ids, last = _sql_chunk(tx, selection, condition, after, chunk)
+            else:
+                ids, last = _python_chunk(tx, selection, condition, after, chunk)
+        if ids:
+            yield ids
+        if last is None:
+            return
+        after = last
+
+
+def _decide(
+    tx: Transaction, selection: Selection, condition: Condition, clients: list[Client]
+) -> list[str]:
+    return [c.id for c in clients if condition(selection.facts(tx, c, selection.now))]
+
+
+def _sql_chunk(
+    tx: SQLAlchemyTransaction,
+    selection: Selection,
+    condition: Condition,
+    after: str | None,
+    chunk: int,
+) -> tuple[list[str], str | None]:
+    """One chunk of candidates by SQL; ``last`` is where the next starts (None: done)."""
+    where = selection.sql(tx)
+    column = tx.tables.clients.c.id
+    ordered = tx.ordered_id(column)
+    query = sa.select(column).where(where.where).order_by(ordered).limit(chunk)
+    if after is not None:
+        query = query.where(ordered > after)
+    candidates = list(tx.connection.execute(query).scalars())
+    last = candidates[-1] if len(candidates) == chunk else None
+    if where.exact:
+        return candidates, last
+    return _decide(tx, selection, condition, tx.load_clients(candidates)), last
+
+
+def _python_chunk(
+    tx: Transaction,
+    selection: Selection,
+    condition: Condition,
+    after: str | None,
+    chunk: int,
+) -> tuple[list[str], str | None]:
+    ids = [i for i in sorted(tx.client_ids()) if after is None or i > after][:chunk]
+    clients = [c for c in (tx.get_client(i) for i in ids) if c is not None]
+    last = ids[-1] if len(ids) == chunk else None
+    return _decide(tx, selection, condition, clients), last
+
+
+# -- what the engine selects by
+
+
+def descendants(regulation: Regulation) -> dict[str, frozenset[str]]:
+    """Each territory with all the territories below it (what ``{territory: id}`` means)."""
+    below: dict[str, set[str]] = {tid: {tid} for tid in regulation.territories}
+    for tid in regulation.territories:
+        parent = regulation.territories[tid].parent
+        seen = {tid}
+        while parent is not None and parent in below and parent not in seen:
+            below[parent].add(tid)
+            seen.add(parent)
+            parent = regulation.territories[parent].parent
+    return {tid: frozenset(ids) for tid, ids in below.items()}
+
+
+def with_manager(regulation: Regulation) -> FactsOf:
+    """The client and its responsible manager, as a rule run sees them (no deal, no event)."""
+
+    def facts(tx: Transaction, client: Client, now: datetime) -> Facts:
+        manager = None
+        if client.responsible:
+            manager = tx.get_manager(client.responsible) or regulation.managers.get(
+                client.responsible
+            )
+        records = {"client": client.record(), "manager": manager.record() if manager else None}
+        return Facts(records, now)
+
+    return facts
+
+
+def for_engine(
+    engine: Engine,
+    *,
+    territory: str | None = None,
+    rule: str | None = None,
+    condition: Mapping[str, Any] | None = None,
+    segment: str | None = None,
+    now: datetime | None = None,
+) -> Selection:
+    """What ``Engine.select`` selects: exactly one of a segment, territory, rule or condition."""
+    choices = (("segment", segment), ("territory", territory), ("rule", rule))
+    given = [name for name, v in (*choices, ("condition", condition)) if v is not None]
+    if len(given) != 1:
+        raise RefusedError(
+            "select takes exactly one of segment=, territory=, rule= or condition= "
+            f"(got {', '.join(given) or 'none'})"
+        )
+    regulation = engine.regulation
+    moment = now or engine.clock.now()
+    facts = with_manager(regulation)
+    tree: Node
+    if segment is not None:
+        if segment not in regulation.segments:
+            known = ", ".join(sorted(regulation.segments)) or "none"
+            raise RefusedError(f"no segment {segment!r} in the regulation (segments: {known})")
+        spec = regulation.fields.get("client.segments")
+        assert spec is not None
+        tree = Leaf(spec, "contains_any", frozenset({segment}), segment=segment)
+    elif territory is not None:
+        if territory not in regulation.territories:
+            known = ", ".join(sorted(regulation.territories)) or "none"
+            raise RefusedError(
+                f"no territory {territory!r} in the regulation (territories: {known})"
+            )
+        spec = regulation.fields.get("client.territories")
+        assert spec is not None
+        tree = Leaf(spec, "territory", descendants(regulation)[territory], territory=territory)
+    elif rule is not None:
+        found = engine.rules_by_id.get(rule)
+        if found is None:
+            known = ", ".join(sorted(engine.rules_by_id)) or "none"
+            raise RefusedError(f"no rule {rule!r} in the regulation (rules: {known})")
+        tree = found.condition.tree
+    else:
+        assert condition is not None
+        problems: list[Problem] = []
+        scope = Scope(
+            regulation.fields,
+            regulation.calendar,
+            SourceMap(),
+            problems,
+            descendants(regulation),
+            engine.plugins.operators(),
+            frozenset(regulation.segments),
+        )
+        parsed = parse(dict(condition), ("condition",), scope)
+        if parsed is None or problems:
+            raise RegulationError(problems)
+        tree = parsed
+    return Selection(tree, regulation.calendar, moment, facts)
+
+
+__all__ = [
+    "CHUNK",
+    "FactsOf",
+    "Selection",
+    "client_only",
+    "descendants",
+    "for_engine",
+    "id_chunks",
+    "select_ids",
+    "with_manager",
+]
