@@ -64,35 +64,35 @@ class ClientVariables(BaseVariables):  # type: ignore[misc]
     def __init__(self, client: SyntheticClient) -> None:
         self.client = client
 
-    @numeric_rule_variable  # type: ignore[misc]
+    @numeric_rule_variable  # type: ignore[untyped-decorator]
     def open_deals(self) -> int:
         return self.client.open_deals
 
-    @numeric_rule_variable  # type: ignore[misc]
+    @numeric_rule_variable  # type: ignore[untyped-decorator]
     def revenue(self) -> float:
         return self.client.revenue
 
-    @numeric_rule_variable(label="Days to contract renewal")  # type: ignore[misc]
+    @numeric_rule_variable(label="Days to contract renewal")  # type: ignore[untyped-decorator]
     def days_to_renewal(self) -> int:
         return self.client.days_to_renewal
 
-    @string_rule_variable()  # type: ignore[misc]
+    @string_rule_variable()  # type: ignore[untyped-decorator]
     def sector(self) -> str:
         return self.client.sector
 
-    @string_rule_variable()  # type: ignore[misc]
+    @string_rule_variable()  # type: ignore[untyped-decorator]
     def company(self) -> str:
         return self.client.company
 
-    @boolean_rule_variable()  # type: ignore[misc]
+    @boolean_rule_variable()  # type: ignore[untyped-decorator]
     def key_account(self) -> bool:
         return self.client.key_account
 
-    @select_rule_variable(options=CHANNELS)  # type: ignore[misc]
+    @select_rule_variable(options=CHANNELS)  # type: ignore[untyped-decorator]
     def channels(self) -> list[str]:
         return self.client.channels
 
-    @select_multiple_rule_variable(options=LABELS)  # type: ignore[misc]
+    @select_multiple_rule_variable(options=LABELS)  # type: ignore[untyped-decorator]
     def labels(self) -> list[str]:
         return self.client.labels
 
@@ -103,7 +103,7 @@ class ClientActions(BaseActions):  # type: ignore[misc]
     def __init__(self, log: list[int]) -> None:
         self.log = log
 
-    @rule_action(params={"rule": FIELD_NUMERIC})  # type: ignore[misc]
+    @rule_action(params={"rule": FIELD_NUMERIC})  # type: ignore[untyped-decorator]
     def matched(self, rule: Any) -> None:
         self.log.append(int(rule))
 
