@@ -10,8 +10,11 @@ The same rules run in each evaluator's own format:
   local, then every rule's test inline (written out by the benchmark, since
   the rules are random; the pure-Python ceiling and the baseline);
 - one generated lambda per rule, reading the client's attributes itself;
+- crmrules compiled rule set (``crmrules.rules.ruleset.RuleSet``: all 50
+  conditions as one generated function), facts prebuilt;
 - crmrules compiled conditions, ``rule.condition(facts)``, facts prebuilt;
-- crmrules coercing each stored record (``coerce_record``) then evaluating;
+- crmrules coercing each stored record (``coerce_record``) then evaluating
+  the rule set;
 - crmrules ``Engine.handle`` on the memory store: the full per-event path
   from a stored client (transaction, idempotency, outcomes, audit, the
   matched rules' actions), on ``--events`` clients a round;
@@ -46,6 +49,7 @@ from crmrules.business_rules import DEFAULT_EVENT, fields_from_variables, import
 from crmrules.business_rules.command import check
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation
+from crmrules.rules.ruleset import RuleSet
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 SETS = ("channels", "labels")
@@ -172,16 +176,22 @@ def crmrules_conditions(regulation: Regulation) -> Evaluator:
     return lambda items: [[i for i, test in numbered if test(facts)] for facts in items]
 
 
+def crmrules_rule_set(regulation: Regulation) -> Evaluator:
+    """All the rules' conditions as one compiled rule set; the items are prebuilt Facts."""
+    results = RuleSet([rule.condition for rule in regulation.rules]).results
+    return lambda items: [[i for i, hit in enumerate(results(facts)) if hit] for facts in items]
+
+
 def crmrules_coercing(regulation: Regulation) -> Evaluator:
-    """Each stored record coerced to its field types, then every rule's condition."""
-    numbered = [(i, rule.condition) for i, rule in enumerate(regulation.rules)]
+    """Each stored record coerced to its field types, then the compiled rule set."""
+    results = RuleSet([rule.condition for rule in regulation.rules]).results
     coerce, calendar = regulation.fields.coerce_record, regulation.calendar
 
     def evaluate(items: Sequence[tuple[str, dict[str, Any]]]) -> Matches:
         out = []
         for client_id, raw in items:
             facts = Facts(records={"client": coerce("client", client_id, raw, calendar)}, now=NOW)
-            out.append([i for i, test in numbered if test(facts)])
+            out.append([i for i, hit in enumerate(results(facts)) if hit])
         return out
 
     return evaluate
@@ -244,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluators: dict[str, tuple[Evaluator, Sequence[Any], int | None]] = {
         "hand-written function, all rules": (hand_written(rules), clients, None),
         "generated lambda per rule": (per_rule_lambdas(rules), clients, None),
+        "crmrules rule set, facts prebuilt": (crmrules_rule_set(regulation), facts, None),
         "crmrules conditions, facts prebuilt": (crmrules_conditions(regulation), facts, None),
-        "crmrules coerce record + conditions": (crmrules_coercing(regulation), records, None),
+        "crmrules coerce record + rule set": (crmrules_coercing(regulation), records, None),
         "crmrules Engine.handle, memory store": (
             crmrules_engine(regulation, engine_sample),
             clients,
