@@ -218,7 +218,7 @@ class Run:
         client, deal, facts = self.view(event)
         if not rule.condition(facts):
             trace = explain(rule.condition, facts)  # the deciding leaf, short-circuit
-            leaf = trace.decided_by
+            leaf, reason = trace.decided_by, trace.describe()
             field, operator, expected = leaf.leaf.parts() if leaf else (None, None, None)
             self.result.outcomes.append(
                 RuleOutcome(
@@ -226,14 +226,14 @@ class Run:
                     event_id=event.id,
                     event_type=event.type,
                     status="not_matched",
-                    reason=trace.describe(),
+                    reason=reason,
                     field=field,
                     operator=operator,
                     expected=expected,
                     actual=None if leaf is None else leaf.shown_actual(),
                 )
             )
-            self.note(event, "not_matched", rule.id, trace.describe())
+            self.note(event, "not_matched", rule.id, reason)
             return False
         subject = f"deal:{deal.id}" if deal else f"client:{client.id}" if client else event.id
         if (rule.id, subject) in self.fired:
