@@ -8,6 +8,16 @@ the same stream of events on each store, in one run. Figures are events
 per second and the ratio to the in-memory store, measured in the same run.
 PostgreSQL is measured when --postgres (or CRMRULES_TEST_POSTGRES_URL) is
 given; it runs in a fresh schema that is dropped afterwards.
+
+The storage floor: while the engine runs on a SQL store, every INSERT,
+UPDATE and DELETE it sends is recorded, event by event. Then a second
+database, set up with the same clients and deals, receives exactly those
+statements, one bare SQLAlchemy Core transaction per event
+(``Connection.exec_driver_sql``, no reads, nothing computed, a run of the
+same statement sent as one executemany): the rows one event writes (its
+idempotency record, its effects, its audit) at the least cost this
+database allows. Printed: statements per event, the floor's
+events per second and the engine's share of it.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -91,8 +102,36 @@ def make_regulation(folder: Path) -> Path:
     return path
 
 
-def run(regulation: Path, store: Store, events: int) -> float:
-    """Events per second for ``events`` events after setting up 100 clients."""
+#: the statements one event sent that write: (SQL as the driver got it, parameters, executemany)
+Writes = list[tuple[str, Any, bool]]
+
+
+class Recorder:
+    """Counts the statements a SQL store sends and keeps those that write, event by event."""
+
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        assert store.engine is not None
+        self.statements = 0
+        self.events: list[Writes] = []
+        self.on = False
+        sa.event.listen(store.engine, "before_cursor_execute", self.seen)
+
+    def seen(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        if not self.on:
+            return
+        self.statements += 1
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.events[-1].append((statement, params, many))
+
+    def next_event(self) -> None:
+        self.on = True
+        self.events.append([])
+
+
+def setup(regulation: Path, store: Store) -> tuple[Engine, SimulatedClock]:
+    """An engine on ``store`` with the benchmark's 100 clients and deals."""
     clock = SimulatedClock(datetime(2026, 3, 2, 7, tzinfo=UTC))
     engine = Engine.from_path(regulation, store=store, clock=clock, entry_points=False)
     for index in range(100):
@@ -107,9 +146,17 @@ def run(regulation: Path, store: Store, events: int) -> float:
             )
         )
         engine.create_deal(Deal(id=f"d{index}", client=f"c{index}", pipeline="sales", stage="new"))
+    return engine, clock
+
+
+def run(regulation: Path, store: Store, events: int, recorder: Recorder | None = None) -> float:
+    """Events per second for ``events`` events after setting up 100 clients."""
+    engine, clock = setup(regulation, store)
     kinds = ["invoice.issued", "payment.received", "visit", "call.missed", "offer.viewed"]
     started = time.perf_counter()
     for index in range(events):
+        if recorder is not None:
+            recorder.next_event()
         engine.handle(
             Event(
                 id=f"e{index}",
@@ -122,35 +169,106 @@ def run(regulation: Path, store: Store, events: int) -> float:
     return events / (time.perf_counter() - started)
 
 
+def batched(event: Writes) -> list[tuple[str, list[Any]]]:
+    """The event's writes with each run of the same statement as one executemany."""
+    out: list[tuple[str, list[Any]]] = []
+    for sql, params, many in event:
+        rows = list(params) if many else [params]
+        if out and out[-1][0] == sql:
+            out[-1][1].extend(rows)
+        else:
+            out.append((sql, rows))
+    return out
+
+
+def floor(regulation: Path, store: SQLAlchemyStore, writes: list[Writes]) -> float:
+    """Events per second writing each event's rows in one bare Core transaction."""
+    setup(regulation, store)
+    engine = store.engine
+    assert engine is not None
+    prepared = [batched(event) for event in writes]
+    started = time.perf_counter()
+    for event in prepared:
+        with engine.begin() as connection:
+            for sql, rows in event:
+                connection.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
+    return len(prepared) / (time.perf_counter() - started)
+
+
+def measure_sql(
+    regulation: Path,
+    url: str,
+    floor_url: str,
+    events: int,
+    schemas: tuple[str, str] | None = None,
+) -> dict[str, float]:
+    """The engine and its floor on one database (PostgreSQL: the engine's and floor's schemas)."""
+    store = SQLAlchemyStore(url, schema=schemas[0] if schemas else None)
+    recorder = Recorder(store)
+    rate = run(regulation, store, events, recorder)
+    store.close()
+    writes = recorder.events
+    if schemas:
+        old, new = f"{schemas[0]}.", f"{schemas[1]}."
+        writes = [[(sql.replace(old, new), p, m) for sql, p, m in event] for event in writes]
+    target = SQLAlchemyStore(floor_url, schema=schemas[1] if schemas else None)
+    base = floor(regulation, target, writes)
+    target.close()
+    return {
+        "rate": rate,
+        "floor": base,
+        "statements": recorder.statements / events,
+        "rows": sum(len(rows) for event in writes for _, rows in batched(event)) / events,
+        "writes": sum(len(event) for event in writes) / events,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--postgres", default=os.environ.get("CRMRULES_TEST_POSTGRES_URL"))
     args = parser.parse_args()
+    sql: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         regulation = make_regulation(Path(folder))
-        figures: dict[str, float] = {"memory": run(regulation, MemoryStore(), args.events)}
-        sqlite = SQLAlchemyStore(f"sqlite:///{folder}/bench.sqlite3")
-        figures["sqlite"] = run(regulation, sqlite, args.events)
-        sqlite.close()
+        memory = run(regulation, MemoryStore(), args.events)
+        sql["sqlite"] = measure_sql(
+            regulation,
+            f"sqlite:///{folder}/bench.sqlite3",
+            f"sqlite:///{folder}/floor.sqlite3",
+            args.events,
+        )
         if args.postgres:
-            schema = f"crmrules_bench_{uuid.uuid4().hex[:8]}"
+            schemas = (
+                f"crmrules_bench_{uuid.uuid4().hex[:8]}",
+                f"crmrules_floor_{uuid.uuid4().hex[:8]}",
+            )
             admin = sa.create_engine(args.postgres)
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             try:
-                migrate.upgrade(args.postgres, schema=schema)
-                postgres = SQLAlchemyStore(args.postgres, schema=schema)
-                figures["postgresql"] = run(regulation, postgres, args.events)
-                postgres.close()
+                for schema in schemas:
+                    with admin.begin() as connection:
+                        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                    migrate.upgrade(args.postgres, schema=schema)
+                sql["postgresql"] = measure_sql(
+                    regulation, args.postgres, args.postgres, args.events, schemas
+                )
             finally:
-                with admin.begin() as connection:
-                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+                for schema in schemas:
+                    with admin.begin() as connection:
+                        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
                 admin.dispose()
-    baseline = figures["memory"]
-    print(f"50 rules, {args.events} events, 100 clients and deals")
-    for name, rate in figures.items():
-        print(f"{name:<11} {rate:8.0f} events/s   {rate / baseline:5.2f}x memory")
+    print(f"50 rules (10 considered per event), {args.events} events, 100 clients and deals")
+    print(f"memory      {memory:8.0f} events/s   1.00x memory")
+    for name, figures in sql.items():
+        rate = figures["rate"]
+        print(f"{name:<11} {rate:8.0f} events/s   {rate / memory:5.2f}x memory")
+    for name, figures in sql.items():
+        print(
+            f"{name} floor {figures['floor']:6.0f} events/s (the same {figures['rows']:.1f} rows "
+            f"an event, bare Core); engine: {figures['statements']:.1f} statements an event "
+            f"({figures['writes']:.1f} writing), "
+            f"{figures['rate'] / figures['floor']:.2f}x the floor"
+        )
     return 0
 
 

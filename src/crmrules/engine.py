@@ -56,6 +56,7 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
+from crmrules.rules.ruleset import explain
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import clear_override, override, recompute
 from crmrules.store import (
@@ -116,6 +117,8 @@ class Run:
     audit: list[AuditEntry] = field(default_factory=list)
     #: rule runs that failed and were rolled back alone (see crmrules.failures)
     failures: list[RuleFailure] = field(default_factory=list)
+    #: the event being considered with its client, deal and facts (see ``view``)
+    _view: tuple[Event, Client | None, Deal | None, Facts] | None = None
 
     @property
     def regulation(self) -> Regulation:
@@ -217,11 +220,10 @@ class Run:
         if not rule.enabled:
             self.outcome(event, rule, "held", "disabled (enabled: false)")
             return False
-        client, deal = self.subjects(event)
-        facts = self.facts(event, client, deal)
+        client, deal, facts = self.view(event)
         if not rule.condition(facts):
-            trace = rule.condition.trace(facts)
-            leaf = trace.decided_by
+            trace = explain(rule.condition, facts)  # the deciding leaf, short-circuit
+            leaf, reason = trace.decided_by, trace.describe()
             field, operator, expected = leaf.leaf.parts() if leaf else (None, None, None)
             self.result.outcomes.append(
                 RuleOutcome(
@@ -229,14 +231,14 @@ class Run:
                     event_id=event.id,
                     event_type=event.type,
                     status="not_matched",
-                    reason=trace.describe(),
+                    reason=reason,
                     field=field,
                     operator=operator,
                     expected=expected,
                     actual=None if leaf is None else leaf.shown_actual(),
                 )
             )
-            self.note(event, "not_matched", rule.id, trace.describe())
+            self.note(event, "not_matched", rule.id, reason)
             return False
         subject = f"deal:{deal.id}" if deal else f"client:{client.id}" if client else event.id
         if (rule.id, subject) in self.fired:
@@ -263,8 +265,16 @@ class Run:
                     action.name, rule.id, event, self.result.effects[before:]
                 )
 
+        self._view = None  # the rule's actions may change the subject: read it again
         failures.isolate(self, event, depth, rule, work)
         return True
+
+    def view(self, event: Event) -> tuple[Client | None, Deal | None, Facts]:
+        """The event's client, deal and facts, read once until a rule fires."""
+        if self._view is None or self._view[0] is not event:
+            client, deal = self.subjects(event)
+            self._view = (event, client, deal, self.facts(event, client, deal))
+        return self._view[1], self._view[2], self._view[3]
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
         scope = _once_scope(rule.once, client, deal)

@@ -70,6 +70,10 @@ DEFAULT_URL = "sqlite:///crmrules.sqlite3"
 VERSION_TABLE = "crmrules_alembic_version"
 #: How long a SQLite writer waits for another one before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+#: SQLite ``synchronous`` settings a store may ask for: NORMAL (the default, in WAL mode
+#: durable across process crashes; a power loss may lose the last transactions) or FULL
+#: (an fsync at every commit, durable across power loss).
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 #: How long connecting to a server may take before crmrules reports it unreachable.
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -489,10 +493,12 @@ def sqlite_file(url: sa.URL) -> Path | None:
     return Path(url.database)
 
 
-def make_engine(url: str | sa.URL) -> sa.Engine:
+def make_engine(url: str | sa.URL, *, sqlite_synchronous: str = "NORMAL") -> sa.Engine:
     """An engine set up the way crmrules needs it; hosts may use it for their own engine too.
 
-    SQLite: WAL, foreign keys, a 30 s busy timeout, usable from several
+    SQLite: WAL with ``synchronous=NORMAL`` (durable across process crashes;
+    after a power loss the last transactions may be lost; ``"FULL"`` waits
+    for the disk at every commit instead), foreign keys, a 30 s busy timeout, usable from several
     threads, and every transaction begins with BEGIN IMMEDIATE so two writers
     take turns instead of failing halfway (SQLAlchemy's recipe for pysqlite,
     which also makes SAVEPOINTs work). PostgreSQL: psycopg 3 (``postgresql://``
@@ -500,6 +506,12 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
     """
     parsed = parse_url(url)
     shown = display_url(url)
+    synchronous = sqlite_synchronous.upper()
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise StoreError(
+            f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
+            f"not {sqlite_synchronous!r}"
+        )
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
@@ -530,11 +542,11 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
             "postgresql+psycopg://... (pip install 'crmrules[postgresql]')."
         ) from None
     if engine.dialect.driver == "pysqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, synchronous)
     return engine
 
 
-def _configure_sqlite(engine: sa.Engine) -> None:
+def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     @sa.event.listens_for(engine, "connect")
     def connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
@@ -544,6 +556,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
         finally:
             cursor.close()
 
@@ -679,6 +692,7 @@ class SQLAlchemyStore:
         schema: str | None = None,
         check_schema: bool = True,
         records: HostRecords | None = None,
+        sqlite_synchronous: str = "NORMAL",
     ) -> None:
         self._records = records
         self._engine: sa.Engine | None = None
@@ -688,7 +702,7 @@ class SQLAlchemyStore:
         self._closed = False
         self._lock: threading.RLock | None = None
         if isinstance(url_or_engine, str | sa.URL):
-            self._engine = make_engine(url_or_engine)
+            self._engine = make_engine(url_or_engine, sqlite_synchronous=sqlite_synchronous)
             self._owns_engine = True
             self._shown = display_url(url_or_engine)
         elif isinstance(url_or_engine, sa.Engine):
@@ -787,9 +801,11 @@ class SQLAlchemyStore:
 
     def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
         try:
-            yield SQLAlchemyTransaction(
+            transaction = SQLAlchemyTransaction(
                 connection, self._tables, row_locks=self._row_locks, records=self._records
             )
+            yield transaction
+            transaction.flush()
             scope.commit()
         except BaseException as error:
             if scope.is_active:
@@ -853,6 +869,8 @@ class SQLAlchemyTransaction:
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
+        self._audit: list[dict[str, Any]] = []
 
     # -- what crmrules.selection queries
 
@@ -882,6 +900,12 @@ class SQLAlchemyTransaction:
 
     # -- helpers
 
+    def flush(self) -> None:
+        """Write the audit rows added since the last flush (the store does it before commit)."""
+        if self._audit:
+            rows, self._audit = self._audit, []
+            self._c.execute(sa.insert(self._t.audit), rows)
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A SAVEPOINT: the block's writes are rolled back alone if it raises.
@@ -890,7 +914,8 @@ class SQLAlchemyTransaction:
         after the rollback to the savepoint (or, if even that fails, with
         the whole transaction lost: the caller must not go on).
         """
-        seen = dict(self._seen)
+        self.flush()  # rows added before the savepoint must not be rolled back with it
+        seen, audit = dict(self._seen), len(self._audit)
         try:
             nested = self._c.begin_nested()
         except sa.exc.DBAPIError as error:
@@ -899,6 +924,7 @@ class SQLAlchemyTransaction:
             yield
         except BaseException as error:
             self._seen = seen
+            del self._audit[audit:]  # the block's audit rows, not yet written, go with it
             if nested.is_active:
                 try:
                     nested.rollback()
@@ -1326,10 +1352,10 @@ class SQLAlchemyTransaction:
         return None if data is None else _load(Timer, data)
 
     def add_audit(self, entry: AuditEntry) -> None:
-        values = {"event_id": entry.event_id, "data": _dump(entry)}
-        self._c.execute(sa.insert(self._t.audit).values(**values))
+        self._audit.append({"event_id": entry.event_id, "data": _dump(entry)})
 
     def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
+        self.flush()
         t = self._t.audit
         query = sa.select(t.c.data).order_by(t.c.id)
         if event_id is not None:

@@ -1,0 +1,126 @@
+"""Compiled rule sets against the conditions they were built from, as the oracle.
+
+A rule set must give every condition's answer exactly as ``Condition``
+does, and its lazily rebuilt explanations must be the ones
+``Condition.trace`` gives (and ``explain``, the short-circuit trace the
+engine records for rules that did not match, the same result, deciding
+leaf and words), for random conditions (every operator, nested
+all/any/not, sub-conditions shared between rules) and random facts. The
+generators are those of test_conditions_property.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from crmrules.plugins import OperatorPlugin
+from crmrules.rules.conditions import Condition, Facts, parse
+from crmrules.rules.fields import FieldType
+from crmrules.rules.ruleset import RuleSet, explain
+from test_conditions_property import CAL, compile_raw, conditions, facts, leaves, make_scope
+
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+@st.composite
+def shared_conditions(draw: st.DrawFn) -> dict[str, Any]:
+    """A condition built from a small pool of leaves, so rules share sub-conditions."""
+    pool = draw(st.lists(leaves(), min_size=1, max_size=4))
+
+    def extend(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: {"all": items}),
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: {"any": items}),
+            inner.map(lambda item: {"not": item}),
+        )
+
+    tree = st.recursive(st.sampled_from(pool), extend, max_leaves=8)
+    return {"all": draw(st.lists(tree, min_size=1, max_size=3))}
+
+
+@st.composite
+def rule_sets(draw: st.DrawFn) -> tuple[list[Condition], Facts]:
+    raws = draw(st.lists(conditions() | shared_conditions(), min_size=1, max_size=6))
+    # a rule may repeat another's condition, or a part of it
+    if draw(st.booleans()):
+        raws += draw(st.lists(st.sampled_from(raws), max_size=3))
+    compiled = [compile_raw(raw) for raw in raws]
+    assume(all(condition is not None for condition, _ in compiled))
+    fact = draw(facts({"all": raws}))
+    return [c for c, _ in compiled if c is not None], fact
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=rule_sets())
+def test_rule_set_gives_each_conditions_answer_and_explanation(
+    case: tuple[list[Condition], Facts],
+) -> None:
+    conditions_, fact = case
+    rule_set = RuleSet(conditions_)
+    expected = tuple(condition(fact) for condition in conditions_)
+    assert rule_set.results(fact) == expected
+    evaluation = rule_set.evaluate(fact)
+    assert evaluation.results == expected
+    assert evaluation.matched() == [i for i, result in enumerate(expected) if result]
+    for index, condition in enumerate(conditions_):
+        full = condition.trace(fact)
+        assert evaluation.trace(index) == full
+        short = explain(condition, fact)  # what the engine records for a rule that did not match
+        assert (short.result, short.decided_by, short.describe()) == (
+            full.result,
+            full.decided_by,
+            full.describe(),
+        )
+        assert all(leaf in full.leaves for leaf in short.leaves)
+
+
+@st.composite
+def one_leaf_rules(draw: st.DrawFn) -> tuple[list[Condition], Facts]:
+    """Rules of one leaf each, so every leaf's own answer shows (an inlined operator's edge)."""
+    raws = draw(st.lists(leaves(), min_size=1, max_size=8))
+    compiled = [compile_raw(raw) for raw in raws]
+    assume(all(condition is not None for condition, _ in compiled))
+    fact = draw(facts({"all": raws}))
+    return [c for c, _ in compiled if c is not None], fact
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=one_leaf_rules())
+def test_every_inlined_leaf_answers_as_its_closure(case: tuple[list[Condition], Facts]) -> None:
+    conditions_, fact = case
+    assert RuleSet(conditions_).results(fact) == tuple(c(fact) for c in conditions_)
+
+
+def test_a_shared_leaf_is_tested_once_and_each_field_read_once() -> None:
+    calls: list[Any] = []
+
+    def test(value: Any, operand: Any) -> bool:
+        calls.append(value)
+        return bool(value == operand)
+
+    operator = OperatorPlugin("same_as", frozenset({FieldType.STRING}), test)
+    scope = make_scope([])
+    scope.operators = {"same_as": operator}
+    leaf = {"field": "client.region", "same_as": "Москва"}
+    raws = [
+        leaf,
+        {"all": [leaf, {"field": "client.region", "ne": "Казань"}]},
+        {"any": [{"field": "client.name", "eq": "x"}, leaf]},
+    ]
+    trees = [parse(raw, ("if",), scope) for raw in raws]
+    rule_set = RuleSet([Condition(tree, CAL) for tree in trees if tree is not None])
+    fact = Facts(records={"client": {"region": "Москва", "name": "y"}}, now=NOW)
+    assert rule_set.results(fact) == (True, True, True)
+    assert calls == ["Москва"]
+    assert rule_set.source.count(".get('region')") == 1
+
+
+def test_an_empty_rule_set_and_missing_records() -> None:
+    assert RuleSet([]).results(Facts(records={}, now=NOW)) == ()
+    condition, problems = compile_raw({"field": "deal.stage", "ne": "won"})
+    assert condition is not None and not problems
+    assert RuleSet([condition]).results(Facts(records={"deal": None}, now=NOW)) == (True,)
