@@ -28,8 +28,8 @@ from crmrules.rules.territories import clear_override, override
 from crmrules.store import OutboxMessage, Transaction
 
 if TYPE_CHECKING:
-    from crmrules.engine import Run
     from crmrules.model import Event
+    from crmrules.run import Run
 
 
 class ActionRefused(Exception):

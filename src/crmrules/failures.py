@@ -29,8 +29,9 @@ from crmrules.result import EventRecord, Result
 from crmrules.store import ConflictError, FailureStatus, RuleFailure, TimerStatus, Transaction
 
 if TYPE_CHECKING:
-    from crmrules.engine import Engine, Run
+    from crmrules.engine import Engine
     from crmrules.rules.regulation import Rule
+    from crmrules.run import Run
 
 log = logging.getLogger("crmrules.engine")
 

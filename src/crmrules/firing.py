@@ -28,7 +28,8 @@ from crmrules.rules.triggers import Trigger
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
-    from crmrules.engine import Engine, Run
+    from crmrules.engine import Engine
+    from crmrules.run import Run
 
 
 #: A timer that fires later than this after its due time is noted as late in the audit log.

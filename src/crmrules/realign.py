@@ -32,7 +32,8 @@ from crmrules.selection import CHUNK, Selection, id_chunks
 from crmrules.store import Transaction
 
 if TYPE_CHECKING:
-    from crmrules.engine import Engine, Run
+    from crmrules.engine import Engine
+    from crmrules.run import Run
 
 #: How many client ids a report keeps as examples per territory and direction.
 EXAMPLES = 5
