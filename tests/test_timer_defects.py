@@ -83,6 +83,15 @@ rules:
 """
 
 
+DAILY = """
+rules:
+  - id: morning-call
+    on: {every: 1 day, at: "09:00"}
+    if: {field: client.segment, eq: A}
+    then: [{create_task: {kind: call, title: "Утренний звонок"}}]
+"""
+
+
 # 1. a cancelled timer's key must not block re-planning ------------------------------------
 
 
@@ -111,14 +120,7 @@ def test_a_rule_disabled_and_enabled_again_keeps_its_clients_timers(tmp_path: Pa
 
 
 def test_a_schedule_disabled_and_enabled_before_its_time_still_runs(tmp_path: Path) -> None:
-    daily = """
-    rules:
-      - id: morning-call
-        on: {every: 1 day, at: "09:00"}
-        if: {field: client.segment, eq: A}
-        then: [{create_task: {kind: call, title: "Утренний звонок"}}]
-    """
-    text = regulation_text(daily)
+    text = regulation_text(DAILY)
     start = datetime(2026, 3, 2, 7, tzinfo=MSK)
     engine = engine_for(tmp_path, text, start)
     engine.create_client(Client(id="c1", name="Ромашка", fields={"segment": "A"}))
@@ -377,14 +379,7 @@ def test_a_timer_that_cannot_be_planned_never_stops_the_others(tmp_path: Path) -
 def test_a_worker_restarted_after_an_outage_fires_the_missed_occurrence_once(
     tmp_path: Path,
 ) -> None:
-    daily = """
-    rules:
-      - id: morning-call
-        on: {every: 1 day, at: "09:00"}
-        if: {field: client.segment, eq: A}
-        then: [{create_task: {kind: call, title: "Утренний звонок"}}]
-    """
-    engine = engine_for(tmp_path, regulation_text(daily), datetime(2026, 3, 2, 7, tzinfo=MSK))
+    engine = engine_for(tmp_path, regulation_text(DAILY), datetime(2026, 3, 2, 7, tzinfo=MSK))
     engine.create_client(Client(id="c1", name="Ромашка", fields={"segment": "A"}))
     engine.sync_timers()
     clock = engine.clock
