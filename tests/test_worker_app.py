@@ -100,8 +100,9 @@ def test_a_bad_app_reference_is_one_clear_line(tmp_path: Path) -> None:
         ("examples.host_app.crm:nothing", "has no nothing"),
         ("examples.host_app.crm:RECORDS", "non-callable RECORDS"),
         ("examples.host_app.crm:load", "did not give an Engine"),
+        ("examples.host_app.crm:worker_engine --database sqlite://", "--database goes with PATH"),
     ]:
-        done = run_worker("sqlite://", "--app", app)
+        done = run_worker("sqlite://", "--app", *app.split())
         assert done.returncode == 2, (app, done.stderr)
         assert expected in done.stderr, (app, done.stderr)
         assert "Traceback" not in done.stderr

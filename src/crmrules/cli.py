@@ -93,6 +93,12 @@ def _worker(args: argparse.Namespace) -> int:
             "error: give the regulation PATH, or --app module:function, not both", file=sys.stderr
         )
         return 2
+    if args.app is not None and args.database is not None:
+        print(
+            "error: --database goes with PATH; with --app the factory opens the store",
+            file=sys.stderr,
+        )
+        return 2
     load: Callable[[], Regulation]
     try:
         if args.app is not None:
