@@ -43,21 +43,13 @@ from crmrules.rules.conditions import (
     Node,
     Not,
     Trace,
+    _as_set,
+    _is_empty,
 )
 from crmrules.rules.fields import FieldType
 
 #: operators written inline as ``value <op> bound`` (what ``_ordered`` does for plain bounds)
 _ORDER = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
-
-
-def _is_empty(value: Any) -> bool:
-    if value is None or value == "":
-        return True
-    return isinstance(value, frozenset | set | list | tuple) and not value
-
-
-def _as_set(value: Any) -> frozenset[Any]:
-    return value if isinstance(value, frozenset) else frozenset(value)
 
 
 def _key(node: Node) -> Hashable:
