@@ -21,20 +21,12 @@ from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from crmrules.store import TimerStatus
 from databases import Database, database
 from isolation_workers import fire_due
+from outage import REGULATION as FAILING_FOR_NO_CREDIT
 
 __all__ = ["database"]
 
-TIMERS = """\
-version: 1
-calendar: {timezone: Europe/Moscow}
-fields:
-  client.credit: {type: integer}
-rules:
-  - id: day-after
-    on: {after: 1 day, since: client.created_at}
-    then:
-      - create_task: {title: "Позвонить {{ client.name }}: лимит {{ client.credit * 2 }}"}
-"""
+#: One rule whose template fails for a client without a credit (the outage test's too).
+TIMERS = FAILING_FOR_NO_CREDIT
 
 SCHEDULE = """\
 version: 1
