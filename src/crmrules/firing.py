@@ -13,10 +13,10 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from crmrules import failures, timers
+from crmrules import failures, occurrences, timers
 from crmrules.calendar import BusinessCalendar
 from crmrules.delivery import RetryPolicy
 from crmrules.errors import CrmRulesError
@@ -79,23 +79,6 @@ class DueReport:
         return f"{self.fired} timer(s) handled, {rules} rule(s) fired{failed}"
 
 
-def _schedule_timer(
-    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
-) -> Timer:
-    """An occurrence of a schedule; ``every`` series remember their start and number."""
-    data: dict[str, Any] = {"trigger": rule.trigger.describe()}
-    if rule.trigger.every is not None:
-        data |= {"start": (start or due).isoformat(), "n": n}
-    return Timer(
-        key=f"schedule:{rule.id}:{due.isoformat()}",
-        kind="schedule",
-        rule=rule.id,
-        due_at=due,
-        data=data,
-        created_at=now,
-    )
-
-
 def plan_rule(
     territory: Territory, index: int, plan: ContactPlan, calendar: BusinessCalendar
 ) -> Rule:
@@ -115,13 +98,6 @@ def plan_rule(
         location=territory.location,
         order=-1,
     )
-
-
-def _parse_moment(text: str) -> Any:
-    try:
-        return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
-    except ValueError:
-        return datetime.fromisoformat(text)
 
 
 def run_due(
@@ -163,7 +139,12 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
     (its subject cannot be read, a refusing rule, a lost race) is retried with
     backoff, then FAILED. Only a store error (the database is gone) goes up,
     to the worker, which reconnects; the timer's lease is its own to resume.
+    A schedule's occurrence fires over the client base a chunk per transaction
+    (crmrules.occurrences).
     """
+    if timer.kind == "schedule":
+        _fire_occurrence(engine, timer, now, worker, report)
+        return
 
     def body(run: Run) -> None:
         current = run.tx.lock_timer(timer.key)
@@ -209,6 +190,25 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
                         update={"status": TimerStatus.FIRED, "note": note, "lease_owner": None}
                     )
                 )
+
+
+def _fire_occurrence(
+    engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport
+) -> None:
+    try:
+        result = occurrences.fire_occurrence(engine, timer, now, worker)
+    except ConflictError as error:
+        _could_not_fire(engine, timer, now, worker, failures.describe(error), report)
+        return
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception as error:
+        reason = failures.describe(error, origin="firing the schedule's occurrence")
+        log.warning("timer %s could not fire: %s", timer.key, reason, exc_info=error)
+        _could_not_fire(engine, timer, now, worker, reason, report)
+        return
+    if result is not None:
+        report.results.append(result)
 
 
 def _with_failures(timer: Timer, run: Run, note: str | None) -> tuple[TimerStatus, str]:
@@ -297,9 +297,6 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         assert rule is not None
         _check_subject(run, timer)
         run.cascade(event, [rule])
-    elif timer.kind == "schedule":
-        assert rule is not None
-        _fire_schedule(engine, run, timer, rule, event)
     elif timer.kind == "plan":
         return _fire_plan(engine, run, timer, event), late_note
     elif timer.kind == "stage":
@@ -328,32 +325,6 @@ def _check_subject(run: Run, timer: Timer) -> None:
         raise SubjectMissing(f"deal {timer.deal} is not in the store")
     if timer.client is not None and run.tx.get_client(timer.client) is None:
         raise SubjectMissing(f"client {timer.client} is not in the store")
-
-
-def _fire_schedule(engine: Engine, run: Run, timer: Timer, rule: Rule, event: Event) -> None:
-    """A schedule fires for every client that satisfies the rule's condition now.
-
-    Each client is isolated: what fails for one (a rule failing, a refusing
-    rule, a record that cannot be read) is rolled back and recorded for that
-    client alone, and the others get their tasks.
-    """
-    for client_id in run.tx.client_ids():
-        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
-
-        def work(step: failures.Step, per_client: Event = per_client) -> None:
-            run.cascade(per_client, [rule])
-
-        failures.isolate(run, per_client, 0, rule, work, refuse=False)
-    calendar = engine.regulation.calendar
-    trigger = rule.trigger
-    if trigger.every is None:
-        after = timers.following(trigger, timer.due_at, run.now, calendar)
-        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
-        return
-    start = _parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
-    n = int(timer.data.get("n", 0))
-    k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, run.now, calendar)
-    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k))
 
 
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
@@ -389,7 +360,7 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
                     except ValueError as error:
                         timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
                         continue
-                    tx.plan_timer(_schedule_timer(rule, due, now))
+                    tx.plan_timer(occurrences.schedule_timer(rule, due, now))
         for client_id in tx.client_ids():
             client = _readable_client(tx, client_id)
             if client is None:
@@ -440,7 +411,7 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
         tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
         return
     if timer.kind == "rule" and rule is not None:
-        value = _parse_moment(str(timer.data.get("value")))
+        value = occurrences.parse_moment(str(timer.data.get("value")))
         try:
             due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
         except ValueError as error:
@@ -459,7 +430,7 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            tx.plan_timer(_schedule_timer(rule, due, now))
+            tx.plan_timer(occurrences.schedule_timer(rule, due, now))
 
 
 __all__ = [
