@@ -20,12 +20,12 @@ from crmrules import failures, occurrences, timers
 from crmrules.calendar import BusinessCalendar
 from crmrules.delivery import RetryPolicy
 from crmrules.errors import CrmRulesError
-from crmrules.model import Client, Event, TaskStatus
+from crmrules.model import Event, TaskStatus
 from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
-from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -340,97 +340,11 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     return TimerStatus.FIRED
 
 
-def sync_timers(engine: Engine, now: datetime | None = None) -> None:
-    """Bring every timer in step with the regulation; after loading or reloading it.
+def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = False) -> None:
+    """Bring every timer in step with the regulation (see crmrules.sync)."""
+    from crmrules import sync
 
-    Plans schedules; plans time triggers, stage deadlines and contact plans
-    for records already in the store; cancels timers of removed or
-    disabled rules; re-plans timers of rules whose offset changed.
-    """
-    now = timers.utc(now or engine.clock.now())
-    with engine.store.transaction() as tx:
-        for timer in tx.find_timers(status=TimerStatus.PENDING):
-            _resync(engine, tx, timer, now)
-        for rule in engine.regulation.rules:
-            if rule.trigger.kind == "schedule" and rule.enabled:
-                pending = tx.find_timers(rule=rule.id, kind="schedule", status=TimerStatus.PENDING)
-                if not pending:
-                    try:
-                        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-                    except ValueError as error:
-                        timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
-                        continue
-                    tx.plan_timer(occurrences.schedule_timer(rule, due, now))
-        for client_id in tx.client_ids():
-            client = _readable_client(tx, client_id)
-            if client is None:
-                continue
-            timers.plan_for_record(tx, engine.regulation, now, client=client)
-            for deal in tx.deals_of(client.id):
-                timers.plan_for_record(tx, engine.regulation, now, deal=deal)
-            plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
-            planned = {t.rule for t in plans}
-            for territory in sorted(client.territories - planned):
-                timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
-
-
-def _readable_client(tx: Transaction, client_id: str) -> Client | None:
-    """The client, or None (logged) if its record cannot be read: one bad record alone."""
-    try:
-        return tx.get_client(client_id)
-    except failures.INFRASTRUCTURE:
-        raise
-    except Exception as error:
-        reason = failures.describe(error, origin="reading the record")
-        log.warning("client %s skipped while planning timers: %s", client_id, reason)
-        return None
-
-
-def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> None:
-    # A worker may have fired it since the list was read: lock it and look again.
-    current = tx.lock_timer(timer.key)
-    if current is None or current.status is not TimerStatus.PENDING:
-        return
-    timer = current
-    rule = engine.rules_by_id.get(timer.rule or "")
-    gone: str | None = None
-    if timer.kind in ("rule", "schedule"):
-        if rule is None or not rule.enabled:
-            gone = f"rule {timer.rule} was removed or disabled"
-        elif (rule.trigger.kind == "schedule") != (timer.kind == "schedule"):
-            gone = f"rule {timer.rule} changed its trigger"
-        elif timer.kind == "rule" and (
-            rule.trigger.anchor is None or rule.trigger.anchor.path != timer.data.get("anchor")
-        ):
-            gone = f"rule {timer.rule} watches another field now"
-    elif timer.kind == "plan":
-        territory = engine.regulation.territories.get(timer.rule or "")
-        if territory is None or int(timer.data.get("index", 0)) >= len(territory.contact_plan):
-            gone = f"the contact plan of {timer.rule} was removed"
-    if gone is not None:
-        tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
-        return
-    if timer.kind == "rule" and rule is not None:
-        value = occurrences.parse_moment(str(timer.data.get("value")))
-        try:
-            due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
-        except ValueError as error:
-            timers.plan_failed(tx, now, rule.id, f"timer {timer.key}", timer.key, error)
-            note = f"cannot be planned any more: {error}"
-            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
-            return
-        if due != timer.due_at:
-            tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
-    if timer.kind == "schedule" and rule is not None:
-        # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
-        # stays, to fire late once. A timer planned before schedules kept their trigger
-        # is taken as unchanged; the next occurrence it plans keeps it.
-        described = timer.data.get("trigger")
-        if described is not None and described != rule.trigger.describe():
-            note = "the schedule changed"
-            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
-            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            tx.plan_timer(occurrences.schedule_timer(rule, due, now))
+    sync.sync_timers(engine, now, full=full)
 
 
 __all__ = [
