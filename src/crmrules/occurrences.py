@@ -42,14 +42,17 @@ from crmrules.model import Event
 from crmrules.result import EventRecord, Result, RuleOutcome
 from crmrules.rules.regulation import Rule
 from crmrules.rules.ruleset import explain as explain_condition
+from crmrules.rules.sql import Filter
+from crmrules.run import Run
 from crmrules.selection import Selection, with_manager
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
 
-#: Candidate clients per chunk (one transaction each).
-CHUNK_SIZE = 1_000
+#: Clients per chunk (one transaction each): an id range of the base, of which SQL
+#: takes those the condition may hold for.
+CHUNK_SIZE = 5_000
 #: An occurrence fired by ``run_due`` keeps each client's outcomes and effects in the
 #: Result it returns up to this many clients; beyond, the audit log and summary have them.
 DETAIL_LIMIT = 10_000
@@ -216,20 +219,16 @@ def _sql(tx: Transaction) -> SQLAlchemyTransaction | None:
     return None
 
 
-def _boundaries(tx: Transaction, selection: Selection, size: int) -> list[str]:
-    """Every ``size``-th candidate id, in code-point order: where one chunk ends."""
+def _boundaries(tx: Transaction, size: int) -> list[str]:
+    """Every ``size``-th client id, in code-point order: where one chunk ends."""
     sql = _sql(tx)
-    if sql is None:  # no SQL to narrow by: ranges of ``size`` clients
+    if sql is None:
         return sorted(tx.client_ids())[size - 1 :: size]
     column = sql.tables.clients.c.id
-    numbered = (
-        sa.select(
-            column.label("id"),
-            sa.func.row_number().over(order_by=sql.ordered_id(column)).label("n"),
-        )
-        .where(selection.sql(sql).where)
-        .subquery()
-    )
+    ordered = sql.ordered_id(column)
+    numbered = sa.select(
+        column.label("id"), sa.func.row_number().over(order_by=ordered).label("n")
+    ).subquery()
     query = (
         sa.select(numbered.c.id)
         .where(numbered.c.n % size == 0)
@@ -323,7 +322,7 @@ def _open(
 
     if late > LATE:
         _note(tx, moment, event, "late", rule.id, f"fired {late} late (due {due_text})")
-    ends = _boundaries(tx, _selection(engine, rule, moment), size)
+    ends = _boundaries(tx, size)
     starts: list[str | None] = [None, *ends]
     stops: list[str | None] = [*ends, None]
     ranges = [list(pair) for pair in zip(starts, stops, strict=True)]
@@ -382,6 +381,21 @@ def _done_report(chunk: Chunk, counts: dict[str, Any]) -> ChunkReport:
     )
 
 
+#: Compiled WHERE clauses of the occurrences being fired, by rule, moment and tables.
+_FILTERS: dict[tuple[int, datetime, str, int], Filter] = {}
+
+
+def _filter(sql: SQLAlchemyTransaction, selection: Selection) -> Filter:
+    """The condition as SQL, compiled once for all the chunks of an occurrence."""
+    key = (id(selection.tree), selection.now, sql.connection.dialect.name, id(sql.tables))
+    found = _FILTERS.get(key)
+    if found is None:
+        if len(_FILTERS) >= 64:
+            _FILTERS.clear()
+        found = _FILTERS[key] = selection.sql(sql)
+    return found
+
+
 def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[list[str], int, bool]:
     """The chunk's candidate ids, how many clients the range holds, and whether SQL decided."""
     sql = _sql(tx)
@@ -395,7 +409,7 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
         in_range.append(ordered > chunk.after)
     if chunk.last is not None:
         in_range.append(ordered <= chunk.last)
-    where = selection.sql(sql)
+    where = _filter(sql, selection)
     query = sa.select(column).where(where.where, *in_range).order_by(ordered)
     ids = list(sql.connection.execute(query).scalars())
     count = sa.select(sa.func.count()).select_from(sql.tables.clients).where(*in_range)
@@ -404,8 +418,6 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
 
 
 def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
-    from crmrules.run import Run
-
     timer = tx.get_timer(chunk.timer)
     if timer is None or timer.status is not TimerStatus.PENDING or "chunks" not in timer.data:
         return ChunkReport(chunk, "gone")
@@ -422,20 +434,14 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
         return ChunkReport(chunk, "gone")
     selection = _selection(engine, rule, moment)
     ids, considered, exact = _candidates(tx, selection, chunk)
+    sql = _sql(tx)
+    if sql is not None and ids:
+        sql.load_clients(ids)  # one query; the runs below read them from the transaction
     if not exact and ids:
         condition = selection.condition()
         clients = [c for c in (tx.get_client(i) for i in ids) if c is not None]
         ids = [c.id for c in clients if condition(selection.facts(tx, c, moment))]
-    run = Run(engine, tx, moment, Result(f"timer:{timer.key}#{chunk.seq}"))
-    event = _timer_event(timer, moment)
-    for client_id in ids:
-        tx.lock_subject(client_id, None)
-        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
-
-        def work(step: failures.Step, per_client: Event = per_client) -> None:
-            run.cascade(per_client, [rule])
-
-        failures.isolate(run, per_client, 0, rule, work, refuse=False)
+    run = _run(engine, tx, timer, rule, moment, chunk, ids)
     report = ChunkReport(
         chunk,
         "fired",
@@ -463,6 +469,48 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
     else:
         tx.put_timer(updated)
     return report
+
+
+def _run(
+    engine: Engine,
+    tx: Transaction,
+    timer: Timer,
+    rule: Rule,
+    moment: datetime,
+    chunk: Chunk,
+    ids: list[str],
+) -> Run:
+    """The rule for each client, isolated from the others.
+
+    First all together in one savepoint, no savepoint per client; if any
+    client's run fails, that is undone and the chunk runs again with a
+    savepoint per client, so the failure is that client's alone. Either way
+    the effects are the same as running the clients one by one.
+    """
+    event = _timer_event(timer, moment)
+    event_id = f"timer:{timer.key}#{chunk.seq}"
+    run = Run(engine, tx, moment, Result(event_id), optimistic=True)
+    try:
+        with tx.savepoint():
+            _each(run, event, rule, ids)
+        return run
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception:  # some client failed: run the chunk again, isolating each
+        run = Run(engine, tx, moment, Result(event_id))
+        _each(run, event, rule, ids)
+        return run
+
+
+def _each(run: Run, event: Event, rule: Rule, ids: list[str]) -> None:
+    for client_id in ids:
+        run.tx.lock_subject(client_id, None)
+        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
+
+        def work(step: failures.Step, per_client: Event = per_client) -> None:
+            run.cascade(per_client, [rule])
+
+        failures.isolate(run, per_client, 0, rule, work, refuse=False)
 
 
 def summary(timer: Timer) -> dict[str, int]:

@@ -838,6 +838,14 @@ def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
     )
 
 
+@functools.cache
+def _insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
+    """INSERT that does nothing on a conflicting key; built once, so its SQL is cached."""
+    dialect = postgresql if postgres else sqlite
+    insert: sa.Insert = dialect.insert(table).on_conflict_do_nothing()
+    return insert.execution_options(preserve_rowcount=True)
+
+
 def _where_given(
     query: sa.Select[Any], *conditions: tuple[sa.ColumnElement[Any], object]
 ) -> sa.Select[Any]:
@@ -892,10 +900,13 @@ class SQLAlchemyTransaction:
         return self._by_id(column)
 
     def load_clients(self, ids: list[str]) -> list[Client]:
-        """The clients with these ids (those that exist), in id order."""
+        """The clients with these ids (those that exist), in id order; later reads of them
+        in this transaction need no round trip."""
         t = self._t.clients
         rows = self._c.execute(sa.select(t.c.id, t.c.data).where(t.c.id.in_(ids))).all()
         found = {row.id: row.data for row in rows}
+        for client_id in ids:
+            self._seen[t.name, client_id] = found.get(client_id)
         return [_load(Client, found[i]) for i in sorted(found)]
 
     # -- helpers
@@ -1086,17 +1097,24 @@ class SQLAlchemyTransaction:
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:
-        key = task.idempotency_key
-        if key is not None and self._exists(self._t.tasks, "idempotency_key", key):
-            return False
-        self.put_task(task)
-        return True
+        """One INSERT that does nothing when the idempotency key (or the id) is there."""
+        if task.idempotency_key is None:
+            self.put_task(task)
+            return True
+        t = self._t.tasks
+        values = self._task_values(task)
+        inserted = self._c.execute(_insert_new(t, self._postgres), {"id": task.id, **values})
+        added = inserted.rowcount == 1
+        if added:
+            self._seen[t.name, task.id] = values["data"]
+        return added
 
     def get_task(self, task_id: str) -> Task | None:
         return self._get(Task, self._t.tasks, task_id)
 
-    def put_task(self, task: Task) -> None:
-        values = {
+    @staticmethod
+    def _task_values(task: Task) -> dict[str, Any]:
+        return {
             "idempotency_key": task.idempotency_key,
             "client_id": task.client,
             "deal_id": task.deal,
@@ -1105,7 +1123,9 @@ class SQLAlchemyTransaction:
             "created_at": task.created_at,
             "data": _dump(task),
         }
-        self._put(self._t.tasks, {"id": task.id}, values)
+
+    def put_task(self, task: Task) -> None:
+        self._put(self._t.tasks, {"id": task.id}, self._task_values(task))
 
     def find_tasks(
         self,
