@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from crmrules import failures, occurrences, timers
 from crmrules.model import Client
-from crmrules.rules.conditions import ALWAYS
+from crmrules.rules.conditions import ALWAYS, Leaf, Node
 from crmrules.rules.regulation import Regulation
 from crmrules.selection import Selection, id_chunks
 from crmrules.store import TimerStatus, Transaction
@@ -98,13 +99,49 @@ def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = Fal
         _plan_schedules(engine, tx, now)
     if not walk:
         return
-    everyone = Selection(ALWAYS, engine.regulation.calendar, now)
-    for ids in id_chunks(engine.store, everyone):
-        with engine.store.transaction() as tx:
-            for client_id in ids:
-                _plan_client(engine, tx, client_id, now)
+    needs = _Needs.of(engine.regulation)
+    if needs.clients is not None:
+        chosen = Selection(needs.clients, engine.regulation.calendar, now)
+        for ids in id_chunks(engine.store, chosen):
+            with engine.store.transaction() as tx:
+                for client_id in ids:
+                    _plan_client(engine, tx, client_id, now, needs)
     with engine.store.transaction() as tx:
         _mark(tx, digest)
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What the walk over stored records plans, and which clients it must visit for it."""
+
+    client_rules: bool  # time triggers on a client's date field
+    deals: bool  # time triggers on a deal's date field, or stage deadlines
+    plans: frozenset[str]  # territories with a contact plan
+    #: the clients to visit (None: none); only those in a planned territory when that is all
+    clients: Node | None
+
+    @staticmethod
+    def of(regulation: Regulation) -> _Needs:
+        anchored = {
+            rule.trigger.anchor.namespace
+            for rule in regulation.rules
+            if rule.enabled and rule.trigger.anchor is not None
+        }
+        deadlines = any(
+            stage.deadline is not None
+            for pipeline in regulation.pipelines.values()
+            for stage in pipeline.stages
+        )
+        plans = frozenset(t.id for t in regulation.territories.values() if t.contact_plan)
+        client_rules, deals = "client" in anchored, "deal" in anchored or deadlines
+        clients: Node | None = None
+        if client_rules or deals:
+            clients = ALWAYS
+        elif plans:
+            spec = regulation.fields.get("client.territories")
+            assert spec is not None
+            clients = Leaf(spec, "contains_any", plans)
+        return _Needs(client_rules, deals, plans, clients)
 
 
 def _plan_schedules(engine: Engine, tx: Transaction, now: datetime) -> None:
@@ -122,17 +159,23 @@ def _plan_schedules(engine: Engine, tx: Transaction, now: datetime) -> None:
         tx.plan_timer(occurrences.schedule_timer(rule, due, now))
 
 
-def _plan_client(engine: Engine, tx: Transaction, client_id: str, now: datetime) -> None:
+def _plan_client(
+    engine: Engine, tx: Transaction, client_id: str, now: datetime, needs: _Needs
+) -> None:
     client = _readable_client(tx, client_id)
     if client is None:
         return
-    timers.plan_for_record(tx, engine.regulation, now, client=client)
-    for deal in tx.deals_of(client.id):
-        timers.plan_for_record(tx, engine.regulation, now, deal=deal)
-    plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
-    planned = {t.rule for t in plans}
-    for territory in sorted(client.territories - planned):
-        timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
+    if needs.client_rules:
+        timers.plan_for_record(tx, engine.regulation, now, client=client)
+    if needs.deals:
+        for deal in tx.deals_of(client.id):
+            timers.plan_for_record(tx, engine.regulation, now, deal=deal)
+    wanted = client.territories & needs.plans
+    if wanted:
+        plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
+        planned = {t.rule for t in plans}
+        for territory in sorted(wanted - planned):
+            timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
 
 
 def _readable_client(tx: Transaction, client_id: str) -> Client | None:
