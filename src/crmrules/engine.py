@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, selection, timers
+from crmrules import failures, firing, occurrences, selection, timers
 from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext
 from crmrules.adapters.memory import MemoryStore
@@ -550,6 +550,18 @@ class Engine(Reading):
         ``full`` walks every client even then (records imported behind the engine).
         """
         firing.sync_timers(self, now, full=full)
+
+    def explain_occurrence(
+        self, rule_id: str, client_id: str, when: datetime | date
+    ) -> occurrences.OccurrenceExplanation:
+        """Why the client did or did not match schedule ``rule_id`` at an occurrence.
+
+        ``when``: the day the occurrence was due (in the calendar's zone), or a
+        moment (the last occurrence due by then). Decided again on the client as
+        stored now, at the occurrence's moment (see crmrules.occurrences).
+        """
+        timer = occurrences.find_occurrence(self, rule_id, when)
+        return occurrences.explain(self, timer.key, host_id("client", client_id))
 
     def reload(self, regulation: Regulation) -> None:
         """Switch to a new version of the regulation and bring the timers in step."""

@@ -131,7 +131,7 @@ class ChunkReport:
 
 
 @dataclass(frozen=True)
-class Explanation:
+class OccurrenceExplanation:
     """Why one client did or did not match a schedule at one occurrence."""
 
     timer: str
@@ -579,7 +579,7 @@ def fire_occurrence(engine: Engine, timer: Timer, now: datetime, worker: str) ->
     them as for any timer); None if it is not settled (another worker holds
     it, or settles it).
     """
-    chunks = plan_chunks(engine, timer.key, now=now, worker=worker)
+    chunks = plan_chunks(engine, timer.key, CHUNK_SIZE, now=now, worker=worker)
     event = _timer_event(timer, now)
     detail: Result | None = Result(event.id, events=[EventRecord(event.id, "timer", 0, None, None)])
     settled = False
@@ -607,7 +607,24 @@ def fire_occurrence(engine: Engine, timer: Timer, now: datetime, worker: str) ->
 # -- explaining one client
 
 
-def explain(engine: Engine, timer_key: str, client_id: str) -> Explanation:
+def find_occurrence(engine: Engine, rule_id: str, when: datetime | date) -> Timer:
+    """The occurrence of schedule ``rule_id`` due on the day ``when`` (in the calendar's zone),
+    or, for a moment, the last one due at or before it."""
+    calendar = engine.regulation.calendar
+    with engine.store.transaction() as tx:
+        found = tx.find_timers(rule=rule_id, kind="schedule")
+    if isinstance(when, datetime):
+        earlier = [t for t in found if t.due_at <= timers.utc(when)]
+        if earlier:
+            return earlier[-1]
+        raise OccurrenceError(f"rule {rule_id} has no occurrence due by {when.isoformat()}")
+    on_day = [t for t in found if calendar.local(t.due_at).date() == when]
+    if not on_day:
+        raise OccurrenceError(f"rule {rule_id} has no occurrence on {when.isoformat()}")
+    return on_day[0]
+
+
+def explain(engine: Engine, timer_key: str, client_id: str) -> OccurrenceExplanation:
     """Why ``client_id`` did or did not match the occurrence of schedule timer ``timer_key``.
 
     The condition is decided again on the client **as stored now**, at the
@@ -629,7 +646,7 @@ def explain(engine: Engine, timer_key: str, client_id: str) -> Explanation:
         event_id = f"timer:{timer.key}:{client_id}"
         audit = tuple(f"{e.kind}: {e.message}" for e in tx.audit_log(event_id=event_id))
     trace = explain_condition(rule.condition, facts)
-    return Explanation(
+    return OccurrenceExplanation(
         timer=timer_key,
         rule=rule.id,
         client=client_id,
@@ -646,9 +663,10 @@ __all__ = [
     "DETAIL_LIMIT",
     "Chunk",
     "ChunkReport",
-    "Explanation",
     "OccurrenceError",
+    "OccurrenceExplanation",
     "explain",
+    "find_occurrence",
     "fire_chunk",
     "fire_occurrence",
     "parse_moment",
