@@ -61,9 +61,7 @@ def floor(url: str, schema: str | None, moment: datetime, label: str) -> int:
     """
     t = _tables(schema)
     engine = make_engine(url)
-    threshold = sa.bindparam(
-        "threshold", moment - timedelta(days=30), type_=t.timers.c.due_at.type
-    )
+    threshold = sa.bindparam("threshold", moment - timedelta(days=30), type_=t.timers.c.due_at.type)
     with engine.begin() as connection:
         ids = list(connection.execute(sa.text(sql).bindparams(threshold)).scalars())
         rows = []

@@ -309,9 +309,7 @@ territories:
     with store.transaction() as tx:
         assert tx.find_timers(kind="plan") == []
         tx.set_memberships("behind-the-engine", [])
-        tx.put_client(
-            Client(id="behind-the-engine", name="Импорт", territories=frozenset({"all"}))
-        )
+        tx.put_client(Client(id="behind-the-engine", name="Импорт", territories=frozenset({"all"})))
     path.write_text(text.replace("rules:\n", plan + "rules:\n"), encoding="utf-8")
     changed = Engine.from_path(path, store=store, clock=SimulatedClock(START))
     changed.sync_timers()
