@@ -4,13 +4,13 @@ When an ``every`` / ``cron`` rule falls due there is one timer for the
 occurrence. Firing it is three steps, each its own short transaction:
 
 1. ``plan_chunks`` opens the occurrence: it fixes the moment the condition
-   is decided at, cuts the clients SQL may take (the rule's condition
-   compiled to a WHERE clause, crmrules.rules.sql) into id ranges of about
-   ``size`` candidates, and keeps the ranges in the timer's data. Asked
-   again, it hands out the same ranges.
+   is decided at, cuts the client base into id ranges of ``size`` clients,
+   and keeps the ranges in the timer's data. Asked again, it hands out the
+   same ranges.
 2. ``fire_chunk`` runs the rule for the clients of one range that satisfy
-   the condition, each in a savepoint of its own (one broken client is
-   recorded, the others get their tasks), and marks the range done in the
+   the condition (compiled to a WHERE clause, crmrules.rules.sql; Python
+   decides only the leaves SQL cannot), isolating each client (one broken
+   client is recorded, the others get their tasks), and marks the range done in the
    timer's data **in the same transaction** as the effects. A range marked
    done is never run again: that is the exactly-once record, per
    (occurrence, range) and so per (occurrence, client), because the ranges
@@ -84,6 +84,7 @@ class Chunk:
         return cls(str(data["timer"]), int(data["seq"]), data.get("after"), data.get("last"))
 
     def holds(self, client_id: str) -> bool:
+        """Whether the id is in the range, compared as stores without SQL sort (code points)."""
         return (self.after is None or client_id > self.after) and (
             self.last is None or client_id <= self.last
         )
@@ -220,20 +221,20 @@ def _sql(tx: Transaction) -> SQLAlchemyTransaction | None:
 
 
 def _boundaries(tx: Transaction, size: int) -> list[str]:
-    """Every ``size``-th client id, in code-point order: where one chunk ends."""
+    """Every ``size``-th client id: where one chunk ends.
+
+    In the database's own order of the primary key (any total order will do, as
+    long as the ranges are cut and read in the same one), so the ranges are
+    read through the index.
+    """
     sql = _sql(tx)
     if sql is None:
         return sorted(tx.client_ids())[size - 1 :: size]
     column = sql.tables.clients.c.id
-    ordered = sql.ordered_id(column)
     numbered = sa.select(
-        column.label("id"), sa.func.row_number().over(order_by=ordered).label("n")
+        column.label("id"), sa.func.row_number().over(order_by=column).label("n")
     ).subquery()
-    query = (
-        sa.select(numbered.c.id)
-        .where(numbered.c.n % size == 0)
-        .order_by(sql.ordered_id(numbered.c.id))
-    )
+    query = sa.select(numbered.c.id).where(numbered.c.n % size == 0).order_by(numbered.c.id)
     return list(sql.connection.execute(query).scalars())
 
 
@@ -403,14 +404,13 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
         ids = sorted(i for i in tx.client_ids() if chunk.holds(i))
         return ids, len(ids), False
     column = sql.tables.clients.c.id
-    ordered = sql.ordered_id(column)
-    in_range: list[sa.ColumnElement[bool]] = []
+    in_range: list[sa.ColumnElement[bool]] = []  # in the order _boundaries cut them
     if chunk.after is not None:
-        in_range.append(ordered > chunk.after)
+        in_range.append(column > chunk.after)
     if chunk.last is not None:
-        in_range.append(ordered <= chunk.last)
+        in_range.append(column <= chunk.last)
     where = _filter(sql, selection)
-    query = sa.select(column).where(where.where, *in_range).order_by(ordered)
+    query = sa.select(column).where(where.where, *in_range).order_by(column)
     ids = list(sql.connection.execute(query).scalars())
     count = sa.select(sa.func.count()).select_from(sql.tables.clients).where(*in_range)
     considered = int(sql.connection.execute(count).scalar_one())
