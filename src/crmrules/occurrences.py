@@ -436,12 +436,13 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
     ids, considered, exact = _candidates(tx, selection, chunk)
     sql = _sql(tx)
     if sql is not None and ids:
+        sql.lock_clients(ids)  # what lock_subject does per client, in one statement
         sql.load_clients(ids)  # one query; the runs below read them from the transaction
     if not exact and ids:
         condition = selection.condition()
         clients = [c for c in (tx.get_client(i) for i in ids) if c is not None]
         ids = [c.id for c in clients if condition(selection.facts(tx, c, moment))]
-    run = _run(engine, tx, timer, rule, moment, chunk, ids)
+    run = _run(engine, tx, timer, rule, moment, chunk, ids, locked=sql is not None)
     report = ChunkReport(
         chunk,
         "fired",
@@ -479,6 +480,8 @@ def _run(
     moment: datetime,
     chunk: Chunk,
     ids: list[str],
+    *,
+    locked: bool,
 ) -> Run:
     """The rule for each client, isolated from the others.
 
@@ -492,19 +495,20 @@ def _run(
     run = Run(engine, tx, moment, Result(event_id), optimistic=True)
     try:
         with tx.savepoint():
-            _each(run, event, rule, ids)
+            _each(run, event, rule, ids, locked)
         return run
     except failures.INFRASTRUCTURE:
         raise
     except Exception:  # some client failed: run the chunk again, isolating each
         run = Run(engine, tx, moment, Result(event_id))
-        _each(run, event, rule, ids)
+        _each(run, event, rule, ids, locked)
         return run
 
 
-def _each(run: Run, event: Event, rule: Rule, ids: list[str]) -> None:
+def _each(run: Run, event: Event, rule: Rule, ids: list[str], locked: bool) -> None:
     for client_id in ids:
-        run.tx.lock_subject(client_id, None)
+        if not locked:
+            run.tx.lock_subject(client_id, None)
         per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
 
         def work(step: failures.Step, per_client: Event = per_client) -> None:
