@@ -8,9 +8,9 @@ for 30 days with 50+ employees", which creates a task) into a fresh SQLite
 file and, with ``--postgres``, a fresh PostgreSQL schema. Then, in the same
 run:
 
-- engine start: a new Engine and ``sync_timers()`` with the regulation of
-  the previous sync (what a worker does at every start), and the first sync
-  of a regulation the store has not seen;
+- engine start: a new Engine, the worker's store check and ``sync_timers()``
+  with the regulation of the previous sync (what a worker does at every
+  start), and the first sync of a regulation the store has not seen;
 - the schedule's occurrence fired through ``engine.run_due`` (SQL picks the
   clients, a chunk per transaction, each client's task once), against the
   floor: the hand-written SQL that selects the same clients at the same
@@ -41,6 +41,7 @@ from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.model import Client, Task
 from crmrules.rules.regulation import load_regulation
+from crmrules.worker import check_store
 
 
 def floor(url: str, schema: str | None, moment: datetime, label: str) -> int:
@@ -108,6 +109,7 @@ def run(
     def start() -> tuple[float, Engine]:
         began = time.perf_counter()
         engine = Engine(regulation, SQLAlchemyStore(url, schema=schema), clock, entry_points=False)
+        check_store(engine)  # what a worker does before it syncs
         engine.sync_timers()
         return time.perf_counter() - began, engine
 

@@ -315,6 +315,7 @@ territories:
     changed.sync_timers()
     with store.transaction() as tx:
         assert [t.client for t in tx.find_timers(kind="plan")] == ["behind-the-engine"]
+        assert len(tx.find_timers(status=TimerStatus.PENDING, limit=1)) == 1
 
 
 def test_a_killed_worker_mid_occurrence_leaves_each_client_one_task(

@@ -1321,6 +1321,7 @@ class SQLAlchemyTransaction:
         rule: str | None = None,
         kind: str | None = None,
         status: TimerStatus | None = None,
+        limit: int | None = None,
     ) -> list[Timer]:
         t = self._t.timers
         query = _where_given(
@@ -1331,7 +1332,8 @@ class SQLAlchemyTransaction:
             (t.c.kind, kind),
             (t.c.status, None if status is None else status.value),
         )
-        return self._list(Timer, query.order_by(t.c.due_at, self._by_id(t.c.key)))
+        query = query.order_by(t.c.due_at, self._by_id(t.c.key))
+        return self._list(Timer, query if limit is None else query.limit(limit))
 
     def claim_timers(
         self, now: datetime, limit: int, worker: str, lease_until: datetime
