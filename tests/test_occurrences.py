@@ -152,7 +152,8 @@ def test_chunks_in_any_order_give_the_per_client_tasks_once(
     key = occurrence_key(engine)
     chunks = occurrences.plan_chunks(engine, key, size)
     assert occurrences.plan_chunks(engine, key, size + 1) == chunks  # fixed once
-    assert len(chunks) == count // size + 1
+    if not sql:  # ranges of ``size`` clients; on SQL, of ``size`` candidates
+        assert len(chunks) == count // size + 1
     # A worker that sends chunks elsewhere: plain data there and back.
     sent = [occurrences.Chunk.from_dict(c.to_dict()) for c in chunks]
     twice = sent + order.sample(sent, k=len(sent) // 2)

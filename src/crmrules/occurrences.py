@@ -4,12 +4,13 @@ When an ``every`` / ``cron`` rule falls due there is one timer for the
 occurrence. Firing it is three steps, each its own short transaction:
 
 1. ``plan_chunks`` opens the occurrence: it fixes the moment the condition
-   is decided at, cuts the client base into id ranges of ``size`` clients,
-   and keeps the ranges in the timer's data. Asked again, it hands out the
-   same ranges.
+   is decided at, cuts the clients SQL takes for the rule's condition
+   (compiled to a WHERE clause, crmrules.rules.sql) into id ranges of
+   ``size`` of them, and keeps the ranges in the timer's data. Asked again,
+   it hands out the same ranges.
 2. ``fire_chunk`` runs the rule for the clients of one range that satisfy
-   the condition (compiled to a WHERE clause, crmrules.rules.sql; Python
-   decides only the leaves SQL cannot), isolating each client (one broken
+   the condition (SQL takes them again; Python decides only the leaves SQL
+   cannot), isolating each client (one broken
    client is recorded, the others get their tasks), and marks the range done in the
    timer's data **in the same transaction** as the effects. A range marked
    done is never run again: that is the exactly-once record, per
@@ -50,8 +51,8 @@ from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transa
 if TYPE_CHECKING:
     from crmrules.engine import Engine
 
-#: Clients per chunk (one transaction each): an id range of the base, of which SQL
-#: takes those the condition may hold for.
+#: Clients per chunk (one transaction each): an id range holding this many of the
+#: clients SQL takes for the condition (the others in the range are only counted).
 CHUNK_SIZE = 5_000
 #: An occurrence fired by ``run_due`` keeps each client's outcomes and effects in the
 #: Result it returns up to this many clients; beyond, the audit log and summary have them.
@@ -220,20 +221,22 @@ def _sql(tx: Transaction) -> SQLAlchemyTransaction | None:
     return None
 
 
-def _boundaries(tx: Transaction, size: int) -> list[str]:
-    """Every ``size``-th client id: where one chunk ends.
+def _boundaries(tx: Transaction, selection: Selection, size: int) -> list[str]:
+    """Every ``size``-th id of the clients SQL may take: where one chunk ends.
 
     In the database's own order of the primary key (any total order will do, as
     long as the ranges are cut and read in the same one), so the ranges are
-    read through the index.
+    read through the index. Without SQL, every ``size``-th client.
     """
     sql = _sql(tx)
     if sql is None:
         return sorted(tx.client_ids())[size - 1 :: size]
     column = sql.tables.clients.c.id
-    numbered = sa.select(
-        column.label("id"), sa.func.row_number().over(order_by=column).label("n")
-    ).subquery()
+    numbered = (
+        sa.select(column.label("id"), sa.func.row_number().over(order_by=column).label("n"))
+        .where(_filter(sql, selection).where)
+        .subquery()
+    )
     query = sa.select(numbered.c.id).where(numbered.c.n % size == 0).order_by(numbered.c.id)
     return list(sql.connection.execute(query).scalars())
 
@@ -323,7 +326,7 @@ def _open(
 
     if late > LATE:
         _note(tx, moment, event, "late", rule.id, f"fired {late} late (due {due_text})")
-    ends = _boundaries(tx, size)
+    ends = _boundaries(tx, _selection(engine, rule, moment), size)
     starts: list[str | None] = [None, *ends]
     stops: list[str | None] = [*ends, None]
     ranges = [list(pair) for pair in zip(starts, stops, strict=True)]
