@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmrules import Client, Engine, SimulatedClock, occurrences
+from crmrules import Client, Engine, SimulatedClock, Task, occurrences
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from crmrules.rules.conditions import Facts
@@ -372,3 +372,29 @@ def test_a_killed_worker_mid_occurrence_leaves_each_client_one_task(
     (summary,) = [e for e in log if e.kind == "occurrence"]
     assert summary.data["considered"] == 200 and summary.data["matched"] == len(want)
     check.store.close()
+
+
+def test_a_task_already_there_is_not_made_again(tmp_path: Path) -> None:
+    """The chunk's tasks go in by multi-row INSERTs; one already stored sends it the slow way."""
+    clients = make_clients(11, 30)
+    with SQLAlchemyStore(f"sqlite:///{tmp_path / 'crm.sqlite3'}") as store:
+        engine, clock = seeded(store, regulation(tmp_path, "exact"), clients)
+        clock.set(DUE)
+        key = occurrence_key(engine)
+        want = sorted(expected(engine, clients, DUE))
+        assert len(want) >= 2
+        first = want[0]
+        made_before = Task(
+            id="by-hand",
+            kind="call",
+            title="made before",
+            client=first,
+            idempotency_key=f"timer:{key}:{first}:call-segment:0",
+        )
+        with store.transaction() as tx:
+            assert tx.add_task(made_before)
+        (chunk,) = occurrences.plan_chunks(engine, key, 100)
+        report = occurrences.fire_chunk(engine, chunk)
+        assert report.matched == len(want) and report.effects == len(want) - 1
+        assert tasks_by_client(engine) == Counter(want)
+        assert [t.title for t in engine.tasks() if t.client == first] == ["made before"]

@@ -30,6 +30,7 @@ why one client did or did not match.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -488,16 +489,18 @@ def _run(
 ) -> Run:
     """The rule for each client, isolated from the others.
 
-    First all together in one savepoint, no savepoint per client; if any
-    client's run fails, that is undone and the chunk runs again with a
+    First all together in one savepoint, no savepoint per client, their
+    tasks written by multi-row INSERTs; if any client's run fails (or a task
+    was there already), that is undone and the chunk runs again with a
     savepoint per client, so the failure is that client's alone. Either way
     the effects are the same as running the clients one by one.
     """
     event = _timer_event(timer, moment)
     event_id = f"timer:{timer.key}#{chunk.seq}"
     run = Run(engine, tx, moment, Result(event_id), optimistic=True)
+    sql = _sql(tx)
     try:
-        with tx.savepoint():
+        with tx.savepoint(), sql.deferred_tasks() if sql is not None else nullcontext():
             _each(run, event, rule, ids, locked)
         return run
     except failures.INFRASTRUCTURE:

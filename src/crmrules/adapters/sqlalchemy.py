@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters import client_values
 from crmrules.adapters.host import HostRecords
-from crmrules.errors import SchemaError, StoreError, require
+from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
 from crmrules.model import (
     Client,
     Contact,
@@ -838,6 +838,14 @@ def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
     )
 
 
+#: Tasks per multi-row INSERT (eight columns each: under SQLite's 32,766 parameters).
+TASK_ROWS = 1_000
+
+
+class TasksExisted(CrmRulesError):
+    """Deferred tasks met tasks already stored: the batch must be done again, not deferred."""
+
+
 @functools.cache
 def _insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
     """INSERT that does nothing on a conflicting key; built once, so its SQL is cached."""
@@ -879,6 +887,8 @@ class SQLAlchemyTransaction:
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
+        # Tasks waiting for one multi-row INSERT (see ``deferred_tasks``); None: write at once.
+        self._tasks: list[dict[str, Any]] | None = None
 
     # -- what crmrules.selection queries
 
@@ -1103,6 +1113,34 @@ class SQLAlchemyTransaction:
 
     # -- tasks and mailings
 
+    @contextmanager
+    def deferred_tasks(self) -> Iterator[None]:
+        """``add_task`` takes each task as new and writes them all in multi-row INSERTs.
+
+        For a batch of work undone as a whole when anything goes wrong: if a
+        task was there already (so ``add_task`` should have said False), the
+        INSERTs raise ``TasksExisted`` and the caller undoes the batch and
+        does it again without deferring. ``find_tasks`` writes them first.
+        """
+        self._tasks = []
+        try:
+            yield
+            self._write_tasks()
+        finally:
+            self._tasks = None
+
+    def _write_tasks(self) -> None:
+        rows = self._tasks or []
+        if self._tasks is not None:
+            self._tasks = []
+        for start in range(0, len(rows), TASK_ROWS):
+            batch = rows[start : start + TASK_ROWS]
+            dialect = postgresql if self._postgres else sqlite
+            insert = dialect.insert(self._t.tasks).values(batch).on_conflict_do_nothing()
+            written = self._c.execute(insert.execution_options(preserve_rowcount=True))
+            if written.rowcount != len(batch):
+                raise TasksExisted(f"{len(batch) - written.rowcount} task(s) existed already")
+
     def add_task(self, task: Task) -> bool:
         """One INSERT that does nothing when the idempotency key (or the id) is there."""
         if task.idempotency_key is None:
@@ -1110,6 +1148,10 @@ class SQLAlchemyTransaction:
             return True
         t = self._t.tasks
         values = self._task_values(task)
+        if self._tasks is not None:
+            self._tasks.append({"id": task.id, **values})
+            self._seen[t.name, task.id] = values["data"]
+            return True
         inserted = self._c.execute(_insert_new(t, self._postgres), {"id": task.id, **values})
         added = inserted.rowcount == 1
         if added:
@@ -1142,6 +1184,8 @@ class SQLAlchemyTransaction:
         assignee: str | None = None,
         status: TaskStatus | None = None,
     ) -> list[Task]:
+        if self._tasks:
+            self._write_tasks()
         t = self._t.tasks
         query = _where_given(
             sa.select(t.c.data),
