@@ -50,6 +50,11 @@ class _NotMine(Exception):
     """The timer was settled or re-leased by another worker meanwhile: leave it."""
 
 
+class _OwnTransactions(Exception):
+    """A schedule's occurrence fires in transactions of its own (crmrules.occurrences),
+    never inside another timer's: whoever meets one in a shared transaction backs out."""
+
+
 class SubjectMissing(CrmRulesError):
     """The client or deal a timer is for is not in the store."""
 
@@ -264,6 +269,8 @@ def _could_not_fire(
 
 def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, str | None]:
     """Do what the timer is for; its new status and a note (lateness, why not)."""
+    if timer.kind == "schedule":
+        raise _OwnTransactions(timer.key)
     late = run.now - timer.due_at
     due_text = engine.regulation.calendar.local(timer.due_at).isoformat()  # as the admin reads it
     late_note = f"fired {late} late (due {due_text})" if late > LATE else None

@@ -838,10 +838,6 @@ def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
     )
 
 
-#: Tasks per multi-row INSERT (eight columns each: under SQLite's 32,766 parameters).
-TASK_ROWS = 1_000
-
-
 class TasksExisted(CrmRulesError):
     """Deferred tasks met tasks already stored: the batch must be done again, not deferred."""
 
@@ -1133,13 +1129,12 @@ class SQLAlchemyTransaction:
         rows = self._tasks or []
         if self._tasks is not None:
             self._tasks = []
-        for start in range(0, len(rows), TASK_ROWS):
-            batch = rows[start : start + TASK_ROWS]
-            dialect = postgresql if self._postgres else sqlite
-            insert = dialect.insert(self._t.tasks).values(batch).on_conflict_do_nothing()
-            written = self._c.execute(insert.execution_options(preserve_rowcount=True))
-            if written.rowcount != len(batch):
-                raise TasksExisted(f"{len(batch) - written.rowcount} task(s) existed already")
+        if not rows:
+            return
+        insert = _insert_new(self._t.tasks, self._postgres).returning(self._t.tasks.c.id)
+        written = len(self._c.execute(insert, rows).all())  # batched as multi-row INSERTs
+        if written != len(rows):
+            raise TasksExisted(f"{len(rows) - written} task(s) existed already")
 
     def add_task(self, task: Task) -> bool:
         """One INSERT that does nothing when the idempotency key (or the id) is there."""
