@@ -52,6 +52,13 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
+from crmrules.occurrences import (
+    Chunk,
+    ChunkReport,
+    OccurrenceExplanation,
+    fire_chunk,
+    plan_chunks,
+)
 from crmrules.plugins import ActionPlugin, OperatorPlugin, hookimpl
 from crmrules.reading import HistoryItem
 from crmrules.result import Effect, Result, RuleOutcome
@@ -85,6 +92,8 @@ __all__ = [
     "ActionRefused",
     "AuditEntry",
     "BusinessCalendar",
+    "Chunk",
+    "ChunkReport",
     "Client",
     "Clock",
     "Condition",
@@ -117,6 +126,7 @@ __all__ = [
     "MessageStatus",
     "MissingExtraError",
     "Notifier",
+    "OccurrenceExplanation",
     "OperatorPlugin",
     "OutboxMessage",
     "Pipeline",
@@ -158,9 +168,11 @@ __all__ = [
     "db_upgrade",
     "default_store",
     "deliver_due",
+    "fire_chunk",
     "hookimpl",
     "json_schema",
     "load_regulation",
     "make_engine",
+    "plan_chunks",
     "sql_metadata",
 ]

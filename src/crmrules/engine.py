@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, selection, timers
+from crmrules import failures, firing, occurrences, selection, timers
 from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext
 from crmrules.adapters.memory import MemoryStore
@@ -543,9 +543,25 @@ class Engine(Reading):
         """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once."""
         return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
-    def sync_timers(self, now: datetime | None = None) -> None:
-        """Bring every timer in step with the regulation; after loading or reloading it."""
-        firing.sync_timers(self, now)
+    def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> None:
+        """Bring every timer in step with the regulation; after loading or reloading it.
+
+        Cheap when the regulation's timing is as at the last sync (crmrules.sync);
+        ``full`` walks every client even then (records imported behind the engine).
+        """
+        firing.sync_timers(self, now, full=full)
+
+    def explain_occurrence(
+        self, rule_id: str, client_id: str, when: datetime | date
+    ) -> occurrences.OccurrenceExplanation:
+        """Why the client did or did not match schedule ``rule_id`` at an occurrence.
+
+        ``when``: the day the occurrence was due (in the calendar's zone), or a
+        moment (the last occurrence due by then). Decided again on the client as
+        stored now, at the occurrence's moment (see crmrules.occurrences).
+        """
+        timer = occurrences.find_occurrence(self, rule_id, when)
+        return occurrences.explain(self, timer.key, host_id("client", client_id))
 
     def reload(self, regulation: Regulation) -> None:
         """Switch to a new version of the regulation and bring the timers in step."""

@@ -122,8 +122,11 @@ def isolate(
     """
     from crmrules.engine import ActionError
 
-    before = mark(run)
     step = Step()
+    if run.optimistic:  # the caller undoes the batch if anything fails, and isolates then
+        work(step)
+        return True
+    before = mark(run)
     try:
         with run.tx.savepoint():
             work(step)

@@ -58,6 +58,9 @@ class Run:
     audit: list[AuditEntry] = field(default_factory=list)
     #: rule runs that failed and were rolled back alone (see crmrules.failures)
     failures: list[RuleFailure] = field(default_factory=list)
+    #: rule runs without savepoints: the first failure goes up to the caller, which
+    #: undoes the whole batch and runs it again one savepoint per rule (crmrules.occurrences)
+    optimistic: bool = False
     #: the event being considered with its client, deal and facts (see ``view``)
     _view: tuple[Event, Client | None, Deal | None, Facts] | None = None
 

@@ -265,8 +265,9 @@ class Transaction(Protocol):
         rule: str | None = None,
         kind: str | None = None,
         status: TimerStatus | None = None,
+        limit: int | None = None,
     ) -> list[Timer]:
-        """Timers matching every filter given, ordered by (due_at, key)."""
+        """Timers matching every filter given, ordered by (due_at, key); the first ``limit``."""
         ...
 
     def claim_timers(

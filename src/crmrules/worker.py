@@ -126,9 +126,9 @@ def check_store(engine: Engine) -> None:
     with engine.store.transaction() as tx:
         subjects = [
             (t.client, t.deal)
-            for t in tx.find_timers(status=TimerStatus.PENDING)
+            for t in tx.find_timers(status=TimerStatus.PENDING, limit=_SAMPLE)
             if t.client is not None or t.deal is not None
-        ][:_SAMPLE]
+        ]
         readable = [subject for subject in subjects if _present(tx, *subject)]
     if subjects and not readable:
         names = ", ".join(sorted({c or d or "" for c, d in subjects})[:5])

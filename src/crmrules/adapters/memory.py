@@ -368,6 +368,7 @@ class MemoryTransaction:
         rule: str | None = None,
         kind: str | None = None,
         status: TimerStatus | None = None,
+        limit: int | None = None,
     ) -> list[Timer]:
         wanted = {"client": client, "deal": deal, "rule": rule, "kind": kind, "status": status}
         found = [
@@ -375,7 +376,8 @@ class MemoryTransaction:
             for t in self._candidates(status)
             if all(v is None or getattr(t, k) == v for k, v in wanted.items())
         ]
-        return [_copy(t) for t in sorted(found, key=lambda t: (t.due_at, t.key))]
+        ordered = sorted(found, key=lambda t: (t.due_at, t.key))
+        return [_copy(t) for t in ordered[:limit]]
 
     def _candidates(self, status: TimerStatus | None) -> Iterator[Timer]:
         if status is TimerStatus.PENDING:

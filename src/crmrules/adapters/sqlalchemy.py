@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters import client_values
 from crmrules.adapters.host import HostRecords
-from crmrules.errors import SchemaError, StoreError, require
+from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
 from crmrules.model import (
     Client,
     Contact,
@@ -838,6 +838,18 @@ def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
     )
 
 
+class TasksExisted(CrmRulesError):
+    """Deferred tasks met tasks already stored: the batch must be done again, not deferred."""
+
+
+@functools.cache
+def _insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
+    """INSERT that does nothing on a conflicting key; built once, so its SQL is cached."""
+    dialect = postgresql if postgres else sqlite
+    insert: sa.Insert = dialect.insert(table).on_conflict_do_nothing()
+    return insert.execution_options(preserve_rowcount=True)
+
+
 def _where_given(
     query: sa.Select[Any], *conditions: tuple[sa.ColumnElement[Any], object]
 ) -> sa.Select[Any]:
@@ -871,6 +883,8 @@ class SQLAlchemyTransaction:
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
+        # Tasks waiting for one multi-row INSERT (see ``deferred_tasks``); None: write at once.
+        self._tasks: list[dict[str, Any]] | None = None
 
     # -- what crmrules.selection queries
 
@@ -891,11 +905,21 @@ class SQLAlchemyTransaction:
         """``column`` compared and sorted by code point, as Python sorts strings."""
         return self._by_id(column)
 
+    def lock_clients(self, ids: list[str]) -> None:
+        """Row locks on these clients (crmrules' own table), in one statement, in id order."""
+        if self._row_locks and ids:
+            t = self._t.clients
+            query = sa.select(t.c.id).where(t.c.id.in_(ids)).order_by(t.c.id)
+            self._c.execute(query.with_for_update()).all()
+
     def load_clients(self, ids: list[str]) -> list[Client]:
-        """The clients with these ids (those that exist), in id order."""
+        """The clients with these ids (those that exist), in id order; later reads of them
+        in this transaction need no round trip."""
         t = self._t.clients
         rows = self._c.execute(sa.select(t.c.id, t.c.data).where(t.c.id.in_(ids))).all()
         found = {row.id: row.data for row in rows}
+        for client_id in ids:
+            self._seen[t.name, client_id] = found.get(client_id)
         return [_load(Client, found[i]) for i in sorted(found)]
 
     # -- helpers
@@ -1085,18 +1109,56 @@ class SQLAlchemyTransaction:
 
     # -- tasks and mailings
 
+    @contextmanager
+    def deferred_tasks(self) -> Iterator[None]:
+        """``add_task`` takes each task as new and writes them all in multi-row INSERTs.
+
+        For a batch of work undone as a whole when anything goes wrong: if a
+        task was there already (so ``add_task`` should have said False), the
+        INSERTs raise ``TasksExisted`` and the caller undoes the batch and
+        does it again without deferring. ``find_tasks`` writes them first.
+        """
+        self._tasks = []
+        try:
+            yield
+            self._write_tasks()
+        finally:
+            self._tasks = None
+
+    def _write_tasks(self) -> None:
+        rows = self._tasks or []
+        if self._tasks is not None:
+            self._tasks = []
+        if not rows:
+            return
+        insert = _insert_new(self._t.tasks, self._postgres).returning(self._t.tasks.c.id)
+        written = len(self._c.execute(insert, rows).all())  # batched as multi-row INSERTs
+        if written != len(rows):
+            raise TasksExisted(f"{len(rows) - written} task(s) existed already")
+
     def add_task(self, task: Task) -> bool:
-        key = task.idempotency_key
-        if key is not None and self._exists(self._t.tasks, "idempotency_key", key):
-            return False
-        self.put_task(task)
-        return True
+        """One INSERT that does nothing when the idempotency key (or the id) is there."""
+        if task.idempotency_key is None:
+            self.put_task(task)
+            return True
+        t = self._t.tasks
+        values = self._task_values(task)
+        if self._tasks is not None:
+            self._tasks.append({"id": task.id, **values})
+            self._seen[t.name, task.id] = values["data"]
+            return True
+        inserted = self._c.execute(_insert_new(t, self._postgres), {"id": task.id, **values})
+        added = inserted.rowcount == 1
+        if added:
+            self._seen[t.name, task.id] = values["data"]
+        return added
 
     def get_task(self, task_id: str) -> Task | None:
         return self._get(Task, self._t.tasks, task_id)
 
-    def put_task(self, task: Task) -> None:
-        values = {
+    @staticmethod
+    def _task_values(task: Task) -> dict[str, Any]:
+        return {
             "idempotency_key": task.idempotency_key,
             "client_id": task.client,
             "deal_id": task.deal,
@@ -1105,7 +1167,9 @@ class SQLAlchemyTransaction:
             "created_at": task.created_at,
             "data": _dump(task),
         }
-        self._put(self._t.tasks, {"id": task.id}, values)
+
+    def put_task(self, task: Task) -> None:
+        self._put(self._t.tasks, {"id": task.id}, self._task_values(task))
 
     def find_tasks(
         self,
@@ -1115,6 +1179,8 @@ class SQLAlchemyTransaction:
         assignee: str | None = None,
         status: TaskStatus | None = None,
     ) -> list[Task]:
+        if self._tasks:
+            self._write_tasks()
         t = self._t.tasks
         query = _where_given(
             sa.select(t.c.data),
@@ -1294,6 +1360,7 @@ class SQLAlchemyTransaction:
         rule: str | None = None,
         kind: str | None = None,
         status: TimerStatus | None = None,
+        limit: int | None = None,
     ) -> list[Timer]:
         t = self._t.timers
         query = _where_given(
@@ -1304,7 +1371,8 @@ class SQLAlchemyTransaction:
             (t.c.kind, kind),
             (t.c.status, None if status is None else status.value),
         )
-        return self._list(Timer, query.order_by(t.c.due_at, self._by_id(t.c.key)))
+        query = query.order_by(t.c.due_at, self._by_id(t.c.key))
+        return self._list(Timer, query if limit is None else query.limit(limit))
 
     def claim_timers(
         self, now: datetime, limit: int, worker: str, lease_until: datetime
