@@ -89,7 +89,9 @@ def client_source(tx: SQLAlchemyTransaction) -> ClientSource:
     column: sa.ColumnElement[Any] = table.c[mapping.id]
     if not isinstance(column.type, sa.String):
         column = sa.cast(column, sa.String)
-    columns = {key: table.c[name] for key, name in mapping.columns.items()}
+    columns: dict[str, sa.ColumnElement[Any]] = {
+        key: table.c[name] for key, name in mapping.columns.items()
+    }
     columns.setdefault("id", column)
     dialect = tx.connection.dialect.name
     if dialect == "sqlite":
@@ -272,10 +274,10 @@ def for_engine(
 __all__ = [
     "CHUNK",
     "ClientSource",
-    "client_source",
     "FactsOf",
     "Selection",
     "client_only",
+    "client_source",
     "descendants",
     "for_engine",
     "id_chunks",

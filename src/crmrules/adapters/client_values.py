@@ -202,4 +202,13 @@ def write_memberships(
     connection.execute(sa.insert(table), batch)
 
 
-__all__ = ["KEY_LENGTH", "TABLE", "Number", "image", "rows", "scalar_columns", "write", "write_memberships"]
+__all__ = [
+    "KEY_LENGTH",
+    "TABLE",
+    "Number",
+    "image",
+    "rows",
+    "scalar_columns",
+    "write",
+    "write_memberships",
+]

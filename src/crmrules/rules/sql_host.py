@@ -114,9 +114,11 @@ class HostColumns:
         return column, found
 
     def fold(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        functions: Any = sa.func
         if self.dialect == "postgresql" and self.schema is not None:
-            return getattr(sa.func, self.schema).crmrules_casefold(column)
-        return sa.func.crmrules_casefold(column)
+            functions = getattr(sa.func, self.schema)
+        folded: sa.ColumnElement[Any] = functions.crmrules_casefold(column)
+        return folded
 
 
 class _Columns:
@@ -148,7 +150,9 @@ def leaf(
     if column_kind == "float" and host.dialect == "postgresql":
         present = sa.and_(present, column != float("nan"))  # NaN compares with nothing
     if op == "is_empty":
-        empty = sa.or_(column.is_(None), column == "") if column_kind == "text" else column.is_(None)
+        empty = (
+            sa.or_(column.is_(None), column == "") if column_kind == "text" else column.is_(None)
+        )
         return empty
     if isinstance(bound, FieldRef):
         return _field_ref(host, node, column, column_kind, present)
@@ -175,7 +179,8 @@ def _number(op: str, bound: Any, column: Any, column_kind: str) -> Clause | None
         parts = [_number("eq", item, column, column_kind) for item in sorted(bound)]
         return sa.or_(*parts) if all(p is not None for p in parts) else None  # type: ignore[arg-type]
     if op == "between":
-        low, high = (_number(o, b, column, column_kind) for o, b in zip(("gte", "lte"), bound))
+        low = _number("gte", bound[0], column, column_kind)
+        high = _number("lte", bound[1], column, column_kind)
         return None if low is None or high is None else sa.and_(low, high)
     if op not in COMPARE_OPS:
         return None
@@ -204,16 +209,18 @@ def _compare(op: str, column: Any, value: Any) -> Clause:
 
 def _integer(op: str, column: Any, value: Decimal) -> Clause:
     """``column op value`` for an integer column: against the integer next to ``value``."""
-    up, down = int(value.to_integral_value(ROUND_CEILING)), int(value.to_integral_value(ROUND_FLOOR))
+    up, down = (
+        int(value.to_integral_value(ROUND_CEILING)),
+        int(value.to_integral_value(ROUND_FLOOR)),
+    )
     if op == "eq":
         return column == up if up == down and -INT64 <= up <= INT64 else sa.false()
     target = {"lt": up, "lte": down, "gt": down, "gte": up}[op]
-    strict = op in ("lt", "gt")
     if target > INT64:
         return sa.true() if op in ("lt", "lte") else sa.false()
     if target < -INT64:
         return sa.false() if op in ("lt", "lte") else sa.true()
-    return _compare(op if strict else op, column, target)
+    return _compare(op, column, target)
 
 
 def _float(op: str, column: Any, value: Decimal | int) -> Clause:
@@ -221,14 +228,15 @@ def _float(op: str, column: Any, value: Decimal | int) -> Clause:
     stored, nudge = image(value, "sqlite")  # the nearest float and the sign of value - it
     literal = sa.literal(stored, sa.Float())
     if op == "eq":
-        return column == literal if nudge == 0 else sa.false()
-    if op == "lt":
-        return column <= literal if nudge > 0 else column < literal
-    if op == "lte":
-        return column < literal if nudge < 0 else column <= literal
-    if op == "gt":
-        return column >= literal if nudge < 0 else column > literal
-    return column > literal if nudge > 0 else column >= literal
+        return _compare("eq", column, literal) if nudge == 0 else sa.false()
+    widened = op
+    if (
+        nudge > 0
+    ):  # value just above the float: ``< value`` is ``<= float``, ``>= value`` ``> float``
+        widened = {"lt": "lte", "lte": "lte", "gt": "gt", "gte": "gt"}[op]
+    elif nudge < 0:
+        widened = {"lt": "lt", "lte": "lt", "gt": "gte", "gte": "gte"}[op]
+    return _compare(widened, column, literal)
 
 
 def _field_ref(
@@ -255,9 +263,6 @@ def _field_ref(
     if op is None or (op != "eq" and column_kind in ("text", "bool")):
         return None
     return sa.and_(present, right.is_not(None), _compare(op, left, right))
-
-
-
 
 
 def casefold_sql(schema: str | None) -> str:
@@ -294,5 +299,6 @@ def casefold_sql(schema: str | None) -> str:
 
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
 
 __all__ = ["CASEFOLD", "MEMBERSHIP_KEYS", "HostColumns", "NaiveUTC", "casefold_sql", "kind", "leaf"]
