@@ -42,7 +42,7 @@ from crmrules.model import Event
 from crmrules.result import EventRecord, Result, RuleOutcome
 from crmrules.rules.regulation import Rule
 from crmrules.rules.ruleset import explain as explain_condition
-from crmrules.selection import Selection, with_manager
+from crmrules.selection import Selection, client_source, with_manager
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
@@ -210,8 +210,8 @@ def _selection(engine: Engine, rule: Rule, moment: datetime) -> Selection:
 
 
 def _sql(tx: Transaction) -> SQLAlchemyTransaction | None:
-    """The SQL transaction when clients (and their values) are in crmrules' tables."""
-    if isinstance(tx, SQLAlchemyTransaction) and tx.indexes_clients:
+    """The SQL transaction (clients in crmrules' tables or a host's: see client_source)."""
+    if isinstance(tx, SQLAlchemyTransaction):
         return tx
     return None
 
@@ -221,12 +221,14 @@ def _boundaries(tx: Transaction, selection: Selection, size: int) -> list[str]:
     sql = _sql(tx)
     if sql is None:  # no SQL to narrow by: ranges of ``size`` clients
         return sorted(tx.client_ids())[size - 1 :: size]
-    column = sql.tables.clients.c.id
+    source = client_source(sql)
+    column = source.id
     numbered = (
         sa.select(
             column.label("id"),
             sa.func.row_number().over(order_by=sql.ordered_id(column)).label("n"),
         )
+        .select_from(source.table)
         .where(selection.sql(sql).where)
         .subquery()
     )
@@ -388,7 +390,8 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
     if sql is None:
         ids = sorted(i for i in tx.client_ids() if chunk.holds(i))
         return ids, len(ids), False
-    column = sql.tables.clients.c.id
+    source = client_source(sql)
+    column = source.id
     ordered = sql.ordered_id(column)
     in_range: list[sa.ColumnElement[bool]] = []
     if chunk.after is not None:
@@ -396,9 +399,9 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
     if chunk.last is not None:
         in_range.append(ordered <= chunk.last)
     where = selection.sql(sql)
-    query = sa.select(column).where(where.where, *in_range).order_by(ordered)
-    ids = list(sql.connection.execute(query).scalars())
-    count = sa.select(sa.func.count()).select_from(sql.tables.clients).where(*in_range)
+    query = sa.select(column).select_from(source.table).where(where.where, *in_range)
+    ids = [str(i) for i in sql.connection.execute(query.order_by(ordered)).scalars()]
+    count = sa.select(sa.func.count()).select_from(source.table).where(*in_range)
     considered = int(sql.connection.execute(count).scalar_one())
     return ids, considered, where.exact
 
