@@ -178,11 +178,11 @@ def _agrees(store: SQLAlchemyStore, replace: Any) -> None:
         condition = Condition(tree, gen.CAL)
         expected = [c.id for c in stored if condition(Facts({"client": c.record()}, now))]
         chunk = data.draw(st.sampled_from([2, 1000]))
-        got = list(select_ids(store, Selection(tree, gen.CAL, now), chunk=chunk))
+        got = list(select_ids(store, Selection(tree, gen.CAL, now), chunk=chunk, fetch=chunk))
         note(f"tree {tree!r}")
         assert got == sorted(expected)
         negation = normalise(Not(tree))
-        rest = list(select_ids(store, Selection(negation, gen.CAL, now), chunk=chunk))
+        rest = list(select_ids(store, Selection(negation, gen.CAL, now), chunk=chunk, fetch=3))
         assert sorted(got + rest) == sorted(c.id for c in stored)
 
     check()

@@ -33,8 +33,10 @@ from crmrules.store import Store, Transaction
 if TYPE_CHECKING:
     from crmrules.engine import Engine
 
-#: Ids fetched (and, where Python decides, clients loaded) per transaction.
+#: Ids per chunk (and, where Python decides, clients loaded per transaction).
 CHUNK = 1_000
+#: Ids fetched per query where SQL decides alone.
+FETCH = 20_000
 
 #: The facts a condition sees for one client (the engine adds its manager).
 FactsOf = Callable[[Transaction, Client, datetime], Facts]
@@ -110,24 +112,34 @@ def _register_casefold(connection: sa.Connection) -> None:
     raw.create_function(CASEFOLD, 1, _casefold, deterministic=True)  # type: ignore[union-attr]
 
 
-def select_ids(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[str]:
+def select_ids(
+    store: Store, selection: Selection, *, chunk: int = CHUNK, fetch: int = FETCH
+) -> Iterator[str]:
     """The ids of the clients ``selection`` takes, in code-point order, streamed."""
-    for ids in id_chunks(store, selection, chunk=chunk):
+    for ids in id_chunks(store, selection, chunk=chunk, fetch=fetch):
         yield from ids
 
 
-def id_chunks(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[list[str]]:
-    """``select_ids`` a chunk at a time (each chunk from its own transaction; none empty)."""
+def id_chunks(
+    store: Store, selection: Selection, *, chunk: int = CHUNK, fetch: int = FETCH
+) -> Iterator[list[str]]:
+    """``select_ids`` a chunk at a time (none empty).
+
+    Where SQL decides alone, one short transaction fetches up to ``fetch``
+    ids (one query, not one per chunk: each query evaluates the condition
+    anew) and the chunks are cut from them; where Python decides, each
+    chunk of candidates is fetched and decided in its own transaction.
+    """
     condition = selection.condition()
     after: str | None = None
     while True:
         with store.transaction() as tx:
             if isinstance(tx, SQLAlchemyTransaction):
-                ids, last = _sql_chunk(tx, selection, condition, after, chunk)
+                ids, last = _sql_chunk(tx, selection, condition, after, chunk, max(chunk, fetch))
             else:
                 ids, last = _python_chunk(tx, selection, condition, after, chunk)
-        if ids:
-            yield ids
+        for start in range(0, len(ids), chunk):
+            yield ids[start : start + chunk]
         if last is None:
             return
         after = last
@@ -145,11 +157,14 @@ def _sql_chunk(
     condition: Condition,
     after: str | None,
     chunk: int,
+    fetch: int,
 ) -> tuple[list[str], str | None]:
-    """One chunk of candidates by SQL; ``last`` is where the next starts (None: done)."""
+    """Candidates by SQL (``fetch`` if exact, else ``chunk``); ``last``: where the next start."""
     where = selection.sql(tx)
     source = client_source(tx)
     ordered = tx.ordered_id(source.id)
+    if where.exact:
+        chunk = fetch
     query = sa.select(source.id).select_from(source.table).where(where.where)
     query = query.order_by(ordered).limit(chunk)
     if after is not None:
@@ -273,6 +288,7 @@ def for_engine(
 
 __all__ = [
     "CHUNK",
+    "FETCH",
     "ClientSource",
     "FactsOf",
     "Selection",
