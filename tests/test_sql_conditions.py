@@ -26,8 +26,11 @@ import test_conditions_property as gen
 from crmrules.adapters import migrate
 from crmrules.adapters.host import HostRecords, HostTable
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, SQLAlchemyTransaction, _dump, metadata
+from crmrules.clock import SimulatedClock
+from crmrules.engine import Engine
 from crmrules.model import Client, MembershipSource, TerritoryMembership, one_address
 from crmrules.rules.conditions import Condition, Facts, Node, Not, normalise
+from crmrules.rules.regulation import load_regulation
 from crmrules.rules.sql import compile_filter
 from crmrules.selection import Selection, client_source, select_ids
 from databases import open_database
@@ -362,3 +365,46 @@ def test_the_migration_indexes_the_clients_already_stored(tmp_path: Path) -> Non
     with SQLAlchemyStore(url) as store:
         got = list(select_ids(store, Selection(tree, gen.CAL, datetime.now(UTC))))
     assert got == sorted(c.id for c in clients if c.region == "Москва")
+
+
+HOST_SCHEDULE = """\
+version: 1
+calendar: {timezone: Europe/Moscow}
+fields:
+  client.segment: {type: enum, values: [A, B]}
+  client.employees: {type: integer}
+rules:
+  - id: daily
+    on: {every: 1 day, at: "09:00"}
+    if:
+      all:
+        - {field: client.region, eq: москва, ignore_case: true}
+        - {field: client.employees, gte: 10}
+    then:
+      - create_task: {kind: call, title: "Позвонить {{ client.name }}"}
+"""
+
+
+def test_a_schedule_fires_over_the_host_columns(
+    host_store: SQLAlchemyStore, tmp_path: Path
+) -> None:
+    """A daily schedule over host-kept clients: the clients SQL selects get their tasks."""
+    path = tmp_path / "regulation.yaml"
+    path.write_text(HOST_SCHEDULE, encoding="utf-8")
+    start = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)  # 08:00 in Moscow
+    engine = Engine(load_regulation(path), host_store, SimulatedClock(start), entry_points=False)
+    regions = ["Москва", "МОСКВА", "Казань", None]
+    with host_store.transaction() as tx:
+        for i in range(40):
+            region, employees = regions[i % 4], (i * 7) % 20
+            fields = {"employees": employees} if i % 5 else {}
+            tx.put_client(Client(id=f"h{i:02}", name=f"ООО {i}", region=region, fields=fields))
+    want = sorted(f"h{i:02}" for i in range(40) if i % 4 in (0, 1) and i % 5 and (i * 7) % 20 >= 10)
+    with host_store.transaction() as tx:
+        assert isinstance(tx, SQLAlchemyTransaction)
+        tree = engine.rules_by_id["daily"].condition.tree
+        assert Selection(tree, gen.CAL, start).sql(tx).exact
+    assert list(engine.select(rule="daily")) == want
+    engine.sync_timers()
+    engine.run_due(datetime(2026, 6, 1, 6, 0, tzinfo=UTC))
+    assert sorted(t.client for t in engine.tasks() if t.client) == want
