@@ -408,3 +408,26 @@ def test_a_schedule_fires_over_the_host_columns(
     engine.sync_timers()
     engine.run_due(datetime(2026, 6, 1, 6, 0, tzinfo=UTC))
     assert sorted(t.client for t in engine.tasks() if t.client) == want
+
+
+def test_the_migration_indexes_host_memberships_already_stored(tmp_path: Path) -> None:
+    """Memberships of host-kept clients stored before 0006_host_sql are found by SQL after it."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, revision="0004")
+    engine = sa.create_engine(url)
+    table = _host_table(sa.MetaData(), postgres=False)
+    table.create(engine)
+    msk = TerritoryMembership(client="h1", territory="msk", source=MembershipSource.RULE, since=NOW)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(table), [{"company_id": "h1", "title": "А", "kind": "company"}]
+        )
+        rows = [{"client_id": "h1", "data": [_dump(msk)]}]
+        connection.execute(sa.insert(metadata.tables["crmrules_memberships"]), rows)
+    engine.dispose()
+    migrate.upgrade(url)
+    records = HostRecords(clients=HostTable(table, id="company_id", columns=HOST_COLUMNS))
+    tree = _parse({"territory": "msk"})
+    assert tree is not None
+    with SQLAlchemyStore(url, records=records) as store:
+        assert list(select_ids(store, Selection(tree, gen.CAL, NOW))) == ["h1"]
