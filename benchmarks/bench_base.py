@@ -6,10 +6,13 @@ Run: python benchmarks/bench_base.py [--clients 1000000] [--postgres URL]
 Bulk-loads the clients into a fresh SQLite file and, with ``--postgres``, a
 fresh PostgreSQL schema: the rows the store writes (the JSON record, the
 typed ``crmrules_client_values`` rows, the territory and segment
-memberships), made by the store's own functions and sent with the driver's
-bulk path (``executemany`` on SQLite, ``COPY`` on PostgreSQL), the value
-indexes dropped during the load and built after it. Each client has eleven
+memberships), made by the store's own functions for 10,000 clients and
+copied under new ids for the rest, sent with the driver's bulk path
+(``executemany`` on SQLite, ``COPY`` on PostgreSQL), the value indexes
+dropped during the load and built after it. Each client has eleven
 built-in and custom fields, one of ten territories and maybe a segment.
+The load is recorded as synced with the regulation (which plans nothing
+per client), as an import straight into the tables would.
 
 Then, measured in the same run, each against its floor:
 
@@ -23,7 +26,8 @@ Then, measured in the same run, each against its floor:
   move): dry run, then applied, each in a child process that reports its
   peak RSS (``ru_maxrss``);
 - engine start: ``Engine(...)`` and ``sync_timers()`` with every client in
-  the store (in a child process, with its peak RSS).
+  the store (in a child process, with its peak RSS); up to 100,000 clients
+  also ``sync_timers(full=True)``, the walk a changed regulation makes.
 """
 
 from __future__ import annotations
