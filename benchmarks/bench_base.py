@@ -176,7 +176,12 @@ class Loader:
     def tuples(self, table: sa.Table, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """The rows as the driver takes them: each value through its column type."""
         names = list(rows[0])
-        process = [table.c[n].type._cached_bind_processor(self.dialect) for n in names]
+        process = [
+            json.dumps  # JSON as text: COPY takes it so, and the copies edit it
+            if isinstance(table.c[n].type, sa.JSON)
+            else table.c[n].type._cached_bind_processor(self.dialect)
+            for n in names
+        ]
         return [
             tuple(p(row[n]) if p else row[n] for n, p in zip(names, process, strict=True))
             for row in rows
