@@ -37,6 +37,7 @@ import json
 import os
 import random
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -546,6 +547,8 @@ def main() -> int:
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Stopped with SIGTERM, clean up all the same: the temporary file, the schema.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(1))
     if args.child:
         run_child(args.child, args.url, args.schema, Path(args.folder))
         return 0
