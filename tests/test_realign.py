@@ -183,33 +183,43 @@ def test_a_dry_run_changes_nothing(kind: str, tmp_path: Path) -> None:
         assert state() == before
 
 
-def test_a_killed_realignment_started_again_raises_each_event_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    clients = stale_clients(300)
-    with SQLAlchemyStore(url) as store:
-        fill(store, clients)
-    regulation = tmp_path / "regulation.yaml"
-    regulation.write_text(REGULATION, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
-    worker = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "realign_worker.py"), str(regulation), url],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert worker.stdout is not None
-    for _ in range(3):  # three chunks committed, then a kill in the middle of the run
-        assert worker.stdout.readline().strip() == "10"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
-    worker.stdout.close()
-    with SQLAlchemyStore(url) as store:
-        engine = engine_on(store, tmp_path)
-        done = raised(engine)
-        assert 0 < sum(done.values()) < 300
-        report = engine.realign()
-        assert report.changed > 0
-        check_aligned(engine, clients)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_killed_realignment_started_again_raises_each_event_once(
+    kind: str, tmp_path: Path
+) -> None:
+    """A real process killed (SIGKILL) mid-run, then a second run: each event exactly once."""
+    with open_database(kind, tmp_path) as db:
+        clients = stale_clients(300)
+        with SQLAlchemyStore(db.url, schema=db.schema) as store:
+            fill(store, clients)
+        regulation = tmp_path / "regulation.yaml"
+        regulation.write_text(REGULATION, encoding="utf-8")
+        paths = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+        env = {**os.environ, "PYTHONPATH": paths}
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "realign_worker.py"),
+                str(regulation),
+                db.search_path_url,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert worker.stdout is not None
+        for _ in range(3):  # three chunks committed, then a kill in the middle of the run
+            assert worker.stdout.readline().strip() == "10"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+        with SQLAlchemyStore(db.url, schema=db.schema) as store:
+            engine = engine_on(store, tmp_path)
+            done = raised(engine)
+            assert 0 < sum(done.values()) < 300
+            report = engine.realign()
+            assert report.changed > 0
+            check_aligned(engine, clients)
 
 
 def test_the_realign_command_reports_per_territory(tmp_path: Path) -> None:

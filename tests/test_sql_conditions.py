@@ -24,11 +24,15 @@ from hypothesis import strategies as st
 
 import test_conditions_property as gen
 from crmrules.adapters import migrate
+from crmrules.adapters.host import HostRecords, HostTable
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, SQLAlchemyTransaction, _dump, metadata
-from crmrules.model import Client, one_address
+from crmrules.clock import SimulatedClock
+from crmrules.engine import Engine
+from crmrules.model import Client, MembershipSource, TerritoryMembership, one_address
 from crmrules.rules.conditions import Condition, Facts, Node, Not, normalise
+from crmrules.rules.regulation import load_regulation
 from crmrules.rules.sql import compile_filter
-from crmrules.selection import Selection, select_ids
+from crmrules.selection import Selection, client_source, select_ids
 from databases import open_database
 from scaled import examples
 
@@ -36,6 +40,7 @@ BUILTIN = {"name", "region", "email", "kind", "tags", "territories", "created_at
 CUSTOM = {"segment", "employees", "revenue", "subscribed", "contract_end"}
 
 #: Numbers at the edges: floats that cannot hold them, ints past 2**53, PostgreSQL's clamp.
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
 EDGE_NUMBERS = ["0.1", "0.3", "1E+30", "-1E-30", "9007199254740993", "9007199254740992"]
 EDGE_NUMBERS += ["1E+200", "-1E+200", "1E-200", "0.30000000000000004", "-0", "1E+100"]
 #: Texts whose case folding differs from lower(): ß, İ, ё, titlecase digraphs, final sigma.
@@ -157,7 +162,9 @@ def _replace_clients(store: SQLAlchemyStore, stored: list[Client]) -> list[Clien
         return [c for c in (tx.get_client(client.id) for client in stored) if c is not None]
 
 
-def test_sql_then_python_is_the_python_answer(store: SQLAlchemyStore) -> None:
+def _agrees(store: SQLAlchemyStore, replace: Any) -> None:
+    """SQL then Python gives the Python answer; a condition and its negation split the table."""
+
     @settings(
         max_examples=examples(200),
         deadline=None,
@@ -170,18 +177,141 @@ def test_sql_then_python_is_the_python_answer(store: SQLAlchemyStore) -> None:
         assume(tree is not None)
         assert tree is not None
         now = data.draw(st.sampled_from(gen.NOWS))
-        stored = _replace_clients(store, data.draw(clients(raw)))
+        stored = replace(store, data.draw(clients(raw)))
         condition = Condition(tree, gen.CAL)
         expected = [c.id for c in stored if condition(Facts({"client": c.record()}, now))]
         chunk = data.draw(st.sampled_from([2, 1000]))
-        got = list(select_ids(store, Selection(tree, gen.CAL, now), chunk=chunk))
+        got = list(select_ids(store, Selection(tree, gen.CAL, now), chunk=chunk, fetch=chunk))
         note(f"tree {tree!r}")
         assert got == sorted(expected)
         negation = normalise(Not(tree))
-        rest = list(select_ids(store, Selection(negation, gen.CAL, now), chunk=chunk))
+        rest = list(select_ids(store, Selection(negation, gen.CAL, now), chunk=chunk, fetch=3))
         assert sorted(got + rest) == sorted(c.id for c in stored)
 
     check()
+
+
+def test_sql_then_python_is_the_python_answer(store: SQLAlchemyStore) -> None:
+    _agrees(store, _replace_clients)
+
+
+#: The host's client table: a column for each field the generated clients have, but tags.
+HOST_COLUMNS = {
+    "name": "title",
+    "region": "region_name",
+    "email": "email",
+    "kind": "kind",
+    "created_at": "created",
+    "segment": "tier",
+    "employees": "staff",
+    "revenue": "revenue",
+    "subscribed": "subscribed",
+    "contract_end": "contract_end",
+}
+
+
+def _host_table(metadata: sa.MetaData, postgres: bool) -> sa.Table:
+    return sa.Table(
+        "companies",
+        metadata,
+        sa.Column("company_id", sa.String, primary_key=True),
+        sa.Column("title", sa.String, nullable=False),
+        sa.Column("region_name", sa.Text),
+        sa.Column("email", sa.String(200)),
+        sa.Column("kind", sa.String, nullable=False),
+        sa.Column("created", sa.DateTime(timezone=postgres)),  # naive UTC on SQLite
+        sa.Column("tier", sa.String),
+        sa.Column("staff", sa.BigInteger),
+        # Exact on PostgreSQL; a float on SQLite (its NUMERIC would read back rounded).
+        sa.Column("revenue", sa.Numeric if postgres else sa.Float),
+        sa.Column("subscribed", sa.Boolean),
+        sa.Column("contract_end", sa.Date),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def host_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLAlchemyStore]:
+    """A store whose clients live in a host table (``HostRecords``), its columns mapped."""
+    with open_database(request.param, tmp_path) as db:
+        url = db.search_path_url if db.schema is not None else db.url
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        table = _host_table(sa.MetaData(), request.param == "postgresql")
+        table.create(engine)
+        records = HostRecords(clients=HostTable(table, id="company_id", columns=HOST_COLUMNS))
+        with SQLAlchemyStore(engine, records=records) as opened:
+            yield opened
+        engine.dispose()
+
+
+def _replace_host_clients(store: SQLAlchemyStore, stored: list[Client]) -> list[Client]:
+    """The clients in the host's table, their territories in crmrules' memberships."""
+    assert store.records is not None and store.records.clients is not None
+    table = store.records.clients.sa_table
+    with store.transaction() as tx:
+        assert isinstance(tx, SQLAlchemyTransaction)
+        tx.connection.execute(sa.delete(tx.tables.client_values))
+        tx.connection.execute(sa.delete(tx.tables.memberships))
+        tx.connection.execute(sa.delete(table))
+        for client in stored:
+            employees = client.fields.get("employees")
+            if isinstance(employees, int) and abs(employees) >= 2**63:  # past a BIGINT
+                client = client.model_copy(update={"fields": {**client.fields, "employees": None}})
+            tx.put_client(client)
+            tx.set_memberships(
+                client.id,
+                [
+                    TerritoryMembership(
+                        client=client.id, territory=t, source=MembershipSource.RULE, since=NOW
+                    )
+                    for t in sorted(client.territories)
+                ],
+            )
+    with store.transaction() as tx:
+        return [c for c in (tx.get_client(client.id) for client in stored) if c is not None]
+
+
+def test_sql_over_host_columns_is_the_python_answer(host_store: SQLAlchemyStore) -> None:
+    _agrees(host_store, _replace_host_clients)
+
+
+def test_host_leaves_need_no_python(host_store: SQLAlchemyStore) -> None:
+    """Guards against vacuity: leaves over mapped columns are decided by SQL alone."""
+    exact = [
+        {"field": "client.region", "eq": "Москва", "ignore_case": True},
+        {"field": "client.name", "contains": "ß", "ignore_case": True},
+        {"territory": "msk"},
+        {"field": "client.created_at", "older_than": "30 days"},
+        {"field": "client.employees", "gte": 10},
+        {"field": "client.contract_end", "before": "2025-07-01"},
+        {"not": {"field": "client.email", "is_empty": True}},
+        {"field": "client.subscribed", "eq": True},
+        {"field": "client.segment", "eq": {"field": "client.kind"}},
+    ]
+    with host_store.transaction() as tx:
+        assert isinstance(tx, SQLAlchemyTransaction)
+        for raw in [*exact, {"field": "client.revenue", "gt": "0.1"}]:
+            tree = _parse(raw)
+            assert tree is not None
+            where = Selection(tree, gen.CAL, datetime(2025, 6, 15, tzinfo=UTC)).sql(tx)
+            assert where.exact, raw
+        for raw in [
+            {"field": "client.tags", "contains": "vip"},
+            {"field": "client.phone", "eq": "1"},
+        ]:
+            tree = _parse(raw)
+            assert tree is not None
+            assert not Selection(tree, gen.CAL, datetime(2025, 6, 15, tzinfo=UTC)).sql(tx).exact
+
+
+def test_casefold_in_sql_is_pythons(host_store: SQLAlchemyStore) -> None:
+    """``crmrules_casefold`` folds every character as ``str.casefold`` does, on both databases."""
+    text = "".join(chr(p) for p in range(1, 0x110000) if not 0xD800 <= p < 0xE000)
+    with host_store.transaction() as tx:
+        assert isinstance(tx, SQLAlchemyTransaction)
+        source = client_source(tx)
+        assert source.host is not None
+        folded = tx.connection.execute(sa.select(source.host.fold(sa.literal(text)))).scalar()
+    assert folded == text.casefold()
 
 
 def test_exact_leaves_need_no_python(store: SQLAlchemyStore) -> None:
@@ -235,3 +365,69 @@ def test_the_migration_indexes_the_clients_already_stored(tmp_path: Path) -> Non
     with SQLAlchemyStore(url) as store:
         got = list(select_ids(store, Selection(tree, gen.CAL, datetime.now(UTC))))
     assert got == sorted(c.id for c in clients if c.region == "Москва")
+
+
+HOST_SCHEDULE = """\
+version: 1
+calendar: {timezone: Europe/Moscow}
+fields:
+  client.segment: {type: enum, values: [A, B]}
+  client.employees: {type: integer}
+rules:
+  - id: daily
+    on: {every: 1 day, at: "09:00"}
+    if:
+      all:
+        - {field: client.region, eq: москва, ignore_case: true}
+        - {field: client.employees, gte: 10}
+    then:
+      - create_task: {kind: call, title: "Позвонить {{ client.name }}"}
+"""
+
+
+def test_a_schedule_fires_over_the_host_columns(
+    host_store: SQLAlchemyStore, tmp_path: Path
+) -> None:
+    """A daily schedule over host-kept clients: the clients SQL selects get their tasks."""
+    path = tmp_path / "regulation.yaml"
+    path.write_text(HOST_SCHEDULE, encoding="utf-8")
+    start = datetime(2026, 6, 1, 5, 0, tzinfo=UTC)  # 08:00 in Moscow
+    engine = Engine(load_regulation(path), host_store, SimulatedClock(start), entry_points=False)
+    regions = ["Москва", "МОСКВА", "Казань", None]
+    with host_store.transaction() as tx:
+        for i in range(40):
+            region, employees = regions[i % 4], (i * 7) % 20
+            fields = {"employees": employees} if i % 5 else {}
+            tx.put_client(Client(id=f"h{i:02}", name=f"ООО {i}", region=region, fields=fields))
+    want = sorted(f"h{i:02}" for i in range(40) if i % 4 in (0, 1) and i % 5 and (i * 7) % 20 >= 10)
+    with host_store.transaction() as tx:
+        assert isinstance(tx, SQLAlchemyTransaction)
+        tree = engine.rules_by_id["daily"].condition.tree
+        assert Selection(tree, gen.CAL, start).sql(tx).exact
+    assert list(engine.select(rule="daily")) == want
+    engine.sync_timers()
+    engine.run_due(datetime(2026, 6, 1, 6, 0, tzinfo=UTC))
+    assert sorted(t.client for t in engine.tasks() if t.client) == want
+
+
+def test_the_migration_indexes_host_memberships_already_stored(tmp_path: Path) -> None:
+    """Memberships of host-kept clients stored before 0006_host_sql are found by SQL after it."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, revision="0004")
+    engine = sa.create_engine(url)
+    table = _host_table(sa.MetaData(), postgres=False)
+    table.create(engine)
+    msk = TerritoryMembership(client="h1", territory="msk", source=MembershipSource.RULE, since=NOW)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(table), [{"company_id": "h1", "title": "А", "kind": "company"}]
+        )
+        rows = [{"client_id": "h1", "data": [_dump(msk)]}]
+        connection.execute(sa.insert(metadata.tables["crmrules_memberships"]), rows)
+    engine.dispose()
+    migrate.upgrade(url)
+    records = HostRecords(clients=HostTable(table, id="company_id", columns=HOST_COLUMNS))
+    tree = _parse({"territory": "msk"})
+    assert tree is not None
+    with SQLAlchemyStore(url, records=records) as store:
+        assert list(select_ids(store, Selection(tree, gen.CAL, NOW))) == ["h1"]

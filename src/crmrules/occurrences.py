@@ -46,7 +46,7 @@ from crmrules.rules.regulation import Rule
 from crmrules.rules.ruleset import explain as explain_condition
 from crmrules.rules.sql import Filter
 from crmrules.run import Run
-from crmrules.selection import Selection, with_manager
+from crmrules.selection import Selection, client_source, with_manager
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ def _selection(engine: Engine, rule: Rule, moment: datetime) -> Selection:
 
 
 def _sql(tx: Transaction) -> SQLAlchemyTransaction | None:
-    """The SQL transaction when clients (and their values) are in crmrules' tables."""
-    if isinstance(tx, SQLAlchemyTransaction) and tx.indexes_clients:
+    """The SQL transaction (clients in crmrules' tables or a host's: see client_source)."""
+    if isinstance(tx, SQLAlchemyTransaction):
         return tx
     return None
 
@@ -232,9 +232,11 @@ def _boundaries(tx: Transaction, selection: Selection, size: int) -> list[str]:
     sql = _sql(tx)
     if sql is None:
         return sorted(tx.client_ids())[size - 1 :: size]
-    column = sql.tables.clients.c.id
+    source = client_source(sql)
+    column = source.id
     numbered = (
         sa.select(column.label("id"), sa.func.row_number().over(order_by=column).label("n"))
+        .select_from(source.table)
         .where(_filter(sql, selection).where)
         .subquery()
     )
@@ -407,16 +409,17 @@ def _candidates(tx: Transaction, selection: Selection, chunk: Chunk) -> tuple[li
     if sql is None:
         ids = sorted(i for i in tx.client_ids() if chunk.holds(i))
         return ids, len(ids), False
-    column = sql.tables.clients.c.id
+    source = client_source(sql)
+    column = source.id
     in_range: list[sa.ColumnElement[bool]] = []  # in the order _boundaries cut them
     if chunk.after is not None:
         in_range.append(column > chunk.after)
     if chunk.last is not None:
         in_range.append(column <= chunk.last)
     where = _filter(sql, selection)
-    query = sa.select(column).where(where.where, *in_range).order_by(column)
-    ids = list(sql.connection.execute(query).scalars())
-    count = sa.select(sa.func.count()).select_from(sql.tables.clients).where(*in_range)
+    query = sa.select(column).select_from(source.table).where(where.where, *in_range)
+    ids = [str(i) for i in sql.connection.execute(query.order_by(column)).scalars()]
+    count = sa.select(sa.func.count()).select_from(source.table).where(*in_range)
     considered = int(sql.connection.execute(count).scalar_one())
     return ids, considered, where.exact
 

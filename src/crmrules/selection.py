@@ -1,10 +1,11 @@
 """Selecting clients by a condition: SQL narrows the base, Python decides what SQL cannot.
 
 On the SQL store a condition compiles to a WHERE clause (crmrules.rules.sql)
-over the clients' typed values; when every leaf is exact the database's
-answer is the answer, otherwise Python runs the condition on the rows SQL
-kept. Elsewhere (the memory store, clients in a host's own tables) Python
-runs it on every client. Either way the ids come in code-point order, a chunk
+over the clients' typed values (or, for clients in a host's own tables, over
+the host's mapped columns: crmrules.rules.sql_host); when every leaf is
+exact the database's answer is the answer, otherwise Python runs the
+condition on the rows SQL kept. On the memory store Python runs it on every
+client. Either way the ids come in code-point order, a chunk
 per short transaction, so memory stays bounded and no lock is held while the
 caller works through them.
 """
@@ -26,13 +27,16 @@ from crmrules.rules.conditions import Condition, Facts, Leaf, Node, Scope, parse
 from crmrules.rules.regulation import Regulation
 from crmrules.rules.source import SourceMap
 from crmrules.rules.sql import Filter, compile_filter
+from crmrules.rules.sql_host import CASEFOLD, HostColumns
 from crmrules.store import Store, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
 
-#: Ids fetched (and, where Python decides, clients loaded) per transaction.
+#: Ids per chunk (and, where Python decides, clients loaded per transaction).
 CHUNK = 1_000
+#: Ids fetched per query where SQL decides alone.
+FETCH = 20_000
 
 #: The facts a condition sees for one client (the engine adds its manager).
 FactsOf = Callable[[Transaction, Client, datetime], Facts]
@@ -57,34 +61,85 @@ class Selection:
 
     def sql(self, tx: SQLAlchemyTransaction) -> Filter:
         t = tx.tables
+        source = client_source(tx)
         return compile_filter(
             self.tree,
             values=t.client_values,
-            client_id=t.clients.c.id,
+            client_id=source.id,
             calendar=self.calendar,
             now=self.now,
             dialect=tx.connection.dialect.name,
+            host=source.host,
         )
 
 
-def select_ids(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[str]:
+@dataclass(frozen=True)
+class ClientSource:
+    """Where a transaction's clients are: their table, id (as text) and host columns if any."""
+
+    table: sa.Table
+    id: sa.ColumnElement[str]
+    host: HostColumns | None
+
+
+def client_source(tx: SQLAlchemyTransaction) -> ClientSource:
+    records = tx.records
+    if records is None or records.clients is None:
+        return ClientSource(tx.tables.clients, tx.tables.clients.c.id, None)
+    mapping = records.clients
+    table = mapping.sa_table
+    column: sa.ColumnElement[Any] = table.c[mapping.id]
+    if not isinstance(column.type, sa.String):
+        column = sa.cast(column, sa.String)
+    columns: dict[str, sa.ColumnElement[Any]] = {
+        key: table.c[name] for key, name in mapping.columns.items()
+    }
+    columns.setdefault("id", column)
+    dialect = tx.connection.dialect.name
+    if dialect == "sqlite":
+        _register_casefold(tx.connection)
+    host = HostColumns(columns, dialect, tx.tables.clients.schema)
+    return ClientSource(table, column, host)
+
+
+def _casefold(value: str | None) -> str | None:
+    return None if value is None else value.casefold()
+
+
+def _register_casefold(connection: sa.Connection) -> None:
+    """Python's ``str.casefold`` as SQLite's ``crmrules_casefold`` on this connection."""
+    raw = connection.connection.driver_connection
+    raw.create_function(CASEFOLD, 1, _casefold, deterministic=True)  # type: ignore[union-attr]
+
+
+def select_ids(
+    store: Store, selection: Selection, *, chunk: int = CHUNK, fetch: int = FETCH
+) -> Iterator[str]:
     """The ids of the clients ``selection`` takes, in code-point order, streamed."""
-    for ids in id_chunks(store, selection, chunk=chunk):
+    for ids in id_chunks(store, selection, chunk=chunk, fetch=fetch):
         yield from ids
 
 
-def id_chunks(store: Store, selection: Selection, *, chunk: int = CHUNK) -> Iterator[list[str]]:
-    """``select_ids`` a chunk at a time (each chunk from its own transaction; none empty)."""
+def id_chunks(
+    store: Store, selection: Selection, *, chunk: int = CHUNK, fetch: int = FETCH
+) -> Iterator[list[str]]:
+    """``select_ids`` a chunk at a time (none empty).
+
+    Where SQL decides alone, one short transaction fetches up to ``fetch``
+    ids (one query, not one per chunk: each query evaluates the condition
+    anew) and the chunks are cut from them; where Python decides, each
+    chunk of candidates is fetched and decided in its own transaction.
+    """
     condition = selection.condition()
     after: str | None = None
     while True:
         with store.transaction() as tx:
-            if isinstance(tx, SQLAlchemyTransaction) and tx.indexes_clients:
-                ids, last = _sql_chunk(tx, selection, condition, after, chunk)
+            if isinstance(tx, SQLAlchemyTransaction):
+                ids, last = _sql_chunk(tx, selection, condition, after, chunk, max(chunk, fetch))
             else:
                 ids, last = _python_chunk(tx, selection, condition, after, chunk)
-        if ids:
-            yield ids
+        for start in range(0, len(ids), chunk):
+            yield ids[start : start + chunk]
         if last is None:
             return
         after = last
@@ -102,19 +157,27 @@ def _sql_chunk(
     condition: Condition,
     after: str | None,
     chunk: int,
+    fetch: int,
 ) -> tuple[list[str], str | None]:
-    """One chunk of candidates by SQL; ``last`` is where the next starts (None: done)."""
+    """Candidates by SQL (``fetch`` if exact, else ``chunk``); ``last``: where the next start."""
     where = selection.sql(tx)
-    column = tx.tables.clients.c.id
-    ordered = tx.ordered_id(column)
-    query = sa.select(column).where(where.where).order_by(ordered).limit(chunk)
+    source = client_source(tx)
+    ordered = tx.ordered_id(source.id)
+    if where.exact:
+        chunk = fetch
+    query = sa.select(source.id).select_from(source.table).where(where.where)
+    query = query.order_by(ordered).limit(chunk)
     if after is not None:
         query = query.where(ordered > after)
-    candidates = list(tx.connection.execute(query).scalars())
+    candidates = [str(i) for i in tx.connection.execute(query).scalars()]
     last = candidates[-1] if len(candidates) == chunk else None
     if where.exact:
         return candidates, last
-    return _decide(tx, selection, condition, tx.load_clients(candidates)), last
+    if source.host is None:
+        clients = tx.load_clients(candidates)
+    else:
+        clients = [c for c in (tx.get_client(i) for i in candidates) if c is not None]
+    return _decide(tx, selection, condition, clients), last
 
 
 def _python_chunk(
@@ -225,9 +288,12 @@ def for_engine(
 
 __all__ = [
     "CHUNK",
+    "FETCH",
+    "ClientSource",
     "FactsOf",
     "Selection",
     "client_only",
+    "client_source",
     "descendants",
     "for_engine",
     "id_chunks",

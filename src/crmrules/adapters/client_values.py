@@ -22,7 +22,7 @@ exact value clamped to ±1E±100 on PostgreSQL), with ``nudge``, the sign of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.model import Client
+from crmrules.model import Client, MembershipSource, TerritoryMembership
 
 #: How much of a text the indexed ``*_key`` columns hold.
 KEY_LENGTH = 200
@@ -177,4 +177,38 @@ def write(
         connection.execute(sa.insert(table), batch)
 
 
-__all__ = ["KEY_LENGTH", "TABLE", "Number", "image", "rows", "scalar_columns", "write"]
+def write_memberships(
+    connection: sa.Connection,
+    table: sa.Table,
+    client_id: str,
+    memberships: Sequence[TerritoryMembership],
+) -> None:
+    """(Re)write the ``territories`` and ``segments`` rows of a client kept in a host's table.
+
+    Its other fields are the host's columns (crmrules.rules.sql_host); these
+    two are crmrules' own, computed from its memberships as the store reads them.
+    """
+    from crmrules.rules import segments
+
+    territories = frozenset(
+        m.territory
+        for m in memberships
+        if m.source is not MembershipSource.MANUAL_REMOVE and not segments.is_segment(m)
+    )
+    record = {"territories": territories, "segments": segments.members(list(memberships))}
+    keys = table.c.key.in_(sorted(record))
+    connection.execute(sa.delete(table).where(table.c.client_id == client_id, keys))
+    batch = [_complete(row) for row in rows(client_id, record, connection.dialect.name)]
+    connection.execute(sa.insert(table), batch)
+
+
+__all__ = [
+    "KEY_LENGTH",
+    "TABLE",
+    "Number",
+    "image",
+    "rows",
+    "scalar_columns",
+    "write",
+    "write_memberships",
+]

@@ -897,6 +897,11 @@ class SQLAlchemyTransaction:
         return self._t
 
     @property
+    def records(self) -> HostRecords | None:
+        """The host tables that keep clients and deals; None: crmrules' own tables."""
+        return self._records
+
+    @property
     def indexes_clients(self) -> bool:
         """Clients are in crmrules' tables (with their values), not a host's own."""
         return self._records is None or self._records.clients is None
@@ -1301,6 +1306,9 @@ class SQLAlchemyTransaction:
         if memberships:
             data = [_dump(m) for m in memberships]
             self._c.execute(sa.insert(t).values(client_id=client_id, data=data))
+        if self._records is not None and self._records.clients is not None:
+            # A host-kept client's territories and segments, for SQL conditions.
+            client_values.write_memberships(self._c, self._t.client_values, client_id, memberships)
 
     # -- timers
 

@@ -47,6 +47,8 @@ from crmrules.rules.conditions import (
     _threshold,
 )
 from crmrules.rules.fields import NUMBER_TYPES, FieldSpec, FieldType
+from crmrules.rules.sql_host import MEMBERSHIP_KEYS, HostColumns
+from crmrules.rules.sql_host import leaf as host_leaf
 
 Clause = sa.ColumnElement[bool]
 
@@ -91,6 +93,7 @@ class _Compiler:
     now: datetime
     dialect: str
     inexact: list[Leaf]
+    host: HostColumns | None = None
 
     # -- the tree
 
@@ -143,6 +146,9 @@ class _Compiler:
             or op in CHANGE_OPS
         ):
             return UNKNOWN
+        if self.host is not None and spec.key not in MEMBERSHIP_KEYS:
+            clause = host_leaf(self.host, leaf, text=self.text, moment=self._moment_clause)
+            return UNKNOWN if clause is None else Bounds.of(clause)
         if op == "is_empty":
             row, where = self._row(spec)
             return Bounds.of(sa.not_(sa.exists().where(*where, row.c.blank == sa.false())))
@@ -174,7 +180,8 @@ class _Compiler:
         if op == "contains_all":
             return Bounds.of(sa.and_(*(self._has(spec, item, folded) for item in sorted(bound))))
         if op == "eq":
-            present = self.exists(spec, lambda c: Bounds.of(TRUE))
+            # A host-kept client without membership rows has no territories: an empty set.
+            present = Bounds.of(TRUE) if self.host else self.exists(spec, lambda c: Bounds.of(TRUE))
             has = [self._has(spec, item, folded) for item in sorted(bound)]
             row, where = self._row(spec, element=True)
             outside = sa.not_(self.text_in(row.c, bound, folded)) if bound else TRUE
@@ -255,6 +262,10 @@ class _Compiler:
         if op in COMPARE_OPS:
             return Bounds.of(_ordered(op, column, bound))
         return UNKNOWN
+
+    def _moment_clause(self, spec: FieldSpec, op: str, bound: Any, c: Any) -> Clause | None:
+        bounds = self.moment(spec, op, bound, c)
+        return bounds.may if bounds.exact else None
 
     # two fields
 
@@ -358,13 +369,16 @@ def compile_filter(
     calendar: BusinessCalendar,
     now: datetime,
     dialect: str,
+    host: HostColumns | None = None,
 ) -> Filter:
     """The WHERE clause for ``tree`` over the clients whose id is ``client_id``.
 
     ``now`` is the one moment ``older_than`` / ``newer_than`` count from.
+    ``host``: the clients are a host's own rows, their fields its columns
+    (crmrules.rules.sql_host); only territories and segments come from ``values``.
     """
     inexact: list[Leaf] = []
-    compiler = _Compiler(values, client_id, calendar, now, dialect, inexact)
+    compiler = _Compiler(values, client_id, calendar, now, dialect, inexact, host)
     bounds = compiler.node(tree)
     return Filter(bounds.may, bounds.exact, tuple(inexact))
 
