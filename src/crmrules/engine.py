@@ -219,7 +219,8 @@ class Engine(Reading):
                     earlier = tx.event_result(event_id)
                     if earlier is not None:
                         return Result.from_dict(earlier, duplicate=True)
-                    run = Run(self, tx, self.clock.now(), Result(event_id))
+                    result = Result(event_id, regulation=self.regulation.release.id)
+                    run = Run(self, tx, self.clock.now(), result)
                     body(run)
                     failures.save(tx, run.failures)
                     for entry in run.audit:

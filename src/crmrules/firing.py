@@ -25,7 +25,7 @@ from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
-from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -80,7 +80,12 @@ class DueReport:
 
 
 def _schedule_timer(
-    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
+    rule: Rule,
+    due: datetime,
+    now: datetime,
+    start: datetime | None = None,
+    n: int = 0,
+    version: str | None = None,
 ) -> Timer:
     """An occurrence of a schedule; ``every`` series remember their start and number."""
     data: dict[str, Any] = {"trigger": rule.trigger.describe()}
@@ -93,6 +98,7 @@ def _schedule_timer(
         due_at=due,
         data=data,
         created_at=now,
+        regulation=version,
     )
 
 
@@ -348,12 +354,12 @@ def _fire_schedule(engine: Engine, run: Run, timer: Timer, rule: Rule, event: Ev
     trigger = rule.trigger
     if trigger.every is None:
         after = timers.following(trigger, timer.due_at, run.now, calendar)
-        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
+        run.tx.plan_timer(_schedule_timer(rule, after, run.now, version=run.regulation.release.id))
         return
     start = _parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
     n = int(timer.data.get("n", 0))
     k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, run.now, calendar)
-    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k))
+    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k, run.regulation.release.id))
 
 
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
@@ -369,7 +375,7 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     return TimerStatus.FIRED
 
 
-def sync_timers(engine: Engine, now: datetime | None = None) -> None:
+def sync_timers(engine: Engine, now: datetime | None = None, store: Store | None = None) -> None:
     """Bring every timer in step with the regulation; after loading or reloading it.
 
     Plans schedules; plans time triggers, stage deadlines and contact plans
@@ -377,7 +383,7 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
     disabled rules; re-plans timers of rules whose offset changed.
     """
     now = timers.utc(now or engine.clock.now())
-    with engine.store.transaction() as tx:
+    with (store or engine.store).transaction() as tx:
         for timer in tx.find_timers(status=TimerStatus.PENDING):
             _resync(engine, tx, timer, now)
         for rule in engine.regulation.rules:
@@ -389,7 +395,9 @@ def sync_timers(engine: Engine, now: datetime | None = None) -> None:
                     except ValueError as error:
                         timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
                         continue
-                    tx.plan_timer(_schedule_timer(rule, due, now))
+                    tx.plan_timer(
+                        _schedule_timer(rule, due, now, version=engine.regulation.release.id)
+                    )
         for client_id in tx.client_ids():
             client = _readable_client(tx, client_id)
             if client is None:
@@ -449,7 +457,12 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             return
         if due != timer.due_at:
-            tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
+            update = {
+                "due_at": due,
+                "note": "re-planned",
+                "regulation": engine.regulation.release.id,
+            }
+            tx.put_timer(timer.model_copy(update=update))
     if timer.kind == "schedule" and rule is not None:
         # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
         # stays, to fire late once. A timer planned before schedules kept their trigger
@@ -459,7 +472,7 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            tx.plan_timer(_schedule_timer(rule, due, now))
+            tx.plan_timer(_schedule_timer(rule, due, now, version=engine.regulation.release.id))
 
 
 __all__ = [

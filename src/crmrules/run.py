@@ -258,6 +258,7 @@ class Run:
                 kind=kind,
                 rule=rule,
                 message=message,
+                regulation=self.regulation.release.id,
             )
         )
 
@@ -272,6 +273,7 @@ class Run:
                 rule=effect.rule,
                 message=effect.summary,
                 data={"effect": effect.kind, **effect.data},
+                regulation=self.regulation.release.id,
             )
         )
 

@@ -102,6 +102,8 @@ class Timer(BaseModel):
     note: str | None = None
     #: how many times firing it failed for a cause that may pass (it is retried with backoff)
     attempts: int = 0
+    #: the regulation version that planned it (crmrules.rules.versions)
+    regulation: str | None = None
 
 
 class FailureStatus(StrEnum):
@@ -149,6 +151,8 @@ class AuditEntry(BaseModel):
     rule: str | None = None
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+    #: the regulation version that decided it (crmrules.rules.versions)
+    regulation: str | None = None
 
 
 class ConflictError(CrmRulesError):
