@@ -259,6 +259,7 @@ class Run:
                 rule=rule,
                 message=message,
                 regulation=self.regulation.release.id,
+                client=event.client,
             )
         )
 
@@ -274,6 +275,7 @@ class Run:
                 message=effect.summary,
                 data={"effect": effect.kind, **effect.data},
                 regulation=self.regulation.release.id,
+                client=event.client,
             )
         )
 

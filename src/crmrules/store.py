@@ -153,6 +153,8 @@ class AuditEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     #: the regulation version that decided it (crmrules.rules.versions)
     regulation: str | None = None
+    #: the client of the event, if it has one
+    client: str | None = None
 
 
 class ConflictError(CrmRulesError):
@@ -291,7 +293,9 @@ class Transaction(Protocol):
         ...
 
     def add_audit(self, entry: AuditEntry) -> None: ...
-    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]: ...
+    def audit_log(
+        self, *, event_id: str | None = None, client: str | None = None
+    ) -> list[AuditEntry]: ...
 
     # -- failed rule runs
     def put_failure(self, failure: RuleFailure) -> None: ...

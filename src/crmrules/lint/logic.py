@@ -247,6 +247,7 @@ def _ordered_candidates(kind: FieldType, leaves: tuple[Leaf, ...]) -> Iterator[A
         elif value is not None and not isinstance(value, str | bool):
             bounds.add(value)
     step: Any
+    sample: Any
     if kind is FieldType.INTEGER:
         step, sample = 1, 0
     elif kind is FieldType.DECIMAL:
