@@ -46,8 +46,13 @@ class RuleChange:
     trigger: str
     clients_old: int | None
     clients_new: int | None
-    timers_planned: int
+    #: timers NEW's sync would plan, re-plan and cancel for it (its next occurrences)
+    timers: dict[str, int] = field(default_factory=dict)
     examples: tuple[str, ...] = ()
+
+    def timers_text(self) -> str:
+        shown = [f"{n} {kind}" for kind, n in sorted(self.timers.items())]
+        return ", ".join(shown) or "no timers"
 
 
 @dataclass
@@ -90,7 +95,10 @@ class Impact:
             "segments": self.realignment.to_dict()["segments"],
             "failed": dict(self.realignment.failed),
             "timers": self.timers.to_dict(),
-            "rules": [vars(r) | {"examples": list(r.examples)} for r in self.rules],
+            "rules": [
+                vars(r) | {"examples": list(r.examples), "timers": dict(r.timers)}
+                for r in self.rules
+            ],
             "lint": [f.to_dict() for f in self.findings],
         }
 
@@ -114,7 +122,7 @@ class Impact:
             new = "-" if change.clients_new is None else change.clients_new
             lines.append(
                 f"rule {change.rule} {change.change} ({change.trigger}): clients {old} → {new}, "
-                f"{change.timers_planned} timers planned"
+                f"timers: {change.timers_text()}"
             )
         for name, kept in self.timers.examples.items():
             for move in kept[:5]:
@@ -184,7 +192,6 @@ def rule_changes(
         )
         shown = will or was
         assert shown is not None
-        planned = timers.by_rule.get(rule_id, {}).get("planned", 0)
         changes.append(
             RuleChange(
                 rule_id,
@@ -192,7 +199,7 @@ def rule_changes(
                 shown.trigger.describe(),
                 old_count,
                 new_count,
-                planned,
+                dict(timers.by_rule.get(rule_id, {})),
                 tuple(examples),
             )
         )

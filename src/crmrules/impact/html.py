@@ -124,7 +124,7 @@ def render(report: Impact) -> str:
             _cell(r.trigger),
             _cell(r.clients_old, number=True),
             _cell(r.clients_new, number=True),
-            _cell(r.timers_planned, number=True),
+            _cell(r.timers_text()),
             _cell(", ".join(r.examples)),
         ]
         for r in report.rules
