@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from browser import Browser, browser
 from crmrules import Client, Engine, SimulatedClock, load_regulation
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.impact.html import render
 from crmrules.store import Timer, TimerStatus
-from tests.databases import Database, database  # noqa: F401 (a fixture)
+from databases import Database, database
 
 ROOT = Path(__file__).parent.parent
 OLD = ROOT / "examples" / "territories" / "regulation.yaml"
@@ -122,7 +124,7 @@ def snapshot(db: Database, path: Path) -> str:
 
 
 def test_impact_changes_nothing_and_its_counts_are_what_applying_does(
-    database: Database,  # noqa: F811
+    database: Database,
     tmp_path: Path,
 ) -> None:
     url = database.search_path_url
@@ -202,7 +204,32 @@ def test_diff_prints_text_json_and_html(base: str, tmp_path: Path) -> None:
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    keep = ROOT / ".ci" / "artifacts"
-    if keep.parent.is_dir():
-        keep.mkdir(exist_ok=True)
-        shutil.copy(out, keep / "impact-report.html")
+
+
+def test_the_html_report_renders_in_chromium_with_its_numbers(
+    browser: Browser, base: str, tmp_path: Path
+) -> None:
+    new = load_regulation(new_regulation(tmp_path))
+    engine = Engine(load_regulation(OLD), base, SimulatedClock(START), entry_points=False)
+    report = engine.impact(new)
+    engine.store.close()
+    out = tmp_path / "impact.html"
+    out.write_text(render(report), encoding="utf-8")
+    shown = browser.render(out, name="impact-report")
+    assert shown.errors == []
+    assert "Impact of switching the regulation" in shown.text
+    page: Any = shown.page
+    for name, value in report.summary().items():
+        assert page.inner_text(f"#sum-{name}") == str(value), name
+    assert page.locator("svg rect").count() >= 2
+    assert "welcome-spb" in page.inner_text("#rules")
+    # Sorting: a click on "clients NEW" orders the rules by it, twice reverses.
+    header = page.locator("#rules th", has_text="clients NEW")
+    header.click()
+    first = page.locator("#rules tbody tr").first.inner_text()
+    header.click()
+    assert page.locator("#rules tbody tr").first.inner_text() != first
+    assert shown.screenshot is not None and shown.screenshot.stat().st_size > 0
+
+
+__all__ = ["browser", "database"]

@@ -27,17 +27,21 @@ th{background:#f2f2f2;cursor:pointer}td.n{text-align:right}
 """
 
 _SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function (th, index) {
+document.querySelectorAll('table.sortable th').forEach(function (th) {
+  var index = th.cellIndex;
   th.addEventListener('click', function () {
     var body = th.closest('table').tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);
     var down = th.dataset.order !== 'asc';
     th.dataset.order = down ? 'asc' : 'desc';
+    function key(row) {
+      var cell = row.cells[index];
+      if (!('v' in cell.dataset)) { return cell.textContent; }
+      return cell.dataset.v === '' ? -Infinity : parseFloat(cell.dataset.v);
+    }
     rows.sort(function (a, b) {
-      var x = a.cells[index].dataset.v || a.cells[index].textContent;
-      var y = b.cells[index].dataset.v || b.cells[index].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      var x = key(a), y = key(b);
+      var c = typeof x === 'number' ? x - y : String(x).localeCompare(String(y));
       return down ? c : -c;
     });
     rows.forEach(function (row) { body.appendChild(row); });
@@ -49,7 +53,8 @@ document.querySelectorAll('table.sortable th').forEach(function (th, index) {
 def _cell(value: object, *, number: bool = False) -> str:
     text = "–" if value is None else str(value)
     if number:
-        return f'<td class="n" data-v="{escape(text)}">{escape(text)}</td>'
+        sort_key = "" if value is None else escape(text)
+        return f'<td class="n" data-v="{sort_key}">{escape(text)}</td>'
     return f"<td>{escape(text)}</td>"
 
 
