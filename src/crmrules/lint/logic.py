@@ -163,6 +163,8 @@ def _conjunct(leaves: list[Leaf], calendar: BusinessCalendar) -> Answer:
 
 
 def _undecided(leaf: Leaf) -> bool:
+    if leaf.op == "contains" and leaf.field.type is FieldType.SET:
+        return False  # an element of a set: set reasoning decides it
     return leaf.plugin is not None or leaf.op in _UNDECIDED_OPS or isinstance(leaf.value, FieldRef)
 
 
