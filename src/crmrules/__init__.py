@@ -35,6 +35,11 @@ from crmrules.errors import (
     SchemaError,
     StoreError,
 )
+from crmrules.explaining import Explanation
+from crmrules.history import HistoryEntry
+from crmrules.impact import Impact
+from crmrules.impact.ledger import TimerChanges
+from crmrules.lint import Finding, lint, lint_path
 from crmrules.model import (
     Client,
     Contact,
@@ -60,6 +65,7 @@ from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
+from crmrules.rules.versions import RegulationVersion
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -100,12 +106,16 @@ __all__ = [
     "Effect",
     "Engine",
     "Event",
+    "Explanation",
     "Facts",
     "FailureStatus",
     "FieldType",
+    "Finding",
+    "HistoryEntry",
     "HistoryItem",
     "HostRecords",
     "HostTable",
+    "Impact",
     "Interaction",
     "Location",
     "LogNotifier",
@@ -125,6 +135,7 @@ __all__ = [
     "RefusedError",
     "Regulation",
     "RegulationError",
+    "RegulationVersion",
     "Result",
     "RetryPolicy",
     "Rule",
@@ -145,6 +156,7 @@ __all__ = [
     "Territory",
     "TerritoryMembership",
     "Timer",
+    "TimerChanges",
     "TimerStatus",
     "Trace",
     "Transaction",
@@ -160,6 +172,8 @@ __all__ = [
     "deliver_due",
     "hookimpl",
     "json_schema",
+    "lint",
+    "lint_path",
     "load_regulation",
     "make_engine",
     "sql_metadata",

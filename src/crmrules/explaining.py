@@ -107,7 +107,8 @@ class Explanation:
             lines.append(f"  {mark} {item.kind} {item.id}: {item.reason}")
         lines.append("pending timers:" if self.timers else "pending timers: none")
         for timer in self.timers:
-            lines.append(f"  {timer.due_at} {timer.kind} {timer.key}: {timer.does}")
+            by = f" [planned by {timer.regulation}]" if timer.regulation else ""
+            lines.append(f"  {timer.due_at} {timer.kind} {timer.key}: {timer.does}{by}")
         return "\n".join(lines)
 
 
