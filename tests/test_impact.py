@@ -46,6 +46,9 @@ def new_regulation(tmp_path: Path) -> Path:
         "  - id: welcome-spb\n    on: client.updated\n"
         "    if: {field: client.region, eq: Санкт-Петербург}\n"
         "    then:\n      - create_task: {kind: call, title: Привет}\n\n"
+        "  - id: key-manager\n    on: territory.entered\n"
+        "    if: {field: event.territory, eq: msk-key}\n"
+        "    then:\n      - assign_manager: {strategy: territory}\n\n"
     )
     text = text[:start] + added + text[end:]
     text = text.replace("version: 1\n", "version: 1\nname: Территории\nrevision: 2\n", 1)
@@ -146,7 +149,9 @@ def test_impact_changes_nothing_and_its_counts_are_what_applying_does(
         "renewal-reminder": "changed",
         "renewal-letter": "removed",
         "welcome-spb": "added",
+        "key-manager": "added",
     }
+    assert summary["managers_reassigned"] == summary["territory_entries"]
     welcome = next(r for r in report.rules if r.rule == "welcome-spb")
     assert (welcome.clients_old, welcome.clients_new) == (None, 10)
 
@@ -167,6 +172,14 @@ def test_impact_changes_nothing_and_its_counts_are_what_applying_does(
     assert realigned.to_dict()["territories"] == report.to_dict()["territories"]
     assert realigned.to_dict()["segments"] == report.to_dict()["segments"]
     assert realigned.changed == summary["clients_moved"]
+    store = SQLAlchemyStore(database.url, schema=database.schema)
+    try:
+        with store.transaction() as tx:
+            audit = tx.audit_log()
+    finally:
+        store.close()
+    fired = [e for e in audit if e.kind == "fired" and e.rule == "key-manager"]
+    assert len({e.client for e in fired}) == summary["managers_reassigned"]
 
 
 def crmrules(*args: str) -> subprocess.CompletedProcess[str]:

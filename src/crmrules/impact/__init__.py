@@ -13,6 +13,11 @@ and writes nothing:
   each with how many clients its condition takes on the current state under
   OLD and NEW (by SQL on the SQL store, crmrules.selection) and how many
   timers NEW plans for it (its next occurrences);
+- the clients whose **manager** a rule of NEW would reassign: an
+  ``assign_manager`` rule listening to ``territory.entered`` /
+  ``territory.left`` whose condition holds for a client the realignment
+  moves (the manager it picks depends on the rotation at that moment, so
+  the report says who would be reassigned and by which rule, not to whom);
 - the lint findings of NEW.
 
 Memory stays bounded by the chunked reads of realignment and selection; only
@@ -29,9 +34,13 @@ from typing import TYPE_CHECKING, Any
 from crmrules import selection
 from crmrules.impact.ledger import TimerChanges, sync
 from crmrules.lint import Finding, lint
-from crmrules.realign import RealignReport, realign
+from crmrules.model import Client, Event
+from crmrules.realign import EXAMPLES, RealignReport, realign
+from crmrules.result import Result
 from crmrules.rules.conditions import All, AnyOf, Leaf, Node, Not
 from crmrules.rules.regulation import Regulation, Rule
+from crmrules.run import Run
+from crmrules.store import Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -56,6 +65,46 @@ class RuleChange:
 
 
 @dataclass
+class Reassignments:
+    """Clients whose manager a rule of NEW would reassign as the realignment moves them."""
+
+    engine: Engine
+    clients: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def observe(
+        self, tx: Transaction, client: Client, territories: frozenset[str], now: datetime
+    ) -> None:
+        run = Run(self.engine, tx, now, Result("impact"))
+        placed = self.engine.typed_client(client).model_copy(update={"territories": territories})
+        moves = [("territory.entered", t) for t in sorted(territories - client.territories)]
+        moves += [("territory.left", t) for t in sorted(client.territories - territories)]
+        for event_type, territory in moves:
+            event = Event(
+                id="impact",
+                type=event_type,
+                occurred_at=now,
+                client=client.id,
+                data={"territory": territory},
+            )
+            facts = run.facts(event, placed, None)
+            for rule in self.engine.rules_for(event_type):
+                if not any(a.name == "assign_manager" for a in rule.actions):
+                    continue
+                if (
+                    rule.enabled
+                    and rule.condition(facts)
+                    and not run.policy_hold(rule, placed, None)
+                ):
+                    self.clients += 1
+                    self.by_rule[rule.id] = self.by_rule.get(rule.id, 0) + 1
+                    if len(self.examples) < EXAMPLES:
+                        self.examples.append(client.id)
+                    return
+
+
+@dataclass
 class Impact:
     """What switching from OLD to NEW would do (see the module docstring)."""
 
@@ -64,6 +113,7 @@ class Impact:
     clients: int
     realignment: RealignReport
     timers: TimerChanges
+    managers: Reassignments
     rules: list[RuleChange] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -72,6 +122,7 @@ class Impact:
         return {
             "clients": self.clients,
             "clients_moved": moves.changed,
+            "managers_reassigned": self.managers.clients,
             "territory_entries": sum(m.entered for m in moves.territories.values()),
             "territory_exits": sum(m.left for m in moves.territories.values()),
             "segment_entries": sum(m.entered for m in moves.segments.values()),
@@ -94,6 +145,11 @@ class Impact:
             "territories": self.realignment.to_dict()["territories"],
             "segments": self.realignment.to_dict()["segments"],
             "failed": dict(self.realignment.failed),
+            "managers": {
+                "clients": self.managers.clients,
+                "by_rule": dict(self.managers.by_rule),
+                "examples": list(self.managers.examples),
+            },
             "timers": self.timers.to_dict(),
             "rules": [
                 vars(r) | {"examples": list(r.examples), "timers": dict(r.timers)}
@@ -218,7 +274,8 @@ def impact(
 
     moment = now or engine.clock.now()
     future = Engine(new, engine.store, engine.clock, plugin_manager=engine.plugins)
-    moves = realign(future, dry_run=True)
+    managers = Reassignments(future)
+    moves = realign(future, dry_run=True, observe=managers.observe)
     timers = sync(future, moment, dry=True)
     return Impact(
         old_version=engine.regulation.release.to_dict(),
@@ -226,9 +283,10 @@ def impact(
         clients=moves.clients,
         realignment=moves,
         timers=timers,
+        managers=managers,
         rules=rule_changes(engine, engine.regulation, new, timers, moment),
         findings=lint(new, data),
     )
 
 
-__all__ = ["Impact", "RuleChange", "fingerprint", "impact", "rule_changes"]
+__all__ = ["Impact", "Reassignments", "RuleChange", "fingerprint", "impact", "rule_changes"]
