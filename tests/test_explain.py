@@ -55,14 +55,17 @@ def test_explain_tells_each_rule_territory_and_timer(url: str) -> None:
     assert verdicts["renewal-reminder"].status == "not_listening"
     assert found.would_fire == []
     members = {m.id: m for m in found.memberships}
-    assert members["msk-key"].member and "client.segment eq A: actual A" in members["msk-key"].reason
+    assert members["msk-key"].member
+    assert "client.segment eq A: actual A" in members["msk-key"].reason
     assert not members["spb"].member
     timers = {t.kind: t for t in found.timers}
     assert "contact plan of territory msk-key every 14 days: create_task" in timers["plan"].does
     assert timers["plan"].regulation == engine.regulation.release.id
     assert "renewal-" in timers["rule"].does
     text = found.describe()
-    assert "✗ assign-enterprise: not matched: client.responsible is_empty true: actual ivanov" in text
+    assert "✗ assign-enterprise: not matched: client.responsible is_empty true: actual ivanov" in (
+        text
+    )
 
 
 def test_explain_shows_the_policy_that_holds_a_rule(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def findings(tmp_path: Path, body: str) -> list[Finding]:
 
 
 def where(found: list[Finding], *, fields: bool = False) -> list[tuple[str, int, int]]:
-    """(code, line, column) of each finding; the head's fields are unused unless a test uses them."""
+    """(code, line, column) of each finding; HEAD's fields unused are left out unless asked."""
     return [
         (f.code, f.location.line, f.location.column)
         for f in found
