@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_select import NOW, REGULATION, load, make_clients  # noqa: E402
+from bench_select import NOW, REGULATION, load, make_clients
 
-from crmrules.adapters import migrate  # noqa: E402
-from crmrules.clock import SimulatedClock  # noqa: E402
-from crmrules.engine import Engine  # noqa: E402
-from crmrules.rules.regulation import load_regulation  # noqa: E402
+from crmrules.adapters import migrate
+from crmrules.clock import SimulatedClock
+from crmrules.engine import Engine
+from crmrules.rules.regulation import load_regulation
 
 NEW = REGULATION.replace(
     "when: {field: client.region, eq: Москва}", "when: {field: client.region, in: [Москва, Казань]}"
