@@ -130,6 +130,26 @@ def test_two_rules_moving_a_stage_back_and_forth_are_a_cycle(tmp_path: Path) -> 
     assert main(found)[0].severity == "error"
 
 
+def test_a_cycle_is_found_from_the_stage_the_change_leaves_the_deal_in(tmp_path: Path) -> None:
+    body = """\
+        rules:
+          - id: forward
+            on: deal.updated
+            if: {field: deal.stage, eq: new}
+            then: [{move_stage: offer}]
+          - id: back
+            on: deal.updated
+            if: {field: deal.stage, eq: offer}
+            then: [{move_stage: new}]
+        """
+    assert where(findings(tmp_path, body)) == [("rule-cycle", LINE + 2, 5)]
+    # Moving back only from invoice: the deal "forward" leaves in offer never fires "back".
+    one_way = body.replace(
+        "if: {field: deal.stage, eq: offer}", "if: {field: deal.stage, eq: invoice}"
+    )
+    assert [w for w in where(findings(tmp_path, one_way)) if w[0] == "rule-cycle"] == []
+
+
 def test_a_field_set_and_reset_is_a_cycle_unless_a_condition_stops_it(tmp_path: Path) -> None:
     body = """\
         rules:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from crmrules.errors import Location
 from crmrules.lint.logic import Answer, always_holds, implies, never_holds, overlap, satisfiable
 from crmrules.rules.conditions import ALWAYS, CHANGE_OPS, All, AnyOf, Const, Leaf, Node, Not
+from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule, Territory
 
 Severity = Literal["error", "warning"]
@@ -199,10 +200,8 @@ def _may_fire(rule: Rule, change: _Change, regulation: Regulation) -> bool:
     tree = _after_change(rule.condition.tree, change)
     if spec is not None and not isinstance(change.value, dict | list):
         try:
-            value = regulation.fields.coerce_record(
-                spec.namespace, "lint", {spec.key: change.value}, regulation.calendar
-            ).get(spec.key)
-        except Exception:  # an untyped value: only the change operators are decided
+            value = coerce(spec, change.value, regulation.calendar)
+        except (ValueError, TypeError):  # a value of another type: only change operators decide
             value = None
         if value is not None:
             tree = All((tree, Leaf(spec, "eq", value)))
