@@ -28,7 +28,7 @@ def test_validate_ok_prints_a_summary_and_exits_0() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout == (
         "examples/client-service: ok, 5 files: 8 rules, 1 pipeline, 3 territories, "
-        "2 templates, 3 managers, 10 custom fields\n"
+        "2 templates, 3 managers, 9 custom fields\n"
     )
     assert run.stderr == ""
 

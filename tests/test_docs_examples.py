@@ -20,7 +20,11 @@ fence (invisible on the site):
 - Python without a comment: executed; the blocks of one page share their
   names and run in a folder of their own where ``examples/`` is the repository's;
 - ``<!-- check: compile -->``: Python that only lists calls (signatures); it
-  must compile and import only what exists.
+  must compile and import only what exists;
+- ``<!-- check: commands -->`` on a ``console`` block: each ``$ crmrules ...`` line
+  is run in the page's folder (after the page's earlier Python) and must exit 0,
+  or the code written as ``# exit N`` after it; the lines shown under a command
+  must appear in its output in that order (``...`` stands for lines left out).
 
 Blocks in other languages (``sh``, ``console``, ``text``, ``toml``) are not checked.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -240,6 +245,41 @@ def check_python(block: Block, work: Path, namespace: dict[str, Any]) -> None:
     exec(compile(tree, block.where, "exec"), namespace)
 
 
+def _commands(body: str) -> Iterator[tuple[str, int, list[str]]]:
+    """(command, expected exit code, expected output lines) of a console block."""
+    command: str | None = None
+    code, shown = 0, list[str]()
+    for line in [*body.splitlines(), "$ "]:
+        if line.startswith("$ "):
+            if command:
+                yield command, code, shown
+            command, _, exit_note = line[2:].partition("# exit ")
+            command, code, shown = command.strip(), int(exit_note or 0), []
+        elif line.strip() and line.strip() != "...":
+            shown.append(line.rstrip())
+
+
+def check_commands(block: Block, work: Path) -> None:
+    for command, code, shown in _commands(block.body):
+        words = shlex.split(command)
+        assert words[0] == "crmrules", f"{block.where}: only crmrules commands run: {command}"
+        done = subprocess.run(
+            [sys.executable, "-m", "crmrules", *words[1:]],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        output = (done.stdout + done.stderr).splitlines()
+        assert done.returncode == code, f"{block.where}: {command}\n{done.stdout}{done.stderr}"
+        position = 0
+        for line in shown:
+            assert line in output[position:], f"{block.where}: {command}: no {line!r} in\n" + (
+                "\n".join(output)
+            )
+            position = output.index(line, position) + 1
+
+
 # --- the tests ------------------------------------------------------------------------------
 
 
@@ -261,6 +301,8 @@ def test_every_block_of_the_page_runs_or_checks(
                 check_yaml(block, work if block.check.startswith("file ") else scratch)
             elif block.lang in ("python", "py"):
                 check_python(block, work, namespace)
+            elif block.check == "commands":
+                check_commands(block, work)
             else:
                 assert block.lang in ("", "sh", "console", "text", "toml", "json"), block.lang
         except (AssertionError, RegulationError, pytest.fail.Exception) as error:

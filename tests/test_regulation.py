@@ -67,7 +67,7 @@ def test_the_client_service_example_loads_completely() -> None:
     assert regulation.territories["msk-enterprise"].parent == "msk"
     assert regulation.calendar.tz == MSK
     assert regulation.summary() == (
-        "5 files: 8 rules, 1 pipeline, 3 territories, 2 templates, 3 managers, 10 custom fields"
+        "5 files: 8 rules, 1 pipeline, 3 territories, 2 templates, 3 managers, 9 custom fields"
     )
 
 

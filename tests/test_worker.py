@@ -112,6 +112,36 @@ def test_sigterm_stops_gracefully_and_sighup_reloads(setup: tuple[Path, str]) ->
         process.communicate(timeout=30)
 
 
+def test_a_reload_that_re_plans_timers_says_how_many(tmp_path: Path) -> None:
+    regulation = tmp_path / "regulation.yaml"
+    regulation.write_text(REGULATION, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    engine = Engine.from_path(regulation, store=SQLAlchemyStore(url), entry_points=False)
+    engine.create_client(Client(id="c1", name="ООО Ромашка"))
+    delivered = datetime.now(UTC) - timedelta(days=2)  # the feedback timer is 13 days away
+    engine.create_deal(
+        Deal(
+            id="d1", client="c1", pipeline="sales", stage="new", fields={"delivered_at": delivered}
+        )
+    )
+    engine.store.close()
+    process = worker(regulation, url, "--interval", "0.2")
+    try:
+        wait_for(process, "started")
+        labelled = REGULATION.replace("version: 1\n", "version: 1\nrevision: 2\n")
+        regulation.write_text(labelled.replace("15 days", "30 days"), encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        line = wait_for(process, "regulation reloaded").splitlines()[-1]
+        assert "(version revision 2 (" in line
+        assert line.endswith("0 timers planned, 1 re-planned, 0 cancelled")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
 def test_sqlite_allows_one_worker_at_a_time(setup: tuple[Path, str]) -> None:
     regulation, url = setup
     first = worker(regulation, url, "--interval", "0.2")

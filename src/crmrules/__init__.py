@@ -35,6 +35,11 @@ from crmrules.errors import (
     SchemaError,
     StoreError,
 )
+from crmrules.explaining import Explanation
+from crmrules.history import HistoryEntry
+from crmrules.impact import Impact
+from crmrules.impact.ledger import TimerChanges
+from crmrules.lint import Finding, lint, lint_path
 from crmrules.model import (
     Client,
     Contact,
@@ -67,6 +72,7 @@ from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
+from crmrules.rules.versions import RegulationVersion
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -109,12 +115,16 @@ __all__ = [
     "Effect",
     "Engine",
     "Event",
+    "Explanation",
     "Facts",
     "FailureStatus",
     "FieldType",
+    "Finding",
+    "HistoryEntry",
     "HistoryItem",
     "HostRecords",
     "HostTable",
+    "Impact",
     "Interaction",
     "Location",
     "LogNotifier",
@@ -135,6 +145,7 @@ __all__ = [
     "RefusedError",
     "Regulation",
     "RegulationError",
+    "RegulationVersion",
     "Result",
     "RetryPolicy",
     "Rule",
@@ -155,6 +166,7 @@ __all__ = [
     "Territory",
     "TerritoryMembership",
     "Timer",
+    "TimerChanges",
     "TimerStatus",
     "Trace",
     "Transaction",
@@ -171,6 +183,8 @@ __all__ = [
     "fire_chunk",
     "hookimpl",
     "json_schema",
+    "lint",
+    "lint_path",
     "load_regulation",
     "make_engine",
     "plan_chunks",

@@ -229,6 +229,7 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
         rule=ctx.rule.id,
         idempotency_key=ctx.key,
         created_at=ctx.now,
+        regulation=ctx.regulation.release.id,
     )
     if ctx.tx.add_task(task):
         timers.plan_task(ctx.tx, task, ctx.now)
@@ -285,6 +286,7 @@ def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
         rule=ctx.rule.id,
         idempotency_key=ctx.key,
         created_at=ctx.now,
+        regulation=ctx.regulation.release.id,
     )
     if not ctx.tx.add_mailing(mailing):
         return

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from crmrules import __version__
+from crmrules import __version__, cli_changes
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
@@ -430,12 +430,15 @@ def _parser() -> argparse.ArgumentParser:
         sub = db_commands.add_parser(name, help=text, description=text)
         sub.add_argument("url", nargs="?", metavar="URL", help="e.g. postgresql+psycopg://...")
         sub.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    cli_changes.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in cli_changes.COMMANDS:
+            return cli_changes.COMMANDS[args.command](args, sys.stdout, sys.stderr)
         if args.command == "validate":
             return _validate(args.paths, sys.stdout, sys.stderr, args.allow_destination)
         if args.command == "db":

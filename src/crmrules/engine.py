@@ -17,13 +17,16 @@ exactly as it was before the call.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, occurrences, selection, timers
+from crmrules import explaining, failures, firing, occurrences, selection, timers
+from crmrules import history as histories
+from crmrules import impact as impacting
 from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext
 from crmrules.adapters.memory import MemoryStore
@@ -32,7 +35,9 @@ from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
+from crmrules.explaining import Explanation
 from crmrules.firing import DueReport, plan_rule
+from crmrules.history import HistoryEntry
 from crmrules.host_input import (
     apply_changes,
     check_changes,
@@ -40,6 +45,8 @@ from crmrules.host_input import (
     check_references,
     host_id,
 )
+from crmrules.impact import Impact, ledger
+from crmrules.impact.ledger import TimerChanges
 from crmrules.model import (
     Client,
     Deal,
@@ -63,6 +70,8 @@ from crmrules.store import (
     RuleFailure,
     Store,
 )
+
+log = logging.getLogger("crmrules.engine")
 
 #: How often a call is tried when another process changed the same rows meanwhile.
 CONFLICT_RETRIES = 5
@@ -219,7 +228,8 @@ class Engine(Reading):
                     earlier = tx.event_result(event_id)
                     if earlier is not None:
                         return Result.from_dict(earlier, duplicate=True)
-                    run = Run(self, tx, self.clock.now(), Result(event_id))
+                    result = Result(event_id, regulation=self.regulation.release.id)
+                    run = Run(self, tx, self.clock.now(), result)
                     body(run)
                     failures.save(tx, run.failures)
                     for entry in run.audit:
@@ -543,13 +553,17 @@ class Engine(Reading):
         """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once."""
         return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
-    def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> None:
+    def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> TimerChanges:
         """Bring every timer in step with the regulation; after loading or reloading it.
 
         Cheap when the regulation's timing is as at the last sync (crmrules.sync);
         ``full`` walks every client even then (records imported behind the engine).
+        Returns how many timers it planned, re-planned and cancelled (also logged).
         """
-        firing.sync_timers(self, now, full=full)
+        changes = ledger.sync(self, now, full=full)
+        if changes.planned or changes.replanned or changes.cancelled:
+            log.info("regulation %s: %s", self.regulation.release.id, changes.summary())
+        return changes
 
     def explain_occurrence(
         self, rule_id: str, client_id: str, when: datetime | date
@@ -563,11 +577,32 @@ class Engine(Reading):
         timer = occurrences.find_occurrence(self, rule_id, when)
         return occurrences.explain(self, timer.key, host_id("client", client_id))
 
-    def reload(self, regulation: Regulation) -> None:
+    def reload(self, regulation: Regulation) -> TimerChanges:
         """Switch to a new version of the regulation and bring the timers in step."""
         self.regulation = regulation
         self._index()
-        self.sync_timers()
+        return self.sync_timers()
+
+    # -- changing a regulation safely (crmrules.explaining, crmrules.impact, crmrules.history)
+
+    def explain(
+        self,
+        client_id: str,
+        *,
+        deal_id: str | None = None,
+        event_type: str | None = None,
+        at: datetime | None = None,
+    ) -> Explanation:
+        """Why each rule would or would not act on the client now (or ``at``); writes nothing."""
+        return explaining.explain(self, client_id, deal_id=deal_id, event_type=event_type, at=at)
+
+    def impact(self, new_regulation: Regulation, *, now: datetime | None = None) -> Impact:
+        """What switching to ``new_regulation`` would change in the base; writes nothing."""
+        return impacting.impact(self, new_regulation, now=now)
+
+    def rule_history(self, client_id: str) -> list[HistoryEntry]:
+        """What the rules did to the client, oldest first, with the regulation version of each."""
+        return histories.history(self.store, client_id)
 
     # -- failed rule runs (see crmrules.failures)
 

@@ -25,7 +25,7 @@ from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
-from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus
+from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -347,11 +347,13 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     return TimerStatus.FIRED
 
 
-def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = False) -> None:
+def sync_timers(
+    engine: Engine, now: datetime | None = None, *, full: bool = False, store: Store | None = None
+) -> None:
     """Bring every timer in step with the regulation (see crmrules.sync)."""
     from crmrules import sync
 
-    sync.sync_timers(engine, now, full=full)
+    sync.sync_timers(engine, now, full=full, store=store)
 
 
 __all__ = [

@@ -249,6 +249,7 @@ class Task(Model):
     idempotency_key: str | None = None
     created_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = None
+    regulation: str | None = Field(None, description="the regulation version that made it")
 
 
 class MailingStatus(StrEnum):
@@ -275,6 +276,7 @@ class Mailing(Model):
     rule: str | None = None
     idempotency_key: str | None = None
     created_at: AwareDatetime | None = None
+    regulation: str | None = Field(None, description="the regulation version that made it")
 
 
 class Interaction(Model):

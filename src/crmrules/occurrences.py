@@ -170,7 +170,12 @@ class _Rollback(Exception):
 
 
 def schedule_timer(
-    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
+    rule: Rule,
+    due: datetime,
+    now: datetime,
+    start: datetime | None = None,
+    n: int = 0,
+    version: str | None = None,
 ) -> Timer:
     """An occurrence of a schedule; ``every`` series remember their start and number."""
     data: dict[str, Any] = {"trigger": rule.trigger.describe()}
@@ -183,6 +188,7 @@ def schedule_timer(
         due_at=due,
         data=data,
         created_at=now,
+        regulation=version,
     )
 
 
@@ -199,12 +205,12 @@ def _plan_next(engine: Engine, tx: Transaction, timer: Timer, rule: Rule, now: d
     trigger = rule.trigger
     if trigger.every is None:
         after = timers.following(trigger, timer.due_at, now, calendar)
-        tx.plan_timer(schedule_timer(rule, after, now))
+        tx.plan_timer(schedule_timer(rule, after, now, version=engine.regulation.release.id))
         return
     start = parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
     n = int(timer.data.get("n", 0))
     k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, now, calendar)
-    tx.plan_timer(schedule_timer(rule, after, now, start, k))
+    tx.plan_timer(schedule_timer(rule, after, now, start, k, engine.regulation.release.id))
 
 
 # -- opening an occurrence

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: How many client ids a report keeps as examples per territory and direction.
 EXAMPLES = 5
 
+#: Told of each client a dry run would change: (transaction, client, its new territories, now).
+Observer = Callable[[Transaction, Client, frozenset[str], datetime], None]
+
 
 @dataclass
 class Moves:
@@ -138,10 +141,12 @@ def realign(
     dry_run: bool = False,
     chunk: int = CHUNK,
     progress: Callable[[int], None] | None = None,
+    observe: Observer | None = None,
 ) -> RealignReport:
     """Recompute every client's territories and segments; see the module docstring.
 
-    ``progress`` is called with the number of clients done after each chunk.
+    ``progress`` is called with the number of clients done after each chunk;
+    ``observe`` (dry runs) with each client that would change and its new territories.
     """
     report = RealignReport(dry_run=dry_run)
     run_id = uuid.uuid4().hex[:12]
@@ -151,7 +156,7 @@ def realign(
             with engine.store.transaction() as tx:
                 now = engine.clock.now()
                 for client_id in ids:
-                    _dry(engine, tx, client_id, now, report)
+                    _dry(engine, tx, client_id, now, report, observe)
         else:
             _apply(engine, ids, f"realign:{run_id}:{ids[0]}", report)
         report.clients += len(ids)
@@ -161,7 +166,12 @@ def realign(
 
 
 def _dry(
-    engine: Engine, tx: Transaction, client_id: str, now: datetime, report: RealignReport
+    engine: Engine,
+    tx: Transaction,
+    client_id: str,
+    now: datetime,
+    report: RealignReport,
+    observe: Observer | None = None,
 ) -> None:
     client = tx.get_client(client_id)
     if client is None:
@@ -174,6 +184,8 @@ def _dry(
     if not computed.unchanged:
         report.changed += 1
         report._record(client_id, client, computed.territories, computed.segments)
+        if observe is not None:
+            observe(tx, client, computed.territories, now)
 
 
 def _apply(engine: Engine, ids: list[str], event_id: str, report: RealignReport) -> None:

@@ -71,6 +71,8 @@ class Result:
     outcomes: list[RuleOutcome] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: the regulation version that decided it (crmrules.rules.versions)
+    regulation: str | None = None
 
     @property
     def fired(self) -> list[str]:
@@ -120,6 +122,7 @@ class Result:
             "outcomes": [dict(vars(o)) for o in self.outcomes],
             "effects": [{**vars(e), "data": dict(e.data)} for e in self.effects],
             "errors": list(self.errors),
+            "regulation": self.regulation,
         }
 
     @classmethod
@@ -131,6 +134,7 @@ class Result:
             outcomes=[RuleOutcome(**o) for o in data.get("outcomes", [])],
             effects=[Effect(**e) for e in data.get("effects", [])],
             errors=list(data.get("errors", [])),
+            regulation=data.get("regulation"),
         )
 
 

@@ -261,6 +261,8 @@ class Run:
                 kind=kind,
                 rule=rule,
                 message=message,
+                regulation=self.regulation.release.id,
+                client=event.client,
             )
         )
 
@@ -275,6 +277,8 @@ class Run:
                 rule=effect.rule,
                 message=effect.summary,
                 data={"effect": effect.kind, **effect.data},
+                regulation=self.regulation.release.id,
+                client=event.client,
             )
         )
 

@@ -102,6 +102,8 @@ class Timer(BaseModel):
     note: str | None = None
     #: how many times firing it failed for a cause that may pass (it is retried with backoff)
     attempts: int = 0
+    #: the regulation version that planned it (crmrules.rules.versions)
+    regulation: str | None = None
 
 
 class FailureStatus(StrEnum):
@@ -149,6 +151,10 @@ class AuditEntry(BaseModel):
     rule: str | None = None
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+    #: the regulation version that decided it (crmrules.rules.versions)
+    regulation: str | None = None
+    #: the client of the event, if it has one
+    client: str | None = None
 
 
 class ConflictError(CrmRulesError):
@@ -288,7 +294,9 @@ class Transaction(Protocol):
         ...
 
     def add_audit(self, entry: AuditEntry) -> None: ...
-    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]: ...
+    def audit_log(
+        self, *, event_id: str | None = None, client: str | None = None
+    ) -> list[AuditEntry]: ...
 
     # -- failed rule runs
     def put_failure(self, failure: RuleFailure) -> None: ...

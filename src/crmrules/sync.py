@@ -29,7 +29,7 @@ from crmrules.model import Client
 from crmrules.rules.conditions import ALWAYS, Leaf, Node
 from crmrules.rules.regulation import Regulation
 from crmrules.selection import Selection, id_chunks
-from crmrules.store import TimerStatus, Transaction
+from crmrules.store import Store, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -79,7 +79,9 @@ def _mark(tx: Transaction, digest: str) -> None:
     tx.set_rotation(SYNCED + digest, generation)
 
 
-def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = False) -> None:
+def sync_timers(
+    engine: Engine, now: datetime | None = None, *, full: bool = False, store: Store | None = None
+) -> None:
     """Bring every timer in step with the regulation; after loading or reloading it.
 
     Always: each enabled schedule has its next occurrence planned. When the
@@ -88,10 +90,13 @@ def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = Fal
     timers of rules whose offset or schedule changed are re-planned, and
     time triggers, stage deadlines and contact plans are planned for the
     records already in the store, a chunk of clients per transaction.
+    ``store``: the engine's store seen through a wrapper (the impact report's
+    ledger, which counts the changes and, dry, keeps them from the database).
     """
+    store = store or engine.store
     now = timers.utc(now or engine.clock.now())
     digest = fingerprint(engine.regulation)
-    with engine.store.transaction() as tx:
+    with store.transaction() as tx:
         walk = full or not _in_step(tx, digest)
         if walk:
             for timer in tx.find_timers(status=TimerStatus.PENDING):
@@ -102,11 +107,11 @@ def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = Fal
     needs = _Needs.of(engine.regulation)
     if needs.clients is not None:
         chosen = Selection(needs.clients, engine.regulation.calendar, now)
-        for ids in id_chunks(engine.store, chosen):
-            with engine.store.transaction() as tx:
+        for ids in id_chunks(store, chosen):
+            with store.transaction() as tx:
                 for client_id in ids:
                     _plan_client(engine, tx, client_id, now, needs)
-    with engine.store.transaction() as tx:
+    with store.transaction() as tx:
         _mark(tx, digest)
 
 
@@ -156,7 +161,9 @@ def _plan_schedules(engine: Engine, tx: Transaction, now: datetime) -> None:
         except ValueError as error:
             timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
             continue
-        tx.plan_timer(occurrences.schedule_timer(rule, due, now))
+        tx.plan_timer(
+            occurrences.schedule_timer(rule, due, now, version=engine.regulation.release.id)
+        )
 
 
 def _plan_client(
@@ -224,7 +231,12 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             return
         if due != timer.due_at:
-            tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
+            update = {
+                "due_at": due,
+                "note": "re-planned",
+                "regulation": engine.regulation.release.id,
+            }
+            tx.put_timer(timer.model_copy(update=update))
     if timer.kind == "schedule" and rule is not None:
         # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
         # stays, to fire late once. A timer planned before schedules kept their trigger
@@ -234,7 +246,9 @@ def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> Non
             note = "the schedule changed"
             tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
             due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            tx.plan_timer(occurrences.schedule_timer(rule, due, now))
+            tx.plan_timer(
+                occurrences.schedule_timer(rule, due, now, version=engine.regulation.release.id)
+            )
 
 
 __all__ = ["GENERATION", "SYNCED", "fingerprint", "sync_timers"]

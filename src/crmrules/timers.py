@@ -307,6 +307,7 @@ def _plan_anchored(
                 due_at=due,
                 data={"anchor": trigger.anchor.path, "value": _iso(value)},
                 created_at=now,
+                regulation=regulation.release.id,
             )
         )
     mine = tx.find_timers(
@@ -336,6 +337,7 @@ def _plan_stage_deadline(
                 due_at=regulation.calendar.add(deal.stage_entered_at, stage.deadline),
                 data={"stage": deal.stage, "deadline": str(stage.deadline)},
                 created_at=now,
+                regulation=regulation.release.id,
             )
         )
     pending = tx.find_timers(deal=deal.id, kind="stage", status=TimerStatus.PENDING)
@@ -354,6 +356,7 @@ def plan_task(tx: Transaction, task: Task, now: datetime) -> None:
                 due_at=task.due,
                 data={"task": task.id},
                 created_at=now,
+                regulation=task.regulation,
             )
         )
 
@@ -419,6 +422,7 @@ def _plan_visit(
             due_at=due,
             data={"index": index, "every": str(every), "since": utc(start).isoformat(), "n": n},
             created_at=now,
+            regulation=regulation.release.id,
         )
     )
 

@@ -185,8 +185,13 @@ class Worker:
                     "worker %s: regulation not reloaded, the old one stays: %s", self.name, error
                 )
             else:
-                self.engine.reload(regulation)
-                log.info("worker %s: regulation reloaded", self.name)
+                changes = self.engine.reload(regulation)
+                log.info(
+                    "worker %s: regulation reloaded (version %s): %s",
+                    self.name,
+                    regulation.release.describe(),
+                    changes.summary(),
+                )
         report = self.engine.run_due(limit=self.batch, worker=self.name, lease=self.lease)
         log.info("worker %s: %s", self.name, report)
         for key, reason in report.failed:

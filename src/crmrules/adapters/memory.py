@@ -412,8 +412,15 @@ class MemoryTransaction:
         log.append(_copy(entry))
         self._undo.append(log.pop)
 
-    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
-        return [_copy(e) for e in self._s.audit if event_id is None or e.event_id == event_id]
+    def audit_log(
+        self, *, event_id: str | None = None, client: str | None = None
+    ) -> list[AuditEntry]:
+        return [
+            _copy(e)
+            for e in self._s.audit
+            if (event_id is None or e.event_id == event_id)
+            and (client is None or e.client == client)
+        ]
 
     # -- failed rule runs
 

@@ -254,6 +254,9 @@ class AuditRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(index=True)
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    #: the event's client and the regulation version (``crmrules history`` reads by them)
+    client_id: Mapped[str | None] = mapped_column(index=True)
+    regulation: Mapped[str | None] = mapped_column(index=True)
 
 
 class TimerRow(Base):
@@ -1428,14 +1431,19 @@ class SQLAlchemyTransaction:
         return None if data is None else _load(Timer, data)
 
     def add_audit(self, entry: AuditEntry) -> None:
-        self._audit.append({"event_id": entry.event_id, "data": _dump(entry)})
+        row = {"event_id": entry.event_id, "data": _dump(entry), "client_id": entry.client}
+        self._audit.append({**row, "regulation": entry.regulation})
 
-    def audit_log(self, *, event_id: str | None = None) -> list[AuditEntry]:
+    def audit_log(
+        self, *, event_id: str | None = None, client: str | None = None
+    ) -> list[AuditEntry]:
         self.flush()
         t = self._t.audit
         query = sa.select(t.c.data).order_by(t.c.id)
         if event_id is not None:
             query = query.where(t.c.event_id == event_id)
+        if client is not None:
+            query = query.where(t.c.client_id == client)
         return self._list(AuditEntry, query)
 
     # -- failed rule runs

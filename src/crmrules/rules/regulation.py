@@ -57,9 +57,11 @@ from crmrules.rules.templates import (
     compile_template,
 )
 from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
+from crmrules.rules.versions import LABEL_KEYS, UNVERSIONED, RegulationVersion, version_of
 
 SECTIONS = (
     "version",
+    *LABEL_KEYS,
     "fields",
     "calendar",
     "pipelines",
@@ -155,6 +157,8 @@ class Regulation:
     files: tuple[str, ...]
     source: SourceMap
     segments: Mapping[str, Segment] = field(default_factory=dict)
+    #: which version this is (content hash and labels; see crmrules.rules.versions)
+    release: RegulationVersion = UNVERSIONED
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -437,6 +441,7 @@ class _Compiler:
         compiled_territories = self._territories(territories)
         segments = self._segments(_as_list(self, data, "segments"))
         rules = self._rules(rule_specs)
+        release = version_of(data, self.error)
         for check in self.deferred:
             check()
         if self.problems:
@@ -453,6 +458,7 @@ class _Compiler:
             files=tuple(self.document.files),
             source=self.source,
             segments=segments,
+            release=release or UNVERSIONED,
         )
 
     # -- fields

@@ -280,6 +280,10 @@ class RegulationSpec(Block):
     """The whole document; only used for the JSON Schema."""
 
     version: Literal[1]
+    name: str | None = Field(None, description="what the regulation is; recorded with its version")
+    revision: str | int | None = Field(
+        None, description="which edition this is (e.g. 2026-12); recorded with its version"
+    )
     fields: dict[str, FieldDecl] = Field(default_factory=dict)
     calendar: CalendarSpec | None = None
     pipelines: list[PipelineSpec] = Field(default_factory=list)
