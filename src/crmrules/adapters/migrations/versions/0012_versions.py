@@ -7,7 +7,7 @@ reads one client's entries (and a version's) without scanning the log.
 Entries written before this revision have neither (both stay NULL).
 
 Revision ID: 0012_versions
-Revises: 0004
+Revises: 0006_host_sql
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0012_versions"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006_host_sql"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
