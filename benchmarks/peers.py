@@ -178,20 +178,20 @@ def crmrules_conditions(regulation: Regulation) -> Evaluator:
 
 def crmrules_rule_set(regulation: Regulation) -> Evaluator:
     """All the rules' conditions as one compiled rule set; the items are prebuilt Facts."""
-    results = RuleSet([rule.condition for rule in regulation.rules]).results
-    return lambda items: [[i for i, hit in enumerate(results(facts)) if hit] for facts in items]
+    matched = RuleSet([rule.condition for rule in regulation.rules]).matched
+    return lambda items: [matched(facts) for facts in items]
 
 
 def crmrules_coercing(regulation: Regulation) -> Evaluator:
     """Each stored record coerced to its field types, then the compiled rule set."""
-    results = RuleSet([rule.condition for rule in regulation.rules]).results
+    matched = RuleSet([rule.condition for rule in regulation.rules]).matched
     coerce, calendar = regulation.fields.coerce_record, regulation.calendar
 
     def evaluate(items: Sequence[tuple[str, dict[str, Any]]]) -> Matches:
         out = []
         for client_id, raw in items:
             facts = Facts(records={"client": coerce("client", client_id, raw, calendar)}, now=NOW)
-            out.append([i for i, hit in enumerate(results(facts)) if hit])
+            out.append(matched(facts))
         return out
 
     return evaluate

@@ -25,7 +25,7 @@ from typing import Any
 
 from crmrules import failures, firing, selection, timers
 from crmrules import realign as realigning
-from crmrules.actions import BUILTIN_HANDLERS, ActionContext
+from crmrules.actions import ActionContext
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
@@ -49,14 +49,14 @@ from crmrules.model import (
     MembershipSource,
     TaskStatus,
 )
-from crmrules.plugins import ActionPlugin, PluginManager
+from crmrules.plugins import PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Result
 from crmrules.rules import segments as segmenting
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import clear_override, override
-from crmrules.run import Run
+from crmrules.run import Run, Setting
 from crmrules.store import (
     ConflictError,
     FailureStatus,
@@ -113,18 +113,13 @@ class Engine(Reading):
         self.clock: Clock = clock or SystemClock()
         self.plugins = plugin_manager or PluginManager(plugins, entry_points=entry_points)
         self.store: Store = _open_store(store, self.plugins)
-        self._actions: dict[str, ActionPlugin] = self.plugins.actions()
         self._index()
 
     def _index(self) -> None:
-        """Rules by event type (in priority order) and by id; contact plans as rules."""
+        """The run setting (rules by event type and id, compiled rule sets); plans as rules."""
         regulation = self.regulation
-        self._by_event: dict[str, list[Rule]] = {}
-        for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
-            if rule.trigger.kind == "event":
-                for event_type in rule.trigger.events:
-                    self._by_event.setdefault(event_type, []).append(rule)
-        self.rules_by_id = {rule.id: rule for rule in regulation.rules}
+        self.setting = Setting(regulation, self.plugins)
+        self.rules_by_id = self.setting.rules_by_id
         self.plan_rules: dict[tuple[str, int], Rule] = {
             (territory.id, index): plan_rule(territory, index, plan, regulation.calendar)
             for territory in regulation.territories.values()
@@ -161,25 +156,16 @@ class Engine(Reading):
     # -- lookups used by a run
 
     def rules_for(self, event_type: str) -> list[Rule]:
-        return self._by_event.get(event_type, [])
+        return self.setting.rules_for(event_type)
 
     def action_handler(self, name: str) -> Callable[[Any, ActionContext], None]:
-        builtin = BUILTIN_HANDLERS.get(name)
-        if builtin is not None:
-            return builtin
-        return self._actions[name].handler
+        return self.setting.action_handler(name)
 
     def typed_client(self, client: Client) -> Client:
-        fields = self.regulation.fields.coerce_record(
-            "client", client.id, client.fields, self.regulation.calendar
-        )
-        return client.model_copy(update={"fields": fields})
+        return self.setting.typed_client(client)
 
     def typed_deal(self, deal: Deal) -> Deal:
-        fields = self.regulation.fields.coerce_record(
-            "deal", deal.id, deal.fields, self.regulation.calendar
-        )
-        return deal.model_copy(update={"fields": fields})
+        return self.setting.typed_deal(deal)
 
     # -- the public operations
 
@@ -219,7 +205,7 @@ class Engine(Reading):
                     earlier = tx.event_result(event_id)
                     if earlier is not None:
                         return Result.from_dict(earlier, duplicate=True)
-                    run = Run(self, tx, self.clock.now(), Result(event_id))
+                    run = Run(self.setting, tx, self.clock.now(), Result(event_id))
                     body(run)
                     failures.save(tx, run.failures)
                     for entry in run.audit:
