@@ -23,12 +23,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, selection, timers
+from crmrules import batch, failures, firing, selection, timers
 from crmrules import realign as realigning
 from crmrules.actions import ActionContext
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
+from crmrules.batch import Handled
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
@@ -56,16 +57,12 @@ from crmrules.rules import segments as segmenting
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import clear_override, override
-from crmrules.run import Run, Setting
+from crmrules.run import Run, Setting, transact
 from crmrules.store import (
-    ConflictError,
     FailureStatus,
     RuleFailure,
     Store,
 )
-
-#: How often a call is tried when another process changed the same rows meanwhile.
-CONFLICT_RETRIES = 5
 
 
 class ActionError(RefusedError):
@@ -173,12 +170,25 @@ class Engine(Reading):
         """Handle an event the host reports; the same event id twice acts once."""
         return self.plugins.handle_event(event, self._handle_reported)
 
-    def _handle_reported(self, event: Event) -> Result:
+    def handle_many(self, events: Iterable[Event], *, chunk: int = batch.CHUNK) -> list[Handled]:
+        """Handle many reported events, one transaction per ``chunk``: imports and replays.
+
+        Each event acts once, as with ``handle``; one that is refused is rolled
+        back alone and its error stands in its place (see crmrules.batch).
+        """
+        return batch.handle_many(
+            self.store, self.setting, self.clock, self._typed_event, events, chunk=chunk
+        )
+
+    def _typed_event(self, event: Event) -> Event:
         check_event_data(self.regulation, event)
         data = self.regulation.fields.coerce_record(
             "event", event.id, event.data, self.regulation.calendar
         )
-        typed = event.model_copy(update={"data": data})
+        return event.model_copy(update={"data": data})
+
+    def _handle_reported(self, event: Event) -> Result:
+        typed = self._typed_event(event)
 
         def body(run: Run) -> None:
             check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
@@ -192,30 +202,8 @@ class Engine(Reading):
         subject: tuple[str | None, str | None],
         body: Callable[[Run], None],
     ) -> Result:
-        """One transaction: lock the subject, act once per event id, keep result and audit.
-
-        A ConflictError (another process touched the same rows) rolls back
-        and retries the whole call; the retry usually finds the other
-        process's result under the same event id.
-        """
-        for attempt in range(1, CONFLICT_RETRIES + 1):
-            try:
-                with self.store.transaction() as tx:
-                    tx.lock_subject(*subject)
-                    earlier = tx.event_result(event_id)
-                    if earlier is not None:
-                        return Result.from_dict(earlier, duplicate=True)
-                    run = Run(self.setting, tx, self.clock.now(), Result(event_id))
-                    body(run)
-                    failures.save(tx, run.failures)
-                    for entry in run.audit:
-                        tx.add_audit(entry)
-                    tx.save_event_result(event_id, run.result.to_dict())
-                    return run.result
-            except ConflictError:
-                if attempt == CONFLICT_RETRIES:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One transaction: lock the subject, act once per event id, keep result and audit."""
+        return transact(self.store, self.setting, self.clock, event_id, subject, body)
 
     def _host_change(
         self,

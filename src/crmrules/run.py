@@ -29,13 +29,16 @@ from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.ruleset import RuleSet, explain
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, RuleFailure, Transaction
+from crmrules.store import AuditEntry, ConflictError, RuleFailure, Store, Transaction
 
 if TYPE_CHECKING:
+    from crmrules.clock import Clock
     from crmrules.plugins import PluginManager
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
+#: How many times a transaction that met a ConflictError is tried in all.
+CONFLICT_RETRIES = 5
 
 
 class Setting:
@@ -482,6 +485,52 @@ class Run:
             )
 
 
+def apply(
+    setting: Setting,
+    tx: Transaction,
+    now: datetime,
+    event_id: str,
+    subject: tuple[str | None, str | None],
+    body: Callable[[Run], None],
+) -> Result:
+    """Within ``tx``: lock the subject, act once per event id, keep the result and the audit."""
+    tx.lock_subject(*subject)
+    earlier = tx.event_result(event_id)
+    if earlier is not None:
+        return Result.from_dict(earlier, duplicate=True)
+    run = Run(setting, tx, now, Result(event_id))
+    body(run)
+    failures.save(tx, run.failures)
+    for entry in run.audit:
+        tx.add_audit(entry)
+    tx.save_event_result(event_id, run.result.to_dict())
+    return run.result
+
+
+def transact(
+    store: Store,
+    setting: Setting,
+    clock: Clock,
+    event_id: str,
+    subject: tuple[str | None, str | None],
+    body: Callable[[Run], None],
+) -> Result:
+    """``apply`` in a transaction of its own.
+
+    A ConflictError (another process touched the same rows) rolls back and
+    retries the whole call; the retry usually finds the other process's
+    result under the same event id.
+    """
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            with store.transaction() as tx:
+                return apply(setting, tx, clock.now(), event_id, subject, body)
+        except ConflictError:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | None:
     """The key a ``once`` policy is kept under; a leading '-' is a reason to hold instead."""
     if once == "per_client":
@@ -501,4 +550,4 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
 
 
-__all__ = ["CASCADE_LIMIT", "Run", "Setting"]
+__all__ = ["CASCADE_LIMIT", "CONFLICT_RETRIES", "Run", "Setting", "apply", "transact"]
