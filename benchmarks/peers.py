@@ -51,11 +51,11 @@ from crmrules import Client, Engine, Event, SimulatedClock
 from crmrules.adapters import MemoryStore
 from crmrules.business_rules import DEFAULT_EVENT, fields_from_variables, import_rules, plugin
 from crmrules.business_rules.command import check
-from crmrules.rules.conditions import Facts
 from crmrules.result import Result
+from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation
-from crmrules.run import Run
 from crmrules.rules.ruleset import RuleSet
+from crmrules.run import Run
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 SETS = ("channels", "labels")

@@ -94,5 +94,5 @@ def test_typed_values_are_kept_as_they_are() -> None:
 @pytest.mark.parametrize("value", [Decimal("Infinity"), Decimal("-Infinity"), Decimal("NaN")])
 def test_a_decimal_that_is_not_finite_is_refused_for_a_whole_number(value: Decimal) -> None:
     registry = FieldRegistry(SPECS)
-    with pytest.raises(RecordError, match="count.*expected a whole number"):
+    with pytest.raises(RecordError, match=r"count.*expected a whole number"):
         registry.coerce_record("client", "c1", {"count": value}, CAL)

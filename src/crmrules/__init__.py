@@ -52,7 +52,7 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
-from crmrules.plugins import ActionPlugin, OperatorPlugin, hookimpl
+from crmrules.plugins import ActionPlugin, Inline, OperatorPlugin, hookimpl
 from crmrules.reading import HistoryItem
 from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
@@ -106,6 +106,7 @@ __all__ = [
     "HistoryItem",
     "HostRecords",
     "HostTable",
+    "Inline",
     "Interaction",
     "Location",
     "LogNotifier",
