@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
+from crmrules.run import apply
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
@@ -148,22 +150,58 @@ def run_due(
         batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.handled)
         with engine.store.transaction() as tx:
             claimed = tx.claim_timers(now, batch, worker, now + lease)
-        for timer in claimed:
-            _fire(engine, timer, now, worker, report)
+        if not _fire_together(engine, claimed, now, worker, report):
+            for timer in claimed:
+                _fire(engine, timer, now, worker, report)
         if len(claimed) < batch:
             break
     return report
 
 
-def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
-    """Fire one timer in its own transaction; a failure is the timer's alone.
+class _Alone(Exception):
+    """A timer of a batch needs the one-at-a-time path (it fired before, or is not ours)."""
 
-    A rule that fails is rolled back alone (crmrules.failures) and the timer
-    it was for is FAILED with the reason. Anything else that stops the timer
-    (its subject cannot be read, a refusing rule, a lost race) is retried with
-    backoff, then FAILED. Only a store error (the database is gone) goes up,
-    to the worker, which reconnects; the timer's lease is its own to resume.
+
+def _fire_together(
+    engine: Engine, claimed: list[Timer], now: datetime, worker: str, report: DueReport
+) -> bool:
+    """Fire a claimed batch in one transaction, each timer in a savepoint of its own.
+
+    One commit for the batch instead of one for each timer; each timer's
+    status still changes in the same transaction as its effects, and a crash
+    before the commit leaves the whole batch to fire again when its leases
+    expire. If anything stops one timer (a failing rule, an unreadable
+    subject, a lost race, a result kept from before), nothing of the batch
+    is kept and False says so: each timer is then fired alone by ``_fire``,
+    which gives every failure its usual handling.
     """
+    if len(claimed) < 2:
+        return False
+    results = []
+    try:
+        with engine.store.transaction() as tx:
+            for timer in claimed:
+                with tx.savepoint():
+                    result = apply(
+                        engine.setting,
+                        tx,
+                        now,
+                        f"timer:{timer.key}",
+                        (timer.client, timer.deal),
+                        _firing(engine, timer, now, worker),
+                    )
+                    if result.duplicate:
+                        raise _Alone()  # its status needs settling: the one-at-a-time path
+                results.append(result)
+    except Exception as error:  # every cause is handled again, one timer at a time
+        log.debug("a batch of %d timers is fired one by one: %r", len(claimed), error)
+        return False
+    report.results.extend(results)
+    return True
+
+
+def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callable[[Run], None]:
+    """The body of a timer's transaction: check the lease, fire, settle the timer."""
 
     def body(run: Run) -> None:
         current = run.tx.lock_timer(timer.key)
@@ -183,6 +221,19 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
             )
         )
 
+    return body
+
+
+def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
+    """Fire one timer in its own transaction; a failure is the timer's alone.
+
+    A rule that fails is rolled back alone (crmrules.failures) and the timer
+    it was for is FAILED with the reason. Anything else that stops the timer
+    (its subject cannot be read, a refusing rule, a lost race) is retried with
+    backoff, then FAILED. Only a store error (the database is gone) goes up,
+    to the worker, which reconnects; the timer's lease is its own to resume.
+    """
+    body = _firing(engine, timer, now, worker)
     try:
         result = engine.transact(f"timer:{timer.key}", (timer.client, timer.deal), body)
     except _NotMine:
