@@ -1,7 +1,7 @@
 """A claimed batch of due timers fires in one transaction, and one bad timer falls back alone.
 
-``run_due`` fires the timers it claimed together (each in a savepoint of
-its own, one commit for the batch); if one of them cannot fire, the batch
+``run_due`` fires the timers it claimed together (in one transaction,
+one commit for the batch); if one of them cannot fire, the batch
 is rolled back and every timer fires alone, so the bad one gets its usual
 retry and the others fire all the same. The oracle for "the same as one at
 a time" is a batch of one (``limit=1`` a call), on SQLite and PostgreSQL.

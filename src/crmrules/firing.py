@@ -165,7 +165,7 @@ class _Alone(Exception):
 def _fire_together(
     engine: Engine, claimed: list[Timer], now: datetime, worker: str, report: DueReport
 ) -> bool:
-    """Fire a claimed batch in one transaction, each timer in a savepoint of its own.
+    """Fire a claimed batch in one transaction.
 
     One commit for the batch instead of one for each timer; each timer's
     status still changes in the same transaction as its effects, and a crash
@@ -181,17 +181,17 @@ def _fire_together(
     try:
         with engine.store.transaction() as tx:
             for timer in claimed:
-                with tx.savepoint():
-                    result = apply(
-                        engine.setting,
-                        tx,
-                        now,
-                        f"timer:{timer.key}",
-                        (timer.client, timer.deal),
-                        _firing(engine, timer, now, worker),
-                    )
-                    if result.duplicate:
-                        raise _Alone()  # its status needs settling: the one-at-a-time path
+                # no savepoint of its own: whatever stops one timer undoes the whole batch
+                result = apply(
+                    engine.setting,
+                    tx,
+                    now,
+                    f"timer:{timer.key}",
+                    (timer.client, timer.deal),
+                    _firing(engine, timer, now, worker),
+                )
+                if result.duplicate:
+                    raise _Alone()  # its status needs settling: the one-at-a-time path
                 results.append(result)
     except Exception as error:  # every cause is handled again, one timer at a time
         log.debug("a batch of %d timers is fired one by one: %r", len(claimed), error)
