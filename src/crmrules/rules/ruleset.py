@@ -10,16 +10,20 @@ function, compiled once:
 - a sub-condition that several rules share (the same leaf, or the same
   ``all``/``any`` of leaves) is evaluated once, at its first use, and
   remembered in a local for the others;
-- the common operators are inlined; the rest (changes, field references,
-  whole-day dates, ``ignore_case``, time windows) call the leaf's own
-  compiled test, so their meaning cannot drift.
+- the common operators are inlined, and so are plugin operators that say
+  how (``OperatorPlugin.inline``: an expression, with a view of the value
+  such as its lower-cased set computed once per evaluation); the rest
+  (changes, field references, whole-day dates, ``ignore_case``, time
+  windows, other plugin operators) call the leaf's own compiled test, so
+  their meaning cannot drift.
 
 Short-circuit order is the conditions' own, so the answers are the
 closures' answers. The conditions of one rule set share one calendar (those
-of one regulation do). Explanations are not computed while evaluating:
-``Evaluation.trace(index)`` rebuilds a rule's trace, on demand, from the
-facts the evaluation saw, with ``Condition.trace`` — the same explanation
-the engine gives today, at no cost to the rules nobody asks about.
+of one regulation do). ``matched`` returns the positions of the conditions
+that hold, which is what the engine asks for (``crmrules.run.Run.matches``).
+Explanations are not computed while evaluating: ``Evaluation.trace(index)``
+rebuilds a rule's trace, on demand, from the facts the evaluation saw, with
+``Condition.trace``.
 """
 
 from __future__ import annotations
