@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -150,9 +151,8 @@ def run_due(
         batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.handled)
         with engine.store.transaction() as tx:
             claimed = tx.claim_timers(now, batch, worker, now + lease)
-        if not _fire_together(engine, claimed, now, worker, report):
-            for timer in claimed:
-                _fire(engine, timer, now, worker, report)
+        for timer in _fire_together(engine, claimed, now, worker, report, lease=lease):
+            _fire(engine, timer, now, worker, report)
         if len(claimed) < batch:
             break
     return report
@@ -163,24 +163,35 @@ class _Alone(Exception):
 
 
 def _fire_together(
-    engine: Engine, claimed: list[Timer], now: datetime, worker: str, report: DueReport
-) -> bool:
-    """Fire a claimed batch in one transaction.
+    engine: Engine,
+    claimed: list[Timer],
+    now: datetime,
+    worker: str,
+    report: DueReport,
+    *,
+    lease: timedelta,
+) -> list[Timer]:
+    """Fire a claimed batch in one transaction; the timers left to fire one at a time.
 
     One commit for the batch instead of one for each timer; each timer's
     status still changes in the same transaction as its effects, and a crash
     before the commit leaves the whole batch to fire again when its leases
-    expire. If anything stops one timer (a failing rule, an unreadable
+    expire. The batch stops taking timers once a quarter of the lease has
+    passed, so that its leases cannot run out under it; the rest are fired
+    alone. If anything stops one timer (a failing rule, an unreadable
     subject, a lost race, a result kept from before), nothing of the batch
-    is kept and False says so: each timer is then fired alone by ``_fire``,
-    which gives every failure its usual handling.
+    is kept and every timer is fired alone by ``_fire``, which gives each
+    failure its usual handling.
     """
     if len(claimed) < 2:
-        return False
-    results = []
+        return claimed
+    results: list[Result] = []
+    budget = time.monotonic() + lease.total_seconds() / 4
     try:
         with engine.store.transaction() as tx:
             for timer in claimed:
+                if results and time.monotonic() > budget:
+                    break
                 # no savepoint of its own: whatever stops one timer undoes the whole batch
                 result = apply(
                     engine.setting,
@@ -195,9 +206,9 @@ def _fire_together(
                 results.append(result)
     except Exception as error:  # every cause is handled again, one timer at a time
         log.debug("a batch of %d timers is fired one by one: %r", len(claimed), error)
-        return False
+        return claimed
     report.results.extend(results)
-    return True
+    return claimed[len(results) :]
 
 
 def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callable[[Run], None]:
