@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from crmrules import Client, Deal, Engine, Event, SimulatedClock, Store
 from crmrules.adapters import MemoryStore, migrate
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.batch import CHUNK
 
 HEADER = """\
 version: 1
@@ -149,24 +150,41 @@ def setup(regulation: Path, store: Store) -> tuple[Engine, SimulatedClock]:
     return engine, clock
 
 
+def stream(events: int, clock: SimulatedClock) -> list[Event]:
+    kinds = ["invoice.issued", "payment.received", "visit", "call.missed", "offer.viewed"]
+    return [
+        Event(
+            id=f"e{index}",
+            type=kinds[index % len(kinds)],
+            occurred_at=clock.now(),
+            deal=f"d{index % 100}",
+            data={"amount": str(index % 12_000), "number": f"INV-{index}"},
+        )
+        for index in range(events)
+    ]
+
+
 def run(regulation: Path, store: Store, events: int, recorder: Recorder | None = None) -> float:
     """Events per second for ``events`` events after setting up 100 clients."""
     engine, clock = setup(regulation, store)
-    kinds = ["invoice.issued", "payment.received", "visit", "call.missed", "offer.viewed"]
+    batch = stream(events, clock)
     started = time.perf_counter()
-    for index in range(events):
+    for event in batch:
         if recorder is not None:
             recorder.next_event()
-        engine.handle(
-            Event(
-                id=f"e{index}",
-                type=kinds[index % len(kinds)],
-                occurred_at=clock.now(),
-                deal=f"d{index % 100}",
-                data={"amount": str(index % 12_000), "number": f"INV-{index}"},
-            )
-        )
+        engine.handle(event)
     return events / (time.perf_counter() - started)
+
+
+def run_many(regulation: Path, store: Store, events: int) -> float:
+    """Events per second for the same events through ``handle_many`` (CHUNK a transaction)."""
+    engine, clock = setup(regulation, store)
+    batch = stream(events, clock)
+    started = time.perf_counter()
+    handled = engine.handle_many(batch, chunk=CHUNK)
+    elapsed = time.perf_counter() - started
+    assert all(not isinstance(h, Exception) for h in handled)
+    return events / elapsed
 
 
 def batched(event: Writes) -> list[tuple[str, list[Any]]]:
@@ -181,18 +199,39 @@ def batched(event: Writes) -> list[tuple[str, list[Any]]]:
     return out
 
 
-def floor(regulation: Path, store: SQLAlchemyStore, writes: list[Writes]) -> float:
-    """Events per second writing each event's rows in one bare Core transaction."""
+def floor(regulation: Path, store: SQLAlchemyStore, writes: list[Writes], chunk: int = 1) -> float:
+    """Events per second writing each event's rows in bare Core, ``chunk`` events a transaction."""
     setup(regulation, store)
     engine = store.engine
     assert engine is not None
     prepared = [batched(event) for event in writes]
     started = time.perf_counter()
-    for event in prepared:
+    for first in range(0, len(prepared), chunk):
         with engine.begin() as connection:
-            for sql, rows in event:
-                connection.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
+            for event in prepared[first : first + chunk]:
+                for sql, rows in event:
+                    connection.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
     return len(prepared) / (time.perf_counter() - started)
+
+
+def clear(url: str, schema: str | None) -> None:
+    """Empty the crmrules tables, for the next measurement on the same database."""
+    engine = sa.create_engine(url)
+    tables = [t for t in reversed(migrate_tables(schema))]
+    with engine.begin() as connection:
+        for table in tables:
+            connection.execute(sa.delete(table))
+    engine.dispose()
+
+
+def migrate_tables(schema: str | None) -> list[sa.Table]:
+    from crmrules.adapters.sqlalchemy import metadata
+
+    tables = metadata.sorted_tables
+    if schema is None:
+        return list(tables)
+    copy = sa.MetaData()
+    return [table.to_metadata(copy, schema=schema) for table in tables]
 
 
 def measure_sql(
@@ -214,9 +253,19 @@ def measure_sql(
     target = SQLAlchemyStore(floor_url, schema=schemas[1] if schemas else None)
     base = floor(regulation, target, writes)
     target.close()
+    clear(url, schemas[0] if schemas else None)
+    store = SQLAlchemyStore(url, schema=schemas[0] if schemas else None)
+    many = run_many(regulation, store, events)
+    store.close()
+    clear(floor_url, schemas[1] if schemas else None)
+    target = SQLAlchemyStore(floor_url, schema=schemas[1] if schemas else None)
+    many_floor = floor(regulation, target, writes, CHUNK)
+    target.close()
     return {
         "rate": rate,
         "floor": base,
+        "many": many,
+        "many_floor": many_floor,
         "statements": recorder.statements / events,
         "rows": sum(len(rows) for event in writes for _, rows in batched(event)) / events,
         "writes": sum(len(event) for event in writes) / events,
@@ -262,6 +311,12 @@ def main() -> int:
     for name, figures in sql.items():
         rate = figures["rate"]
         print(f"{name:<11} {rate:8.0f} events/s   {rate / memory:5.2f}x memory")
+    for name, figures in sql.items():
+        print(
+            f"{name} handle_many {figures['many']:6.0f} events/s ({CHUNK} a transaction); "
+            f"its floor (the same rows, {CHUNK} events a bare transaction) "
+            f"{figures['many_floor']:6.0f} events/s: {figures['many'] / figures['many_floor']:.2f}x"
+        )
     for name, figures in sql.items():
         print(
             f"{name} floor {figures['floor']:6.0f} events/s (the same {figures['rows']:.1f} rows "

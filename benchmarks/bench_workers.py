@@ -9,6 +9,13 @@ Then the workers (real processes, spawned and ready before the clock
 starts) call ``Engine.run_due(limit=20, lease=30 s)`` until no timer is
 pending. Figures are timers per second from the start signal until the
 last worker exits, and the ratio to one worker, measured in the same run.
+
+The floor: one worker in this process fires the same number of timers
+while every statement it sends that writes (the claims, the rows each
+firing writes, the timers settled) is recorded, transaction by
+transaction; a second schema with the same due timers then receives
+exactly those statements as bare SQL (``exec_driver_sql``), one
+transaction for each of the worker's. Printed: the worker's share of it.
 The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
@@ -139,11 +146,85 @@ def measure(url: str, regulation: str, timers: int, workers: int) -> float:
         admin.dispose()
 
 
+class Recorder:
+    """Keeps the statements that write, transaction by transaction, as the driver got them."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.transactions: list[list[tuple[str, Any, bool]]] = [[]]
+        sa.event.listen(engine, "before_cursor_execute", self.seen)
+        sa.event.listen(engine, "commit", self.committed)
+
+    def seen(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.transactions[-1].append((statement, params, many))
+
+    def committed(self, conn: Any) -> None:
+        if self.transactions[-1]:
+            self.transactions.append([])
+
+
+def fresh_schema(admin: sa.Engine, url: str, regulation: str, timers: int) -> str:
+    schema = f"crmrules_bench_{uuid.uuid4().hex[:8]}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    migrate.upgrade(url, schema=schema)
+    plan(url, schema, regulation, timers)
+    return schema
+
+
+def measure_floor(url: str, regulation: str, timers: int) -> tuple[float, float, float]:
+    """One worker in this process, against the bare SQL of the same writes.
+
+    The worker's statements that write (the claims, the firings' rows, the
+    timers settled) are recorded transaction by transaction; a second
+    schema with the same due timers then receives exactly those statements
+    through bare ``exec_driver_sql``, one transaction for each of the
+    worker's. Returns the worker's timers/s, the floor's and the worker's
+    transactions per batch.
+    """
+    admin = sa.create_engine(url)
+    schemas = [fresh_schema(admin, url, regulation, timers) for _ in range(2)]
+    try:
+        engine = open_engine(url, schemas[0], regulation)
+        assert isinstance(engine.store, SQLAlchemyStore) and engine.store.engine is not None
+        recorder = Recorder(engine.store.engine)
+        started = time.perf_counter()
+        batches = 0
+        while engine.run_due(limit=BATCH, worker="w0", lease=LEASE).handled:
+            batches += 1
+        rate = timers / (time.perf_counter() - started)
+        engine.store.close()
+        old, new = f"{schemas[0]}.", f"{schemas[1]}."
+        writes = [
+            [(sql.replace(old, new), params, many) for sql, params, many in transaction]
+            for transaction in recorder.transactions
+            if transaction
+        ]
+        bare = sa.create_engine(url)
+        started = time.perf_counter()
+        for transaction in writes:
+            with bare.begin() as connection:
+                for sql, params, _many in transaction:
+                    connection.exec_driver_sql(sql, params)
+        floor = timers / (time.perf_counter() - started)
+        bare.dispose()
+        return rate, floor, len(writes) / max(batches, 1)
+    finally:
+        for schema in schemas:
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timers", type=int, default=2000)
     parser.add_argument("--postgres", default=os.environ.get("CRMRULES_TEST_POSTGRES_URL"))
+    parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
     args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
     if not args.postgres:
         print(
             "PostgreSQL is needed: give --postgres URL or set CRMRULES_TEST_POSTGRES_URL",
@@ -153,9 +234,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         regulation = Path(folder) / "workers.yaml"
         regulation.write_text(REGULATION, encoding="utf-8")
-        figures = {n: measure(args.postgres, str(regulation), args.timers, n) for n in (1, 2, 4)}
-    baseline = figures[1]
+        one, floor, per_batch = measure_floor(args.postgres, str(regulation), args.timers)
+        figures = {n: measure(args.postgres, str(regulation), args.timers, n) for n in counts}
     print(f"{args.timers} due timers per run (task + mailing each), batch {BATCH}, PostgreSQL")
+    print(
+        f"1 worker in process {one:8.0f} timers/s; the floor (its writes replayed as bare SQL, "
+        f"{per_batch:.1f} transactions a batch) {floor:8.0f} timers/s: {one / floor:.2f}x the floor"
+    )
+    baseline = figures[1]
     for workers, rate in figures.items():
         print(f"{workers} worker(s) {rate:8.0f} timers/s   {rate / baseline:5.2f}x 1 worker")
     return 0

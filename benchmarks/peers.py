@@ -15,6 +15,10 @@ The same rules run in each evaluator's own format:
 - crmrules compiled conditions, ``rule.condition(facts)``, facts prebuilt;
 - crmrules coercing each stored record (``coerce_record``) then evaluating
   the rule set;
+- crmrules per event from the stored client: what ``Engine.handle`` does
+  to decide which rules match (the subject read from the store, the facts
+  built, the event type's compiled rule set evaluated), on ``--events``
+  stored clients a round;
 - crmrules ``Engine.handle`` on the memory store: the full per-event path
   from a stored client (transaction, idempotency, outcomes, audit, the
   matched rules' actions), on ``--events`` clients a round;
@@ -47,9 +51,11 @@ from crmrules import Client, Engine, Event, SimulatedClock
 from crmrules.adapters import MemoryStore
 from crmrules.business_rules import DEFAULT_EVENT, fields_from_variables, import_rules, plugin
 from crmrules.business_rules.command import check
+from crmrules.result import Result
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation
 from crmrules.rules.ruleset import RuleSet
+from crmrules.run import Run
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 SETS = ("channels", "labels")
@@ -178,23 +184,57 @@ def crmrules_conditions(regulation: Regulation) -> Evaluator:
 
 def crmrules_rule_set(regulation: Regulation) -> Evaluator:
     """All the rules' conditions as one compiled rule set; the items are prebuilt Facts."""
-    results = RuleSet([rule.condition for rule in regulation.rules]).results
-    return lambda items: [[i for i, hit in enumerate(results(facts)) if hit] for facts in items]
+    matched = RuleSet([rule.condition for rule in regulation.rules]).matched
+    return lambda items: [matched(facts) for facts in items]
 
 
 def crmrules_coercing(regulation: Regulation) -> Evaluator:
     """Each stored record coerced to its field types, then the compiled rule set."""
-    results = RuleSet([rule.condition for rule in regulation.rules]).results
+    matched = RuleSet([rule.condition for rule in regulation.rules]).matched
     coerce, calendar = regulation.fields.coerce_record, regulation.calendar
 
     def evaluate(items: Sequence[tuple[str, dict[str, Any]]]) -> Matches:
         out = []
         for client_id, raw in items:
             facts = Facts(records={"client": coerce("client", client_id, raw, calendar)}, now=NOW)
-            out.append([i for i, hit in enumerate(results(facts)) if hit])
+            out.append(matched(facts))
         return out
 
     return evaluate
+
+
+def crmrules_per_event(
+    regulation: Regulation, sample: Sequence[SyntheticClient]
+) -> tuple[Evaluator, dict[str, Event]]:
+    """The engine's per-event evaluation from the stored client, in one transaction a round.
+
+    For each event: the subject read from the store, the facts built and
+    the event type's compiled rule set evaluated (``Run.view`` and
+    ``Run.matches``, what ``Engine.handle`` does before it records outcomes
+    and runs the matched rules' actions). The events are the host's input,
+    made beforehand.
+    """
+    engine = Engine(regulation, store=MemoryStore(), clock=SimulatedClock(NOW), entry_points=False)
+    for client in sample:
+        engine.create_client(
+            Client(id=client.id, name=client.company, fields=stored_record(client))
+        )
+    events = {
+        c.id: Event(id=f"p-{c.id}", type=DEFAULT_EVENT, occurred_at=NOW, client=c.id)
+        for c in sample
+    }
+    listening = engine.rules_for(DEFAULT_EVENT)
+    index = [int(rule.id.rsplit("-", 1)[1]) - 1 for rule in listening]
+
+    def evaluate(items: Sequence[SyntheticClient]) -> Matches:
+        out = []
+        with engine.store.transaction() as tx:
+            run = Run(engine.setting, tx, NOW, Result("peers"))
+            for client in items:
+                out.append(sorted(index[i] for i in run.matches(events[client.id])))
+        return out
+
+    return evaluate, events
 
 
 def crmrules_engine(regulation: Regulation, sample: Sequence[SyntheticClient]) -> Evaluator:
@@ -257,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         "crmrules rule set, facts prebuilt": (crmrules_rule_set(regulation), facts, None),
         "crmrules conditions, facts prebuilt": (crmrules_conditions(regulation), facts, None),
         "crmrules coerce record + rule set": (crmrules_coercing(regulation), records, None),
+        "crmrules per event from the stored client": (
+            crmrules_per_event(regulation, engine_sample)[0],
+            clients,
+            args.events,
+        ),
         "crmrules Engine.handle, memory store": (
             crmrules_engine(regulation, engine_sample),
             clients,

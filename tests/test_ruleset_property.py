@@ -66,6 +66,7 @@ def test_rule_set_gives_each_conditions_answer_and_explanation(
     evaluation = rule_set.evaluate(fact)
     assert evaluation.results == expected
     assert evaluation.matched() == [i for i, result in enumerate(expected) if result]
+    assert rule_set.matched(fact) == evaluation.matched()
     for index, condition in enumerate(conditions_):
         full = condition.trace(fact)
         assert evaluation.trace(index) == full
@@ -92,7 +93,10 @@ def one_leaf_rules(draw: st.DrawFn) -> tuple[list[Condition], Facts]:
 @given(case=one_leaf_rules())
 def test_every_inlined_leaf_answers_as_its_closure(case: tuple[list[Condition], Facts]) -> None:
     conditions_, fact = case
-    assert RuleSet(conditions_).results(fact) == tuple(c(fact) for c in conditions_)
+    rule_set = RuleSet(conditions_)
+    expected = tuple(c(fact) for c in conditions_)
+    assert rule_set.results(fact) == expected
+    assert rule_set.matched(fact) == [i for i, result in enumerate(expected) if result]
 
 
 def test_a_shared_leaf_is_tested_once_and_each_field_read_once() -> None:
@@ -116,7 +120,8 @@ def test_a_shared_leaf_is_tested_once_and_each_field_read_once() -> None:
     fact = Facts(records={"client": {"region": "Москва", "name": "y"}}, now=NOW)
     assert rule_set.results(fact) == (True, True, True)
     assert calls == ["Москва"]
-    assert rule_set.source.count(".get('region')") == 1
+    for function in rule_set.source.split("\n\n\ndef "):  # evaluate and matched
+        assert function.count(".get('region')") == 1
 
 
 def test_an_empty_rule_set_and_missing_records() -> None:

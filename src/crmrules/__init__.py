@@ -64,7 +64,7 @@ from crmrules.occurrences import (
     fire_chunk,
     plan_chunks,
 )
-from crmrules.plugins import ActionPlugin, OperatorPlugin, hookimpl
+from crmrules.plugins import ActionPlugin, Inline, OperatorPlugin, hookimpl
 from crmrules.reading import HistoryItem
 from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
@@ -125,6 +125,7 @@ __all__ = [
     "HostRecords",
     "HostTable",
     "Impact",
+    "Inline",
     "Interaction",
     "Location",
     "LogNotifier",

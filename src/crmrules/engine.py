@@ -24,14 +24,15 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import explaining, failures, firing, occurrences, selection, timers
+from crmrules import batch, explaining, failures, firing, occurrences, selection, timers
 from crmrules import history as histories
 from crmrules import impact as impacting
 from crmrules import realign as realigning
-from crmrules.actions import BUILTIN_HANDLERS, ActionContext
+from crmrules.actions import ActionContext
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
+from crmrules.batch import Handled
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
@@ -56,25 +57,21 @@ from crmrules.model import (
     MembershipSource,
     TaskStatus,
 )
-from crmrules.plugins import ActionPlugin, PluginManager
+from crmrules.plugins import PluginManager
 from crmrules.reading import Reading
 from crmrules.result import Result
 from crmrules.rules import segments as segmenting
 from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import clear_override, override
-from crmrules.run import Run
+from crmrules.run import Run, Setting, transact
 from crmrules.store import (
-    ConflictError,
     FailureStatus,
     RuleFailure,
     Store,
 )
 
 log = logging.getLogger("crmrules.engine")
-
-#: How often a call is tried when another process changed the same rows meanwhile.
-CONFLICT_RETRIES = 5
 
 
 class ActionError(RefusedError):
@@ -122,18 +119,13 @@ class Engine(Reading):
         self.clock: Clock = clock or SystemClock()
         self.plugins = plugin_manager or PluginManager(plugins, entry_points=entry_points)
         self.store: Store = _open_store(store, self.plugins)
-        self._actions: dict[str, ActionPlugin] = self.plugins.actions()
         self._index()
 
     def _index(self) -> None:
-        """Rules by event type (in priority order) and by id; contact plans as rules."""
+        """The run setting (rules by event type and id, compiled rule sets); plans as rules."""
         regulation = self.regulation
-        self._by_event: dict[str, list[Rule]] = {}
-        for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
-            if rule.trigger.kind == "event":
-                for event_type in rule.trigger.events:
-                    self._by_event.setdefault(event_type, []).append(rule)
-        self.rules_by_id = {rule.id: rule for rule in regulation.rules}
+        self.setting = Setting(regulation, self.plugins)
+        self.rules_by_id = self.setting.rules_by_id
         self.plan_rules: dict[tuple[str, int], Rule] = {
             (territory.id, index): plan_rule(territory, index, plan, regulation.calendar)
             for territory in regulation.territories.values()
@@ -170,25 +162,16 @@ class Engine(Reading):
     # -- lookups used by a run
 
     def rules_for(self, event_type: str) -> list[Rule]:
-        return self._by_event.get(event_type, [])
+        return self.setting.rules_for(event_type)
 
     def action_handler(self, name: str) -> Callable[[Any, ActionContext], None]:
-        builtin = BUILTIN_HANDLERS.get(name)
-        if builtin is not None:
-            return builtin
-        return self._actions[name].handler
+        return self.setting.action_handler(name)
 
     def typed_client(self, client: Client) -> Client:
-        fields = self.regulation.fields.coerce_record(
-            "client", client.id, client.fields, self.regulation.calendar
-        )
-        return client.model_copy(update={"fields": fields})
+        return self.setting.typed_client(client)
 
     def typed_deal(self, deal: Deal) -> Deal:
-        fields = self.regulation.fields.coerce_record(
-            "deal", deal.id, deal.fields, self.regulation.calendar
-        )
-        return deal.model_copy(update={"fields": fields})
+        return self.setting.typed_deal(deal)
 
     # -- the public operations
 
@@ -196,12 +179,25 @@ class Engine(Reading):
         """Handle an event the host reports; the same event id twice acts once."""
         return self.plugins.handle_event(event, self._handle_reported)
 
-    def _handle_reported(self, event: Event) -> Result:
+    def handle_many(self, events: Iterable[Event], *, chunk: int = batch.CHUNK) -> list[Handled]:
+        """Handle many reported events, one transaction per ``chunk``: imports and replays.
+
+        Each event acts once, as with ``handle``; one that is refused is rolled
+        back alone and its error stands in its place (see crmrules.batch).
+        """
+        return batch.handle_many(
+            self.store, self.setting, self.clock, self._typed_event, events, chunk=chunk
+        )
+
+    def _typed_event(self, event: Event) -> Event:
         check_event_data(self.regulation, event)
         data = self.regulation.fields.coerce_record(
             "event", event.id, event.data, self.regulation.calendar
         )
-        typed = event.model_copy(update={"data": data})
+        return event.model_copy(update={"data": data})
+
+    def _handle_reported(self, event: Event) -> Result:
+        typed = self._typed_event(event)
 
         def body(run: Run) -> None:
             check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
@@ -215,31 +211,8 @@ class Engine(Reading):
         subject: tuple[str | None, str | None],
         body: Callable[[Run], None],
     ) -> Result:
-        """One transaction: lock the subject, act once per event id, keep result and audit.
-
-        A ConflictError (another process touched the same rows) rolls back
-        and retries the whole call; the retry usually finds the other
-        process's result under the same event id.
-        """
-        for attempt in range(1, CONFLICT_RETRIES + 1):
-            try:
-                with self.store.transaction() as tx:
-                    tx.lock_subject(*subject)
-                    earlier = tx.event_result(event_id)
-                    if earlier is not None:
-                        return Result.from_dict(earlier, duplicate=True)
-                    result = Result(event_id, regulation=self.regulation.release.id)
-                    run = Run(self, tx, self.clock.now(), result)
-                    body(run)
-                    failures.save(tx, run.failures)
-                    for entry in run.audit:
-                        tx.add_audit(entry)
-                    tx.save_event_result(event_id, run.result.to_dict())
-                    return run.result
-            except ConflictError:
-                if attempt == CONFLICT_RETRIES:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One transaction: lock the subject, act once per event id, keep result and audit."""
+        return transact(self.store, self.setting, self.clock, event_id, subject, body)
 
     def _host_change(
         self,

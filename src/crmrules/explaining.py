@@ -137,7 +137,7 @@ def explain(
     now = at or engine.clock.now()
     with engine.store.transaction() as tx:
         client, deal = _subjects(engine, tx, client_id, deal_id)
-        run = Run(engine, tx, now, Result("explain"))
+        run = Run(engine.setting, tx, now, Result("explain"))
         event = Event(
             id="explain",
             type=event_type or ("deal.updated" if deal else "client.updated"),

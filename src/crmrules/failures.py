@@ -140,7 +140,7 @@ def isolate(
             reason = f"{_where(step)}: {describe(error)}"
         log.warning("rule %s failed on event %s: %s", rule.id, event.id, reason, exc_info=error)
         if not isinstance(error, ActionError):  # the hook heard of an ActionError already
-            run.engine.plugins.action_failed(step.action or "", rule.id, event, error, reason)
+            run.setting.plugins.action_failed(step.action or "", rule.id, event, error, reason)
         if refuse and rule.on_error == "refuse":
             raise ActionError(rule.id, step.action or "", event.id, reason) from error
         run.outcome(event, rule, "failed", reason)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
+from crmrules.run import apply
 from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus
 
 if TYPE_CHECKING:
@@ -129,27 +132,71 @@ def run_due(
         batch = CLAIM_BATCH if limit is None else min(CLAIM_BATCH, limit - report.handled)
         with engine.store.transaction() as tx:
             claimed = tx.claim_timers(now, batch, worker, now + lease)
-        for timer in claimed:
+        for timer in _fire_together(engine, claimed, now, worker, report, lease=lease):
             _fire(engine, timer, now, worker, report)
         if len(claimed) < batch:
             break
     return report
 
 
-def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
-    """Fire one timer in its own transaction; a failure is the timer's alone.
+class _Alone(Exception):
+    """A timer of a batch needs the one-at-a-time path (it fired before, or is not ours)."""
 
-    A rule that fails is rolled back alone (crmrules.failures) and the timer
-    it was for is FAILED with the reason. Anything else that stops the timer
-    (its subject cannot be read, a refusing rule, a lost race) is retried with
-    backoff, then FAILED. Only a store error (the database is gone) goes up,
-    to the worker, which reconnects; the timer's lease is its own to resume.
-    A schedule's occurrence fires over the client base a chunk per transaction
-    (crmrules.occurrences).
+
+def _fire_together(
+    engine: Engine,
+    claimed: list[Timer],
+    now: datetime,
+    worker: str,
+    report: DueReport,
+    *,
+    lease: timedelta,
+) -> list[Timer]:
+    """Fire a claimed batch in one transaction; the timers left to fire one at a time.
+
+    One commit for the batch instead of one for each timer; each timer's
+    status still changes in the same transaction as its effects, and a crash
+    before the commit leaves the whole batch to fire again when its leases
+    expire. The batch stops taking timers once a quarter of the lease has
+    passed, so that its leases cannot run out under it; the rest are fired
+    alone. If anything stops one timer (a failing rule, an unreadable
+    subject, a lost race, a result kept from before), nothing of the batch
+    is kept and every timer is fired alone by ``_fire``, which gives each
+    failure its usual handling.
     """
-    if timer.kind == "schedule":
-        _fire_occurrence(engine, timer, now, worker, report)
-        return
+    # A schedule's occurrence takes transactions of its own (crmrules.occurrences).
+    alone = [t for t in claimed if t.kind == "schedule"]
+    claimed = [t for t in claimed if t.kind != "schedule"]
+    if len(claimed) < 2:
+        return claimed + alone
+    results: list[Result] = []
+    budget = time.monotonic() + lease.total_seconds() / 4
+    try:
+        with engine.store.transaction() as tx:
+            for timer in claimed:
+                if results and time.monotonic() > budget:
+                    break
+                # no savepoint of its own: whatever stops one timer undoes the whole batch
+                result = apply(
+                    engine.setting,
+                    tx,
+                    now,
+                    f"timer:{timer.key}",
+                    (timer.client, timer.deal),
+                    _firing(engine, timer, now, worker),
+                )
+                if result.duplicate:
+                    raise _Alone()  # its status needs settling: the one-at-a-time path
+                results.append(result)
+    except Exception as error:  # every cause is handled again, one timer at a time
+        log.debug("a batch of %d timers is fired one by one: %r", len(claimed), error)
+        return claimed + alone
+    report.results.extend(results)
+    return claimed[len(results) :] + alone
+
+
+def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callable[[Run], None]:
+    """The body of a timer's transaction: check the lease, fire, settle the timer."""
 
     def body(run: Run) -> None:
         current = run.tx.lock_timer(timer.key)
@@ -169,6 +216,24 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
             )
         )
 
+    return body
+
+
+def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
+    """Fire one timer in its own transaction; a failure is the timer's alone.
+
+    A rule that fails is rolled back alone (crmrules.failures) and the timer
+    it was for is FAILED with the reason. Anything else that stops the timer
+    (its subject cannot be read, a refusing rule, a lost race) is retried with
+    backoff, then FAILED. Only a store error (the database is gone) goes up,
+    to the worker, which reconnects; the timer's lease is its own to resume.
+    A schedule's occurrence fires over the client base a chunk per transaction
+    (crmrules.occurrences).
+    """
+    if timer.kind == "schedule":
+        _fire_occurrence(engine, timer, now, worker, report)
+        return
+    body = _firing(engine, timer, now, worker)
     try:
         result = engine.transact(f"timer:{timer.key}", (timer.client, timer.deal), body)
     except _NotMine:

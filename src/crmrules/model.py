@@ -69,7 +69,10 @@ class Model(BaseModel):
 
 
 def _flatten(model: BaseModel, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-    data = {name: getattr(model, name) for name in type(model).model_fields if name not in skip}
+    # a model's __dict__ holds exactly its fields (extra="forbid"), in declaration order
+    data = dict(model.__dict__)
+    for name in skip:
+        data.pop(name, None)
     custom = data.pop("fields", None) or {}
     return {**custom, **data}
 

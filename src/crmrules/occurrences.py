@@ -506,7 +506,7 @@ def _run(
     """
     event = _timer_event(timer, moment)
     event_id = f"timer:{timer.key}#{chunk.seq}"
-    run = Run(engine, tx, moment, Result(event_id), optimistic=True)
+    run = Run(engine.setting, tx, moment, _result(engine, event_id), optimistic=True)
     sql = _sql(tx)
     try:
         with tx.savepoint(), sql.deferred_tasks() if sql is not None else nullcontext():
@@ -515,9 +515,13 @@ def _run(
     except failures.INFRASTRUCTURE:
         raise
     except Exception:  # some client failed: run the chunk again, isolating each
-        run = Run(engine, tx, moment, Result(event_id))
+        run = Run(engine.setting, tx, moment, _result(engine, event_id))
         _each(run, event, rule, ids, locked)
         return run
+
+
+def _result(engine: Engine, event_id: str) -> Result:
+    return Result(event_id, regulation=engine.regulation.release.id)
 
 
 def _each(run: Run, event: Event, rule: Rule, ids: list[str], locked: bool) -> None:

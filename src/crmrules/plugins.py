@@ -69,6 +69,23 @@ class OperatorPlugin:
     test: Callable[[Any, Any], bool]
     operand: Callable[[Any], Any] = lambda raw: raw
     schema: Mapping[str, Any] | None = None
+    #: ``inline(operand)``: how a compiled rule set may write ``test`` inline, or None to call it
+    inline: Callable[[Any], Inline | None] | None = None
+
+
+@dataclass(frozen=True)
+class Inline:
+    """An operator's test as a Python expression a compiled rule set writes out.
+
+    ``expression`` uses ``{value}`` (the field's present value, or its
+    ``view``) and ``{operand}`` (bound to ``operand``); it must answer as the
+    operator's ``test``. ``view`` (e.g. the value lower-cased) is computed
+    once per field per evaluation and shared by every leaf asking for it.
+    """
+
+    expression: str
+    operand: Any = None
+    view: Callable[[Any], Any] | None = None
 
 
 class Hookspecs:
@@ -201,6 +218,7 @@ __all__ = [
     "ActionHandler",
     "ActionPlugin",
     "Hookspecs",
+    "Inline",
     "OperatorPlugin",
     "PluginManager",
     "hookimpl",

@@ -13,13 +13,13 @@ opens the transaction and hands it a Run; ``crmrules.firing`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crmrules import failures, timers
-from crmrules.actions import ActionContext, ActionRefused
+from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.errors import RefusedError
 from crmrules.host_input import check_time_range
 from crmrules.model import Client, Deal, Event, Manager
@@ -27,15 +27,68 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule
-from crmrules.rules.ruleset import explain
+from crmrules.rules.ruleset import RuleSet, explain
 from crmrules.rules.territories import recompute
-from crmrules.store import AuditEntry, RuleFailure, Transaction
+from crmrules.store import AuditEntry, ConflictError, RuleFailure, Store, Transaction
 
 if TYPE_CHECKING:
-    from crmrules.engine import Engine
+    from crmrules.clock import Clock
+    from crmrules.plugins import PluginManager
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
+#: How many times a transaction that met a ConflictError is tried in all.
+CONFLICT_RETRIES = 5
+
+
+class Setting:
+    """What a run works with besides its transaction: the regulation, its indexes, the plugins.
+
+    Built once per regulation (the engine rebuilds it on reload), so the
+    rules listening to each event type are sorted, and compiled together
+    into one ``RuleSet``, once and not per event.
+    """
+
+    def __init__(self, regulation: Regulation, plugins: PluginManager) -> None:
+        self.regulation = regulation
+        self.plugins = plugins
+        self._actions = plugins.actions()
+        self.by_event: dict[str, list[Rule]] = {}
+        for rule in sorted(regulation.rules, key=lambda r: (-r.priority, r.order)):
+            if rule.trigger.kind == "event":
+                for event_type in rule.trigger.events:
+                    self.by_event.setdefault(event_type, []).append(rule)
+        self.rules_by_id = {rule.id: rule for rule in regulation.rules}
+        self._rule_sets: dict[str, RuleSet] = {}
+
+    def rules_for(self, event_type: str) -> list[Rule]:
+        return self.by_event.get(event_type, [])
+
+    def rule_set_for(self, event_type: str) -> RuleSet:
+        """The conditions of the rules listening to ``event_type``, compiled together once."""
+        found = self._rule_sets.get(event_type)
+        if found is None:
+            rules = self.rules_for(event_type)
+            found = self._rule_sets[event_type] = RuleSet([rule.condition for rule in rules])
+        return found
+
+    def action_handler(self, name: str) -> Callable[[Any, ActionContext], None]:
+        builtin = BUILTIN_HANDLERS.get(name)
+        if builtin is not None:
+            return builtin
+        return self._actions[name].handler
+
+    def typed_client(self, client: Client) -> Client:
+        fields = self.regulation.fields.coerce_record(
+            "client", client.id, client.fields, self.regulation.calendar
+        )
+        return client.model_copy(update={"fields": fields})
+
+    def typed_deal(self, deal: Deal) -> Deal:
+        fields = self.regulation.fields.coerce_record(
+            "deal", deal.id, deal.fields, self.regulation.calendar
+        )
+        return deal.model_copy(update={"fields": fields})
 
 
 @dataclass
@@ -48,7 +101,7 @@ class _Pending:
 class Run:
     """One transaction's worth of work: the cascade of one reported event."""
 
-    engine: Engine
+    setting: Setting
     tx: Transaction
     now: datetime
     result: Result
@@ -63,10 +116,12 @@ class Run:
     optimistic: bool = False
     #: the event being considered with its client, deal and facts (see ``view``)
     _view: tuple[Event, Client | None, Deal | None, Facts] | None = None
+    #: the event whose rule set was evaluated, and the positions of the rules that matched
+    _matched: tuple[Event, Facts, frozenset[int]] | None = None
 
     @property
     def regulation(self) -> Regulation:
-        return self.engine.regulation
+        return self.setting.regulation
 
     # -- events
 
@@ -119,11 +174,13 @@ class Run:
             EventRecord(event.id, event.type, depth, event.client, event.deal)
         )
         stopped_by: str | None = None
-        for rule in self.engine.rules_for(event.type) if rules is None else rules:
+        listening = rules is None
+        considered = self.setting.rules_for(event.type) if rules is None else rules
+        for index, rule in enumerate(considered):
             if stopped_by is not None:
                 self.outcome(event, rule, "held", f"stopped by rule {stopped_by} (stop: true)")
                 continue
-            if self.consider(event, depth, rule) and rule.stop:
+            if self.consider(event, depth, rule, index if listening else None) and rule.stop:
                 stopped_by = rule.id
 
     # -- one rule
@@ -159,13 +216,19 @@ class Run:
         client = self.tx.get_client(client_id) if client_id else None
         return client, deal
 
-    def consider(self, event: Event, depth: int, rule: Rule) -> bool:
-        """Decide and, if it fires, run one rule; True if it fired."""
+    def consider(self, event: Event, depth: int, rule: Rule, position: int | None = None) -> bool:
+        """Decide and, if it fires, run one rule; True if it fired.
+
+        ``position``: the rule's place among those listening to the event
+        type, whose conditions are evaluated together once per view of the
+        event (see ``matches``); None for a rule considered on its own.
+        """
         if not rule.enabled:
             self.outcome(event, rule, "held", "disabled (enabled: false)")
             return False
         client, deal, facts = self.view(event)
-        if not rule.condition(facts):
+        holds = rule.condition(facts) if position is None else position in self.matches(event)
+        if not holds:
             trace = explain(rule.condition, facts)  # the deciding leaf, short-circuit
             leaf, reason = trace.decided_by, trace.describe()
             field, operator, expected = leaf.leaf.parts() if leaf else (None, None, None)
@@ -202,10 +265,10 @@ class Run:
                 context = ActionContext(self, event, depth, rule, index, action)
                 before = len(self.result.effects)
                 try:
-                    self.engine.action_handler(action.name)(action.params, context)
+                    self.setting.action_handler(action.name)(action.params, context)
                 except ActionRefused as refusal:
                     context.effect("refused", f"{action.name} refused: {refusal.reason}")
-                self.engine.plugins.after_action(
+                self.setting.plugins.after_action(
                     action.name, rule.id, event, self.result.effects[before:]
                 )
 
@@ -219,6 +282,19 @@ class Run:
             client, deal = self.subjects(event)
             self._view = (event, client, deal, self.facts(event, client, deal))
         return self._view[1], self._view[2], self._view[3]
+
+    def matches(self, event: Event) -> frozenset[int]:
+        """The positions of the listening rules whose conditions hold on the current view.
+
+        One evaluation of the event type's compiled rule set per view: each
+        field read once, shared sub-conditions tested once. A rule that
+        fires may change the subject; the next view evaluates again.
+        """
+        facts = self.view(event)[2]
+        if self._matched is None or self._matched[1] is not facts:
+            found = frozenset(self.setting.rule_set_for(event.type).matched(facts))
+            self._matched = (event, facts, found)
+        return self._matched[2]
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
         scope = _once_scope(rule.once, client, deal)
@@ -291,7 +367,7 @@ class Run:
         self, client: Client, old: Client | None, parent: Event | None, depth: int, origin: str = ""
     ) -> Client:
         """Store a client, recompute its territories, and raise created/updated events."""
-        client = self.engine.typed_client(client)
+        client = self.setting.typed_client(client)
         territorial, segmental = segmenting.split(self.tx.memberships(client.id))
         change = recompute(
             self.regulation,
@@ -363,7 +439,7 @@ class Run:
         self, deal: Deal, old: Deal | None, parent: Event | None, depth: int, origin: str = ""
     ) -> None:
         """Store a deal and raise created / stage_changed / updated events."""
-        deal = self.engine.typed_deal(deal)
+        deal = self.setting.typed_deal(deal)
         pipeline = self.regulation.pipelines.get(deal.pipeline)
         if pipeline is None:
             raise RefusedError(
@@ -416,6 +492,52 @@ class Run:
             )
 
 
+def apply(
+    setting: Setting,
+    tx: Transaction,
+    now: datetime,
+    event_id: str,
+    subject: tuple[str | None, str | None],
+    body: Callable[[Run], None],
+) -> Result:
+    """Within ``tx``: lock the subject, act once per event id, keep the result and the audit."""
+    tx.lock_subject(*subject)
+    earlier = tx.event_result(event_id)
+    if earlier is not None:
+        return Result.from_dict(earlier, duplicate=True)
+    run = Run(setting, tx, now, Result(event_id, regulation=setting.regulation.release.id))
+    body(run)
+    failures.save(tx, run.failures)
+    for entry in run.audit:
+        tx.add_audit(entry)
+    tx.save_event_result(event_id, run.result.to_dict())
+    return run.result
+
+
+def transact(
+    store: Store,
+    setting: Setting,
+    clock: Clock,
+    event_id: str,
+    subject: tuple[str | None, str | None],
+    body: Callable[[Run], None],
+) -> Result:
+    """``apply`` in a transaction of its own.
+
+    A ConflictError (another process touched the same rows) rolls back and
+    retries the whole call; the retry usually finds the other process's
+    result under the same event id.
+    """
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            with store.transaction() as tx:
+                return apply(setting, tx, clock.now(), event_id, subject, body)
+        except ConflictError:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _once_scope(once: str, client: Client | None, deal: Deal | None) -> str | None:
     """The key a ``once`` policy is kept under; a leading '-' is a reason to hold instead."""
     if once == "per_client":
@@ -435,4 +557,4 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
 
 
-__all__ = ["CASCADE_LIMIT", "Run"]
+__all__ = ["CASCADE_LIMIT", "CONFLICT_RETRIES", "Run", "Setting", "apply", "transact"]

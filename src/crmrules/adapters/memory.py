@@ -13,7 +13,8 @@ import pickle
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
@@ -53,10 +54,16 @@ def _copy(model: M) -> M:
     changes: dict[str, Any] = {}
     for name, value in model.__dict__.items():
         if isinstance(value, dict):
-            changes[name] = {k: _copy_value(v) for k, v in value.items()}
+            changes[name] = {
+                k: v if v.__class__ in _IMMUTABLE else _copy_value(v) for k, v in value.items()
+            }
         elif isinstance(value, list):
             changes[name] = [_copy_value(v) for v in value]
     return model.model_copy(update=changes)
+
+
+#: the classes of custom field values nobody can change in place: shared, not copied
+_IMMUTABLE = frozenset({str, int, float, bool, Decimal, date, datetime, frozenset, type(None)})
 
 
 def _copy_value(value: Any) -> Any:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values
+from crmrules.adapters import client_values, statements
 from crmrules.adapters.host import HostRecords
 from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
 from crmrules.model import (
@@ -973,10 +973,12 @@ class SQLAlchemyTransaction:
 
     def _put(self, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
         """Replace the row with ``key``, or insert it; the same two statements on every database."""
-        where = sa.and_(*(table.c[name] == value for name, value in key.items()))
-        updated = self._c.execute(sa.update(table).where(where).values(**values))
+        params = {statements.key_param(name): value for name, value in key.items()}
+        params.update((statements.value_param(name), value) for name, value in values.items())
+        update = statements.update_by_key(table, tuple(key), tuple(values))
+        updated = self._c.execute(update, params)
         if updated.rowcount == 0:
-            self._c.execute(sa.insert(table).values(**key, **values))
+            self._c.execute(statements.insert(table), {**key, **values})
         if len(key) == 1 and "data" in values:
             self._seen[table.name, next(iter(key.values()))] = values["data"]
 
@@ -984,9 +986,10 @@ class SQLAlchemyTransaction:
         if (table.name, key) in self._seen:
             data = self._seen[table.name, key]
         else:
-            column = table.primary_key.columns.values()[0]
-            query = sa.select(table.c.data).where(column == key)
-            data = self._seen[table.name, key] = self._c.execute(query).scalar_one_or_none()
+            column = table.primary_key.columns.values()[0].name
+            query = statements.select_by_key(table, "data", (column,))
+            found = self._c.execute(query, {statements.key_param(column): key})
+            data = self._seen[table.name, key] = found.scalar_one_or_none()
         return None if data is None else _load(model, data)
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
@@ -997,8 +1000,8 @@ class SQLAlchemyTransaction:
         return column.collate("C") if self._postgres else column
 
     def _exists(self, table: sa.Table, column: str, value: str) -> bool:
-        query = sa.select(sa.literal(1)).where(table.c[column] == value).limit(1)
-        return self._c.execute(query).first() is not None
+        query = statements.exists_by_key(table, column)
+        return self._c.execute(query, {statements.key_param(column): value}).first() is not None
 
     # -- records
 
@@ -1261,16 +1264,17 @@ class SQLAlchemyTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        t = self._t.event_results
-        query = sa.select(t.c.result).where(t.c.event_id == event_id)
-        result = self._c.execute(query).scalar_one_or_none()
+        query = statements.select_by_key(self._t.event_results, "result", ("event_id",))
+        found = self._c.execute(query, {statements.key_param("event_id"): event_id})
+        result = found.scalar_one_or_none()
         return None if result is None else dict(decode(result))
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
         # A plain INSERT: two processes handling the same event race on this key,
         # and the loser's ConflictError retry finds the winner's result.
         self._c.execute(
-            sa.insert(self._t.event_results).values(event_id=event_id, result=encode(result))
+            statements.insert(self._t.event_results),
+            {"event_id": event_id, "result": encode(result)},
         )
 
     def get_rotation(self, key: str) -> int:
@@ -1289,26 +1293,27 @@ class SQLAlchemyTransaction:
         self._put(self._t.rotations, {"key": key}, {"value": value})
 
     def last_fired(self, rule_id: str, scope: str) -> datetime | None:
-        t = self._t.fired
-        query = sa.select(t.c.at).where(t.c.rule_id == rule_id, t.c.scope == scope)
-        at = self._c.execute(query).scalar_one_or_none()
+        query = statements.select_by_key(self._t.fired, "at", ("rule_id", "scope"))
+        keys = {statements.key_param("rule_id"): rule_id, statements.key_param("scope"): scope}
+        at = self._c.execute(query, keys).scalar_one_or_none()
         return None if at is None else datetime.fromisoformat(at)
 
     def record_fired(self, rule_id: str, scope: str, at: datetime) -> None:
         self._put(self._t.fired, {"rule_id": rule_id, "scope": scope}, {"at": at.isoformat()})
 
     def memberships(self, client_id: str) -> list[TerritoryMembership]:
-        t = self._t.memberships
-        query = sa.select(t.c.data).where(t.c.client_id == client_id)
-        data = self._c.execute(query).scalar_one_or_none() or []
+        query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
+        found = self._c.execute(query, {statements.key_param("client_id"): client_id})
+        data = found.scalar_one_or_none() or []
         return [_load(TerritoryMembership, item) for item in data]
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
         t = self._t.memberships
-        self._c.execute(sa.delete(t).where(t.c.client_id == client_id))
+        delete = statements.delete_by_key(t, ("client_id",))
+        self._c.execute(delete, {statements.key_param("client_id"): client_id})
         if memberships:
             data = [_dump(m) for m in memberships]
-            self._c.execute(sa.insert(t).values(client_id=client_id, data=data))
+            self._c.execute(statements.insert(t), {"client_id": client_id, "data": data})
         if self._records is not None and self._records.clients is not None:
             # A host-kept client's territories and segments, for SQL conditions.
             client_values.write_memberships(self._c, self._t.client_values, client_id, memberships)

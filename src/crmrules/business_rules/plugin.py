@@ -25,7 +25,7 @@ from crmrules.business_rules.semantics import (
     _shares_exactly_one,
     _shares_one,
 )
-from crmrules.plugins import ActionPlugin, OperatorPlugin, hookimpl
+from crmrules.plugins import ActionPlugin, Inline, OperatorPlugin, hookimpl
 from crmrules.rules.fields import FieldType
 
 _STRING = frozenset({FieldType.STRING})
@@ -65,6 +65,38 @@ def _search(value: Any, pattern: Any) -> bool:
     return re.search(pattern, value) is not None
 
 
+# --- the same operators as compiled rule sets write them inline --------------------------------
+# A set field's values are text (the field type guarantees it), so the package's select
+# equality (str.lower for two strings) is membership in the lower-cased set.
+
+
+def _lowered(values: Any) -> set[str]:
+    return {item.lower() for item in values if isinstance(item, str)}
+
+
+def _lowered_operands(others: Any) -> frozenset[str] | None:
+    if not all(isinstance(other, str) for other in others):
+        return None
+    return frozenset(other.lower() for other in others)
+
+
+def _set_inline(expression: str, *, unique: bool = False) -> Callable[[Any], Inline | None]:
+    def inline(others: Any) -> Inline | None:
+        lowered = _lowered_operands(others)
+        if lowered is None or (unique and len(lowered) != len(others)):
+            return None  # a value that is not text, or the same value twice: the test decides
+        return Inline(expression, lowered, _lowered)
+
+    return inline
+
+
+def _member_inline(expression: str) -> Callable[[Any], Inline | None]:
+    def inline(other: Any) -> Inline | None:
+        return Inline(expression, other.lower(), _lowered) if isinstance(other, str) else None
+
+    return inline
+
+
 #: The operators imported rules may need, named after the package's with a ``br_`` prefix.
 OPERATORS: tuple[OperatorPlugin, ...] = (
     OperatorPlugin(
@@ -73,6 +105,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, other: bool(value.lower() == other.lower()),
         _text,
         {"type": "string", "description": "equal after str.lower() (business-rules)"},
+        lambda other: Inline("{value} == {operand}", other.lower(), str.lower),
     ),
     OperatorPlugin(
         "br_matches_regex",
@@ -80,6 +113,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         _search,
         _pattern,
         {"type": "string", "description": "Python re.search (business-rules matches_regex)"},
+        lambda pattern: Inline("{operand}.search({value}) is not None", re.compile(pattern)),
     ),
     OperatorPlugin(
         "br_contains",
@@ -87,6 +121,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, other: _select_contains(value, other),
         _scalar,
         {"description": "an element equals the value, case-insensitively (business-rules)"},
+        _member_inline("{operand} in {value}"),
     ),
     OperatorPlugin(
         "br_does_not_contain",
@@ -94,6 +129,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, other: not _select_contains(value, other),
         _scalar,
         {"description": "no element equals the value, case-insensitively (business-rules)"},
+        _member_inline("{operand} not in {value}"),
     ),
     OperatorPlugin(
         "br_contains_all",
@@ -101,6 +137,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, others: _contains_all(value, others),
         _items,
         {"type": "array"},
+        _set_inline("{operand} <= {value}"),
     ),
     OperatorPlugin(
         "br_is_contained_by",
@@ -108,6 +145,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, others: _contains_all(others, value),
         _items,
         {"type": "array"},
+        _set_inline("{value} <= {operand}"),
     ),
     OperatorPlugin(
         "br_shares_at_least_one_element_with",
@@ -115,6 +153,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, others: _shares_one(value, others),
         _items,
         {"type": "array"},
+        _set_inline("not {value}.isdisjoint({operand})"),
     ),
     OperatorPlugin(
         "br_shares_exactly_one_element_with",
@@ -122,6 +161,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, others: _shares_exactly_one(value, others),
         _items,
         {"type": "array"},
+        _set_inline("len({value} & {operand}) == 1", unique=True),
     ),
     OperatorPlugin(
         "br_shares_no_elements_with",
@@ -129,6 +169,7 @@ OPERATORS: tuple[OperatorPlugin, ...] = (
         lambda value, others: not _shares_one(value, others),
         _items,
         {"type": "array"},
+        _set_inline("{value}.isdisjoint({operand})"),
     ),
 )
 

@@ -76,7 +76,7 @@ class Reassignments:
     def observe(
         self, tx: Transaction, client: Client, territories: frozenset[str], now: datetime
     ) -> None:
-        run = Run(self.engine, tx, now, Result("impact"))
+        run = Run(self.engine.setting, tx, now, Result("impact"))
         placed = self.engine.typed_client(client).model_copy(update={"territories": territories})
         moves = [("territory.entered", t) for t in sorted(territories - client.territories)]
         moves += [("territory.left", t) for t in sorted(client.territories - territories)]

@@ -908,13 +908,19 @@ class Condition:
     def __call__(self, facts: Facts) -> bool:
         return self._test(facts)
 
-    def trace(self, facts: Facts) -> Trace:
+    def trace(self, facts: Facts, *, short_circuit: bool = False) -> Trace:
+        """Why the condition holds or not: each leaf's value and answer, and the deciding leaf.
+
+        With ``short_circuit`` only the leaves an evaluation looks at are
+        traced (what explaining a rule that did not match needs); ``result``,
+        ``decided_by`` and so ``describe()`` are the same either way.
+        """
         traces: list[LeafTrace] = []
-        result, decided = self._trace(self.tree, facts, traces)
+        result, decided = self._trace(self.tree, facts, traces, short_circuit)
         return Trace(result, tuple(traces), decided)
 
     def _trace(
-        self, node: Node, facts: Facts, traces: list[LeafTrace]
+        self, node: Node, facts: Facts, traces: list[LeafTrace], short: bool
     ) -> tuple[bool, LeafTrace | None]:
         if isinstance(node, Leaf):
             if node.op in CHANGE_OPS:
@@ -927,16 +933,22 @@ class Condition:
         if isinstance(node, Const):
             return node.value, None
         if isinstance(node, Not):
-            result, decided = self._trace(node.item, facts, traces)
+            result, decided = self._trace(node.item, facts, traces, short)
             return not result, decided
         conjunction = isinstance(node, All)
-        outcome = [self._trace(item, facts, traces) for item in node.items]
-        # all: decided by the first false child; any: by the first true one.
-        for result, decided in outcome:
-            if result != conjunction:
-                return result, decided
+        deciding: tuple[bool, LeafTrace | None] | None = None
+        first: LeafTrace | None = None
+        for index, item in enumerate(node.items):
+            result, decided = self._trace(item, facts, traces, short)
+            if index == 0:
+                first = decided
+            # all: decided by the first false child; any: by the first true one.
+            if deciding is None and result != conjunction:
+                deciding = (result, decided)
+                if short:
+                    break
         # all true (for all) / all false (for any): the first child stands for the rest.
-        return conjunction, outcome[0][1] if outcome else None
+        return deciding if deciding is not None else (conjunction, first)
 
 
 ALWAYS = Const(True)

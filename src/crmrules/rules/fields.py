@@ -120,6 +120,8 @@ class FieldRegistry:
         self._fields: dict[str, FieldSpec] = dict(BUILTIN_FIELDS)
         for spec in custom:
             self._fields[spec.path] = spec
+        #: per namespace: its fields by key, and those with a default (see ``coerce_record``)
+        self._plans: dict[str, tuple[dict[str, FieldSpec], list[FieldSpec]]] = {}
 
     def get(self, path: str) -> FieldSpec | None:
         return self._fields.get(path)
@@ -167,20 +169,51 @@ class FieldRegistry:
         Raises RecordError naming the record and field, so a host sees which
         of its rows is wrong instead of a traceback from deep in the engine.
         """
+        plan = self._plans.get(namespace)
+        if plan is None:
+            fields = self.of(namespace)
+            plan = self._plans[namespace] = (
+                {spec.key: spec for spec in fields},
+                [spec for spec in fields if spec.default is not None],
+            )
+        specs, defaults = plan
         result: dict[str, Any] = {}
         for key, value in data.items():
-            spec = self._fields.get(f"{namespace}.{key}")
-            if spec is None or value is None:
+            spec = specs.get(key)
+            if spec is None or value is None or _typed(spec, value):
                 result[key] = value
                 continue
             try:
                 result[key] = coerce(spec, value, calendar)
             except ValueError as error:
                 raise RecordError(f"{namespace} {record_id}", key, str(error)) from None
-        for spec in self.of(namespace):
-            if spec.default is not None and result.get(spec.key) is None:
+        for spec in defaults:
+            if result.get(spec.key) is None:
                 result[spec.key] = spec.default
         return result
+
+
+#: the class a value of each type has once coerced (``coerce`` returns such a value as it is)
+_EXACT: dict[FieldType, type] = {
+    FieldType.STRING: str,
+    FieldType.INTEGER: int,
+    FieldType.BOOLEAN: bool,
+    FieldType.DATE: date,
+}
+
+
+def _typed(spec: FieldSpec, value: Any) -> bool:
+    """Whether ``value`` is already what ``coerce`` makes of it: the fast path of stored records."""
+    kind, cls = spec.type, value.__class__
+    if cls is _EXACT.get(kind):
+        return True
+    if kind is FieldType.DECIMAL:
+        return cls is Decimal and value.is_finite()
+    if kind is FieldType.SET:
+        return cls is frozenset and all(item.__class__ is str for item in value)
+    if kind is FieldType.ENUM:
+        return cls is str and value in spec.values
+    return False
 
 
 def _describe(value: Any) -> str:
@@ -213,7 +246,7 @@ def coerce(spec: FieldSpec, value: Any, calendar: BusinessCalendar) -> Any:
     if kind is FieldType.INTEGER:
         if isinstance(value, int):
             return value
-        if isinstance(value, Decimal) and value == value.to_integral_value():
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
             return int(value)
         if isinstance(value, str) and re.fullmatch(r"[-+]?\d{1,30}", value.strip()):
             return int(value)

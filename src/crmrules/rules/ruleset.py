@@ -10,16 +10,20 @@ function, compiled once:
 - a sub-condition that several rules share (the same leaf, or the same
   ``all``/``any`` of leaves) is evaluated once, at its first use, and
   remembered in a local for the others;
-- the common operators are inlined; the rest (changes, field references,
-  whole-day dates, ``ignore_case``, time windows) call the leaf's own
-  compiled test, so their meaning cannot drift.
+- the common operators are inlined, and so are plugin operators that say
+  how (``OperatorPlugin.inline``: an expression, with a view of the value
+  such as its lower-cased set computed once per evaluation); the rest
+  (changes, field references, whole-day dates, ``ignore_case``, time
+  windows, other plugin operators) call the leaf's own compiled test, so
+  their meaning cannot drift.
 
 Short-circuit order is the conditions' own, so the answers are the
 closures' answers. The conditions of one rule set share one calendar (those
-of one regulation do). Explanations are not computed while evaluating:
-``Evaluation.trace(index)`` rebuilds a rule's trace, on demand, from the
-facts the evaluation saw, with ``Condition.trace`` — the same explanation
-the engine gives today, at no cost to the rules nobody asks about.
+of one regulation do). ``matched`` returns the positions of the conditions
+that hold, which is what the engine asks for (``crmrules.run.Run.matches``).
+Explanations are not computed while evaluating: ``Evaluation.trace(index)``
+rebuilds a rule's trace, on demand, from the facts the evaluation saw, with
+``Condition.trace``.
 """
 
 from __future__ import annotations
@@ -39,14 +43,13 @@ from crmrules.rules.conditions import (
     Facts,
     FieldRef,
     Leaf,
-    LeafTrace,
     Node,
     Not,
     Trace,
     _as_set,
     _is_empty,
 )
-from crmrules.rules.fields import FieldType
+from crmrules.rules.fields import TEXT_TYPES, FieldType
 
 #: operators written inline as ``value <op> bound`` (what ``_ordered`` does for plain bounds)
 _ORDER = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -85,6 +88,9 @@ class _Writer:
         self.names: dict[str, Any] = {"_is_empty": _is_empty, "_as_set": _as_set}
         self.reads: dict[tuple[str, str], str] = {}
         self.memo: dict[Hashable, str] = {}
+        #: (value local, view function) -> the local holding the view, and its assignments
+        self.views: dict[tuple[str, int], str] = {}
+        self.view_lines: list[str] = []
         self.counts: Counter[Hashable] = Counter()
         for tree in trees:
             self._count(tree)
@@ -142,6 +148,26 @@ class _Writer:
             return f"bool({test}(facts))"
         return f"(not {inline})" if leaf.negated else inline
 
+    def _plugin(self, leaf: Leaf, value: str) -> str:
+        """A plugin operator's test: its own inline form if it has one, else a call."""
+        make = leaf.plugin.inline
+        inline = make(leaf.value) if make is not None else None
+        if inline is None:
+            test = self.constant(leaf.plugin.test)
+            return f"({value} is not None and bool({test}({value}, {self.constant(leaf.value)})))"
+        if inline.view is not None:
+            key = (value, id(inline.view))
+            view = self.views.get(key)
+            if view is None:
+                view = self.views[key] = f"w{len(self.views)}"
+                self.view_lines.append(
+                    f"    {view} = {self.constant(inline.view)}({value}) "
+                    f"if {value} is not None else None"
+                )
+            value = view
+        expression = inline.expression.format(value=value, operand=self.constant(inline.operand))
+        return f"({value} is not None and {expression})"
+
     def _inline(self, leaf: Leaf) -> str | None:
         """The positive test of a leaf as an expression, or None when the leaf's closure runs."""
         op, bound, spec = leaf.op, leaf.value, leaf.field
@@ -149,11 +175,15 @@ class _Writer:
             return None
         value = self.read(spec.namespace, spec.key)
         if op == "is_empty":
+            if spec.type in TEXT_TYPES:  # text's empty value is "" (a call only for odd values)
+                odd = f"_is_empty({value})"
+                return (
+                    f"({value} is None or ({value} == '' if {value}.__class__ is str else {odd}))"
+                )
             return f"_is_empty({value})"
         present = f"{value} is not None and "
         if leaf.plugin is not None:
-            test = self.constant(leaf.plugin.test)
-            return f"({present}bool({test}({value}, {self.constant(bound)})))"
+            return self._plugin(leaf, value)
         if op in _ORDER:
             return f"({present}{value} {_ORDER[op]} {self.constant(bound)})"
         if op == "eq":
@@ -206,21 +236,27 @@ class RuleSet:
         self.conditions = tuple(conditions)
         writer = _Writer([c.tree for c in self.conditions])
         tests = [writer.expression(c.tree, c) for c in self.conditions]
-        lines = ["def evaluate(facts):", "    records = facts.records"]
+        prologue = ["    records = facts.records"]
         namespaces = sorted({namespace for namespace, _ in writer.reads})
         for index, namespace in enumerate(namespaces):
-            lines.append(f"    r{index} = records.get({namespace!r})")
-            lines.append(f"    if r{index} is None:")
-            lines.append(f"        r{index} = _EMPTY")
+            prologue.append(f"    r{index} = records.get({namespace!r})")
+            prologue.append(f"    if r{index} is None:")
+            prologue.append(f"        r{index} = _EMPTY")
         for (namespace, key), local in writer.reads.items():
-            lines.append(f"    {local} = r{namespaces.index(namespace)}.get({key!r})")
-        for memo in writer.memo.values():
-            lines.append(f"    {memo} = None")
+            prologue.append(f"    {local} = r{namespaces.index(namespace)}.get({key!r})")
+        prologue.extend(writer.view_lines)
+        prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
+        lines = ["def evaluate(facts):", *prologue]
         lines.append("    return (" + "".join(f"\n        {test}," for test in tests) + "\n    )")
+        lines += ["", "", "def matched(facts):", *prologue, "    found = []"]
+        for index, test in enumerate(tests):
+            lines += [f"    if {test}:", f"        found.append({index})"]
+        lines.append("    return found")
         self.source = "\n".join(lines)
         names = {**writer.names, "_EMPTY": {}}
         exec(compile(self.source, "<crmrules rule set>", "exec"), names)
         self._evaluate: Callable[[Facts], tuple[bool, ...]] = names["evaluate"]
+        self._matched: Callable[[Facts], list[int]] = names["matched"]
 
     def __len__(self) -> int:
         return len(self.conditions)
@@ -229,49 +265,18 @@ class RuleSet:
         """Each condition's answer, in order: the fast path, nothing recorded."""
         return self._evaluate(facts)
 
+    def matched(self, facts: Facts) -> list[int]:
+        """The positions of the conditions that hold, in order: the fastest form."""
+        return self._matched(facts)
+
     def evaluate(self, facts: Facts) -> Evaluation:
         """The answers with what is needed to explain any of them later."""
         return Evaluation(self, facts, self._evaluate(facts))
 
 
 def explain(condition: Condition, facts: Facts) -> Trace:
-    """The condition's trace as a short-circuit evaluation sees it.
-
-    ``result``, ``decided_by`` and so ``describe()`` are those of
-    ``condition.trace(facts)``; ``leaves`` holds only the leaves the
-    evaluation looked at (``trace`` looks at every leaf, which is what makes
-    explaining every rule that did not match costly).
-    """
-    seen: list[LeafTrace] = []
-    result, decided = _explain(condition, condition.tree, facts, seen)
-    return Trace(result, tuple(seen), decided)
-
-
-def _explain(
-    condition: Condition, node: Node, facts: Facts, seen: list[LeafTrace]
-) -> tuple[bool, LeafTrace | None]:
-    if isinstance(node, Leaf):
-        if node.op in CHANGE_OPS:
-            actual = facts.changes.get(node.field.path)
-        else:
-            actual = facts.value(node.field)
-        leaf = LeafTrace(node, actual, condition._leaves[id(node)](facts))
-        seen.append(leaf)
-        return leaf.result, leaf
-    if isinstance(node, Const):
-        return node.value, None
-    if isinstance(node, Not):
-        result, decided = _explain(condition, node.item, facts, seen)
-        return not result, decided
-    conjunction = isinstance(node, All)
-    first: LeafTrace | None = None
-    for index, item in enumerate(node.items):
-        result, decided = _explain(condition, item, facts, seen)
-        if result != conjunction:  # all: the first false child decides; any: the first true
-            return result, decided
-        if index == 0:
-            first = decided
-    return conjunction, first  # none decided: the first child stands for the rest
+    """The condition's trace as a short-circuit evaluation sees it (``Condition.trace``)."""
+    return condition.trace(facts, short_circuit=True)
 
 
 __all__ = ["Evaluation", "RuleSet", "explain"]

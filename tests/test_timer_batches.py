@@ -1,0 +1,92 @@
+"""A claimed batch of due timers fires in one transaction, and one bad timer falls back alone.
+
+``run_due`` fires the timers it claimed together (in one transaction,
+one commit for the batch); if one of them cannot fire, the batch
+is rolled back and every timer fires alone, so the bad one gets its usual
+retry and the others fire all the same. The oracle for "the same as one at
+a time" is a batch of one (``limit=1`` a call), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from crmrules import Client, Engine, SimulatedClock
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.store import TimerStatus
+from databases import Database, database, open_database
+
+__all__ = ["database"]
+
+START = datetime(2026, 3, 2, 7, tzinfo=UTC)
+REGULATION = """\
+version: 1
+calendar: {timezone: Europe/Moscow}
+fields:
+  client.credit: {type: integer}
+rules:
+  - id: day-after
+    on: {after: 1 day, since: client.created_at}
+    on_error: refuse
+    then:
+      - create_task: {title: "Позвонить {{ client.name }}: {{ client.credit * 2 }}"}
+"""
+
+
+def engine(db: Database, folder: Path) -> tuple[Engine, SimulatedClock]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "regulation.yaml"
+    path.write_text(textwrap.dedent(REGULATION), encoding="utf-8")
+    clock = SimulatedClock(START)
+    store = SQLAlchemyStore(db.url, schema=db.schema)
+    made = Engine.from_path(path, store=store, clock=clock, entry_points=False)
+    for index in range(6):
+        fields = {} if index == 3 else {"credit": index}  # c3's template fails: no credit
+        made.create_client(Client(id=f"c{index}", name=f"Клиент {index}", fields=fields))
+    clock.advance(timedelta(days=2))
+    return made, clock
+
+
+def state(made: Engine) -> list[Any]:
+    with made.store.transaction() as tx:
+        timers = sorted(
+            (t.key, t.status.value, t.attempts, (t.note or "").split(";")[0])
+            for t in tx.find_timers()
+        )
+    tasks = sorted((t.client, t.title) for t in made.tasks())
+    return [timers, tasks]
+
+
+def test_a_batch_fires_as_timers_fired_one_at_a_time(database: Database, tmp_path: Path) -> None:
+    together, _ = engine(database, tmp_path / "together")
+    report = together.run_due()
+    assert report.fired == 5 and len(report.failed) == 1  # c3 is retried later
+    (tmp_path / "alone").mkdir()
+    kind = "sqlite" if database.schema is None else "postgresql"
+    with open_database(kind, tmp_path / "alone") as db:
+        alone, _ = engine(db, tmp_path / "alone-regulation")
+        while alone.run_due(limit=1).handled:
+            pass
+        assert state(together) == state(alone)
+        alone.store.close()
+    together.store.close()
+
+
+def test_good_timers_fire_in_one_commit(database: Database, tmp_path: Path) -> None:
+    made, _ = engine(database, tmp_path)
+    with made.store.transaction() as tx:  # c3's timer out of the way: the batch is all good
+        bad = next(t for t in tx.find_timers() if t.client == "c3")
+        tx.put_timer(bad.model_copy(update={"status": TimerStatus.CANCELLED}))
+    commits: list[int] = []
+    assert made.store.engine is not None
+    sa.event.listen(made.store.engine, "commit", lambda conn: commits.append(1))
+    report = made.run_due()
+    assert report.fired == 5
+    assert len(commits) == 2  # the claim, then the five timers together
+    assert made.run_due().handled == 0
+    made.store.close()
