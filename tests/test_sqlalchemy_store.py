@@ -556,8 +556,8 @@ def test_tables_at_an_older_revision_ask_for_db_upgrade(
     shown = sa.make_url(url).render_as_string(hide_password=True)
     where = shown if database.schema is None else f"{shown} (schema {database.schema})"
     assert (
-        f"The crmrules tables in {where} are at revision 0011_campaigns but this crmrules needs 0005"
-        in (text)
+        f"The crmrules tables in {where} are at revision 0011_campaigns "
+        "but this crmrules needs 0005" in text
     )
     assert f"Run: crmrules db upgrade {shown}" in text
 

@@ -15,7 +15,7 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -136,11 +136,18 @@ def _fill(schema: str | None, moves: sa.Table) -> None:
     def when(text: str | None) -> datetime | None:
         return None if text is None else datetime.fromisoformat(text)
 
-    for table, values in (
-        (tasks, lambda d: {"kind": d.get("kind"), "rule": d.get("rule"),
-                           "due_at": when(d.get("due")), "closed_at": when(d.get("closed_at"))}),
-        (interactions, lambda d: {"kind": d.get("kind"), "manager_id": d.get("manager")}),
-    ):  # fmt: skip
+    def task_values(d: dict[str, Any]) -> dict[str, Any]:
+        due, closed = when(d.get("due")), when(d.get("closed_at"))
+        return {"kind": d.get("kind"), "rule": d.get("rule"), "due_at": due, "closed_at": closed}
+
+    def interaction_values(d: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": d.get("kind"), "manager_id": d.get("manager")}
+
+    fills: list[tuple[sa.TableClause, Callable[[dict[str, Any]], dict[str, Any]]]] = [
+        (tasks, task_values),
+        (interactions, interaction_values),
+    ]
+    for table, values in fills:
         for batch in _chunks(table):
             for row_id, data in batch:
                 op.get_bind().execute(
