@@ -99,7 +99,7 @@ def worlds(draw: st.DrawFn, zone: ZoneInfo) -> World:
                     final=final,
                     won=won,
                     entered_at=at,
-                )  # fmt: skip
+                )
             )
             at += timedelta(seconds=draw(st.integers(0, 10 * 86_400)), microseconds=7)
     deal_clients = {m.deal: m.client for m in w.moves}

@@ -147,8 +147,8 @@ def create_request(engine: Engine, request: Request, *, event_id: str | None = N
             update={"channel": channel, "created_at": request.created_at or run.now}
         )
         run.tx.put_request(stored)
-        run.raise_event(None, 0, "request.created", client=stored.client, deal=None,
-                        data=_event_data(stored))  # fmt: skip
+        data = _event_data(stored)
+        run.raise_event(None, 0, "request.created", client=stored.client, deal=None, data=data)
 
     return engine._host_change(event_id, (request.client, None), change)
 
