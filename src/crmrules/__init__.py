@@ -22,6 +22,7 @@ from crmrules.adapters.sqlalchemy import (
 )
 from crmrules.adapters.sqlalchemy import metadata as sql_metadata
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
+from crmrules.campaigns import Campaign, Request, RequestStatus, StageMove
 from crmrules.clock import Clock, SimulatedClock, SystemClock
 from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy, deliver_due
 from crmrules.engine import ActionError, DueReport, Engine, RefusedError
@@ -85,6 +86,7 @@ __all__ = [
     "ActionRefused",
     "AuditEntry",
     "BusinessCalendar",
+    "Campaign",
     "Client",
     "Clock",
     "Condition",
@@ -125,6 +127,8 @@ __all__ = [
     "RefusedError",
     "Regulation",
     "RegulationError",
+    "Request",
+    "RequestStatus",
     "Result",
     "RetryPolicy",
     "Rule",
@@ -135,6 +139,7 @@ __all__ = [
     "SimulatedClock",
     "SmtpNotifier",
     "Stage",
+    "StageMove",
     "Store",
     "StoreError",
     "SystemClock",
