@@ -277,7 +277,10 @@ def floor_queries(dialect: str, schema: str | None) -> dict[str, list[str]]:
             "coalesce(r.client_id, 'request:' || r.id)), "
             "sum(CASE WHEN r.status = 'converted' THEN 1 ELSE 0 END) "
             f"FROM {p}crmrules_request_items i JOIN {p}crmrules_requests r "
-            f"ON r.id = i.request_id WHERE {within('r.created_at')} GROUP BY 1, 2"
+            f"ON r.id = i.request_id WHERE {within('r.created_at')} GROUP BY 1, 2",
+            f"SELECT {month('r.created_at')}, count(*) FROM {p}crmrules_requests r "
+            f"WHERE {within('r.created_at')} AND EXISTS (SELECT 1 FROM "
+            f"{p}crmrules_request_items i WHERE i.request_id = r.id) GROUP BY 1",
         ],
         "funnel": [
             "SELECT pipeline, stage, min(position), count(DISTINCT deal_id), count(*), "
