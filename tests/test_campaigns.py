@@ -3,6 +3,7 @@ on the memory store, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -170,3 +171,55 @@ def test_the_example_catalogue_is_loaded() -> None:
     assert regulation.catalogue.items["measurement"].kind == "service"
     won = [s.id for s in regulation.pipelines["sales"].stages if s.won]
     assert won == ["won"]
+
+
+def test_the_migration_fills_the_report_columns_from_stored_rows(tmp_path: Path) -> None:
+    """Tasks, interactions and deals written before 0011 are read by the reports once upgraded."""
+    import sqlalchemy as sa
+
+    from crmrules import Interaction, Task, TaskStatus
+    from crmrules.adapters import migrate
+    from crmrules.adapters.sqlalchemy import _dump
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    migrate.upgrade(url, revision="0004")
+    due = START + timedelta(days=1)
+    tasks = [
+        Task(id=f"t{i}", kind="call", title="t", rule="exhibition-call", created_at=START,
+             due=due, status=TaskStatus.DONE, closed_at=due + timedelta(hours=i))
+        for i in range(1_500)  # more than one chunk of the upgrade
+    ]  # fmt: skip
+    call = Interaction(id="i1", kind="meeting", client="c1", manager="petrova", occurred_at=START)
+    deal = Deal(id="d1", client="c1", pipeline="sales", stage="offer", stage_entered_at=START)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        columns = "id, status, created_at, data"
+        connection.execute(
+            sa.text(f"INSERT INTO crmrules_tasks ({columns}) VALUES (:id, 'done', NULL, :data)"),
+            [{"id": t.id, "data": json.dumps(_dump(t))} for t in tasks],
+        )
+        connection.execute(
+            sa.text("INSERT INTO crmrules_interactions (id, client_id, occurred_at, data) "
+                    "VALUES ('i1', 'c1', '2026-03-12 12:00:00.000000', :data)"),
+            {"data": json.dumps(_dump(call))},
+        )  # fmt: skip
+        connection.execute(
+            sa.text("INSERT INTO crmrules_deals (id, client_id, data) VALUES ('d1', 'c1', :d)"),
+            {"d": json.dumps(_dump(deal))},
+        )
+    engine.dispose()
+    migrate.upgrade(url)
+    with SQLAlchemyStore(url) as store:
+        with store.transaction() as tx:
+            moves = tx.stage_moves("d1")
+            row = tx.connection.execute(
+                sa.select(
+                    tx.tables.tasks.c.kind, tx.tables.tasks.c.rule, tx.tables.tasks.c.due_at
+                ).where(tx.tables.tasks.c.id == "t1499")
+            ).one()
+            held = tx.connection.execute(
+                sa.select(tx.tables.interactions.c.kind, tx.tables.interactions.c.manager_id)
+            ).one()
+        assert (row.kind, row.rule, row.due_at) == ("call", "exhibition-call", due)
+        assert tuple(held) == ("meeting", "petrova")
+        assert [(m.seq, m.stage, m.entered_at) for m in moves] == [(0, "offer", START)]

@@ -16,7 +16,7 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,7 +134,8 @@ def _fill(schema: str | None, moves: sa.Table) -> None:
     tasks.schema = interactions.schema = deals.schema = schema
 
     def when(text: str | None) -> datetime | None:
-        return None if text is None else datetime.fromisoformat(text)
+        """A stored moment in UTC: SQLite keeps a moment's wall-clock text, not its offset."""
+        return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
     def task_values(d: dict[str, Any]) -> dict[str, Any]:
         due, closed = when(d.get("due")), when(d.get("closed_at"))
