@@ -108,7 +108,9 @@ def list_campaigns(
 
 
 def put_request(c: sa.Connection, t: CampaignTables, request: Request) -> None:
-    assert request.channel is not None and request.created_at is not None
+    if request.channel is None or request.created_at is None:
+        # The engine fills both in (create_request); a host writing to the store directly must.
+        raise ValueError(f"request {request.id}: a stored request needs its channel and created_at")
     values = {
         "client_id": request.client,
         "campaign_id": request.campaign,
