@@ -223,3 +223,18 @@ def test_the_migration_fills_the_report_columns_from_stored_rows(tmp_path: Path)
         assert (row.kind, row.rule, row.due_at) == ("call", "exhibition-call", due)
         assert tuple(held) == ("meeting", "petrova")
         assert [(m.seq, m.stage, m.entered_at) for m in moves] == [(0, "offer", START)]
+
+
+def test_campaigns_are_listed_by_id_and_replaced_whole(engine: Engine) -> None:
+    later = EXHIBITION.model_copy(update={"id": "autumn", "budget": Decimal("10")})
+    engine.create_campaign(EXHIBITION)
+    engine.create_campaign(later)
+    engine.create_campaign(EXHIBITION.model_copy(update={"budget": Decimal("99.50")}))
+    with engine.store.transaction() as tx:
+        listed = tx.list_campaigns()
+        missing = tx.get_campaign("nope")
+    assert [(c.id, c.budget) for c in listed] == [
+        ("autumn", Decimal("10")),
+        ("exhibition", Decimal("99.50")),
+    ]
+    assert missing is None
