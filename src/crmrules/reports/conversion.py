@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from crmrules.adapters.campaign_tables import list_campaigns
 from crmrules.campaigns import Campaign
 from crmrules.reports.base import Source
-from crmrules.reports.periods import Span, from_day_number, in_span, period_of, period_sql
+from crmrules.reports.periods import Span, from_day_number, in_span, period_sql
 
 NO_CAMPAIGN = ""
 CENT = Decimal("0.01")
@@ -137,7 +137,6 @@ def conversion(src: Source) -> list[ConversionRow]:
     keys |= {(campaign, channel) for _, campaign, channel in counted}
     rows = []
     for period in src.span.periods():
-        assert period == period_of(period, src.span.by)
         for campaign_id, channel in sorted(keys):
             values = counted.get((period, campaign_id, channel), (0, 0, 0, 0, 0))
             requests, contacts, converted, deals_won, clients_won = values
