@@ -17,6 +17,7 @@ the ratio report / floor.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -200,15 +201,30 @@ def load(url: str, schema: str | None, n: int, work: int) -> int:
                 if connection.dialect.name == "postgresql":
                     _copy(connection, table, batch)
                 else:
-                    connection.execute(sa.insert(table), batch)
+                    _executemany(connection, table, batch)
                 written += len(batch)
     engine.dispose()
     return written
 
 
-def _copy(connection: sa.Connection, table: sa.Table, batch: list[dict[str, Any]]) -> None:
-    import json
+def _sqlite_value(value: Any) -> Any:
+    """A value as the store writes it to SQLite: UTC moments as text, JSON as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
 
+
+def _executemany(connection: sa.Connection, table: sa.Table, batch: list[dict[str, Any]]) -> None:
+    """One prepared INSERT for the batch through the driver, without per-row type processing."""
+    names = list(batch[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    rows = [tuple(_sqlite_value(v) for v in row.values()) for row in batch]
+    connection.exec_driver_sql(sql, rows)
+
+
+def _copy(connection: sa.Connection, table: sa.Table, batch: list[dict[str, Any]]) -> None:
     names = list(batch[0])
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     target = f'"{table.schema}"."{table.name}"' if table.schema else table.name

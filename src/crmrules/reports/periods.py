@@ -16,6 +16,7 @@ subtracting, on every database alike.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -135,11 +136,14 @@ def _epoch_postgres(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) ->
     return f"CAST(floor(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
-def transitions(span: Span) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def transitions(span: Span) -> tuple[tuple[int, int], ...]:
     """(epoch second from which it holds, UTC offset in seconds) for the zone over the span.
 
     The first entry holds from the span's start (with a day's margin); each
-    next one from a transition, found to the second.
+    next one from a transition, found to the second. The zone is probed a
+    day apart (no zone changes its offset twice within a day) and a change
+    found is narrowed down by bisection.
     """
 
     def offset(at: int) -> int:
@@ -149,7 +153,7 @@ def transitions(span: Span) -> list[tuple[int, int]]:
 
     first, last = seconds(span.begins) - _DAY, seconds(span.ends) + _DAY
     found = [(first, offset(first))]
-    step = 3_600
+    step = _DAY
     at = first
     while at < last:
         nxt = min(at + step, last)
@@ -160,7 +164,7 @@ def transitions(span: Span) -> list[tuple[int, int]]:
                 low, high = (middle, high) if offset(middle) == found[-1][1] else (low, middle)
             found.append((high, offset(high)))
         at = nxt
-    return found
+    return tuple(found)
 
 
 def local_day_sql(column: sa.ColumnElement[Any], span: Span) -> sa.ColumnElement[int]:
