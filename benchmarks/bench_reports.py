@@ -258,9 +258,9 @@ def floor_queries(dialect: str, schema: str | None) -> dict[str, list[str]]:
         return f"{x} >= :a AND {x} < :b"
 
     won = (
-        f"SELECT m.deal_id FROM {p}crmrules_stage_moves m JOIN (SELECT deal_id, max(seq) s "
-        f"FROM {p}crmrules_stage_moves GROUP BY deal_id) l ON l.deal_id = m.deal_id "
-        "AND l.s = m.seq WHERE m.won"
+        f"EXISTS (SELECT 1 FROM {p}crmrules_stage_moves m WHERE m.deal_id = r.deal_id "
+        f"AND m.won AND NOT EXISTS (SELECT 1 FROM {p}crmrules_stage_moves l "
+        "WHERE l.deal_id = m.deal_id AND l.seq > m.seq))"
     )
     stays = (
         f"SELECT * FROM (SELECT m.*, lead(entered_at) OVER (PARTITION BY deal_id "
@@ -279,14 +279,16 @@ def floor_queries(dialect: str, schema: str | None) -> dict[str, list[str]]:
     late = "status = 'done' AND closed_at < :b AND closed_at > due_at"
     return {
         "conversion": [
-            f"SELECT {month('r.created_at')}, r.campaign_id, coalesce(c.channel, r.channel), "
-            "count(*), count(DISTINCT coalesce(r.client_id, 'request:' || r.id)), "
-            "sum(CASE WHEN r.status = 'converted' THEN 1 ELSE 0 END), "
-            "count(DISTINCT CASE WHEN w.deal_id IS NOT NULL THEN r.deal_id END), "
-            "count(DISTINCT CASE WHEN w.deal_id IS NOT NULL THEN r.client_id END) "
-            f"FROM {p}crmrules_requests r LEFT JOIN {p}crmrules_campaigns c "
-            f"ON c.id = r.campaign_id LEFT JOIN ({won}) w ON w.deal_id = r.deal_id "
-            f"WHERE {within('r.created_at')} GROUP BY 1, 2, 3"
+            f"SELECT period, campaign_id, channel, count(*), count(DISTINCT person), "
+            "sum(CASE WHEN status = 'converted' THEN 1 ELSE 0 END), "
+            "count(DISTINCT CASE WHEN won THEN deal_id END), "
+            "count(DISTINCT CASE WHEN won THEN client_id END) "
+            f"FROM (SELECT {month('r.created_at')} AS period, r.campaign_id, "
+            "coalesce(c.channel, r.channel) AS channel, r.status, r.deal_id, r.client_id, "
+            "coalesce(r.client_id, 'request:' || r.id) AS person, "
+            f"r.deal_id IS NOT NULL AND {won} AS won FROM {p}crmrules_requests r "
+            f"LEFT JOIN {p}crmrules_campaigns c ON c.id = r.campaign_id "
+            f"WHERE {within('r.created_at')}) x GROUP BY 1, 2, 3"
         ],
         "demand": [
             f"SELECT {month('r.created_at')}, i.item, count(*), count(DISTINCT "

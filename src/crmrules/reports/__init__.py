@@ -16,18 +16,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmrules.reports import compliance as _compliance
 from crmrules.reports import conversion as _conversion
-from crmrules.reports import demand as _demand
-from crmrules.reports import funnel as _funnel
+from crmrules.reports import items as _demand
 from crmrules.reports import load as _load
+from crmrules.reports import rule_tasks as _compliance
+from crmrules.reports import stages as _funnel
 from crmrules.reports.base import ReportError, nearest_rank, source
-from crmrules.reports.compliance import ComplianceRow
 from crmrules.reports.conversion import ConversionRow
-from crmrules.reports.demand import DemandRow
-from crmrules.reports.funnel import Funnel, FunnelRow
+from crmrules.reports.items import DemandRow
 from crmrules.reports.load import ActivityRow, LoadRow, ManagerLoad
 from crmrules.reports.periods import BY, By, Span
+from crmrules.reports.rule_tasks import ComplianceRow
+from crmrules.reports.stages import Funnel, FunnelRow
 
 Filter = sa.ColumnElement[bool] | None
 

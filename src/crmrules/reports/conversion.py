@@ -55,43 +55,46 @@ class ConversionRow:
     cost_per_won_deal: Decimal | None
 
 
-def won_deals(src: Source) -> sa.Subquery:
-    """Deals whose last stage move is into a won stage."""
+def is_won(src: Source, deal_id: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The deal's last stage move is into a won stage: two lookups on the moves' key."""
     m = src.campaigns.stage_moves
-    last = sa.select(m.c.deal_id, sa.func.max(m.c.seq).label("seq")).group_by(m.c.deal_id)
-    last_q = last.subquery()
-    query = sa.select(m.c.deal_id).join(
-        last_q, sa.and_(m.c.deal_id == last_q.c.deal_id, m.c.seq == last_q.c.seq)
-    )
-    return query.where(m.c.won.is_(True)).subquery()
+    later = sa.alias(m, "later")
+    last = ~sa.exists().where(later.c.deal_id == m.c.deal_id, later.c.seq > m.c.seq)
+    return sa.exists().where(m.c.deal_id == deal_id, m.c.won.is_(True), last)
 
 
 def counts_query(src: Source) -> sa.Select[*tuple[Any, ...]]:
     """The SQL aggregate: one row per (period, campaign, channel) with requests."""
     r, c = src.campaigns.requests, src.campaigns.campaigns
-    won = won_deals(src)
-    period = period_sql(r.c.created_at, src.span).label("period")
-    channel = sa.func.coalesce(c.c.channel, r.c.channel).label("channel")
-    person = sa.func.coalesce(r.c.client_id, sa.literal("request:") + r.c.id)
-    is_won = won.c.deal_id.is_not(None)
-    query = (
+    won = sa.case((sa.and_(r.c.deal_id.is_not(None), is_won(src, r.c.deal_id)), 1), else_=0)
+    rows = (
         sa.select(
-            period,
+            period_sql(r.c.created_at, src.span).label("period"),
             r.c.campaign_id,
-            channel,
-            sa.func.count().label("requests"),
-            sa.func.count(sa.distinct(person)).label("contacts"),
-            sa.func.sum(sa.case((r.c.status == "converted", 1), else_=0)).label("converted"),
-            sa.func.count(sa.distinct(sa.case((is_won, r.c.deal_id)))).label("deals_won"),
-            sa.func.count(sa.distinct(sa.case((is_won, r.c.client_id)))).label("clients_won"),
+            sa.func.coalesce(c.c.channel, r.c.channel).label("channel"),
+            sa.func.coalesce(r.c.client_id, sa.literal("request:") + r.c.id).label("person"),
+            r.c.status,
+            r.c.deal_id,
+            r.c.client_id,
+            won.label("won"),
         )
         .select_from(r)
         .outerjoin(c, c.c.id == r.c.campaign_id)
-        .outerjoin(won, won.c.deal_id == r.c.deal_id)
         .where(in_span(r.c.created_at, src.span), src.for_clients(r.c.client_id))
-        .group_by(period, r.c.campaign_id, channel)
+        .subquery()
     )
-    return query
+    return sa.select(
+        rows.c.period,
+        rows.c.campaign_id,
+        rows.c.channel,
+        sa.func.count().label("requests"),
+        sa.func.count(sa.distinct(rows.c.person)).label("contacts"),
+        sa.func.sum(sa.case((rows.c.status == "converted", 1), else_=0)).label("converted"),
+        sa.func.count(sa.distinct(sa.case((rows.c.won == 1, rows.c.deal_id)))).label("deals_won"),
+        sa.func.count(sa.distinct(sa.case((rows.c.won == 1, rows.c.client_id)))).label(
+            "clients_won"
+        ),
+    ).group_by(rows.c.period, rows.c.campaign_id, rows.c.channel)
 
 
 def budget_share(campaign: Campaign, period: date, span: Span) -> Decimal:
@@ -164,4 +167,4 @@ def conversion(src: Source) -> list[ConversionRow]:
     return rows
 
 
-__all__ = ["NO_CAMPAIGN", "ConversionRow", "budget_share", "conversion", "counts_query"]
+__all__ = ["NO_CAMPAIGN", "ConversionRow", "budget_share", "conversion", "counts_query", "is_won"]
