@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict
 from crmrules import (
     ActionContext,
     ActionPlugin,
+    Campaign,
     Client,
     Deal,
     Engine,
     Interaction,
     MemoryStore,
+    Request,
     SimulatedClock,
     hookimpl,
     load_regulation,
@@ -88,6 +90,10 @@ def test_every_built_in_event_carries_the_documented_data_keys(tmp_path: Path) -
     engine.create_deal(Deal(id="d1", client="c1", pipeline="sales", stage="new"))
     engine.create_deal(Deal(id="d2", client="c1", pipeline="sales", stage="new"))
     engine.move_stage("d2", "offer")
+    fair = Campaign(id="fair", channel="exhibition", start=START.date(), end=START.date())
+    engine.create_campaign(fair)
+    engine.create_request(Request(id="r1", campaign="fair", client="c1"))
+    engine.convert_request("r1", "d1")
     engine.log_interaction(
         Interaction(id="i1", kind="call", client="c1", outcome="reached", occurred_at=START)
     )

@@ -22,6 +22,7 @@ from crmrules.adapters.sqlalchemy import (
 )
 from crmrules.adapters.sqlalchemy import metadata as sql_metadata
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
+from crmrules.campaigns import Campaign, Request, RequestStatus, StageMove
 from crmrules.clock import Clock, SimulatedClock, SystemClock
 from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy, deliver_due
 from crmrules.engine import ActionError, DueReport, Engine, RefusedError
@@ -98,6 +99,7 @@ __all__ = [
     "ActionRefused",
     "AuditEntry",
     "BusinessCalendar",
+    "Campaign",
     "Chunk",
     "ChunkReport",
     "Client",
@@ -147,6 +149,8 @@ __all__ = [
     "Regulation",
     "RegulationError",
     "RegulationVersion",
+    "Request",
+    "RequestStatus",
     "Result",
     "RetryPolicy",
     "Rule",
@@ -157,6 +161,7 @@ __all__ = [
     "SimulatedClock",
     "SmtpNotifier",
     "Stage",
+    "StageMove",
     "Store",
     "StoreError",
     "SystemClock",

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from crmrules import __version__, cli_changes
+from crmrules.cli_reports import add_parser as add_report_parser
+from crmrules.cli_reports import run as run_report
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
@@ -415,6 +417,7 @@ def _parser() -> argparse.ArgumentParser:
     realign.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     realign.add_argument("--dry-run", action="store_true", help="change nothing; report")
     realign.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_report_parser(commands)
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -465,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _realign(args, sys.stdout)
         if args.command == "select":
             return _select(args, sys.stdout)
+        if args.command == "report":
+            return run_report(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout, part=args.part, scenario=args.scenario)

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import batch, explaining, failures, firing, occurrences, selection, timers
+from crmrules import batch, campaigns, explaining, failures, firing, occurrences, selection, timers
 from crmrules import history as histories
 from crmrules import impact as impacting
 from crmrules import realign as realigning
@@ -33,6 +33,7 @@ from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.batch import Handled
+from crmrules.campaigns import Campaign, Request
 from crmrules.clock import Clock, SystemClock
 from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
@@ -627,6 +628,36 @@ class Engine(Reading):
         run writes nothing and reports what would change.
         """
         return realigning.realign(self, dry_run=dry_run, progress=progress)
+
+    # -- campaigns and requests (crmrules.campaigns)
+
+    def create_campaign(self, campaign: Campaign) -> None:
+        """Store a campaign (or replace it: a new budget or dates); no event is raised."""
+        campaigns.create_campaign(self, campaign)
+
+    def create_request(self, request: Request, *, event_id: str | None = None) -> Result:
+        """Record an inbound request and run the rules on ``request.created``."""
+        return campaigns.create_request(self, request, event_id=event_id)
+
+    def convert_request(
+        self, request_id: str, deal_id: str, *, event_id: str | None = None
+    ) -> Result:
+        """The request became the deal; ``request.converted`` runs the rules."""
+        return campaigns.convert_request(
+            self, host_id("request", request_id), host_id("deal", deal_id), event_id=event_id
+        )
+
+    def refuse_request(
+        self, request_id: str, reason: str, *, event_id: str | None = None
+    ) -> Result:
+        """Close a request without a deal, keeping the reason."""
+        return campaigns.refuse_request(
+            self, host_id("request", request_id), reason, event_id=event_id
+        )
+
+    def get_request(self, request_id: str) -> Request | None:
+        with self.store.transaction() as tx:
+            return tx.get_request(host_id("request", request_id))
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -90,6 +90,8 @@ class Client(Model):
     country: str | None = None
     industry: str | None = None
     source: str | None = None
+    campaign: RecordId | None = Field(None, description="the campaign that brought the client")
+    request: RecordId | None = Field(None, description="the request the client first came with")
     tags: frozenset[str] = frozenset()
     territories: frozenset[str] = frozenset()
     segments: frozenset[str] = frozenset()
@@ -165,6 +167,8 @@ class Stage(Model):
     name: str | None = None
     deadline: Duration | None = None
     final: Flag = False
+    #: a final stage that counts as a sale (reports count deals that end here as won)
+    won: Flag = False
 
 
 class Pipeline(Model):
@@ -220,6 +224,8 @@ class Deal(Model):
     stage: RecordId
     stage_entered_at: AwareDatetime | None = None
     amount: Decimal | None = None
+    campaign: RecordId | None = Field(None, description="the campaign the deal came from")
+    request: RecordId | None = Field(None, description="the request the deal was made from")
     created_at: AwareDatetime | None = None
     fields: dict[str, Any] = Field(default_factory=dict, description="custom fields")
 

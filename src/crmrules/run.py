@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmrules import failures, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
+from crmrules.campaigns import stage_move
 from crmrules.errors import RefusedError
 from crmrules.host_input import check_time_range
 from crmrules.model import Client, Deal, Event, Manager
@@ -461,6 +462,8 @@ class Run:
             deal = deal.model_copy(update={"created_at": self.now})
         check_time_range(self.regulation, deal, old)
         self.tx.put_deal(deal)
+        if old is None or old.stage != deal.stage:  # the history time in stage is read from
+            self.tx.add_stage_move(stage_move(deal, pipeline, deal.stage_entered_at or self.now))
         timers.plan_for_record(self.tx, self.regulation, self.now, deal=deal)
         if old is None:
             self.raise_event(

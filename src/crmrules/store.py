@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import CrmRulesError
 from crmrules.model import (
     Client,
@@ -206,6 +207,23 @@ class Transaction(Protocol):
         ...
 
     def get_interaction(self, interaction_id: str) -> Interaction | None: ...
+
+    # -- campaigns, requests and the deals' stage history (crmrules.campaigns)
+    def put_campaign(self, campaign: Campaign) -> None: ...
+    def get_campaign(self, campaign_id: str) -> Campaign | None: ...
+    def list_campaigns(self) -> list[Campaign]:
+        """Every campaign, by id."""
+        ...
+
+    def put_request(self, request: Request) -> None: ...
+    def get_request(self, request_id: str) -> Request | None: ...
+    def add_stage_move(self, move: StageMove) -> None:
+        """Append a deal's move; the store numbers it (``seq``) after the deal's last one."""
+        ...
+
+    def stage_moves(self, deal_id: str) -> list[StageMove]:
+        """The deal's moves in the order they were made."""
+        ...
 
     # -- work the engine makes
     def add_task(self, task: Task) -> bool:

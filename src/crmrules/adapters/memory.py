@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
+from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.model import (
     Client,
     Contact,
@@ -101,6 +102,10 @@ class _State:
         #: keys of the PENDING timers: firing looks only at these, not at every timer ever planned
         self.pending: set[str] = set()
         self.failures: dict[str, RuleFailure] = {}
+        self.campaigns: dict[str, Campaign] = {}
+        self.requests: dict[str, Request] = {}
+        self.stage_moves: dict[tuple[str, int], StageMove] = {}
+        self.move_count: dict[str, int] = {}
 
 
 class MemoryTransaction:
@@ -218,6 +223,34 @@ class MemoryTransaction:
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         found = self._s.interactions.get(interaction_id)
         return None if found is None else _copy(found)
+
+    # -- campaigns, requests, stage history
+
+    def put_campaign(self, campaign: Campaign) -> None:
+        self._put(self._s.campaigns, campaign.id, _copy(campaign))
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None:
+        found = self._s.campaigns.get(campaign_id)
+        return None if found is None else _copy(found)
+
+    def list_campaigns(self) -> list[Campaign]:
+        return [_copy(self._s.campaigns[i]) for i in sorted(self._s.campaigns)]
+
+    def put_request(self, request: Request) -> None:
+        self._put(self._s.requests, request.id, _copy(request))
+
+    def get_request(self, request_id: str) -> Request | None:
+        found = self._s.requests.get(request_id)
+        return None if found is None else _copy(found)
+
+    def add_stage_move(self, move: StageMove) -> None:
+        seq = self._s.move_count.get(move.deal, 0)
+        self._put(self._s.move_count, move.deal, seq + 1)
+        self._put(self._s.stage_moves, (move.deal, seq), move.model_copy(update={"seq": seq}))
+
+    def stage_moves(self, deal_id: str) -> list[StageMove]:
+        count = self._s.move_count.get(deal_id, 0)
+        return [_copy(self._s.stage_moves[deal_id, seq]) for seq in range(count)]
 
     # -- tasks and mailings
 

@@ -39,6 +39,7 @@ from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters import client_values, statements
 from crmrules.adapters.host import HostRecords
+from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
 from crmrules.model import (
     Client,
@@ -188,7 +189,10 @@ class InteractionRow(Base):
     __tablename__ = "crmrules_interactions"
     id: Mapped[str] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(index=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: kind and manager: what the manager activity report groups by (migration 0011)
+    kind: Mapped[str | None]
+    manager_id: Mapped[str | None]
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
@@ -201,6 +205,11 @@ class TaskRow(Base):
     assignee: Mapped[str | None] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(index=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: what the reports read (migration 0011): the kind, the rule, the due and closing moments
+    kind: Mapped[str | None]
+    rule: Mapped[str | None] = mapped_column(index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
@@ -1106,6 +1115,8 @@ class SQLAlchemyTransaction:
         values = {
             "client_id": interaction.client,
             "occurred_at": interaction.occurred_at,
+            "kind": interaction.kind,
+            "manager_id": interaction.manager,
             "data": _dump(interaction),
         }
         self._put(self._t.interactions, {"id": interaction.id}, values)
@@ -1117,6 +1128,34 @@ class SQLAlchemyTransaction:
 
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         return self._get(Interaction, self._t.interactions, interaction_id)
+
+    # -- campaigns, requests, stage history (crmrules.adapters.campaign_tables)
+
+    @property
+    def _campaign_tables(self) -> campaign_tables.CampaignTables:
+        return campaign_tables.tables(self._t.clients.schema)
+
+    def put_campaign(self, campaign: Campaign) -> None:
+        campaign_tables.put_campaign(self._c, self._campaign_tables, campaign)
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None:
+        return campaign_tables.get_campaign(self._c, self._campaign_tables, campaign_id)
+
+    def list_campaigns(self) -> list[Campaign]:
+        t = self._campaign_tables
+        return campaign_tables.list_campaigns(self._c, t, self._by_id(t.campaigns.c.id))
+
+    def put_request(self, request: Request) -> None:
+        campaign_tables.put_request(self._c, self._campaign_tables, request)
+
+    def get_request(self, request_id: str) -> Request | None:
+        return campaign_tables.get_request(self._c, self._campaign_tables, request_id)
+
+    def add_stage_move(self, move: StageMove) -> None:
+        campaign_tables.add_stage_move(self._c, self._campaign_tables, move)
+
+    def stage_moves(self, deal_id: str) -> list[StageMove]:
+        return campaign_tables.stage_moves_of(self._c, self._campaign_tables, deal_id)
 
     # -- tasks and mailings
 
@@ -1176,6 +1215,10 @@ class SQLAlchemyTransaction:
             "assignee": task.assignee,
             "status": task.status.value,
             "created_at": task.created_at,
+            "kind": task.kind,
+            "rule": task.rule,
+            "due_at": task.due,
+            "closed_at": task.closed_at,
             "data": _dump(task),
         }
 
@@ -1504,3 +1547,7 @@ __all__ = [
     "make_engine",
     "metadata",
 ]
+
+# The tables of campaigns, requests and stage moves join the shared metadata here, after
+# everything that module takes from this one is defined.
+from crmrules.adapters import campaign_tables  # noqa: E402

@@ -33,6 +33,10 @@ _TASK = EventKey("task", "string", "the task's id")
 _TASK_KIND = EventKey("kind", "string", "the task's kind (call, meeting, ...)")
 _TASK_RULE = EventKey("rule", "string", "the rule that made the task; empty for a host's task")
 _TERRITORY = EventKey("territory", "string", "the territory's id")
+_REQUEST = EventKey("request", "string", "the request's id")
+_CHANNEL = EventKey("channel", "string", "the channel it came by (phone, site, exhibition...)")
+_CAMPAIGN = EventKey("campaign", "string", "the campaign's id; empty when none")
+_ITEMS = EventKey("items", "set", "the catalogue items asked about")
 
 #: The built-in events, in the order the reference lists them. Their data keys
 #: are fields a rule reads without declaring them (``event.territory``); a
@@ -75,6 +79,16 @@ BUILTIN_EVENT_INFO: tuple[BuiltinEvent, ...] = (
         "task.overdue",
         "an open task passes its due date",
         (_TASK, _TASK_KIND, EventKey("title", "string", "the task's title"), _TASK_RULE),
+    ),
+    BuiltinEvent(
+        "request.created",
+        "the host records an inbound request (`create_request`)",
+        (_REQUEST, _CHANNEL, _CAMPAIGN, _ITEMS),
+    ),
+    BuiltinEvent(
+        "request.converted",
+        "a request becomes a deal (`convert_request`)",
+        (_REQUEST, _CHANNEL, _CAMPAIGN, _ITEMS, EventKey("deal", "string", "the deal's id")),
     ),
     BuiltinEvent("territory.entered", "a client enters a territory", (_TERRITORY,)),
     BuiltinEvent("territory.left", "a client leaves a territory", (_TERRITORY,)),

@@ -28,6 +28,8 @@ from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
+from crmrules.rules.catalogue import Catalogue
+from crmrules.rules.catalogue import parse as parse_catalogue
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
@@ -65,6 +67,7 @@ SECTIONS = (
     "fields",
     "calendar",
     "pipelines",
+    "catalogue",
     "managers",
     "territories",
     "segments",
@@ -159,6 +162,7 @@ class Regulation:
     segments: Mapping[str, Segment] = field(default_factory=dict)
     #: which version this is (content hash and labels; see crmrules.rules.versions)
     release: RegulationVersion = UNVERSIONED
+    catalogue: Catalogue = field(default_factory=Catalogue)
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -434,6 +438,7 @@ class _Compiler:
         self._fields(data.get("fields"))
         self._calendar(data.get("calendar"))
         self._pipelines(_as_list(self, data, "pipelines"))
+        catalogue = parse_catalogue(self, data.get("catalogue"))
         self._managers(_as_list(self, data, "managers"))
         territories = self._territory_specs(_as_list(self, data, "territories"))
         self._templates(data.get("templates"))
@@ -459,6 +464,7 @@ class _Compiler:
             source=self.source,
             segments=segments,
             release=release or UNVERSIONED,
+            catalogue=catalogue,
         )
 
     # -- fields
@@ -565,8 +571,16 @@ class _Compiler:
                 if not self._unique(stage_seen, stage.id, s_path, "stage"):
                     continue
                 deadline = self._duration(stage.deadline, (*s_path, "deadline"))
+                if stage.won and not stage.final:
+                    self.error((*s_path, "won"), "a won stage must be final", "add final: true")
                 stages.append(
-                    Stage(id=stage.id, name=stage.name, deadline=deadline, final=stage.final)
+                    Stage(
+                        id=stage.id,
+                        name=stage.name,
+                        deadline=deadline,
+                        final=stage.final,
+                        won=stage.won,
+                    )
                 )
             transitions: dict[str, tuple[str, ...]] = {}
             for t_index, transition in enumerate(spec.transitions):

@@ -89,6 +89,14 @@ class StageSpec(Block):
     name: str | None = None
     deadline: DurationText | None = None
     final: Flag = False
+    won: Flag = False
+
+
+class CatalogueItemSpec(Block):
+    id: Id
+    name: str | None = None
+    kind: Literal["product", "service"] = "product"
+    group: str | None = None
 
 
 class TransitionSpec(Block):
@@ -287,6 +295,7 @@ class RegulationSpec(Block):
     fields: dict[str, FieldDecl] = Field(default_factory=dict)
     calendar: CalendarSpec | None = None
     pipelines: list[PipelineSpec] = Field(default_factory=list)
+    catalogue: list[CatalogueItemSpec] = Field(default_factory=list)
     managers: list[ManagerSpec] = Field(default_factory=list)
     territories: list[TerritorySpec] = Field(default_factory=list)
     segments: list[SegmentSpec] = Field(default_factory=list)
@@ -446,6 +455,7 @@ __all__ = [
     "Block",
     "CalendarSpec",
     "CancelTasks",
+    "CatalogueItemSpec",
     "ContactPlanSpec",
     "CreateTask",
     "DueSpec",
