@@ -40,6 +40,7 @@ from crmrules.host_input import (
     check_references,
     host_id,
 )
+from crmrules.leases import DEFAULT_LEASE, Heartbeat, worker_name
 from crmrules.model import (
     Client,
     Deal,
@@ -513,11 +514,14 @@ class Engine(Reading):
         limit: int = 100,
         now: datetime | None = None,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        worker: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> DeliveryReport:
         """Deliver the mailings and notifications due at ``now`` (default: the clock's now).
 
         Channels: ``log`` (built in), the plugins' notifiers, and ``notifiers``
         given here (e.g. an SmtpNotifier named ``email``), later ones winning.
+        Each message is claimed by ``worker`` for ``lease`` (see crmrules.leases).
         """
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
@@ -528,6 +532,8 @@ class Engine(Reading):
             now or self.clock.now(),
             limit=limit,
             call_timeout=call_timeout,
+            worker=worker,
+            lease=lease,
         )
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
@@ -538,10 +544,16 @@ class Engine(Reading):
         *,
         limit: int | None = None,
         worker: str | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
     ) -> DueReport:
-        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once."""
-        return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
+        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once.
+
+        The timers are leased to ``worker`` (default ``host:pid``) for
+        ``lease``, renewed by a heartbeat while they fire (crmrules.leases).
+        """
+        worker = worker or worker_name()
+        with Heartbeat(self.store, worker, lease, self.clock.now):
+            return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
     def sync_timers(self, now: datetime | None = None) -> None:
         """Bring every timer in step with the regulation; after loading or reloading it."""

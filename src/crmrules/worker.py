@@ -39,6 +39,7 @@ from typing import IO, TypeVar
 
 from crmrules.engine import Engine
 from crmrules.errors import CrmRulesError, StoreError
+from crmrules.leases import DEFAULT_LEASE
 from crmrules.rules.regulation import Regulation
 from crmrules.store import TimerStatus, Transaction
 
@@ -150,7 +151,7 @@ class Worker:
         batch: int = 100,
         name: str | None = None,
         load: Callable[[], Regulation] | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
         reconnect_first: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:
