@@ -606,15 +606,20 @@ class Engine(Reading):
         return selection.select_ids(self.store, chosen)
 
     def realign(
-        self, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+        fan_out: realigning.FanOut | None = None,
     ) -> realigning.RealignReport:
         """Recompute every client's territories and segments (see crmrules.realign).
 
         A chunk of clients per transaction; changes raise territory.entered /
         territory.left once each, even when a killed run is started again. A dry
-        run writes nothing and reports what would change.
+        run writes nothing and reports what would change. ``fan_out`` runs the
+        chunks on other workers (e.g. Celery tasks: crmrules.adapters.celery).
         """
-        return realigning.realign(self, dry_run=dry_run, progress=progress)
+        return realigning.realign(self, dry_run=dry_run, progress=progress, fan_out=fan_out)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:
