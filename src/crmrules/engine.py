@@ -555,9 +555,13 @@ class Engine(Reading):
         with Heartbeat(self.store, worker, lease, self.clock.now):
             return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
-    def sync_timers(self, now: datetime | None = None) -> None:
-        """Bring every timer in step with the regulation; after loading or reloading it."""
-        firing.sync_timers(self, now)
+    def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> None:
+        """Bring every timer in step with the regulation; after loading or reloading it.
+
+        Cheap when the regulation's timing is as at the last sync (crmrules.sync);
+        ``full`` walks every client even then (records imported behind the engine).
+        """
+        firing.sync_timers(self, now, full=full)
 
     def reload(self, regulation: Regulation) -> None:
         """Switch to a new version of the regulation and bring the timers in step."""

@@ -13,20 +13,20 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from crmrules import failures, timers
+from crmrules import failures, occurrences, timers
 from crmrules.calendar import BusinessCalendar
 from crmrules.delivery import RetryPolicy
 from crmrules.errors import CrmRulesError
 from crmrules.leases import DEFAULT_LEASE
-from crmrules.model import Client, Event, TaskStatus
+from crmrules.model import Event, TaskStatus
 from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
-from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
+from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -80,23 +80,6 @@ class DueReport:
         return f"{self.fired} timer(s) handled, {rules} rule(s) fired{failed}"
 
 
-def _schedule_timer(
-    rule: Rule, due: datetime, now: datetime, start: datetime | None = None, n: int = 0
-) -> Timer:
-    """An occurrence of a schedule; ``every`` series remember their start and number."""
-    data: dict[str, Any] = {"trigger": rule.trigger.describe()}
-    if rule.trigger.every is not None:
-        data |= {"start": (start or due).isoformat(), "n": n}
-    return Timer(
-        key=f"schedule:{rule.id}:{due.isoformat()}",
-        kind="schedule",
-        rule=rule.id,
-        due_at=due,
-        data=data,
-        created_at=now,
-    )
-
-
 def plan_rule(
     territory: Territory, index: int, plan: ContactPlan, calendar: BusinessCalendar
 ) -> Rule:
@@ -116,13 +99,6 @@ def plan_rule(
         location=territory.location,
         order=-1,
     )
-
-
-def _parse_moment(text: str) -> Any:
-    try:
-        return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
-    except ValueError:
-        return datetime.fromisoformat(text)
 
 
 def run_due(
@@ -164,7 +140,12 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
     (its subject cannot be read, a refusing rule, a lost race) is retried with
     backoff, then FAILED. Only a store error (the database is gone) goes up,
     to the worker, which reconnects; the timer's lease is its own to resume.
+    A schedule's occurrence fires over the client base a chunk per transaction
+    (crmrules.occurrences).
     """
+    if timer.kind == "schedule":
+        _fire_occurrence(engine, timer, now, worker, report)
+        return
 
     def body(run: Run) -> None:
         current = run.tx.lock_timer(timer.key)
@@ -210,6 +191,25 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
                         update={"status": TimerStatus.FIRED, "note": note, "lease_owner": None}
                     )
                 )
+
+
+def _fire_occurrence(
+    engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport
+) -> None:
+    try:
+        result = occurrences.fire_occurrence(engine, timer, now, worker)
+    except ConflictError as error:
+        _could_not_fire(engine, timer, now, worker, failures.describe(error), report)
+        return
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception as error:
+        reason = failures.describe(error, origin="firing the schedule's occurrence")
+        log.warning("timer %s could not fire: %s", timer.key, reason, exc_info=error)
+        _could_not_fire(engine, timer, now, worker, reason, report)
+        return
+    if result is not None:
+        report.results.append(result)
 
 
 def _with_failures(timer: Timer, run: Run, note: str | None) -> tuple[TimerStatus, str]:
@@ -298,9 +298,6 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         assert rule is not None
         _check_subject(run, timer)
         run.cascade(event, [rule])
-    elif timer.kind == "schedule":
-        assert rule is not None
-        _fire_schedule(engine, run, timer, rule, event)
     elif timer.kind == "plan":
         return _fire_plan(engine, run, timer, event), late_note
     elif timer.kind == "stage":
@@ -331,32 +328,6 @@ def _check_subject(run: Run, timer: Timer) -> None:
         raise SubjectMissing(f"client {timer.client} is not in the store")
 
 
-def _fire_schedule(engine: Engine, run: Run, timer: Timer, rule: Rule, event: Event) -> None:
-    """A schedule fires for every client that satisfies the rule's condition now.
-
-    Each client is isolated: what fails for one (a rule failing, a refusing
-    rule, a record that cannot be read) is rolled back and recorded for that
-    client alone, and the others get their tasks.
-    """
-    for client_id in run.tx.client_ids():
-        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
-
-        def work(step: failures.Step, per_client: Event = per_client) -> None:
-            run.cascade(per_client, [rule])
-
-        failures.isolate(run, per_client, 0, rule, work, refuse=False)
-    calendar = engine.regulation.calendar
-    trigger = rule.trigger
-    if trigger.every is None:
-        after = timers.following(trigger, timer.due_at, run.now, calendar)
-        run.tx.plan_timer(_schedule_timer(rule, after, run.now))
-        return
-    start = _parse_moment(str(timer.data.get("start", timer.due_at.isoformat())))
-    n = int(timer.data.get("n", 0))
-    k, after = timers.next_occurrence(trigger.every, trigger.at, start, n, run.now, calendar)
-    run.tx.plan_timer(_schedule_timer(rule, after, run.now, start, k))
-
-
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
     index = int(timer.data.get("index", 0))
     territory = engine.regulation.territories.get(timer.rule or "")
@@ -370,97 +341,11 @@ def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerSta
     return TimerStatus.FIRED
 
 
-def sync_timers(engine: Engine, now: datetime | None = None) -> None:
-    """Bring every timer in step with the regulation; after loading or reloading it.
+def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = False) -> None:
+    """Bring every timer in step with the regulation (see crmrules.sync)."""
+    from crmrules import sync
 
-    Plans schedules; plans time triggers, stage deadlines and contact plans
-    for records already in the store; cancels timers of removed or
-    disabled rules; re-plans timers of rules whose offset changed.
-    """
-    now = timers.utc(now or engine.clock.now())
-    with engine.store.transaction() as tx:
-        for timer in tx.find_timers(status=TimerStatus.PENDING):
-            _resync(engine, tx, timer, now)
-        for rule in engine.regulation.rules:
-            if rule.trigger.kind == "schedule" and rule.enabled:
-                pending = tx.find_timers(rule=rule.id, kind="schedule", status=TimerStatus.PENDING)
-                if not pending:
-                    try:
-                        due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-                    except ValueError as error:
-                        timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
-                        continue
-                    tx.plan_timer(_schedule_timer(rule, due, now))
-        for client_id in tx.client_ids():
-            client = _readable_client(tx, client_id)
-            if client is None:
-                continue
-            timers.plan_for_record(tx, engine.regulation, now, client=client)
-            for deal in tx.deals_of(client.id):
-                timers.plan_for_record(tx, engine.regulation, now, deal=deal)
-            plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
-            planned = {t.rule for t in plans}
-            for territory in sorted(client.territories - planned):
-                timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
-
-
-def _readable_client(tx: Transaction, client_id: str) -> Client | None:
-    """The client, or None (logged) if its record cannot be read: one bad record alone."""
-    try:
-        return tx.get_client(client_id)
-    except failures.INFRASTRUCTURE:
-        raise
-    except Exception as error:
-        reason = failures.describe(error, origin="reading the record")
-        log.warning("client %s skipped while planning timers: %s", client_id, reason)
-        return None
-
-
-def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> None:
-    # A worker may have fired it since the list was read: lock it and look again.
-    current = tx.lock_timer(timer.key)
-    if current is None or current.status is not TimerStatus.PENDING:
-        return
-    timer = current
-    rule = engine.rules_by_id.get(timer.rule or "")
-    gone: str | None = None
-    if timer.kind in ("rule", "schedule"):
-        if rule is None or not rule.enabled:
-            gone = f"rule {timer.rule} was removed or disabled"
-        elif (rule.trigger.kind == "schedule") != (timer.kind == "schedule"):
-            gone = f"rule {timer.rule} changed its trigger"
-        elif timer.kind == "rule" and (
-            rule.trigger.anchor is None or rule.trigger.anchor.path != timer.data.get("anchor")
-        ):
-            gone = f"rule {timer.rule} watches another field now"
-    elif timer.kind == "plan":
-        territory = engine.regulation.territories.get(timer.rule or "")
-        if territory is None or int(timer.data.get("index", 0)) >= len(territory.contact_plan):
-            gone = f"the contact plan of {timer.rule} was removed"
-    if gone is not None:
-        tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
-        return
-    if timer.kind == "rule" and rule is not None:
-        value = _parse_moment(str(timer.data.get("value")))
-        try:
-            due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
-        except ValueError as error:
-            timers.plan_failed(tx, now, rule.id, f"timer {timer.key}", timer.key, error)
-            note = f"cannot be planned any more: {error}"
-            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
-            return
-        if due != timer.due_at:
-            tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
-    if timer.kind == "schedule" and rule is not None:
-        # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
-        # stays, to fire late once. A timer planned before schedules kept their trigger
-        # is taken as unchanged; the next occurrence it plans keeps it.
-        described = timer.data.get("trigger")
-        if described is not None and described != rule.trigger.describe():
-            note = "the schedule changed"
-            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
-            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
-            tx.plan_timer(_schedule_timer(rule, due, now))
+    sync.sync_timers(engine, now, full=full)
 
 
 __all__ = [

@@ -192,7 +192,7 @@ class Simulation:
                 task = task if task.created_at else task.model_copy(update={"created_at": now})
                 tx.add_task(task)
                 timers.plan_task(tx, task, now)
-        self.engine.sync_timers(now)
+        self.engine.sync_timers(now, full=True)  # the records came in behind the engine
         names = [f"manager {_id(m)}" for m in managers]
         names += [f"client {_id(c)}" for c in clients] + [f"deal {_id(d)}" for d in deals]
         names += [f"contact {_id(c)}" for c in contacts] + [f"task {_id(t)}" for t in tasks]

@@ -1,0 +1,197 @@
+"""Keeping timers in step with the regulation, without walking the base at every start.
+
+``sync_timers`` runs at engine start and after a reload. What it must do
+depends only on what the regulation says about time: the rules' triggers
+(and whether they are enabled), the territories' contact plans, the stages'
+deadlines, the calendar. Their fingerprint is kept in the store after each
+sync, so a start with the same regulation as the last sync only makes sure
+each schedule has its next occurrence planned: a query per schedule rule,
+whatever the size of the base.
+
+When the fingerprint differs (a time rule added or changed, a contact plan
+added, a calendar moved), the pending timers are checked one by one
+(cancelled, re-planned) and the clients are walked a chunk per transaction
+to plan what the new regulation wants for records already stored. Records
+written to the store behind the engine's back (an import straight into the
+tables) get their timers with ``sync_timers(full=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from crmrules import failures, occurrences, timers
+from crmrules.model import Client
+from crmrules.rules.conditions import ALWAYS
+from crmrules.rules.regulation import Regulation
+from crmrules.selection import Selection, id_chunks
+from crmrules.store import TimerStatus, Transaction
+
+if TYPE_CHECKING:
+    from crmrules.engine import Engine
+    from crmrules.store import Timer
+
+log = logging.getLogger("crmrules.timers")
+
+#: Rotation counters that record the last sync: a generation, and the fingerprint's own key.
+GENERATION = "crmrules.sync:generation"
+SYNCED = "crmrules.sync:"
+
+
+def fingerprint(regulation: Regulation) -> str:
+    """A digest of everything in the regulation that decides which timers exist and when."""
+    calendar = regulation.calendar
+    parts: list[str] = [
+        "calendar",
+        str(calendar.tz.key),
+        repr(sorted(calendar.weekend)),
+        repr(sorted(calendar.extra_holidays)),
+        repr(sorted(calendar.extra_workdays)),
+        repr(calendar.working_hours),
+        repr(calendar.country),
+        repr(calendar.subdivision),
+        repr(calendar.short_pre_holidays),
+    ]
+    for rule in sorted(regulation.rules, key=lambda r: r.id):
+        if rule.trigger.kind != "event":
+            parts += ["rule", rule.id, repr(rule.enabled), rule.trigger.describe()]
+    for territory in sorted(regulation.territories.values(), key=lambda t: t.id):
+        parts += ["territory", territory.id, *(str(p.every) for p in territory.contact_plan)]
+    for pipeline in sorted(regulation.pipelines.values(), key=lambda p: p.id):
+        parts += ["pipeline", pipeline.id]
+        parts += [f"{stage.id}={stage.deadline}" for stage in pipeline.stages]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _in_step(tx: Transaction, digest: str) -> bool:
+    generation = tx.get_rotation(GENERATION)
+    return generation > 0 and tx.get_rotation(SYNCED + digest) == generation
+
+
+def _mark(tx: Transaction, digest: str) -> None:
+    """This regulation's timers are in step now; any other fingerprint is not."""
+    generation = tx.get_rotation(GENERATION) + 1
+    tx.set_rotation(GENERATION, generation)
+    tx.set_rotation(SYNCED + digest, generation)
+
+
+def sync_timers(engine: Engine, now: datetime | None = None, *, full: bool = False) -> None:
+    """Bring every timer in step with the regulation; after loading or reloading it.
+
+    Always: each enabled schedule has its next occurrence planned. When the
+    regulation's timing changed since the last sync (or ``full``): timers of
+    removed or disabled rules (and removed contact plans) are cancelled,
+    timers of rules whose offset or schedule changed are re-planned, and
+    time triggers, stage deadlines and contact plans are planned for the
+    records already in the store, a chunk of clients per transaction.
+    """
+    now = timers.utc(now or engine.clock.now())
+    digest = fingerprint(engine.regulation)
+    with engine.store.transaction() as tx:
+        walk = full or not _in_step(tx, digest)
+        if walk:
+            for timer in tx.find_timers(status=TimerStatus.PENDING):
+                _resync(engine, tx, timer, now)
+        _plan_schedules(engine, tx, now)
+    if not walk:
+        return
+    everyone = Selection(ALWAYS, engine.regulation.calendar, now)
+    for ids in id_chunks(engine.store, everyone):
+        with engine.store.transaction() as tx:
+            for client_id in ids:
+                _plan_client(engine, tx, client_id, now)
+    with engine.store.transaction() as tx:
+        _mark(tx, digest)
+
+
+def _plan_schedules(engine: Engine, tx: Transaction, now: datetime) -> None:
+    """Each enabled schedule rule with no pending occurrence gets its next one."""
+    for rule in engine.regulation.rules:
+        if rule.trigger.kind != "schedule" or not rule.enabled:
+            continue
+        if tx.find_timers(rule=rule.id, kind="schedule", status=TimerStatus.PENDING):
+            continue
+        try:
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+        except ValueError as error:
+            timers.plan_failed(tx, now, rule.id, "its schedule", rule.id, error)
+            continue
+        tx.plan_timer(occurrences.schedule_timer(rule, due, now))
+
+
+def _plan_client(engine: Engine, tx: Transaction, client_id: str, now: datetime) -> None:
+    client = _readable_client(tx, client_id)
+    if client is None:
+        return
+    timers.plan_for_record(tx, engine.regulation, now, client=client)
+    for deal in tx.deals_of(client.id):
+        timers.plan_for_record(tx, engine.regulation, now, deal=deal)
+    plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
+    planned = {t.rule for t in plans}
+    for territory in sorted(client.territories - planned):
+        timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
+
+
+def _readable_client(tx: Transaction, client_id: str) -> Client | None:
+    """The client, or None (logged) if its record cannot be read: one bad record alone."""
+    try:
+        return tx.get_client(client_id)
+    except failures.INFRASTRUCTURE:
+        raise
+    except Exception as error:
+        reason = failures.describe(error, origin="reading the record")
+        log.warning("client %s skipped while planning timers: %s", client_id, reason)
+        return None
+
+
+def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> None:
+    # A worker may have fired it since the list was read: lock it and look again.
+    current = tx.lock_timer(timer.key)
+    if current is None or current.status is not TimerStatus.PENDING:
+        return
+    timer = current
+    rule = engine.rules_by_id.get(timer.rule or "")
+    gone: str | None = None
+    if timer.kind in ("rule", "schedule"):
+        if rule is None or not rule.enabled:
+            gone = f"rule {timer.rule} was removed or disabled"
+        elif (rule.trigger.kind == "schedule") != (timer.kind == "schedule"):
+            gone = f"rule {timer.rule} changed its trigger"
+        elif timer.kind == "rule" and (
+            rule.trigger.anchor is None or rule.trigger.anchor.path != timer.data.get("anchor")
+        ):
+            gone = f"rule {timer.rule} watches another field now"
+    elif timer.kind == "plan":
+        territory = engine.regulation.territories.get(timer.rule or "")
+        if territory is None or int(timer.data.get("index", 0)) >= len(territory.contact_plan):
+            gone = f"the contact plan of {timer.rule} was removed"
+    if gone is not None:
+        tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
+        return
+    if timer.kind == "rule" and rule is not None:
+        value = occurrences.parse_moment(str(timer.data.get("value")))
+        try:
+            due = timers.anchor_due(rule.trigger, value, engine.regulation.calendar)
+        except ValueError as error:
+            timers.plan_failed(tx, now, rule.id, f"timer {timer.key}", timer.key, error)
+            note = f"cannot be planned any more: {error}"
+            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            return
+        if due != timer.due_at:
+            tx.put_timer(timer.model_copy(update={"due_at": due, "note": "re-planned"}))
+    if timer.kind == "schedule" and rule is not None:
+        # Only a changed trigger re-plans: an overdue occurrence (the worker was down)
+        # stays, to fire late once. A timer planned before schedules kept their trigger
+        # is taken as unchanged; the next occurrence it plans keeps it.
+        described = timer.data.get("trigger")
+        if described is not None and described != rule.trigger.describe():
+            note = "the schedule changed"
+            tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+            due = timers.next_schedule(rule.trigger, now, engine.regulation.calendar)
+            tx.plan_timer(occurrences.schedule_timer(rule, due, now))
+
+
+__all__ = ["GENERATION", "SYNCED", "fingerprint", "sync_timers"]
