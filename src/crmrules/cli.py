@@ -164,6 +164,21 @@ def _failures(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    """Counts of pending, due, late, leased and failed timers and messages; who holds leases."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
+    from crmrules.status import status
+
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    with SQLAlchemyStore(url, schema=args.schema) as store:
+        found = status(store)
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2), file=out)
+    else:
+        print("\n".join(found.lines()), file=out)
+    return 0
+
+
 def _select(args: argparse.Namespace, out: TextIO) -> int:
     """Print the ids of the clients a territory or a rule's condition takes (by SQL)."""
     from crmrules.adapters.sqlalchemy import DEFAULT_URL
@@ -386,6 +401,16 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
     failures.add_argument("--all", action="store_true", help="include resolved ones")
+    state = commands.add_parser(
+        "status",
+        help="count pending, due, late, leased and failed timers and messages",
+        description="Print how the timers and the outbox stand: pending (due now, late by more "
+        "than a minute, leased by a worker) and failed, and which workers hold leases until "
+        "when. URL defaults to $CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    state.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    state.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    state.add_argument("--json", action="store_true", help="print the counts as JSON")
     select = commands.add_parser(
         "select",
         help="print the ids of the clients a segment, a territory or a rule's condition takes",
@@ -462,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _realign(args, sys.stdout)
         if args.command == "select":
             return _select(args, sys.stdout)
+        if args.command == "status":
+            return _status(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout, part=args.part, scenario=args.scenario)

@@ -16,7 +16,11 @@ to another worker), finds its work done or does it then:
 * ``crmrules.deliver``: messages are leased; delivery is at least once with
   the same idempotency key (see crmrules.delivery).
 * ``crmrules.realign_chunk``: a chunk realigned already computes no change.
-* ``crmrules.fire_schedule``: a schedule occurrence's timer fires once.
+* ``crmrules.fire_chunk``: one chunk of a schedule occurrence
+  (crmrules.occurrences): a chunk marked done is never run again.
+* ``crmrules.spread_schedules``: opens the due schedule occurrences and sends
+  their chunks as ``fire_chunk`` tasks (a ``run_due`` that meets the same
+  occurrence shares its chunks, each still run once).
 
 Each task goes to a queue of its own (:data:`QUEUES`), so a host can give
 timers and delivery their own workers. ``run_due`` and ``deliver`` are meant
@@ -26,22 +30,31 @@ the factory once per worker process, after the fork.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from celery import Celery
-from celery.result import AsyncResult
+from crmrules.errors import MissingExtraError, StoreError
 
+try:
+    from celery import Celery, Task
+    from celery.result import AsyncResult
+except ImportError as missing:  # pragma: no cover (the celery extra is installed in tests)
+    raise MissingExtraError(
+        f"crmrules.adapters.celery needs the 'celery' package ({missing}). "
+        "Install it with: pip install 'crmrules[celery]'"
+    ) from None
+
+from crmrules import occurrences
 from crmrules.delivery import Notifier
 from crmrules.engine import Engine
-from crmrules.errors import StoreError
 from crmrules.leases import DEFAULT_LEASE, check_lease, worker_name
 from crmrules.model import Event
 from crmrules.realign import RealignReport, realign_chunk
-from crmrules.store import ConflictError
+from crmrules.store import ConflictError, TimerStatus
 
 log = logging.getLogger("crmrules.celery")
 
@@ -51,22 +64,17 @@ QUEUES: dict[str, str] = {
     "run_due": "crmrules.timers",
     "deliver": "crmrules.delivery",
     "realign_chunk": "crmrules.chunks",
-    "fire_schedule": "crmrules.chunks",
+    "fire_chunk": "crmrules.chunks",
+    "spread_schedules": "crmrules.timers",
 }
 
 #: How long the caller of a fanned-out realignment waits for one chunk's report.
 CHUNK_TIMEOUT = 600.0
 
-#: Options every crmrules task has: acknowledged after it ran, handed on if its worker died,
-#: retried (with backoff) while the database is unreachable or a race was lost.
-TASK_OPTIONS: dict[str, Any] = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "autoretry_for": (StoreError, ConflictError),
-    "retry_backoff": True,
-    "retry_backoff_max": 60,
-    "max_retries": 10,
-}
+#: Errors a task is retried for (with backoff, up to MAX_RETRIES times): the database
+#: is unreachable, or another process changed the same rows.
+RETRY_FOR = (StoreError, ConflictError)
+MAX_RETRIES = 10
 
 
 class CeleryTasks:
@@ -96,16 +104,31 @@ class CeleryTasks:
         self._make_notifiers = notifiers
         self._engine: tuple[int, Engine, Mapping[str, Notifier]] | None = None
 
-        def task(name: str, function: Callable[..., Any]) -> Any:
-            return app.task(
-                name=f"crmrules.{name}", queue=self.queues[name], **TASK_OPTIONS
-            )(function)
+        def task(name: str, method: Callable[..., Any]) -> Task[Any, Any]:
+            # A plain function of the task's arguments (Celery checks them against it).
+            @functools.wraps(method)
+            def function(*args: Any, **kwargs: Any) -> Any:
+                return method(*args, **kwargs)
 
+            # Acknowledged after it ran, handed to another worker if this one died.
+            made: Task[Any, Any] = app.task(
+                name=f"crmrules.{name}",
+                acks_late=True,
+                reject_on_worker_lost=True,
+                autoretry_for=RETRY_FOR,
+                retry_backoff=True,
+                retry_backoff_max=60,
+                max_retries=MAX_RETRIES,
+            )(function)
+            return made
+
+        _route(app, {f"crmrules.{name}": {"queue": queue} for name, queue in self.queues.items()})
         self.handle_event = task("handle_event", self._handle_event)
         self.run_due = task("run_due", self._run_due)
         self.deliver = task("deliver", self._deliver)
         self.realign_chunk = task("realign_chunk", self._realign_chunk)
-        self.fire_schedule = task("fire_schedule", self._fire_schedule)
+        self.fire_chunk = task("fire_chunk", self._fire_chunk)
+        self.spread_schedules = task("spread_schedules", self._spread_schedules)
 
     # -- in the worker
 
@@ -148,9 +171,25 @@ class CeleryTasks:
     def _realign_chunk(self, run_id: str, ids: list[str], dry_run: bool = False) -> dict[str, Any]:
         return realign_chunk(self.engine(), run_id, ids, dry_run=dry_run).to_dict()
 
-    def _fire_schedule(self, timer_key: str) -> dict[str, Any]:
-        """Fire one schedule occurrence's timer (its clients in chunks, each once)."""
-        return fire_timer(self.engine(), timer_key, f"celery:{worker_name()}", self.lease)
+    def _fire_chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        return occurrences.fire_chunk(self.engine(), occurrences.Chunk.from_dict(chunk)).to_dict()
+
+    def _spread_schedules(self) -> int:
+        """Open each due schedule occurrence and send its chunks; how many were sent."""
+        engine = self.engine()
+        now = engine.clock.now()
+        with engine.store.transaction() as tx:
+            due = [
+                t.key
+                for t in tx.find_timers(kind="schedule", status=TimerStatus.PENDING)
+                if t.due_at <= now
+            ]
+        sent = 0
+        for key in due:
+            for chunk in occurrences.plan_chunks(engine, key):
+                self.fire_chunk.delay(chunk.to_dict())
+                sent += 1
+        return sent
 
     # -- in the caller
 
@@ -170,6 +209,16 @@ class CeleryTasks:
         for result in sent:
             yield RealignReport.from_dict(result.get(timeout=CHUNK_TIMEOUT))
 
+    def fire_occurrence(self, timer_key: str) -> list[dict[str, Any]]:
+        """Fire the schedule occurrence ``timer_key`` over the workers, a task per chunk.
+
+        Opens the occurrence here (crmrules.occurrences.plan_chunks), sends
+        each chunk, and gathers the chunk reports (needs a result backend).
+        """
+        chunks = occurrences.plan_chunks(self.engine(), timer_key)
+        sent = [self.fire_chunk.delay(chunk.to_dict()) for chunk in chunks]
+        return [dict(result.get(timeout=CHUNK_TIMEOUT)) for result in sent]
+
     def beat_schedule(
         self, *, timers_every: float = 5.0, delivery_every: float = 5.0
     ) -> dict[str, dict[str, Any]]:
@@ -183,19 +232,22 @@ class CeleryTasks:
             "crmrules-deliver": {"task": "crmrules.deliver", "schedule": delivery_every},
         }
 
+    def spread_schedule(self, *, every: float = 5.0) -> dict[str, dict[str, Any]]:
+        """A beat entry for ``spread_schedules``: occurrences fired by many workers."""
+        return {
+            "crmrules-spread-schedules": {"task": "crmrules.spread_schedules", "schedule": every}
+        }
 
-def fire_timer(engine: Engine, key: str, worker: str, lease: timedelta) -> dict[str, Any]:
-    """Fire the pending timer ``key`` if it is due (a schedule occurrence): once.
 
-    The timer is claimed like any due timer, so a second call, or a worker's
-    ``run_due`` at the same moment, finds it fired and does nothing.
-    """
-    with engine.store.transaction() as tx:
-        timer = tx.get_timer(key)
-    if timer is None:
-        return {"fired": 0, "failed": []}
-    report = engine.run_due(limit=None, worker=worker, lease=lease, only=key)
-    return {"fired": report.fired, "failed": [list(pair) for pair in report.failed]}
+def _route(app: Celery, routes: dict[str, dict[str, str]]) -> None:
+    """Add the crmrules routes to ``task_routes``; routes the host set before win."""
+    existing = app.conf.task_routes
+    if existing is None:
+        app.conf.task_routes = routes
+    elif isinstance(existing, list | tuple):
+        app.conf.task_routes = (*existing, routes)
+    else:
+        app.conf.task_routes = (existing, routes)
 
 
 def register(
@@ -210,4 +262,4 @@ def register(
     return CeleryTasks(app, make_engine, notifiers=notifiers, lease=lease, queues=queues)
 
 
-__all__ = ["CHUNK_TIMEOUT", "QUEUES", "TASK_OPTIONS", "CeleryTasks", "register"]
+__all__ = ["CHUNK_TIMEOUT", "MAX_RETRIES", "QUEUES", "RETRY_FOR", "CeleryTasks", "register"]

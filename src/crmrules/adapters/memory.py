@@ -320,6 +320,10 @@ class MemoryTransaction:
     def put_message(self, message: OutboxMessage) -> None:
         self._put(self._s.outbox, message.key, _copy(message))
 
+    def failed_messages(self) -> int:
+        """How many messages failed for good (for crmrules.status)."""
+        return sum(m.status is MessageStatus.FAILED for m in self._s.outbox.values())
+
     def get_message(self, key: str) -> OutboxMessage | None:
         message = self._s.outbox.get(key)
         return None if message is None else _copy(message)
