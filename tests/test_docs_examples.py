@@ -47,7 +47,12 @@ from crmrules.testing.runner import run_file
 
 ROOT = Path(__file__).parent.parent
 #: The modules with a public API of their own (each with its __all__).
-PUBLIC_MODULES = ("crmrules", "crmrules.testing", "crmrules.business_rules")
+PUBLIC_MODULES = (
+    "crmrules",
+    "crmrules.testing",
+    "crmrules.business_rules",
+    "crmrules.adapters.celery",
+)
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 

@@ -20,7 +20,7 @@ import test_store_contract as contract
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from crmrules.cli import main
-from crmrules.status import Counts, status
+from crmrules.status import WorkCounts, work_status
 from crmrules.store import MessageStatus, OutboxMessage, Store, Timer, TimerStatus
 
 store = contract.store  # memory, SQLite and PostgreSQL
@@ -80,7 +80,7 @@ def test_sql_counts_agree_with_reading_the_records(
         SQLAlchemyStore(f"sqlite:///{folder}/status.sqlite3") as sqlite,
     ):
         fill(sqlite, rows, "")
-        assert status(sqlite, NOW).to_dict() == status(memory, NOW).to_dict()
+        assert work_status(sqlite, NOW).to_dict() == work_status(memory, NOW).to_dict()
 
 
 def test_the_counts_of_a_small_store(store: Store) -> None:
@@ -94,8 +94,8 @@ def test_the_counts_of_a_small_store(store: Store) -> None:
         ("done", -10, None, 0),
     ]
     fill(store, rows, "")
-    found = status(store, NOW)
-    expected = Counts(pending=5, due=3, late=1, leased=1, failed=1)
+    found = work_status(store, NOW)
+    expected = WorkCounts(pending=5, due=3, late=1, leased=1, failed=1)
     assert found.timers == expected
     assert found.messages == expected
     assert [(lease.worker, lease.timers, lease.messages) for lease in found.leases] == [

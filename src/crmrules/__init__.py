@@ -60,6 +60,7 @@ from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
+from crmrules.status import LeaseHolder, WorkCounts, WorkStatus, work_status
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -107,6 +108,7 @@ __all__ = [
     "HostRecords",
     "HostTable",
     "Interaction",
+    "LeaseHolder",
     "Location",
     "LogNotifier",
     "Mailing",
@@ -149,6 +151,8 @@ __all__ = [
     "Trace",
     "Transaction",
     "WebhookNotifier",
+    "WorkCounts",
+    "WorkStatus",
     "Worker",
     "WorkerError",
     "WorkingHours",
@@ -163,4 +167,5 @@ __all__ = [
     "load_regulation",
     "make_engine",
     "sql_metadata",
+    "work_status",
 ]

@@ -167,11 +167,11 @@ def _failures(args: argparse.Namespace, out: TextIO) -> int:
 def _status(args: argparse.Namespace, out: TextIO) -> int:
     """Counts of pending, due, late, leased and failed timers and messages; who holds leases."""
     from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
-    from crmrules.status import status
+    from crmrules.status import work_status
 
     url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
     with SQLAlchemyStore(url, schema=args.schema) as store:
-        found = status(store)
+        found = work_status(store)
     if args.json:
         print(json.dumps(found.to_dict(), indent=2), file=out)
     else:

@@ -1,6 +1,6 @@
 """How the timers and the outbox stand: what operators watch (``crmrules status``).
 
-Counts, not lists, so it stays cheap on a large store (one grouped query a
+WorkCounts, not lists, so it stays cheap on a large store (one grouped query a
 table on SQL stores): how many timers and messages wait, how many are due
 now, how many are late (due longer ago than ``late``, default one minute: no
 worker is keeping up, or none is running), how many are held by a worker's
@@ -25,7 +25,7 @@ LATE = timedelta(minutes=1)
 
 
 @dataclass
-class Counts:
+class WorkCounts:
     """Timers or messages: pending (due now, late and leased among them) and failed."""
 
     pending: int = 0
@@ -42,7 +42,7 @@ class Counts:
 
 
 @dataclass
-class Lease:
+class LeaseHolder:
     """What one worker holds: pending timers and messages, and the latest lease end."""
 
     worker: str
@@ -52,11 +52,13 @@ class Lease:
 
 
 @dataclass
-class Status:
+class WorkStatus:
+    """How the timers and the outbox stand at ``at`` (``work_status``); ``lines()`` for people."""
+
     at: datetime
-    timers: Counts = field(default_factory=Counts)
-    messages: Counts = field(default_factory=Counts)
-    leases: list[Lease] = field(default_factory=list)
+    timers: WorkCounts = field(default_factory=WorkCounts)
+    messages: WorkCounts = field(default_factory=WorkCounts)
+    leases: list[LeaseHolder] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,11 +84,11 @@ _TIMERS = (TimerStatus.PENDING.value, TimerStatus.FAILED.value)
 _MESSAGES = (MessageStatus.PENDING.value, MessageStatus.FAILED.value)
 
 
-def status(store: Store, now: datetime | None = None, *, late: timedelta = LATE) -> Status:
+def work_status(store: Store, now: datetime | None = None, *, late: timedelta = LATE) -> WorkStatus:
     """The counts at ``now`` (default: the wall clock); see the module docstring."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    report = Status(at=now)
-    leases: dict[str, Lease] = {}
+    report = WorkStatus(at=now)
+    leases: dict[str, LeaseHolder] = {}
     with store.transaction() as tx:
         if isinstance(tx, SQLAlchemyTransaction):
             t = tx.tables
@@ -108,8 +110,8 @@ def _sql(
     wanted: tuple[str, str],
     now: datetime,
     late: timedelta,
-    counts: Counts,
-    leases: dict[str, Lease],
+    counts: WorkCounts,
+    leases: dict[str, LeaseHolder],
     kind: str,
 ) -> None:
     """Two grouped queries: the counts by status, and the leases by worker."""
@@ -146,9 +148,9 @@ def _sql(
 
 
 def _hold(
-    leases: dict[str, Lease], owner: str, kind: str, count: int, until: datetime | None
+    leases: dict[str, LeaseHolder], owner: str, kind: str, count: int, until: datetime | None
 ) -> None:
-    lease = leases.setdefault(owner, Lease(owner))
+    lease = leases.setdefault(owner, LeaseHolder(owner))
     setattr(lease, kind, getattr(lease, kind) + count)
     if until is not None:
         until = until.astimezone(UTC)
@@ -156,7 +158,11 @@ def _hold(
 
 
 def _python(
-    tx: Transaction, now: datetime, late: timedelta, report: Status, leases: dict[str, Lease]
+    tx: Transaction,
+    now: datetime,
+    late: timedelta,
+    report: WorkStatus,
+    leases: dict[str, LeaseHolder],
 ) -> None:
     """The same counts by reading the records (the memory store)."""
     far = datetime.max.replace(tzinfo=UTC)
@@ -175,7 +181,7 @@ def _python(
     if failed is not None:
         report.messages.failed = int(failed())
     for kind, found in rows.items():
-        counts: Counts = getattr(report, kind)
+        counts: WorkCounts = getattr(report, kind)
         for pending, due_at, owner, until in found:
             if not pending:
                 counts.failed += 1
@@ -189,4 +195,4 @@ def _python(
                 _hold(leases, owner, kind, 1, until)
 
 
-__all__ = ["LATE", "Counts", "Lease", "Status", "status"]
+__all__ = ["LATE", "LeaseHolder", "WorkCounts", "WorkStatus", "work_status"]
