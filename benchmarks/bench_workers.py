@@ -218,7 +218,10 @@ def realign_rate(args: argparse.Namespace, regulation: str, workers: int) -> flo
             command = [sys.executable, "-m", "celery", "-A", "bench_workers", "worker"]
             command += ["--concurrency=1", f"--queues={queue}", f"--hostname={schema}-{n}@%h"]
             command += ["--without-gossip", "--without-mingle", "--loglevel=WARNING"]
-            children.append(subprocess.Popen(command, cwd=here, env=env))
+            quiet = subprocess.DEVNULL
+            children.append(
+                subprocess.Popen(command, cwd=here, env=env, stdout=quiet, stderr=quiet)
+            )
         tasks = celery_tasks(args.redis, args.postgres, schema, regulation, queue)
         deadline = time.monotonic() + 120
         while len(tasks.app.control.ping(timeout=1.0)) < workers:

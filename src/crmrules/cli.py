@@ -15,10 +15,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, TextIO
 
 from crmrules import __version__
 from crmrules.errors import CrmRulesError, RegulationError
+from crmrules.leases import DEFAULT_LEASE
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.schema import json_schema
@@ -128,7 +130,12 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         with sqlite_single_worker(database):
             worker = Worker(
-                engine, interval=args.interval, batch=args.batch, name=args.name, load=load
+                engine,
+                interval=args.interval,
+                batch=args.batch,
+                name=args.name,
+                load=load,
+                lease=timedelta(seconds=args.lease),
             )
             if args.once:
                 worker.start()
@@ -378,6 +385,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     worker.add_argument("--batch", type=int, default=100, help="timers per batch")
     worker.add_argument("--name", help="this worker's name in leases and logs")
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE.total_seconds(),
+        metavar="SECONDS",
+        help="how long a claim on timers lasts without this worker's heartbeat (renewed every "
+        "third of it): a dead worker's timers are taken over that soon (default 60)",
+    )
     worker.add_argument("--once", action="store_true", help="one batch, then exit")
     imports = commands.add_parser(
         "import-rules",
