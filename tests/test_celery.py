@@ -253,3 +253,59 @@ def test_a_celery_worker_acts_once_through_a_sigkill(broker: Broker, tmp_path: P
 def engine_timers(engine: Engine, status: TimerStatus) -> int:
     with engine.store.transaction() as tx:
         return len(tx.find_timers(status=status))
+
+
+SCHEDULE = """\
+version: 1
+calendar: {timezone: Europe/Moscow}
+rules:
+  - id: weekly-call
+    on: {every: 7 days}
+    if: {field: client.region, eq: Казань}
+    then: [{create_task: {title: "Еженедельный звонок"}}]
+"""
+
+
+def test_a_schedule_occurrence_fans_out_as_chunk_tasks(tmp_path: Path) -> None:
+    """fire_occurrence sends each chunk to the worker; a chunk sent again does nothing."""
+    if not REDIS:
+        pytest.skip("set CRMRULES_TEST_REDIS_URL to run the Celery test on Redis")
+    regulation = tmp_path / "schedule.yaml"
+    regulation.write_text(SCHEDULE, encoding="utf-8")
+    with open_database("postgresql", tmp_path) as db:
+        clients = [Client(id=f"k{n:03d}", region=REGIONS[n % 4]) for n in range(120)]
+        load(db.url, db.schema, clients)
+        engine = Engine.from_path(
+            regulation, store=SQLAlchemyStore(db.url, schema=db.schema), entry_points=False
+        )
+        engine.sync_timers()
+        with engine.store.transaction() as tx:
+            (occurrence,) = tx.find_timers(kind="schedule")
+        prefix = f"crmrules-test-{uuid.uuid4().hex[:8]}"
+        env = {
+            "CELERY_TEST_BROKER": REDIS,
+            "CELERY_TEST_BACKEND": REDIS,
+            "CELERY_TEST_STORE": db.url,
+            "CELERY_TEST_SCHEMA": db.schema or "",
+            "CELERY_TEST_REGULATION": str(regulation),
+            "CELERY_TEST_PREFIX": prefix,
+            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        }
+        app, tasks = celery_app.make_app(
+            REDIS, REDIS, db.url, db.schema or "", str(regulation), prefix
+        )
+        with celery_worker(env, sorted(set(tasks.queues.values())), tmp_path / "worker.log"):
+            reports = tasks.fire_occurrence(occurrence.key)
+            again = tasks.fire_chunk.delay(reports[0]["chunk"]).get(timeout=DEADLINE)
+            delivered = tasks.deliver.delay().get(timeout=DEADLINE)
+        app.close()
+        with engine.store.transaction() as tx:
+            made = Counter(t.client for t in tx.find_tasks())
+            settled = tx.get_timer(occurrence.key)
+        kazan = {c.id for c in clients if c.region == "Казань"}
+        assert made == dict.fromkeys(kazan, 1)
+        assert sum(r["matched"] for r in reports) == len(kazan)
+        assert again["status"] == "gone"  # the occurrence is settled: nothing runs again
+        assert delivered == {"sent": 0, "retried": 0, "failed": 0}
+        assert settled is not None and settled.status is TimerStatus.FIRED
+        engine.store.close()
