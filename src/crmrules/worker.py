@@ -3,7 +3,8 @@
 ``crmrules worker PATH`` runs it, or ``crmrules worker --app module:factory``
 with the host's own engine (its store, host tables and plugins). On
 PostgreSQL any number of workers share the timers (each claims different
-ones; a dead worker's leases expire). On SQLite one worker at a time: a
+ones; a dead worker's leases expire within ``lease``, one minute by default,
+since a live worker's heartbeat renews them: crmrules.leases). On SQLite one worker at a time: a
 second one is refused with a clear message, because SQLite has one writer
 anyway and two pollers would only contend.
 
