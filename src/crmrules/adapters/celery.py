@@ -22,8 +22,8 @@ to another worker), finds its work done or does it then:
   their chunks as ``fire_chunk`` tasks (a ``run_due`` that meets the same
   occurrence shares its chunks, each still run once).
 
-Each task goes to a queue of its own (:data:`QUEUES`), so a host can give
-timers and delivery their own workers. ``run_due`` and ``deliver`` are meant
+Each task goes to its queue in :data:`QUEUES` (events, timers, delivery,
+chunks), so a host can give timers and delivery workers of their own. ``run_due`` and ``deliver`` are meant
 for Celery beat (:meth:`CeleryTasks.beat_schedule`). The engine is built by
 the factory once per worker process, after the fork.
 """
