@@ -24,8 +24,9 @@ to another worker), finds its work done or does it then:
 
 Each task goes to its queue in :data:`QUEUES` (events, timers, delivery,
 chunks), so a host can give timers and delivery workers of their own.
-``run_due`` and ``deliver`` are meant for Celery beat (:meth:`CeleryTasks.beat_schedule`). The engine is built by
-the factory once per worker process, after the fork.
+``run_due`` and ``deliver`` are meant for Celery beat
+(:meth:`CeleryTasks.beat_schedule`). The engine is built by the factory
+once per worker process, after the fork.
 """
 
 from __future__ import annotations
