@@ -1,6 +1,7 @@
-"""Due timers fired per second on PostgreSQL by 1, 2 and 4 worker processes.
+"""Due timers fired per second by 1, 2 and 4 workers; a realignment over 1 and 2 Celery workers.
 
-Run: python benchmarks/bench_workers.py [--timers 2000] [--postgres URL]
+Run: python benchmarks/bench_workers.py [--timers 2000] [--clients 1000000] [--rounds 1]
+     [--postgres URL] [--redis URL]
 
 For each worker count, a fresh schema gets ``--timers`` clients stored two
 days ago under a rule ``{after: 1 day, since: client.created_at}`` that
@@ -19,6 +20,15 @@ transaction for each of the worker's. Printed: the worker's share of it.
 The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
+
+Then, with a Redis broker (--redis or CRMRULES_TEST_REDIS_URL), a fresh
+schema gets ``--clients`` clients stored before the territories existed
+(loaded in bulk, not measured), and ``engine.realign(fan_out=...)`` sends
+its chunks of 1,000 as Celery tasks to 1, then 2 Celery worker processes
+(``celery worker --concurrency 1`` each, started and answering a ping
+before the clock starts). Figures are clients per second from the first id
+read to the last chunk's report, and the ratio to one worker. ``--rounds``
+interleaves the worker counts and prints the median and the spread.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -218,11 +230,119 @@ def measure_floor(url: str, regulation: str, timers: int) -> tuple[float, float,
         admin.dispose()
 
 
+# -- a realignment over Celery workers
+
+TERRITORIES = """\
+version: 1
+calendar: {timezone: Europe/Moscow}
+fields:
+  event.territory: {type: string}
+territories:
+  - {id: msk, when: {field: client.region, eq: Москва}}
+  - {id: spb, when: {field: client.region, eq: Санкт-Петербург}}
+rules:
+  - id: entered
+    on: territory.entered
+    then: [{create_task: {kind: call, title: "Вход в {{ event.territory }}"}}]
+"""
+REGIONS = ["Москва", "Санкт-Петербург", "Казань", "Москва"]
+#: Clients loaded per statement batch (bench_select.load) and per call.
+LOAD_BATCH = 50_000
+
+
+def celery_tasks(broker: str, url: str, schema: str, regulation: str, queue: str) -> Any:
+    """The bench's Celery app and its crmrules tasks (the workers build the same)."""
+    from celery import Celery
+
+    from crmrules.adapters.celery import QUEUES, register
+
+    app = Celery("crmrules_bench", broker=broker, backend=broker)
+    app.conf.update(worker_prefetch_multiplier=1, worker_hijack_root_logger=False)
+
+    def make_engine() -> Engine:
+        return open_engine(url, schema, regulation)
+
+    return register(app, make_engine, queues={task: queue for task in QUEUES})
+
+
+def realign_rate(args: argparse.Namespace, regulation: str, workers: int) -> float:
+    """Clients per second realigned by ``workers`` Celery worker processes."""
+    from bench_select import load
+
+    schema = f"crmrules_bench_{uuid.uuid4().hex[:8]}"
+    queue = f"{schema}.chunks"
+    admin = sa.create_engine(args.postgres)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        migrate.upgrade(args.postgres, schema=schema)
+        for first in range(0, args.clients, LOAD_BATCH):
+            batch = range(first, min(first + LOAD_BATCH, args.clients))
+            load(
+                args.postgres,
+                schema,
+                [Client(id=f"r{n:07d}", region=REGIONS[n % 4]) for n in batch],
+            )
+        env = {
+            **os.environ,
+            "BENCH_BROKER": args.redis,
+            "BENCH_STORE": args.postgres,
+            "BENCH_SCHEMA": schema,
+            "BENCH_REGULATION": regulation,
+            "BENCH_QUEUE": queue,
+        }
+        here = Path(__file__).parent
+        for n in range(workers):
+            command = [sys.executable, "-m", "celery", "-A", "bench_workers", "worker"]
+            command += ["--concurrency=1", f"--queues={queue}", f"--hostname={schema}-{n}@%h"]
+            command += ["--without-gossip", "--without-mingle", "--loglevel=WARNING"]
+            quiet = subprocess.DEVNULL
+            children.append(
+                subprocess.Popen(command, cwd=here, env=env, stdout=quiet, stderr=quiet)
+            )
+        tasks = celery_tasks(args.redis, args.postgres, schema, regulation, queue)
+        deadline = time.monotonic() + 120
+        while len(tasks.app.control.ping(timeout=1.0)) < workers:
+            if time.monotonic() > deadline:
+                raise SystemExit("the Celery workers did not answer")
+        engine = open_engine(args.postgres, schema, regulation)
+        started = time.perf_counter()
+        report = engine.realign(fan_out=tasks)
+        elapsed = time.perf_counter() - started
+        engine.store.close()
+        tasks.app.close()
+        if report.clients != args.clients or report.changed != args.clients * 3 // 4:
+            raise SystemExit(f"realignment report: {report.summary()}")
+        return args.clients / elapsed
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(60)
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def table(figures: dict[int, list[float]], who: str, unit: str) -> None:
+    """Median per worker count, its ratio to one worker, and the spread of the rounds."""
+    baseline = statistics.median(figures[1])
+    for workers, rates in figures.items():
+        rate = statistics.median(rates)
+        spread = f"{min(rates):.0f}-{max(rates):.0f}" if len(rates) > 1 else "one round"
+        print(f"{workers} {who} {rate:8.0f} {unit}   {rate / baseline:5.2f}x 1 worker   ({spread})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timers", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=1_000_000, help="clients to realign")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
     parser.add_argument("--postgres", default=os.environ.get("CRMRULES_TEST_POSTGRES_URL"))
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
+    parser.add_argument("--redis", default=os.environ.get("CRMRULES_TEST_REDIS_URL"))
+    parser.add_argument("--no-timers", action="store_true", help="only the realignment")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     if not args.postgres:
@@ -234,17 +354,44 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         regulation = Path(folder) / "workers.yaml"
         regulation.write_text(REGULATION, encoding="utf-8")
-        one, floor, per_batch = measure_floor(args.postgres, str(regulation), args.timers)
-        figures = {n: measure(args.postgres, str(regulation), args.timers, n) for n in counts}
-    print(f"{args.timers} due timers per run (task + mailing each), batch {BATCH}, PostgreSQL")
-    print(
-        f"1 worker in process {one:8.0f} timers/s; the floor (its writes replayed as bare SQL, "
-        f"{per_batch:.1f} transactions a batch) {floor:8.0f} timers/s: {one / floor:.2f}x the floor"
-    )
-    baseline = figures[1]
-    for workers, rate in figures.items():
-        print(f"{workers} worker(s) {rate:8.0f} timers/s   {rate / baseline:5.2f}x 1 worker")
+        territories = Path(folder) / "territories.yaml"
+        territories.write_text(TERRITORIES, encoding="utf-8")
+        floors: list[tuple[float, float, float]] = []
+        timers: dict[int, list[float]] = {n: [] for n in counts}
+        realigned: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(args.rounds):
+            if not args.no_timers:
+                floors.append(measure_floor(args.postgres, str(regulation), args.timers))
+            for n in timers if not args.no_timers else ():
+                timers[n].append(measure(args.postgres, str(regulation), args.timers, n))
+            for n in realigned if args.redis else ():
+                realigned[n].append(realign_rate(args, str(territories), n))
+    if not args.no_timers:
+        print(f"{args.timers} due timers per run (task + mailing each), batch {BATCH}, PostgreSQL")
+        one, floor, per_batch = (statistics.median(f[i] for f in floors) for i in range(3))
+        ratios = [f[0] / f[1] for f in floors]
+        print(
+            f"1 worker in process {one:8.0f} timers/s; the floor (its writes replayed as bare "
+            f"SQL, {per_batch:.1f} transactions a batch) {floor:8.0f} timers/s: "
+            f"{statistics.median(ratios):.2f}x the floor ({min(ratios):.2f}-{max(ratios):.2f})"
+        )
+        table(timers, "worker(s)", "timers/s")
+    if not args.redis:
+        print("no --redis URL (or CRMRULES_TEST_REDIS_URL): realignment over Celery skipped")
+        return 0
+    print(f"realignment of {args.clients} clients (3 in 4 enter a territory), Celery on Redis")
+    table(realigned, "Celery worker(s)", "clients/s")
     return 0
+
+
+if "BENCH_BROKER" in os.environ:  # imported by a Celery worker the benchmark started
+    app = celery_tasks(
+        os.environ["BENCH_BROKER"],
+        os.environ["BENCH_STORE"],
+        os.environ["BENCH_SCHEMA"],
+        os.environ["BENCH_REGULATION"],
+        os.environ["BENCH_QUEUE"],
+    ).app
 
 
 if __name__ == "__main__":

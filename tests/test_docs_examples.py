@@ -52,7 +52,13 @@ from crmrules.testing.runner import run_file
 
 ROOT = Path(__file__).parent.parent
 #: The modules with a public API of their own (each with its __all__).
-PUBLIC_MODULES = ("crmrules", "crmrules.testing", "crmrules.business_rules", "crmrules.reports")
+PUBLIC_MODULES = (
+    "crmrules",
+    "crmrules.testing",
+    "crmrules.business_rules",
+    "crmrules.reports",
+    "crmrules.adapters.celery",
+)
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 

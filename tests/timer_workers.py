@@ -37,6 +37,8 @@ rules:
 BATCH = 20
 #: Outbox messages one ``deliver`` call sends.
 DELIVERY_BATCH = 5
+#: A killed sender's messages are sent by another one this soon.
+DELIVERY_LEASE = timedelta(seconds=1.5)
 
 
 def engine(url: str, schema: str | None, regulation: str) -> Engine:
@@ -127,14 +129,22 @@ class HookNotifier:
 
 
 def deliver(url: str, schema: str | None, regulation: str, hook_url: str) -> None:
-    """Deliver the outbox through the hook until no message is due, then return (exit 0)."""
+    """Deliver the outbox through the hook until no message is pending, then return (exit 0).
+
+    Messages another sender holds are waited for: if it was killed, its
+    short lease ends and they are sent here.
+    """
     runner = engine(url, schema, regulation)
     notifier = HookNotifier(hook_url)
     try:
         while True:
-            report = runner.deliver({"email": notifier}, limit=DELIVERY_BATCH)
-            if report.sent + report.retried + report.failed == 0:
-                return
+            report = runner.deliver({"email": notifier}, limit=DELIVERY_BATCH, lease=DELIVERY_LEASE)
+            if report.sent + report.retried + report.failed:
+                continue
+            with runner.store.transaction() as tx:
+                if not tx.due_messages(datetime.now(UTC) + timedelta(days=1), 1):
+                    return
+            time.sleep(0.1)
     finally:
         notifier.close()
         runner.store.close()

@@ -74,6 +74,7 @@ from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulati
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
 from crmrules.rules.versions import RegulationVersion
+from crmrules.status import LeaseHolder, WorkCounts, WorkStatus, work_status
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -129,6 +130,7 @@ __all__ = [
     "Impact",
     "Inline",
     "Interaction",
+    "LeaseHolder",
     "Location",
     "LogNotifier",
     "Mailing",
@@ -177,6 +179,8 @@ __all__ = [
     "Trace",
     "Transaction",
     "WebhookNotifier",
+    "WorkCounts",
+    "WorkStatus",
     "Worker",
     "WorkerError",
     "WorkingHours",
@@ -195,4 +199,5 @@ __all__ = [
     "make_engine",
     "plan_chunks",
     "sql_metadata",
+    "work_status",
 ]

@@ -15,12 +15,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, TextIO
 
 from crmrules import __version__, cli_changes
 from crmrules.cli_reports import add_parser as add_report_parser
 from crmrules.cli_reports import run as run_report
 from crmrules.errors import CrmRulesError, RegulationError
+from crmrules.leases import DEFAULT_LEASE
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
 from crmrules.rules.schema import json_schema
@@ -130,7 +132,12 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         with sqlite_single_worker(database):
             worker = Worker(
-                engine, interval=args.interval, batch=args.batch, name=args.name, load=load
+                engine,
+                interval=args.interval,
+                batch=args.batch,
+                name=args.name,
+                load=load,
+                lease=timedelta(seconds=args.lease),
             )
             if args.once:
                 worker.start()
@@ -163,6 +170,21 @@ def _failures(args: argparse.Namespace, out: TextIO) -> int:
             print(f"    {failure.note}", file=out)
     word = "rule run(s)" if args.all else "failed rule run(s)"
     print(f"{len(found)} {word}", file=out)
+    return 0
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    """Counts of pending, due, late, leased and failed timers and messages; who holds leases."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
+    from crmrules.status import work_status
+
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    with SQLAlchemyStore(url, schema=args.schema) as store:
+        found = work_status(store)
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2), file=out)
+    else:
+        print("\n".join(found.lines()), file=out)
     return 0
 
 
@@ -365,6 +387,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     worker.add_argument("--batch", type=int, default=100, help="timers per batch")
     worker.add_argument("--name", help="this worker's name in leases and logs")
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE.total_seconds(),
+        metavar="SECONDS",
+        help="how long a claim on timers lasts without this worker's heartbeat (renewed every "
+        "third of it): a dead worker's timers are taken over that soon (default 60)",
+    )
     worker.add_argument("--once", action="store_true", help="one batch, then exit")
     imports = commands.add_parser(
         "import-rules",
@@ -388,6 +418,16 @@ def _parser() -> argparse.ArgumentParser:
     failures.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     failures.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
     failures.add_argument("--all", action="store_true", help="include resolved ones")
+    state = commands.add_parser(
+        "status",
+        help="count pending, due, late, leased and failed timers and messages",
+        description="Print how the timers and the outbox stand: pending (due now, late by more "
+        "than a minute, leased by a worker) and failed, and which workers hold leases until "
+        "when. URL defaults to $CRMRULES_DATABASE_URL, else the SQLite file.",
+    )
+    state.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    state.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    state.add_argument("--json", action="store_true", help="print the counts as JSON")
     select = commands.add_parser(
         "select",
         help="print the ids of the clients a segment, a territory or a rule's condition takes",
@@ -470,6 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _select(args, sys.stdout)
         if args.command == "report":
             return run_report(args, sys.stdout)
+        if args.command == "status":
+            return _status(args, sys.stdout)
         if args.command == "simulate":
             return _simulate(args.file, args.scenario, sys.stdout)
         return _schema(sys.stdout, part=args.part, scenario=args.scenario)

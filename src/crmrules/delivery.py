@@ -7,6 +7,12 @@ message's ``channel``, and records the outcome: sent, retried later with
 exponential backoff, or failed for good. A notifier that is down only
 delays its messages; they stay in the outbox.
 
+Several delivery processes share the outbox: each claims the messages it
+sends with a lease (``claim_messages``, SKIP LOCKED on PostgreSQL), renewed
+by a heartbeat while it sends (crmrules.leases), so in the normal case each
+message is sent by one process once. A sender that dies leaves its leases to
+expire, and another process sends those messages then.
+
 Delivery is at least once, not exactly once. The notifier runs outside any
 transaction (a slow SMTP server must not hold a database transaction open),
 so a crash between a successful send and the status write sends the message
@@ -21,10 +27,11 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from crmrules.errors import CrmRulesError
+from crmrules.leases import DEFAULT_LEASE, Heartbeat, check_lease, worker_name
 from crmrules.model import MailingStatus
 from crmrules.store import MessageStatus, OutboxMessage, Store
 
@@ -128,11 +135,14 @@ def deliver_due(
     policy: RetryPolicy = DEFAULT_POLICY,
     limit: int = 100,
     call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    worker: str | None = None,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> DeliveryReport:
     """Send up to ``limit`` due outbox messages and record each outcome.
 
-    Reads the due messages in one short transaction, sends each outside any
-    transaction, and records each outcome in a transaction of its own, so a
+    Claims the due messages for ``worker`` (default ``host:pid``) with a
+    ``lease`` in one short transaction (renewed while it sends), sends each
+    outside any transaction, and records each outcome in a transaction of its own, so a
     crash loses at most the status of the message being sent (which is then
     sent again: see the module docstring). Never raises because a notifier
     failed; store errors do propagate.
@@ -149,13 +159,16 @@ def deliver_due(
         raise ValueError("limit must be at least 1")
     if call_timeout <= 0:
         raise ValueError("call_timeout must be positive")
+    check_lease(lease)
+    worker = worker or worker_name()
     with store.transaction() as tx:
-        due = tx.due_messages(now, limit)
+        due = tx.claim_messages(now, limit, worker, now + lease)
     by_channel: dict[str, list[OutboxMessage]] = {}
     for message in due:
         by_channel.setdefault(message.channel, []).append(message)
 
     report = DeliveryReport()
+    started = _clock()
     lock = threading.Lock()
     raised: list[BaseException] = []
 
@@ -170,15 +183,20 @@ def deliver_due(
         threading.Thread(target=run, args=item, name=f"crmrules-deliver-{item[0]}", daemon=True)
         for item in by_channel.items()
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with Heartbeat(store, worker, lease, lambda: now + (_clock() - started)):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     if raised:
         raise raised[0]
     if due:
         log.info("%s", report)
     return report
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Timeout(Exception):
@@ -347,15 +365,16 @@ def _unroutable(
 def _record(store: Store, read: OutboxMessage, outcome: OutboxMessage) -> None:
     """Write the outcome unless someone else settled the message meanwhile.
 
-    Two workers may pick the same message; the one that finishes second
-    must not turn the other's SENT back into PENDING.
+    Two workers may send the same message (the first one's lease ended
+    while it sent); the one that finishes second must not turn the other's
+    SENT back into PENDING. The lease ends with the outcome.
     """
     with store.transaction() as tx:
         current = tx.get_message(read.key)
         if current is None or current.status is not MessageStatus.PENDING:
             log.info("message %s was settled by another worker; outcome not recorded", read.key)
             return
-        tx.put_message(outcome)
+        tx.put_message(outcome.model_copy(update={"lease_owner": None, "lease_until": None}))
         mailing = tx.get_mailing(outcome.mailing) if outcome.mailing else None
         if mailing is not None and outcome.status is not MessageStatus.PENDING:
             status = MailingStatus(outcome.status.value)

@@ -49,6 +49,7 @@ from crmrules.host_input import (
 )
 from crmrules.impact import Impact, ledger
 from crmrules.impact.ledger import TimerChanges
+from crmrules.leases import DEFAULT_LEASE, Heartbeat, worker_name
 from crmrules.model import (
     Client,
     Deal,
@@ -497,11 +498,14 @@ class Engine(Reading):
         limit: int = 100,
         now: datetime | None = None,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        worker: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> DeliveryReport:
         """Deliver the mailings and notifications due at ``now`` (default: the clock's now).
 
         Channels: ``log`` (built in), the plugins' notifiers, and ``notifiers``
         given here (e.g. an SmtpNotifier named ``email``), later ones winning.
+        Each message is claimed by ``worker`` for ``lease`` (see crmrules.leases).
         """
         available: dict[str, Notifier] = {"log": LogNotifier()}
         available.update(self.plugins.notifiers())
@@ -512,6 +516,8 @@ class Engine(Reading):
             now or self.clock.now(),
             limit=limit,
             call_timeout=call_timeout,
+            worker=worker,
+            lease=lease,
         )
 
     # -- time: timers are planned by changes and fired here (see crmrules.firing)
@@ -522,10 +528,16 @@ class Engine(Reading):
         *,
         limit: int | None = None,
         worker: str | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
     ) -> DueReport:
-        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once."""
-        return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
+        """Fire every timer due at ``now`` (at most ``limit``), earliest first, each once.
+
+        The timers are leased to ``worker`` (default ``host:pid``) for
+        ``lease``, renewed by a heartbeat while they fire (crmrules.leases).
+        """
+        worker = worker or worker_name()
+        with Heartbeat(self.store, worker, lease, self.clock.now):
+            return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
     def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> TimerChanges:
         """Bring every timer in step with the regulation; after loading or reloading it.
@@ -619,15 +631,20 @@ class Engine(Reading):
         return selection.select_ids(self.store, chosen)
 
     def realign(
-        self, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+        fan_out: realigning.FanOut | None = None,
     ) -> realigning.RealignReport:
         """Recompute every client's territories and segments (see crmrules.realign).
 
         A chunk of clients per transaction; changes raise territory.entered /
         territory.left once each, even when a killed run is started again. A dry
-        run writes nothing and reports what would change.
+        run writes nothing and reports what would change. ``fan_out`` runs the
+        chunks on other workers (e.g. Celery tasks: crmrules.adapters.celery).
         """
-        return realigning.realign(self, dry_run=dry_run, progress=progress)
+        return realigning.realign(self, dry_run=dry_run, progress=progress, fan_out=fan_out)
 
     # -- campaigns and requests (crmrules.campaigns)
 

@@ -22,6 +22,7 @@ from crmrules import failures, occurrences, timers
 from crmrules.calendar import BusinessCalendar
 from crmrules.delivery import RetryPolicy
 from crmrules.errors import CrmRulesError
+from crmrules.leases import DEFAULT_LEASE
 from crmrules.model import Event, TaskStatus
 from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
@@ -114,7 +115,7 @@ def run_due(
     *,
     limit: int | None = None,
     worker: str | None = None,
-    lease: timedelta = timedelta(minutes=5),
+    lease: timedelta = DEFAULT_LEASE,
 ) -> DueReport:
     """Fire every timer due at ``now`` (at most ``limit``), earliest first, each in its own
     transaction.

@@ -13,15 +13,21 @@ changes and the effects of its events commit together or not at all, and a
 client already realigned computes no change the next time, so a rerun
 simply continues where the killed one stopped. A dry run computes the same
 changes in read-only transactions and writes nothing.
+
+The chunks are independent, so they may run anywhere: ``realign(fan_out=...)``
+hands them to a ``FanOut`` (crmrules.adapters.celery sends each as a task to
+the workers) and adds up the reports it gathers. A chunk's event id is
+``realign:<run>:<first id>`` wherever it runs, so a chunk run twice (a task
+delivered again after its worker died) changes nothing the second time.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmrules.errors import CrmRulesError
 from crmrules.model import Client
@@ -95,6 +101,38 @@ class RealignReport:
             "failed": dict(self.failed),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RealignReport:
+        """The report ``to_dict`` gave (as a task returns it)."""
+
+        def moves(table: dict[str, Any]) -> dict[str, Moves]:
+            return {name: Moves(**values) for name, values in table.items()}
+
+        return cls(
+            dry_run=data["dry_run"],
+            clients=data["clients"],
+            changed=data["changed"],
+            territories=moves(data["territories"]),
+            segments=moves(data["segments"]),
+            failed=dict(data["failed"]),
+        )
+
+    def merge(self, other: RealignReport) -> None:
+        """Add another chunk's report to this one (examples kept up to EXAMPLES)."""
+        self.clients += other.clients
+        self.changed += other.changed
+        self.failed.update(other.failed)
+        for mine, theirs in (
+            (self.territories, other.territories),
+            (self.segments, other.segments),
+        ):
+            for name, moves in theirs.items():
+                total = mine.setdefault(name, Moves())
+                total.entered += moves.entered
+                total.left += moves.left
+                total.entering = (total.entering + moves.entering)[:EXAMPLES]
+                total.leaving = (total.leaving + moves.leaving)[:EXAMPLES]
+
     def _record(
         self, client_id: str, old: Client, territories: frozenset[str], in_segments: frozenset[str]
     ) -> None:
@@ -135,6 +173,16 @@ def _compute(engine: Engine, tx: Transaction, client: Client, now: datetime) -> 
     return _Computed(change.territories, members, unchanged)
 
 
+class FanOut(Protocol):
+    """Runs realignment chunks elsewhere (on other workers) and gives back their reports."""
+
+    def realign_chunks(
+        self, run_id: str, chunks: Iterable[list[str]], dry_run: bool
+    ) -> Iterator[RealignReport]:
+        """One report per chunk, each from ``realign_chunk``, in any order."""
+        ...
+
+
 def realign(
     engine: Engine,
     *,
@@ -142,26 +190,56 @@ def realign(
     chunk: int = CHUNK,
     progress: Callable[[int], None] | None = None,
     observe: Observer | None = None,
+    fan_out: FanOut | None = None,
 ) -> RealignReport:
     """Recompute every client's territories and segments; see the module docstring.
 
     ``progress`` is called with the number of clients done after each chunk;
-    ``observe`` (dry runs) with each client that would change and its new territories.
+    ``observe`` (dry runs, in this process) with each client that would change
+    and its new territories. With ``fan_out`` the chunks run where it sends
+    them, and their reports are added up here.
     """
     report = RealignReport(dry_run=dry_run)
     run_id = uuid.uuid4().hex[:12]
     everyone = Selection(ALWAYS, engine.regulation.calendar, engine.clock.now())
-    for ids in id_chunks(engine.store, everyone, chunk=chunk):
-        if dry_run:
-            with engine.store.transaction() as tx:
-                now = engine.clock.now()
-                for client_id in ids:
-                    _dry(engine, tx, client_id, now, report, observe)
-        else:
-            _apply(engine, ids, f"realign:{run_id}:{ids[0]}", report)
-        report.clients += len(ids)
+    chunks = id_chunks(engine.store, everyone, chunk=chunk)
+    if fan_out is None:
+        parts: Iterable[RealignReport] = (
+            realign_chunk(engine, run_id, ids, dry_run=dry_run, observe=observe) for ids in chunks
+        )
+    else:
+        parts = fan_out.realign_chunks(run_id, chunks, dry_run)
+    for part in parts:
+        report.merge(part)
         if progress is not None:
-            progress(len(ids))
+            progress(part.clients)
+    return report
+
+
+def realign_chunk(
+    engine: Engine,
+    run_id: str,
+    ids: list[str],
+    *,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+) -> RealignReport:
+    """Realign the clients ``ids`` (one chunk of run ``run_id``) in one transaction.
+
+    Running the same chunk again changes nothing: its clients are realigned
+    already, so it raises no event twice.
+    """
+    report = RealignReport(dry_run=dry_run)
+    if not ids:
+        return report
+    if dry_run:
+        with engine.store.transaction() as tx:
+            now = engine.clock.now()
+            for client_id in ids:
+                _dry(engine, tx, client_id, now, report, observe)
+    else:
+        _apply(engine, ids, f"realign:{run_id}:{ids[0]}", report)
+    report.clients = len(ids)
     return report
 
 
@@ -224,4 +302,4 @@ def _apply(engine: Engine, ids: list[str], event_id: str, report: RealignReport)
         report._record(client_id, old, new.territories, new.segments)
 
 
-__all__ = ["EXAMPLES", "Moves", "RealignReport", "realign"]
+__all__ = ["EXAMPLES", "FanOut", "Moves", "RealignReport", "realign", "realign_chunk"]

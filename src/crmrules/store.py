@@ -66,6 +66,9 @@ class OutboxMessage(BaseModel):
     created_at: AwareDatetime
     sent_at: AwareDatetime | None = None
     last_error: str | None = None
+    #: the delivery process sending it now, and until when (see ``claim_messages``)
+    lease_owner: str | None = None
+    lease_until: AwareDatetime | None = None
 
 
 class TimerStatus(StrEnum):
@@ -254,6 +257,18 @@ class Transaction(Protocol):
         ...
 
     def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]: ...
+    def claim_messages(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due messages to ``worker``, in ``due_messages`` order.
+
+        Claimable like timers (see ``claim_timers``): PENDING, due at ``now``,
+        and unleased, leased until before ``now`` (its sender died) or leased
+        to ``worker`` itself. On PostgreSQL two senders claiming at once get
+        different messages (FOR UPDATE SKIP LOCKED), so each is sent once.
+        """
+        ...
+
     def put_message(self, message: OutboxMessage) -> None: ...
     def get_message(self, key: str) -> OutboxMessage | None: ...
 
@@ -304,6 +319,15 @@ class Transaction(Protocol):
         lease is ``worker``'s own (it goes on after a reconnect). Claimed
         timers get ``lease_owner=worker`` and ``lease_until``. On PostgreSQL two
         workers claiming at once get different timers (FOR UPDATE SKIP LOCKED).
+        """
+        ...
+
+    def renew_leases(self, worker: str, lease_until: datetime) -> int:
+        """Extend every lease ``worker`` holds on a pending timer or message; how many.
+
+        A worker's heartbeat calls it while it works, so its leases can be
+        short and a dead worker's work is taken over soon. Rows another
+        transaction has locked (being settled now) are left as they are.
         """
         ...
 

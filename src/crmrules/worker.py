@@ -3,7 +3,8 @@
 ``crmrules worker PATH`` runs it, or ``crmrules worker --app module:factory``
 with the host's own engine (its store, host tables and plugins). On
 PostgreSQL any number of workers share the timers (each claims different
-ones; a dead worker's leases expire). On SQLite one worker at a time: a
+ones; a dead worker's leases expire within ``lease``, one minute by default,
+since a live worker's heartbeat renews them: crmrules.leases). On SQLite one worker at a time: a
 second one is refused with a clear message, because SQLite has one writer
 anyway and two pollers would only contend.
 
@@ -39,6 +40,7 @@ from typing import IO, TypeVar
 
 from crmrules.engine import Engine
 from crmrules.errors import CrmRulesError, StoreError
+from crmrules.leases import DEFAULT_LEASE
 from crmrules.rules.regulation import Regulation
 from crmrules.store import TimerStatus, Transaction
 
@@ -150,7 +152,7 @@ class Worker:
         batch: int = 100,
         name: str | None = None,
         load: Callable[[], Regulation] | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
         reconnect_first: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:

@@ -341,8 +341,28 @@ class MemoryTransaction:
         due.sort(key=lambda m: (m.next_attempt_at, m.key))
         return [_copy(m) for m in due[:limit]]
 
+    def claim_messages(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[OutboxMessage]:
+        now = now.astimezone(UTC)
+        claimed: list[OutboxMessage] = []
+        for message in self.due_messages(now, len(self._s.outbox)):
+            held = message.lease_until is not None and message.lease_until >= now
+            if held and message.lease_owner != worker:
+                continue
+            if len(claimed) == limit:
+                break
+            leased = message.model_copy(update={"lease_owner": worker, "lease_until": lease_until})
+            self._put(self._s.outbox, message.key, leased)
+            claimed.append(_copy(leased))
+        return claimed
+
     def put_message(self, message: OutboxMessage) -> None:
         self._put(self._s.outbox, message.key, _copy(message))
+
+    def failed_messages(self) -> int:
+        """How many messages failed for good (for crmrules.status)."""
+        return sum(m.status is MessageStatus.FAILED for m in self._s.outbox.values())
 
     def get_message(self, key: str) -> OutboxMessage | None:
         message = self._s.outbox.get(key)
@@ -443,6 +463,22 @@ class MemoryTransaction:
             self._put(self._s.timers, timer.key, leased)
             claimed.append(_copy(leased))
         return claimed
+
+    def renew_leases(self, worker: str, lease_until: datetime) -> int:
+        timers = [t for t in self._candidates(TimerStatus.PENDING) if t.lease_owner == worker]
+        for timer in timers:
+            self._put(
+                self._s.timers, timer.key, timer.model_copy(update={"lease_until": lease_until})
+            )
+        messages = [
+            m
+            for m in self._s.outbox.values()
+            if m.lease_owner == worker and m.status is MessageStatus.PENDING
+        ]
+        for message in messages:
+            kept = message.model_copy(update={"lease_until": lease_until})
+            self._put(self._s.outbox, message.key, kept)
+        return len(timers) + len(messages)
 
     def lock_timer(self, key: str) -> Timer | None:
         return self.get_timer(key)

@@ -228,6 +228,8 @@ class OutboxRow(Base):
     key: Mapped[str] = mapped_column(primary_key=True)
     status: Mapped[str]
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None]
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
@@ -1293,10 +1295,70 @@ class SQLAlchemyTransaction:
         )
         return self._list(OutboxMessage, query)
 
+    def claim_messages(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[OutboxMessage]:
+        """Lease due messages; on PostgreSQL rows another sender is claiming are skipped."""
+        if limit <= 0:
+            return []
+        t = self._t.outbox
+        query = (
+            sa.select(t.c.data)
+            .where(
+                t.c.status == MessageStatus.PENDING.value,
+                t.c.next_attempt_at <= now,
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now, t.c.lease_owner == worker),
+            )
+            .order_by(t.c.next_attempt_at, self._by_id(t.c.key))
+            .limit(limit)
+        )
+        if self._row_locks:
+            query = query.with_for_update(skip_locked=True)
+        lease = {"lease_owner": worker, "lease_until": lease_until}
+        claimed = [
+            _load(OutboxMessage, data).model_copy(update=lease)
+            for data in self._c.execute(query).scalars()
+        ]
+        for message in claimed:
+            self.put_message(message)
+        return claimed
+
+    def renew_leases(self, worker: str, lease_until: datetime) -> int:
+        """One UPDATE per table; rows locked by a transaction settling them are skipped."""
+        renewed = 0
+        tables: tuple[tuple[sa.Table, str, type[Timer] | type[OutboxMessage]], ...] = (
+            (self._t.timers, TimerStatus.PENDING.value, Timer),
+            (self._t.outbox, MessageStatus.PENDING.value, OutboxMessage),
+        )
+        for t, pending, model in tables:
+            held = sa.select(t.c.key, t.c.data).where(
+                t.c.lease_owner == worker, t.c.status == pending
+            )
+            if self._row_locks:
+                held = held.with_for_update(skip_locked=True)
+            update = {
+                key: _dump(_load(model, data).model_copy(update={"lease_until": lease_until}))
+                for key, data in self._c.execute(held)
+            }
+            if not update:
+                continue
+            self._c.execute(
+                sa.update(t)
+                .where(t.c.key == sa.bindparam("k"))
+                .values(lease_until=lease_until, data=sa.bindparam("d")),
+                [{"k": key, "d": data} for key, data in update.items()],
+            )
+            for key, data in update.items():
+                self._seen[t.name, key] = data
+            renewed += len(update)
+        return renewed
+
     def put_message(self, message: OutboxMessage) -> None:
         values = {
             "status": message.status.value,
             "next_attempt_at": message.next_attempt_at,
+            "lease_owner": message.lease_owner,
+            "lease_until": message.lease_until,
             "data": _dump(message),
         }
         self._put(self._t.outbox, {"key": message.key}, values)
