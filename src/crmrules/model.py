@@ -162,6 +162,8 @@ class Stage(Model):
     name: str | None = None
     deadline: Duration | None = None
     final: Flag = False
+    #: field paths (deal.* or client.*) that must be filled to enter the stage
+    requires: tuple[str, ...] = ()
 
 
 class Pipeline(Model):

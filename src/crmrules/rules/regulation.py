@@ -38,6 +38,7 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
+from crmrules.rules.requirements import check_paths
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
     Document,
@@ -559,8 +560,19 @@ class _Compiler:
                 if not self._unique(stage_seen, stage.id, s_path, "stage"):
                     continue
                 deadline = self._duration(stage.deadline, (*s_path, "deadline"))
+                requires = check_paths(
+                    self.registry,
+                    stage.requires,
+                    lambda i, text, hint, at=s_path: self.error((*at, "requires", i), text, hint),
+                )
                 stages.append(
-                    Stage(id=stage.id, name=stage.name, deadline=deadline, final=stage.final)
+                    Stage(
+                        id=stage.id,
+                        name=stage.name,
+                        deadline=deadline,
+                        final=stage.final,
+                        requires=requires,
+                    )
                 )
             transitions: dict[str, tuple[str, ...]] = {}
             for t_index, transition in enumerate(spec.transitions):

@@ -89,6 +89,10 @@ class StageSpec(Block):
     name: str | None = None
     deadline: DurationText | None = None
     final: Flag = False
+    requires: list[str] = Field(
+        default_factory=list,
+        description="fields that must be filled to enter the stage, e.g. deal.amount, client.inn",
+    )
 
 
 class TransitionSpec(Block):
