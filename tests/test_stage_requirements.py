@@ -149,7 +149,7 @@ def test_unknown_required_fields_are_reported_with_their_place(tmp_path: Path) -
     path = tmp_path / "regulation.yaml"
     assert lines == [
         f"{path}:10:20: requires: unknown field 'deal.amont' (did you mean deal.amount?)",
-        f"{path}:10:43: requires: 'manager.name' is not a deal or client field "
+        f"{path}:10:44: requires: 'manager.name' is not a deal or client field "
         "(write e.g. deal.amount or client.inn)",
-        f"{path}:10:70: requires: deal.amount is listed twice",
+        f"{path}:10:71: requires: deal.amount is listed twice",
     ]
