@@ -367,6 +367,7 @@ def test_create_task_stores_the_rendered_description_priority_and_links(tmp_path
         "idempotency_key": "e1:meeting:0",
         "created_at": START,
         "closed_at": None,
+        "note": None,
     }
 
 

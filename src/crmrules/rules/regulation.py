@@ -38,6 +38,8 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
+from crmrules.people import compile_absences
+from crmrules.rules.directions import Direction, check_manager_directions, compile_directions
 from crmrules.rules.requirements import check_paths
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
@@ -67,6 +69,7 @@ SECTIONS = (
     "managers",
     "territories",
     "segments",
+    "directions",
     "templates",
     "rules",
 )
@@ -156,6 +159,7 @@ class Regulation:
     files: tuple[str, ...]
     source: SourceMap
     segments: Mapping[str, Segment] = field(default_factory=dict)
+    directions: Mapping[str, Direction] = field(default_factory=dict)
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -287,6 +291,7 @@ class _Compiler:
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
+        self.manager_directions: list[tuple[PathKey, list[str]]] = []
         self.territory_specs: dict[str, schema.TerritorySpec] = {}
         #: the segments rules may name; empty while segments' own conditions are parsed
         self.segment_ids: dict[str, PathKey] = {}
@@ -437,6 +442,8 @@ class _Compiler:
         rule_specs = self._rule_specs(_as_list(self, data, "rules"))
         compiled_territories = self._territories(territories)
         segments = self._segments(_as_list(self, data, "segments"))
+        directions = compile_directions(self, _as_list(self, data, "directions"))
+        check_manager_directions(self, directions, self.manager_directions)
         rules = self._rules(rule_specs)
         for check in self.deferred:
             check()
@@ -454,6 +461,7 @@ class _Compiler:
             files=tuple(self.document.files),
             source=self.source,
             segments=segments,
+            directions=directions,
         )
 
     # -- fields
@@ -620,7 +628,19 @@ class _Compiler:
                 working_hours=spec.working_hours,
                 territories=frozenset(spec.territories),
                 active=spec.active,
+                directions=frozenset(spec.directions),
+                absent=compile_absences(
+                    spec.absent,
+                    lambda i, key, text, at=path: self.error((*at, "absent", i, key), text),
+                ),
             )
+            self.manager_directions.append((path, spec.directions))
+            for a_index, absence in enumerate(spec.absent):
+                if absence.deputy is not None:
+                    d_path = (*path, "absent", a_index, "deputy")
+                    if absence.deputy == spec.id:
+                        self.error(d_path, f"manager {spec.id} cannot be their own deputy")
+                    self.deferred.append(partial(self._check_manager, absence.deputy, d_path))
             for t_index, territory in enumerate(spec.territories):
                 t_path = (*path, "territories", t_index)
                 self.deferred.append(partial(self._check_territory, territory, t_path))
