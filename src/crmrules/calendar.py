@@ -25,7 +25,6 @@ package's ``weekend_workdays``, which it fills for the countries whose data incl
 from __future__ import annotations
 
 import copy
-
 import difflib
 import re
 import zoneinfo

@@ -139,7 +139,9 @@ class Absence(Model):
     @model_validator(mode="after")
     def _ordered(self) -> Absence:
         if _as_moment(self.end, True) <= _as_moment(self.start, False):
-            raise ValueError(f"an absence must end after it starts (from {self.start} to {self.end})")
+            raise ValueError(
+                f"an absence must end after it starts (from {self.start} to {self.end})"
+            )
         return self
 
 

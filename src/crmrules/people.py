@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.model import Absence, Manager
 from crmrules.rules.schema import AbsenceSpec
+from crmrules.rules.source import PathKey
 
 #: How many deputies a task is passed along at most (a loop stops earlier).
 DEPUTY_CHAIN = 5
@@ -86,9 +87,9 @@ def stand_in(
 
 
 def compile_absences(
-    specs: Sequence[AbsenceSpec], error: Callable[[int, str, str], None]
+    specs: Sequence[AbsenceSpec], at: PathKey, error: Callable[[PathKey, str, str | None], None]
 ) -> tuple[Absence, ...]:
-    """A regulation manager's ``absent:`` entries; ``error(index, key, message)`` for bad ones."""
+    """A regulation manager's ``absent:`` list at ``at``; ``error`` reports the bad entries."""
     found: list[Absence] = []
     for index, spec in enumerate(specs):
         naive = [
@@ -97,14 +98,15 @@ def compile_absences(
             if isinstance(value, datetime) and value.utcoffset() is None
         ]
         if naive:
-            error(index, naive[0], "a moment needs a time zone (e.g. +03:00), or give a date")
+            error((*at, index, naive[0]), "a moment needs a time zone (e.g. +03:00)", "or a date")
             continue
         try:
             found.append(
                 Absence(start=spec.from_, end=spec.to, deputy=spec.deputy, reason=spec.reason)
             )
         except ValidationError as problem:
-            error(index, "to", problem.errors()[0]["msg"].removeprefix("Value error, "))
+            message = problem.errors()[0]["msg"].removeprefix("Value error, ")
+            error((*at, index, "to"), message, None)
     return tuple(found)
 
 
@@ -123,4 +125,10 @@ def counts_hours(duration: Duration) -> bool:
 __all__ = [
     "DEPUTY_CHAIN",
     "away",
-    "compile_absences", "counts_hours", "covers", "describe", "hours_of", "stand_in"]
+    "compile_absences",
+    "counts_hours",
+    "covers",
+    "describe",
+    "hours_of",
+    "stand_in",
+]

@@ -1083,6 +1083,35 @@ class SQLAlchemyTransaction:
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         return self._get(Interaction, self._t.interactions, interaction_id)
 
+    def find_interactions(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        manager: str | None = None,
+        contact: str | None = None,
+    ) -> list[Interaction]:
+        t = self._t.interactions
+        query = _where_given(
+            sa.select(t.c.data),
+            (t.c.client_id, client),
+            *(
+                (t.c.data[key].as_string(), value)
+                for key, value in (("deal", deal), ("manager", manager), ("contact", contact))
+            ),
+        )
+        return self._list(Interaction, query.order_by(t.c.occurred_at, self._by_id(t.c.id)))
+
+    def find_contacts(self, *, client: str | None = None) -> list[Contact]:
+        if client is not None:
+            return self.contacts_of(client)
+        t = self._t.contacts
+        return self._list(Contact, sa.select(t.c.data).order_by(self._by_id(t.c.id)))
+
+    def load_rows(self, model: type[M], query: sa.Select[Any]) -> list[M]:
+        """The records a query of ``data`` columns selects (for reads that scope their SQL)."""
+        return self._list(model, query)
+
     # -- tasks and mailings
 
     def add_task(self, task: Task) -> bool:

@@ -27,8 +27,10 @@ from crmrules.destinations import HINT as DESTINATION_HINT
 from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
+from crmrules.people import compile_absences
 from crmrules.rules import schema
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.directions import Direction, check_manager_directions, compile_directions
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
@@ -38,8 +40,6 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
-from crmrules.people import compile_absences
-from crmrules.rules.directions import Direction, check_manager_directions, compile_directions
 from crmrules.rules.requirements import check_paths
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
@@ -569,9 +569,7 @@ class _Compiler:
                     continue
                 deadline = self._duration(stage.deadline, (*s_path, "deadline"))
                 requires = check_paths(
-                    self.registry,
-                    stage.requires,
-                    lambda i, text, hint, at=s_path: self.error((*at, "requires", i), text, hint),
+                    self.registry, stage.requires, (*s_path, "requires"), self.error
                 )
                 stages.append(
                     Stage(
@@ -629,10 +627,7 @@ class _Compiler:
                 territories=frozenset(spec.territories),
                 active=spec.active,
                 directions=frozenset(spec.directions),
-                absent=compile_absences(
-                    spec.absent,
-                    lambda i, key, text, at=path: self.error((*at, "absent", i, key), text),
-                ),
+                absent=compile_absences(spec.absent, (*path, "absent"), self.error),
             )
             self.manager_directions.append((path, spec.directions))
             for a_index, absence in enumerate(spec.absent):

@@ -19,6 +19,7 @@ from crmrules.errors import RefusedError
 from crmrules.model import Client, Deal, Pipeline, Stage
 from crmrules.rules.conditions import _is_empty
 from crmrules.rules.fields import FieldRegistry
+from crmrules.rules.source import PathKey
 
 #: The namespaces a requirement may name.
 NAMESPACES = ("deal", "client")
@@ -40,23 +41,26 @@ class StageRequirementsError(RefusedError):
 
 
 def check_paths(
-    registry: FieldRegistry, paths: Sequence[str], error: Callable[[int, str, str | None], None]
+    registry: FieldRegistry,
+    paths: Sequence[str],
+    at: PathKey,
+    error: Callable[[PathKey, str, str | None], None],
 ) -> tuple[str, ...]:
-    """The declared paths of a ``requires`` list; ``error(index, message, hint)`` for the rest."""
+    """The declared paths of the ``requires`` list at ``at``; ``error`` reports the others."""
     good: list[str] = []
     for index, path in enumerate(paths):
         namespace = path.split(".", 1)[0]
         if namespace not in NAMESPACES or "." not in path:
             hint = "write e.g. deal.amount or client.inn"
-            error(index, f"requires: {path!r} is not a deal or client field", hint)
+            error((*at, index), f"requires: {path!r} is not a deal or client field", hint)
             continue
         if path not in registry:
             close = registry.suggest(path, namespace)
             hint = f"did you mean {close}?" if close else f"declare it under fields: as {path}"
-            error(index, f"requires: unknown field {path!r}", hint)
+            error((*at, index), f"requires: unknown field {path!r}", hint)
             continue
         if path in good:
-            error(index, f"requires: {path} is listed twice", None)
+            error((*at, index), f"requires: {path} is listed twice", None)
             continue
         good.append(path)
     return tuple(good)
