@@ -161,7 +161,10 @@ def test_scoped_reads_return_exactly_the_records_in_scope(store: Store, tmp_path
     ) -> None:
         names = [f"d{i}" for i in range(len(directions))]
         chosen = sorted(names[i] for i in mine if i < len(names))
-        lines = [f"  - id: {n}\n    when: {json.dumps(c)}" for n, c in zip(names, directions)]
+        lines = [
+            f"  - id: {n}\n    when: {json.dumps(c)}"
+            for n, c in zip(names, directions, strict=True)
+        ]
         path = tmp_path / "regulation.yaml"
         path.write_text(HEADER + "directions:\n" + "\n".join(lines) + "\n", "utf-8")
         note(path.read_text("utf-8"))
