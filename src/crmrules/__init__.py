@@ -7,6 +7,7 @@ assignments, exactly once, explained. Everything listed in ``__all__`` is the
 public API; other modules are private and may change.
 """
 
+from crmrules.access import OutOfScopeError, Scope
 from crmrules.actions import ActionContext, ActionRefused
 from crmrules.adapters import LogNotifier, MemoryStore, SmtpNotifier, WebhookNotifier
 from crmrules.adapters.host import HostRecords, HostTable
@@ -36,6 +37,7 @@ from crmrules.errors import (
     StoreError,
 )
 from crmrules.model import (
+    Absence,
     Client,
     Contact,
     ContactRole,
@@ -58,8 +60,10 @@ from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
+from crmrules.rules.requirements import StageRequirementsError
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
+from crmrules.scoped import ScopedView
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -72,6 +76,7 @@ from crmrules.store import (
     TimerStatus,
     Transaction,
 )
+from crmrules.summary import ClientSummary
 from crmrules.worker import Worker, WorkerError
 
 __version__ = "0.1.0"
@@ -79,6 +84,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_URL",
     "VERSION_TABLE",
+    "Absence",
     "ActionContext",
     "ActionError",
     "ActionPlugin",
@@ -86,6 +92,7 @@ __all__ = [
     "AuditEntry",
     "BusinessCalendar",
     "Client",
+    "ClientSummary",
     "Clock",
     "Condition",
     "ConflictError",
@@ -118,6 +125,7 @@ __all__ = [
     "MissingExtraError",
     "Notifier",
     "OperatorPlugin",
+    "OutOfScopeError",
     "OutboxMessage",
     "Pipeline",
     "Problem",
@@ -132,9 +140,12 @@ __all__ = [
     "RuleOutcome",
     "SQLAlchemyStore",
     "SchemaError",
+    "Scope",
+    "ScopedView",
     "SimulatedClock",
     "SmtpNotifier",
     "Stage",
+    "StageRequirementsError",
     "Store",
     "StoreError",
     "SystemClock",

@@ -92,14 +92,6 @@ def compile_absences(
     """A regulation manager's ``absent:`` list at ``at``; ``error`` reports the bad entries."""
     found: list[Absence] = []
     for index, spec in enumerate(specs):
-        naive = [
-            key
-            for key, value in (("from", spec.from_), ("to", spec.to))
-            if isinstance(value, datetime) and value.utcoffset() is None
-        ]
-        if naive:
-            error((*at, index, naive[0]), "a moment needs a time zone (e.g. +03:00)", "or a date")
-            continue
         try:
             found.append(
                 Absence(start=spec.from_, end=spec.to, deputy=spec.deputy, reason=spec.reason)

@@ -123,13 +123,16 @@ def _text(value: Any) -> str:
 
 def client_summary(
     tx: Transaction,
-    regulation: Regulation,
+    regulation: Regulation | None,
     client_id: str,
     *,
     visible: Callable[[str], bool] = lambda _: True,
     last: int = LAST,
 ) -> ClientSummary:
-    """The summary of ``client_id``; ``visible`` hides contacts' roles in other clients."""
+    """The summary of ``client_id``; ``visible`` hides contacts' roles in other clients.
+
+    Without a ``regulation`` the stages have no names and none counts as final.
+    """
     client = tx.get_client(client_id)
     if client is None:
         raise RefusedError(f"no client {client_id!r}")
@@ -140,7 +143,7 @@ def client_summary(
     deals = []
     timers = tx.find_timers(client=client_id, status=TimerStatus.PENDING)
     for deal in tx.deals_of(client_id):
-        pipeline = regulation.pipelines.get(deal.pipeline)
+        pipeline = regulation.pipelines.get(deal.pipeline) if regulation else None
         stage = pipeline.stage(deal.stage) if pipeline else None
         deals.append(DealLine(deal, stage.name if stage else None, bool(stage and stage.final)))
         timers += tx.find_timers(deal=deal.id, status=TimerStatus.PENDING)

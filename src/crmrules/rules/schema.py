@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -110,8 +111,8 @@ class PipelineSpec(Block):
 class AbsenceSpec(Block):
     """A time away: dates (whole days, both included) or moments with a time zone."""
 
-    from_: datetime | date = Field(alias="from")
-    to: datetime | date
+    from_: AwareDatetime | date = Field(alias="from")
+    to: AwareDatetime | date
     deputy: Id | None = Field(None, description="the manager who takes over meanwhile")
     reason: str | None = None
 
