@@ -254,7 +254,8 @@ def test_bad_absences_in_the_regulation_are_reported_with_their_place(tmp_path: 
         load_regulation(write(tmp_path, text))
     lines = [str(p).replace(str(tmp_path) + "/", "") for p in error.value.problems]
     assert lines == [
-        "regulation.yaml:28:32: an absence must end after it starts (from 2026-03-06 to 2026-03-02)",
+        "regulation.yaml:28:32: an absence must end after it starts "
+        "(from 2026-03-06 to 2026-03-02)",
         "regulation.yaml:28:52: manager vera cannot be their own deputy",
     ]
 

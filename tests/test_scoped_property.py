@@ -221,6 +221,8 @@ def test_scoped_reads_return_exactly_the_records_in_scope(store: Store, tmp_path
         assert [d.id for d in view.deals()] == sorted(
             d for d in deals if d.split("-")[0] in expected
         )
+        for deal in deals:
+            assert (view.get_deal(deal) is not None) == (deal.split("-")[0] in expected)
         tasks = {t.id for t in view.tasks()}
         assert tasks == {
             f"c{i}-t{t}"
@@ -228,6 +230,9 @@ def test_scoped_reads_return_exactly_the_records_in_scope(store: Store, tmp_path
             for t in range(r["tasks"])
             if f"c{i}" in expected
         } | {"own-anna"}
+        every_task = {f"c{i}-t{t}" for i, r in enumerate(clients) for t in range(r["tasks"])}
+        for task in every_task | {"own-anna", "own-boris"}:
+            assert (view.get_task(task) is not None) == (task in tasks), task
         calls = {i.id for i in view.interactions()}
         assert calls == {
             f"c{i}-i{n}"
