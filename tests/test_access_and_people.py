@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jsonschema
 import pytest
 
 from crmrules import (
@@ -34,6 +35,8 @@ from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from crmrules.cli import main
 from crmrules.clock import SimulatedClock
 from crmrules.rules.regulation import load_regulation
+from crmrules.rules.schema import json_schema
+from crmrules.rules.source import Limits, parse_text
 from crmrules.store import Store
 from databases import open_database
 
@@ -366,3 +369,16 @@ def test_crmrules_client_prints_the_summary(
         assert text.startswith("client n1: Север (company)\n") and "d1 sales: lead" in text
         assert main(["client", "zz", "--store", db.url]) == 1
         assert capsys.readouterr().err == "error: no client 'zz'\n"
+
+
+def test_the_json_schema_takes_directions_absences_and_requirements() -> None:
+    text = REGULATION.replace(
+        "[{id: lead}, {id: offer},", "[{id: lead}, {id: offer, requires: [deal.amount]},"
+    )
+    data, _ = parse_text(text, "regulation.yaml", Limits())
+    plain = json.loads(json.dumps(data, default=str))
+    validator = jsonschema.Draft202012Validator(json_schema())
+    assert [e.message for e in validator.iter_errors(plain)] == []
+    del plain["managers"][2]["absent"][0]["to"]
+    plain["directions"][0]["when"] = {"field": "client.region"}
+    assert len(list(validator.iter_errors(plain))) == 2

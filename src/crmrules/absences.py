@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from crmrules.errors import RefusedError
 from crmrules.model import Absence, Manager, Task, TaskStatus
 from crmrules.people import covers, stand_in
+from crmrules.rules.directions import undeclared
 from crmrules.rules.regulation import Regulation
 from crmrules.store import Transaction
 
@@ -23,13 +24,9 @@ if TYPE_CHECKING:
 
 def check_manager(tx: Transaction, regulation: Regulation, manager: Manager) -> None:
     """Refuse a manager naming an undeclared direction or an impossible deputy."""
-    unknown = sorted(manager.directions - set(regulation.directions))
-    if unknown:
-        known = ", ".join(sorted(regulation.directions)) or "none"
-        raise RefusedError(
-            f"manager {manager.id}: field 'directions': unknown direction "
-            f"{', '.join(unknown)} (the regulation declares: {known})"
-        )
+    problem = undeclared(regulation.directions, manager.id, manager.directions)
+    if problem is not None:
+        raise RefusedError(problem)
     for index, absence in enumerate(manager.absent):
         deputy = absence.deputy
         where = f"manager {manager.id}: field 'absent' entry {index + 1}"

@@ -34,7 +34,7 @@ from crmrules.calendar import BusinessCalendar
 from crmrules.errors import RefusedError
 from crmrules.model import Client, Manager
 from crmrules.rules.conditions import Condition, Facts, Node
-from crmrules.rules.directions import reach
+from crmrules.rules.directions import reach, undeclared
 from crmrules.rules.regulation import Regulation
 from crmrules.rules.sql import Filter, compile_filter
 from crmrules.store import Transaction
@@ -45,12 +45,14 @@ T = TypeVar("T")
 class OutOfScopeError(RefusedError):
     """A scoped call named a record outside the manager's directions; nothing was changed."""
 
-    def __init__(self, manager: str, record: str, directions: Iterable[str]) -> None:
+    def __init__(
+        self, manager: str, record: str, directions: Iterable[str], verb: str = "change"
+    ) -> None:
         self.manager = manager
         self.record = record
         names = ", ".join(sorted(directions)) or "none"
         super().__init__(
-            f"manager {manager} cannot change {record}: it is outside their directions ({names})"
+            f"manager {manager} cannot {verb} {record}: it is outside their directions ({names})"
         )
 
 
@@ -66,13 +68,9 @@ class Scope:
     @classmethod
     def of(cls, regulation: Regulation, manager: Manager) -> Scope:
         """The scope of ``manager``; refused if they name a direction the regulation lacks."""
-        unknown = sorted(manager.directions - set(regulation.directions))
-        if unknown:
-            known = ", ".join(sorted(regulation.directions)) or "none"
-            raise RefusedError(
-                f"manager {manager.id}: unknown direction {', '.join(unknown)} "
-                f"(the regulation declares: {known})"
-            )
+        problem = undeclared(regulation.directions, manager.id, manager.directions)
+        if problem is not None:
+            raise RefusedError(problem)
         tree: Node = reach(regulation.directions, manager.directions)
         calendar = regulation.calendar
         return cls(manager.id, manager.directions, Condition(tree, calendar), calendar)

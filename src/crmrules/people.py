@@ -23,7 +23,7 @@ from datetime import date, datetime
 
 from pydantic import ValidationError
 
-from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
+from crmrules.calendar import BusinessCalendar, WorkingHours
 from crmrules.model import Absence, Manager
 from crmrules.rules.schema import AbsenceSpec
 from crmrules.rules.source import PathKey
@@ -109,16 +109,10 @@ def hours_of(manager: Manager | None, calendar: BusinessCalendar) -> BusinessCal
     return calendar.with_hours(WorkingHours.parse(manager.working_hours))
 
 
-def counts_hours(duration: Duration) -> bool:
-    """Whether a duration depends on working hours (it counts business days)."""
-    return duration.business_days > 0
-
-
 __all__ = [
     "DEPUTY_CHAIN",
     "away",
     "compile_absences",
-    "counts_hours",
     "covers",
     "describe",
     "hours_of",

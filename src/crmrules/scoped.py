@@ -237,11 +237,8 @@ class ScopedView:
     # -- writes: checked against the scope first, then the engine's own call
 
     def _refusal(self, record: str, *, reading: bool = False) -> OutOfScopeError:
-        error = OutOfScopeError(self.manager.id, record, self.manager.directions)
-        if reading:
-            error.args = (str(error).replace("cannot change", "cannot see"),)
-            error.reason = error.args[0]
-        return error
+        verb = "see" if reading else "change"
+        return OutOfScopeError(self.manager.id, record, self.manager.directions, verb)
 
     def _require_client(self, client_id: str, record: str | None = None) -> None:
         with self.engine.store.transaction() as tx:

@@ -78,6 +78,20 @@ def check_manager_directions(
                 compiler._unknown((*path, "directions", index), WHAT, name, directions)
 
 
+def undeclared(
+    directions: Mapping[str, Direction], manager: str, names: Iterable[str]
+) -> str | None:
+    """Why a manager's ``names`` cannot be used (a direction not declared), or None."""
+    unknown = sorted(set(names) - set(directions))
+    if not unknown:
+        return None
+    known = ", ".join(sorted(directions)) or "none"
+    return (
+        f"manager {manager}: field 'directions': unknown direction {', '.join(unknown)} "
+        f"(the regulation declares: {known})"
+    )
+
+
 def reach(directions: Mapping[str, Direction], names: Iterable[str]) -> Node:
     """The condition a client meets when some of ``names`` takes it (none: no client)."""
     trees = tuple(directions[name].condition.tree for name in sorted(set(names)))
@@ -86,4 +100,4 @@ def reach(directions: Mapping[str, Direction], names: Iterable[str]) -> Node:
     return trees[0] if len(trees) == 1 else AnyOf(trees)
 
 
-__all__ = ["Direction", "check_manager_directions", "compile_directions", "reach"]
+__all__ = ["Direction", "check_manager_directions", "compile_directions", "reach", "undeclared"]
