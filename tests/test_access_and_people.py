@@ -177,6 +177,9 @@ def test_a_manager_naming_an_unknown_direction_is_refused(tmp_path: Path, store:
         "manager gleb: field 'directions': unknown direction wholesail "
         "(the regulation declares: retail, wholesale)"
     )
+    with pytest.raises(RefusedError) as refused:
+        engine.put_manager(Manager(id="gleb", working_hours="9-18"))
+    assert str(refused.value).startswith("manager gleb: field 'working_hours': '9-18' is not")
     with pytest.raises(RefusedError, match="no manager 'nobody' to scope to"):
         engine.scoped("nobody")
 

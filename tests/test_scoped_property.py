@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from crmrules import Client, Contact, ContactRole, Deal, Engine, Interaction, Manager, Task
+from crmrules.access import OutOfScopeError
 from crmrules.adapters.memory import MemoryStore
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, SQLAlchemyTransaction, metadata
 from crmrules.clock import SimulatedClock
@@ -152,12 +153,14 @@ def test_scoped_reads_return_exactly_the_records_in_scope(store: Store, tmp_path
         mine=st.sets(st.integers(0, 2)),
         clients=CLIENTS,
         query=CONDITIONS,
+        target=st.integers(0, 7),
     )
     def check(
         directions: list[dict[str, Any]],
         mine: set[int],
         clients: list[dict[str, Any]],
         query: dict[str, Any],
+        target: int,
     ) -> None:
         names = [f"d{i}" for i in range(len(directions))]
         chosen = sorted(names[i] for i in mine if i < len(names))
@@ -246,5 +249,15 @@ def test_scoped_reads_return_exactly_the_records_in_scope(store: Store, tmp_path
         assert {c.id for c in contacts} == {
             f"p{i}" for i in range(len(clients)) if f"c{i}" in expected or "c0" in expected
         }
+
+        # a write is refused exactly when its client is out of scope, and then changes nothing
+        cid = f"c{target % len(clients)}"
+        if cid in expected:
+            view.update_client(cid, {"city": "Тверь"})
+        else:
+            with pytest.raises(OutOfScopeError, match=f"cannot change client {cid}:"):
+                view.update_client(cid, {"city": "Тверь"})
+        stored = engine.get_client(cid)
+        assert stored is not None and (stored.city == "Тверь") == (cid in expected)
 
     check()

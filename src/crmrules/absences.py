@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from crmrules.calendar import WorkingHours
 from crmrules.errors import RefusedError
 from crmrules.model import Absence, Manager, Task, TaskStatus
 from crmrules.people import covers, stand_in
@@ -23,10 +24,15 @@ if TYPE_CHECKING:
 
 
 def check_manager(tx: Transaction, regulation: Regulation, manager: Manager) -> None:
-    """Refuse a manager naming an undeclared direction or an impossible deputy."""
+    """Refuse a manager naming an undeclared direction, bad hours or an impossible deputy."""
     problem = undeclared(regulation.directions, manager.id, manager.directions)
     if problem is not None:
         raise RefusedError(problem)
+    if manager.working_hours is not None:
+        try:
+            WorkingHours.parse(manager.working_hours)
+        except ValueError as error:
+            raise RefusedError(f"manager {manager.id}: field 'working_hours': {error}") from None
     for index, absence in enumerate(manager.absent):
         deputy = absence.deputy
         where = f"manager {manager.id}: field 'absent' entry {index + 1}"
