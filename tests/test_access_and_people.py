@@ -23,6 +23,7 @@ from crmrules import (
     ContactRole,
     Deal,
     Engine,
+    Event,
     Interaction,
     Manager,
     RefusedError,
@@ -144,6 +145,9 @@ def test_writes_outside_the_directions_are_refused_naming_the_record(
         "put_contact": lambda: anna.put_contact(
             Contact(id="p1", name="P", roles=[ContactRole(client="r1", role="buyer")])
         ),
+        "handle": lambda: anna.handle(
+            Event(id="e1", type="lead.received", occurred_at=NOW, deal="d-r1")
+        ),
     }
     messages = {}
     for name, call in refusals.items():
@@ -158,6 +162,9 @@ def test_writes_outside_the_directions_are_refused_naming_the_record(
     assert "client s2" in messages["create_client"]
     assert "client r1 (of interaction i1)" in messages["log_interaction"]
     assert "client r1 (of contact p1)" in messages["put_contact"]
+    assert messages["handle"].startswith("manager anna cannot change deal d-r1:")
+    with pytest.raises(RefusedError, match="event e2 names no client or deal"):
+        anna.handle(Event(id="e2", type="lead.received", occurred_at=NOW))
     # nothing changed
     assert engine.get_client("r1").name == "Розница"  # type: ignore[union-attr]
     assert engine.get_deal("d-r1").stage == "lead"  # type: ignore[union-attr]
@@ -319,6 +326,10 @@ def test_interactions_and_contacts_are_read_and_listed(tmp_path: Path, store: St
     [seen] = anna.contacts()
     assert seen.id == "p1" and [r.client for r in seen.roles] == ["n1"]  # r1 is not anna's
     assert anna.get_interaction("i1") is None and anna.get_contact("p2") is None
+    assert [i.id for i in anna.interactions()] == ["i2", "i0"]
+    assert [i.id for i in anna.interactions(manager="anna")] == ["i2"]
+    assert [i.id for i in anna.interactions(deal="d1")] == ["i2"]
+    assert anna.interactions("r1") == []
 
 
 def test_the_client_summary_has_everything_about_the_client(tmp_path: Path, store: Store) -> None:

@@ -24,7 +24,7 @@ from crmrules.access import OutOfScopeError, Scope
 from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.errors import RefusedError
 from crmrules.host_input import host_id
-from crmrules.model import Client, Contact, Deal, Interaction, Mailing, Task, TaskStatus
+from crmrules.model import Client, Contact, Deal, Event, Interaction, Mailing, Task, TaskStatus
 from crmrules.reading import HistoryItem
 from crmrules.result import Result
 from crmrules.rules.conditions import All, Facts
@@ -71,7 +71,10 @@ class ScopedView:
         order: tuple[str, ...],
         fallback: Callable[[], list[Any]],
     ) -> list[Any]:
-        """Rows of ``table`` in scope by SQL (``fallback()`` filtered in Python elsewhere)."""
+        """Rows of ``table`` in scope by SQL (``fallback()`` filtered in Python elsewhere).
+
+        ``given`` filters by column, or by a key of the JSON ``data`` as ``data.<key>``.
+        """
         now = self._now()
         sql = self._sql(tx)
         if sql is None:
@@ -81,7 +84,9 @@ class ScopedView:
         query = sa.select(t.c.data).where(within)
         for name, value in given.items():
             if value is not None:
-                query = query.where(t.c[name] == value)
+                key = name.removeprefix("data.")
+                by: sa.ColumnElement[Any] = t.c.data[key].as_string() if key != name else t.c[name]
+                query = query.where(by == value)
         ordering = [sql.ordered_id(t.c.id) if name == "id" else t.c[name] for name in order]
         rows = sql.load_rows(model, query.order_by(*ordering))
         return self.scope.keep(tx, rows, lambda r: r.client, now, decided=exact)
@@ -171,8 +176,20 @@ class ScopedView:
     ) -> list[Interaction]:
         """Interactions with clients in scope, oldest first (filters as ``Engine.interactions``)."""
         with self.engine.store.transaction() as tx:
-            found = tx.find_interactions(client=client, deal=deal, manager=manager, contact=contact)
-            return self.scope.keep(tx, found, lambda i: i.client, self._now())
+
+            def every() -> list[Interaction]:
+                return tx.find_interactions(
+                    client=client, deal=deal, manager=manager, contact=contact
+                )
+
+            given = {
+                "client_id": client,
+                "data.deal": deal,
+                "data.manager": manager,
+                "data.contact": contact,
+            }
+            order = ("occurred_at", "id")
+            return self._listed(tx, Interaction, "interactions", "client_id", given, order, every)
 
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         with self.engine.store.transaction() as tx:
@@ -314,6 +331,19 @@ class ScopedView:
             for client_id in hidden:
                 self._require_client(client_id, f"client {client_id} (of contact {contact.id})")
         self.engine.put_contact(contact)
+
+    def handle(self, event: Event) -> Result:
+        """Report an event about one of the manager's clients or deals (others are refused)."""
+        if event.client is None and event.deal is None:
+            raise RefusedError(
+                f"event {event.id} names no client or deal; manager {self.manager.id}'s view "
+                "only reports events about their own clients"
+            )
+        if event.deal is not None:
+            self._require_deal(event.deal)
+        if event.client is not None:
+            self._require_client(event.client)
+        return self.engine.handle(event)
 
     def add_to_segment(
         self, client_id: str, segment: str, *, event_id: str | None = None
