@@ -368,6 +368,7 @@ def test_create_task_stores_the_rendered_description_priority_and_links(tmp_path
         "created_at": START,
         "closed_at": None,
         "regulation": engine.regulation.release.id,
+        "note": None,
     }
 
 

@@ -7,6 +7,7 @@ assignments, exactly once, explained. Everything listed in ``__all__`` is the
 public API; other modules are private and may change.
 """
 
+from crmrules.access import OutOfScopeError, Scope
 from crmrules.actions import ActionContext, ActionRefused
 from crmrules.adapters import LogNotifier, MemoryStore, SmtpNotifier, WebhookNotifier
 from crmrules.adapters.host import HostRecords, HostTable
@@ -42,6 +43,7 @@ from crmrules.impact import Impact
 from crmrules.impact.ledger import TimerChanges
 from crmrules.lint import Finding, lint, lint_path
 from crmrules.model import (
+    Absence,
     Client,
     Contact,
     ContactRole,
@@ -71,9 +73,11 @@ from crmrules.result import Effect, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts, Trace
 from crmrules.rules.fields import FieldType
 from crmrules.rules.regulation import Regulation, Rule, Territory, load_regulation
+from crmrules.rules.requirements import StageRequirementsError
 from crmrules.rules.schema import json_schema
 from crmrules.rules.templates import TemplateError, TemplateLimits
 from crmrules.rules.versions import RegulationVersion
+from crmrules.scoped import ScopedView
 from crmrules.status import LeaseHolder, WorkCounts, WorkStatus, work_status
 from crmrules.store import (
     AuditEntry,
@@ -87,6 +91,7 @@ from crmrules.store import (
     TimerStatus,
     Transaction,
 )
+from crmrules.summary import ClientSummary
 from crmrules.worker import Worker, WorkerError
 
 __version__ = "0.1.0"
@@ -94,6 +99,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_URL",
     "VERSION_TABLE",
+    "Absence",
     "ActionContext",
     "ActionError",
     "ActionPlugin",
@@ -104,6 +110,7 @@ __all__ = [
     "Chunk",
     "ChunkReport",
     "Client",
+    "ClientSummary",
     "Clock",
     "Condition",
     "ConflictError",
@@ -143,6 +150,7 @@ __all__ = [
     "Notifier",
     "OccurrenceExplanation",
     "OperatorPlugin",
+    "OutOfScopeError",
     "OutboxMessage",
     "Pipeline",
     "Problem",
@@ -160,10 +168,13 @@ __all__ = [
     "RuleOutcome",
     "SQLAlchemyStore",
     "SchemaError",
+    "Scope",
+    "ScopedView",
     "SimulatedClock",
     "SmtpNotifier",
     "Stage",
     "StageMove",
+    "StageRequirementsError",
     "Store",
     "StoreError",
     "SystemClock",

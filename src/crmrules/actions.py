@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from crmrules import timers
-from crmrules.calendar import Duration
+from crmrules import people, timers
+from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import RecordError
 from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
 from crmrules.result import Effect
@@ -151,14 +151,17 @@ class ActionContext:
             fallback=spec.fallback,
             client=client,
             rotation_key=f"rule:{self.rule.id}:{self.index}",
+            now=self.now,
         )
 
 
 # --- the built-in actions ---------------------------------------------------------------------
 
 
-def _due(params: schema.CreateTask, ctx: ActionContext) -> tuple[datetime | None, str]:
-    calendar = ctx.regulation.calendar
+def _due(
+    params: schema.CreateTask, ctx: ActionContext, calendar: BusinessCalendar
+) -> tuple[datetime | None, str]:
+    """The due moment, business days counted in ``calendar`` (the assignee's hours)."""
     if params.due is None:
         return None, ""
     if isinstance(params.due, str):
@@ -214,8 +217,16 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
     description = (
         None if params.description is None else ctx.render("description", params.description)
     )
-    due, due_note = _due(params, ctx)
     assignee, who_note = _assignee(params.assignee, ctx, client)
+    manager = ctx.find_manager(assignee) if assignee else None
+    due, due_note = _due(params, ctx, people.hours_of(manager, ctx.regulation.calendar))
+    note = None
+    if manager is not None:
+        deputy, note = people.stand_in(
+            ctx.find_manager, manager, due or ctx.now, ctx.regulation.calendar
+        )
+        assignee = deputy.id
+        who_note += f" ({note})" if note else ""
     task = Task(
         id=ctx.record_id("task"),
         kind=params.kind,
@@ -230,6 +241,7 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
         idempotency_key=ctx.key,
         created_at=ctx.now,
         regulation=ctx.regulation.release.id,
+        note=note or None,
     )
     if ctx.tx.add_task(task):
         timers.plan_task(ctx.tx, task, ctx.now)

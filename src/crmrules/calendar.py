@@ -24,6 +24,7 @@ package's ``weekend_workdays``, which it fills for the countries whose data incl
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import zoneinfo
@@ -309,6 +310,16 @@ class BusinessCalendar:
             f"BusinessCalendar({self.tz.key!r}, country={self.country!r}, "
             f"weekend={sorted(self.weekend)!r}, working_hours={self.working_hours!s})"
         )
+
+    def with_hours(self, hours: WorkingHours) -> BusinessCalendar:
+        """The same zone, working days and holidays with other daily hours (a manager's own).
+
+        The copy shares the cache of the country's years, which never changes.
+        """
+        other = copy.copy(self)
+        other.working_hours = hours
+        other._opens, other._closes = hours.start, hours.end
+        return other
 
     # --- moments -------------------------------------------------------------------------
 

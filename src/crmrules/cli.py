@@ -211,6 +211,23 @@ def _select(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace, out: TextIO) -> int:
+    """Print one client's summary: fields, contacts, deals, tasks, history, timers."""
+    from crmrules.adapters.sqlalchemy import DEFAULT_URL, SQLAlchemyStore
+    from crmrules.summary import client_summary
+
+    regulation = _load(args.regulation, PluginManager()) if args.regulation else None
+    url = args.store or os.environ.get("CRMRULES_DATABASE_URL") or DEFAULT_URL
+    with SQLAlchemyStore(url, schema=args.schema) as store, store.transaction() as tx:
+        summary = client_summary(tx, regulation, args.id)
+    if args.json:
+        json.dump(summary.to_dict(), out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        print("\n".join(summary.lines()), file=out)
+    return 0
+
+
 def _realign(args: argparse.Namespace, out: TextIO) -> int:
     """Recompute every client's territories and segments; a progress bar on a terminal."""
     from crmrules.adapters.sqlalchemy import DEFAULT_URL
@@ -444,6 +461,19 @@ def _parser() -> argparse.ArgumentParser:
     shape = select.add_mutually_exclusive_group()
     shape.add_argument("--count", action="store_true", help="print only how many")
     shape.add_argument("--json", action="store_true", help="print a JSON list of ids")
+    client = commands.add_parser(
+        "client",
+        help="print everything about one client: fields, contacts, deals, tasks, history",
+        description="Print one client's summary: its fields, contacts with their roles in each "
+        "organisation, deals and stages, open tasks, the last interactions, mailings, "
+        "territories, segments and pending timers. URL defaults to $CRMRULES_DATABASE_URL, else "
+        "the SQLite file.",
+    )
+    client.add_argument("id", metavar="ID", help="the client's id")
+    client.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
+    client.add_argument("--schema", help="the PostgreSQL schema that holds the tables")
+    client.add_argument("--regulation", metavar="PATH", help="the regulation, for stage names")
+    client.add_argument("--json", action="store_true", help="print the summary as JSON")
     realign = commands.add_parser(
         "realign",
         help="recompute every client's territories and segments (after a reorganisation)",
@@ -506,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _failures(args, sys.stdout)
         if args.command == "realign":
             return _realign(args, sys.stdout)
+        if args.command == "client":
+            return _client(args, sys.stdout)
         if args.command == "select":
             return _select(args, sys.stdout)
         if args.command == "report":

@@ -28,7 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 
 from crmrules.rules import conditions, events, schema
@@ -117,6 +117,7 @@ KEY_MEANINGS: Mapping[tuple[str, str], str] = {
     ): "managers (normally the host's; here for tests and small setups)",
     ("RegulationSpec", "territories"): "territories: which clients belong, their managers",
     ("RegulationSpec", "segments"): "segments: named client lists by criteria (`{segment: id}`)",
+    ("RegulationSpec", "directions"): "directions: lines of business, whose clients managers see",
     ("RegulationSpec", "templates"): "mail templates by name",
     ("RegulationSpec", "rules"): "the rules: trigger, condition, actions, policies",
     ("FieldDecl", "type"): "the field's type",
@@ -151,6 +152,11 @@ KEY_MEANINGS: Mapping[tuple[str, str], str] = {
     ("ManagerSpec", "active"): "`false`: never assigned",
     ("SegmentSpec", "id"): "the segment's id",
     ("SegmentSpec", "name"): "a name for people",
+    ("DirectionSpec", "id"): "the direction's id: managers list it in `directions`",
+    ("DirectionSpec", "name"): "a name for people",
+    ("AbsenceSpec", "from"): "the first day (or moment) away",
+    ("AbsenceSpec", "to"): "the last day away (a moment: back from then on)",
+    ("AbsenceSpec", "reason"): "free text: holiday, trip, ...",
     ("TerritorySpec", "id"): "the territory's id",
     ("TerritorySpec", "name"): "a name for people",
     ("TerritorySpec", "parent"): "a child only takes clients its parent takes",
@@ -343,7 +349,13 @@ def type_name(annotation: Any, metadata: Iterable[object] = ()) -> str:
         if annotation.__name__ in BLOCK_NAMES:
             return BLOCK_NAMES[annotation.__name__]
         return "mapping (" + ", ".join(_key(n, f) for n, f in annotation.model_fields.items()) + ")"
-    simple = {str: "text", int: "integer", bool: "boolean", date: "date (YYYY-MM-DD)"}
+    simple = {
+        str: "text",
+        int: "integer",
+        bool: "boolean",
+        date: "date (YYYY-MM-DD)",
+        AwareDatetime: "moment with its zone (ISO 8601)",
+    }
     if annotation is Any:
         return "any"
     return simple.get(annotation, getattr(annotation, "__name__", str(annotation)))
@@ -356,6 +368,7 @@ TYPE_NAMES: Mapping[tuple[str, str], str] = {
     ("RuleSpec", "then"): "list of actions",
     ("TerritorySpec", "when"): "condition",
     ("SegmentSpec", "when"): "condition",
+    ("DirectionSpec", "when"): "condition",
     ("ContactPlanSpec", "then"): "list of actions",
     ("SetField", "value"): "the field's type, or template text",
 }
@@ -371,6 +384,8 @@ BLOCK_NAMES: Mapping[str, str] = {
     "ManagerSpec": "manager",
     "TerritorySpec": "territory",
     "SegmentSpec": "segment",
+    "DirectionSpec": "direction",
+    "AbsenceSpec": "absence",
     "ContactPlanSpec": "contact plan entry",
     "TemplateSpec": "template",
     "RuleSpec": "rule",
@@ -497,6 +512,8 @@ def blocks() -> str:
         ("territories: -", schema.TerritorySpec),
         ("contact_plan: -", schema.ContactPlanSpec),
         ("segments: -", schema.SegmentSpec),
+        ("directions: -", schema.DirectionSpec),
+        ("absent: -", schema.AbsenceSpec),
         ("templates: <name>:", schema.TemplateSpec),
         ("rules: -", schema.RuleSpec),
     )

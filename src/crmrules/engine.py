@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from crmrules import absences as people_store
 from crmrules import batch, campaigns, explaining, failures, firing, occurrences, selection, timers
 from crmrules import history as histories
 from crmrules import impact as impacting
@@ -51,12 +52,14 @@ from crmrules.impact import Impact, ledger
 from crmrules.impact.ledger import TimerChanges
 from crmrules.leases import DEFAULT_LEASE, Heartbeat, worker_name
 from crmrules.model import (
+    Absence,
     Client,
     Deal,
     Event,
     Interaction,
     Manager,
     MembershipSource,
+    Task,
     TaskStatus,
 )
 from crmrules.plugins import PluginManager
@@ -67,11 +70,13 @@ from crmrules.rules.regulation import Regulation, Rule, load_regulation
 from crmrules.rules.templates import TemplateLimits
 from crmrules.rules.territories import clear_override, override
 from crmrules.run import Run, Setting, transact
+from crmrules.scoped import ScopedView
 from crmrules.store import (
     FailureStatus,
     RuleFailure,
     Store,
 )
+from crmrules.summary import ClientSummary, client_summary
 
 log = logging.getLogger("crmrules.engine")
 
@@ -483,8 +488,9 @@ class Engine(Reading):
         return self._host_change(event_id, (None, deal_id), change)
 
     def put_manager(self, manager: Manager) -> None:
-        """Store or replace a manager (no rules run)."""
+        """Store or replace a manager (no rules run); directions and deputies must exist."""
         with self.store.transaction() as tx:
+            people_store.check_manager(tx, self.regulation, manager)
             tx.put_manager(manager)
 
     def _check_responsible(self, run: Run, manager_id: str | None) -> None:
@@ -679,6 +685,24 @@ class Engine(Reading):
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:
             return tx.get_client(host_id("client", client_id))
+
+    def client_summary(self, client_id: str) -> ClientSummary:
+        """Everything about one client in one read: fields, contacts, deals, tasks, history."""
+        with self.store.transaction() as tx:
+            return client_summary(tx, self.regulation, host_id("client", client_id))
+
+    def scoped(self, manager_id: str) -> ScopedView:
+        """The engine as ``manager_id`` may use it: only the clients of their directions."""
+        return ScopedView(self, manager_id)
+
+    def mark_absent(self, manager_id: str, absence: Absence) -> list[Task]:
+        """Add an absence to a manager; their open tasks due in it go to the deputy.
+
+        Returns the tasks handed over (each with a note saying why). The
+        manager may be one the regulation declares: the store then keeps a
+        copy with the absence. See crmrules.people.
+        """
+        return people_store.mark_absent(self, manager_id, absence)
 
     def get_deal(self, deal_id: str) -> Deal | None:
         with self.store.transaction() as tx:

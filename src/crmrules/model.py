@@ -9,6 +9,7 @@ fields into the plain mapping that conditions and templates see.
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import getaddresses
 from enum import StrEnum
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    model_validator,
 )
 
 from crmrules.calendar import Duration
@@ -125,6 +127,37 @@ class Contact(Model):
         return next((r.role for r in self.roles if r.client == client), None)
 
 
+class Absence(Model):
+    """A time a manager is away (a trip, a holiday): assignment skips them, a deputy stands in.
+
+    ``from`` and ``to`` are dates (whole days, both included, in the calendar's
+    time zone) or aware moments (``to`` itself no longer away).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    start: AwareDatetime | date = Field(alias="from")
+    end: AwareDatetime | date = Field(alias="to")
+    deputy: RecordId | None = Field(None, description="who takes the manager's work meanwhile")
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Absence:
+        if _as_moment(self.end, True) <= _as_moment(self.start, False):
+            raise ValueError(
+                f"an absence must end after it starts (from {self.start} to {self.end})"
+            )
+        return self
+
+
+def _as_moment(value: datetime | date, end: bool) -> datetime:
+    """A rough UTC moment for ordering checks only (days are refined in the calendar's zone)."""
+    if isinstance(value, datetime):
+        return value
+    moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return moment + timedelta(days=1) if end else moment
+
+
 class Manager(Model):
     """A sales manager rules can assign work to; inactive ones are skipped."""
 
@@ -136,6 +169,10 @@ class Manager(Model):
     working_hours: str | None = None
     territories: frozenset[str] = frozenset()
     active: Flag = True
+    directions: frozenset[str] = Field(
+        frozenset(), description="the directions whose clients the manager sees and changes"
+    )
+    absent: tuple[Absence, ...] = Field((), description="times away, each with a deputy")
 
     def record(self) -> dict[str, Any]:
         return _flatten(self)
@@ -169,6 +206,8 @@ class Stage(Model):
     final: Flag = False
     #: a final stage that counts as a sale (reports count deals that end here as won)
     won: Flag = False
+    #: field paths (deal.* or client.*) that must be filled to enter the stage
+    requires: tuple[str, ...] = ()
 
 
 class Pipeline(Model):
@@ -259,6 +298,7 @@ class Task(Model):
     created_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = None
     regulation: str | None = Field(None, description="the regulation version that made it")
+    note: str | None = Field(None, description="why it went to whom it did (a deputy...)")
 
 
 class MailingStatus(StrEnum):
@@ -321,6 +361,7 @@ class Event(Model):
 
 
 __all__ = [
+    "Absence",
     "Client",
     "Contact",
     "ContactRole",

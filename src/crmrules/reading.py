@@ -35,15 +35,29 @@ class Reading:
         with self.store.transaction() as tx:
             return tx.get_contact(contact_id)
 
-    def contacts(self, client_id: str) -> list[Contact]:
-        """The contacts with a role in that client, by id."""
+    def contacts(self, client_id: str | None = None) -> list[Contact]:
+        """The contacts with a role in that client (every contact without one), by id."""
         with self.store.transaction() as tx:
-            return tx.contacts_of(client_id)
+            return tx.find_contacts(client=client_id)
 
-    def interactions(self, client_id: str) -> list[Interaction]:
-        """The calls, meetings and e-mails logged for that client, oldest first."""
+    def interactions(
+        self,
+        client_id: str | None = None,
+        *,
+        deal: str | None = None,
+        manager: str | None = None,
+        contact: str | None = None,
+    ) -> list[Interaction]:
+        """The calls, meetings and e-mails logged (for a client, deal, manager, contact), oldest
+        first."""
         with self.store.transaction() as tx:
-            return tx.interactions_of(client_id)
+            return tx.find_interactions(
+                client=client_id, deal=deal, manager=manager, contact=contact
+            )
+
+    def get_interaction(self, interaction_id: str) -> Interaction | None:
+        with self.store.transaction() as tx:
+            return tx.get_interaction(interaction_id)
 
     def mailings(self, *, client: str | None = None) -> list[Mailing]:
         """Mailings made by rules (of one client if given), oldest first."""

@@ -28,6 +28,7 @@ from crmrules.result import Effect, EventRecord, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule
+from crmrules.rules.requirements import refuse_unfilled
 from crmrules.rules.ruleset import RuleSet, explain
 from crmrules.rules.territories import recompute
 from crmrules.store import AuditEntry, ConflictError, RuleFailure, Store, Transaction
@@ -455,6 +456,8 @@ class Run:
             refusal = pipeline.refuse_move(deal.id, old.stage, deal.stage)
             if refusal is not None:
                 raise RefusedError(refusal)
+        refuse_unfilled(pipeline, deal, old, lambda: self.tx.get_client(deal.client))
+        if old is not None and old.stage != deal.stage:
             deal = deal.model_copy(update={"stage_entered_at": self.now})
         if old is None and deal.stage_entered_at is None:
             deal = deal.model_copy(update={"stage_entered_at": self.now})

@@ -210,6 +210,20 @@ class Transaction(Protocol):
         ...
 
     def get_interaction(self, interaction_id: str) -> Interaction | None: ...
+    def find_interactions(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        manager: str | None = None,
+        contact: str | None = None,
+    ) -> list[Interaction]:
+        """Interactions matching every filter given, oldest first (ties by id)."""
+        ...
+
+    def find_contacts(self, *, client: str | None = None) -> list[Contact]:
+        """Every contact (or those with a role in ``client``), by id."""
+        ...
 
     # -- campaigns, requests and the deals' stage history (crmrules.campaigns)
     def put_campaign(self, campaign: Campaign) -> None: ...

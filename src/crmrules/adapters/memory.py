@@ -220,6 +220,27 @@ class MemoryTransaction:
         found = [i for i in self._s.interactions.values() if i.client == client_id]
         return [_copy(i) for i in sorted(found, key=lambda i: (i.occurred_at, i.id))]
 
+    def find_interactions(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        manager: str | None = None,
+        contact: str | None = None,
+    ) -> list[Interaction]:
+        wanted = {"client": client, "deal": deal, "manager": manager, "contact": contact}
+        found = [
+            i
+            for i in self._s.interactions.values()
+            if all(v is None or getattr(i, k) == v for k, v in wanted.items())
+        ]
+        return [_copy(i) for i in sorted(found, key=lambda i: (i.occurred_at, i.id))]
+
+    def find_contacts(self, *, client: str | None = None) -> list[Contact]:
+        if client is not None:
+            return self.contacts_of(client)
+        return [_copy(c) for _, c in sorted(self._s.contacts.items())]
+
     def get_interaction(self, interaction_id: str) -> Interaction | None:
         found = self._s.interactions.get(interaction_id)
         return None if found is None else _copy(found)

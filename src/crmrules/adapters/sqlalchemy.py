@@ -1159,6 +1159,35 @@ class SQLAlchemyTransaction:
     def stage_moves(self, deal_id: str) -> list[StageMove]:
         return campaign_tables.stage_moves_of(self._c, self._campaign_tables, deal_id)
 
+    def find_interactions(
+        self,
+        *,
+        client: str | None = None,
+        deal: str | None = None,
+        manager: str | None = None,
+        contact: str | None = None,
+    ) -> list[Interaction]:
+        t = self._t.interactions
+        query = _where_given(
+            sa.select(t.c.data),
+            (t.c.client_id, client),
+            *(
+                (t.c.data[key].as_string(), value)
+                for key, value in (("deal", deal), ("manager", manager), ("contact", contact))
+            ),
+        )
+        return self._list(Interaction, query.order_by(t.c.occurred_at, self._by_id(t.c.id)))
+
+    def find_contacts(self, *, client: str | None = None) -> list[Contact]:
+        if client is not None:
+            return self.contacts_of(client)
+        t = self._t.contacts
+        return self._list(Contact, sa.select(t.c.data).order_by(self._by_id(t.c.id)))
+
+    def load_rows(self, model: type[M], query: sa.Select[Any]) -> list[M]:
+        """The records a query of ``data`` columns selects (for reads that scope their SQL)."""
+        return self._list(model, query)
+
     # -- tasks and mailings
 
     @contextmanager

@@ -4,7 +4,8 @@
 manager, and the only state it keeps is a round-robin counter per rotation
 key in the store. Managers come from the store, falling back to the
 regulation's ``managers`` (declared there for tests and small setups).
-Inactive and unknown managers are skipped; the reason says so.
+Inactive, absent (crmrules.people) and unknown managers are skipped; the
+reason says so.
 
 See docs/territories-and-assignment.md for the choices made where the spec
 is silent.
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 
-from crmrules.model import Client, Manager, TaskStatus
+from crmrules.model import Absence, Client, Manager, TaskStatus
+from crmrules.people import away, describe
 from crmrules.rules.regulation import Regulation, Territory
 from crmrules.store import Transaction
 
@@ -47,14 +50,16 @@ def assign(
     fallback: str | None,
     client: Client,
     rotation_key: str,
+    now: datetime | None = None,
 ) -> Assignment:
     """Pick a manager for ``client`` by ``strategy``; ``fallback`` when nobody fits.
 
     ``among`` is a list of manager ids, a territory id (its managers), or
     None: the client's territories for ``territory``, every manager otherwise.
     ``skills`` narrows the pool for every strategy (``by_skill`` needs it).
+    Managers away at ``now`` are skipped (the fallback too).
     """
-    picker = _Picker(tx, regulation)
+    picker = _Picker(tx, regulation, now)
     pick = picker.pick(strategy, among, tuple(skills), client, rotation_key)
     if pick.manager is not None or fallback is None:
         return pick
@@ -63,16 +68,26 @@ def assign(
         return Assignment(None, f"{pick.reason}; fallback {fallback} is unknown")
     if not manager.active:
         return Assignment(None, f"{pick.reason}; fallback {fallback} is inactive")
+    absence = picker.away(manager)
+    if absence is not None:
+        return Assignment(None, f"{pick.reason}; fallback {fallback} is {describe(absence)}")
     return Assignment(manager, f"{pick.reason}; fallback {fallback}", fallback=True)
 
 
 class _Picker:
     """One assignment's view of the managers, read once from the store."""
 
-    def __init__(self, tx: Transaction, regulation: Regulation) -> None:
+    def __init__(self, tx: Transaction, regulation: Regulation, now: datetime | None) -> None:
         self.tx = tx
         self.regulation = regulation
+        self.now = now
         self._found: dict[str, Manager | None] = {}
+
+    def away(self, manager: Manager) -> Absence | None:
+        """The absence the manager is in now (never, without a ``now``)."""
+        if self.now is None:
+            return None
+        return away(manager, self.now, self.regulation.calendar)
 
     def find(self, manager_id: str) -> Manager | None:
         """The store's manager, else the regulation's, else None."""
@@ -142,15 +157,22 @@ class _Picker:
         manager = self.find(manager_id)
         if manager is None or not manager.active or not _has_skills(manager, skills):
             return None
-        return manager
+        return None if self.away(manager) is not None else manager
 
     def _nobody(self, pool: list[str], skills: tuple[str, ...]) -> str:
         """Why no one in ``pool`` fits: each manager's missing skills or inactivity."""
         if not pool:
             return "no managers to choose from"
-        if not skills:
-            return f"no active manager among {', '.join(pool)}"
         reasons: list[str] = []
+        for manager_id in pool:
+            manager = self.find(manager_id)
+            absence = None if manager is None else self.away(manager)
+            if absence is not None:
+                reasons.append(f"{manager_id} is {describe(absence)}")
+        if not skills:
+            away_too = f" ({'; '.join(reasons)})" if reasons else ""
+            return f"no active manager among {', '.join(pool)}{away_too}"
+        reasons = []
         for manager_id in pool:
             manager = self.find(manager_id)
             if manager is None:
@@ -161,6 +183,8 @@ class _Picker:
                 reasons.append(f"{manager.id} lacks {', '.join(missing)}")
             elif not manager.active:
                 reasons.append(f"{manager.id} is inactive")
+            elif (absence := self.away(manager)) is not None:
+                reasons.append(f"{manager.id} is {describe(absence)}")
         if len(reasons) > MAX_REASONS:
             reasons[MAX_REASONS:] = [f"{len(reasons) - MAX_REASONS} more"]
         return "no active manager has all skills" + (f" ({'; '.join(reasons)})" if reasons else "")

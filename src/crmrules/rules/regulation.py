@@ -27,10 +27,12 @@ from crmrules.destinations import HINT as DESTINATION_HINT
 from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
+from crmrules.people import compile_absences
 from crmrules.rules import schema
 from crmrules.rules.catalogue import Catalogue
 from crmrules.rules.catalogue import parse as parse_catalogue
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.directions import Direction, check_manager_directions, compile_directions
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
@@ -40,6 +42,7 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
+from crmrules.rules.requirements import check_paths
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
     Document,
@@ -71,6 +74,7 @@ SECTIONS = (
     "managers",
     "territories",
     "segments",
+    "directions",
     "templates",
     "rules",
 )
@@ -163,6 +167,7 @@ class Regulation:
     #: which version this is (content hash and labels; see crmrules.rules.versions)
     release: RegulationVersion = UNVERSIONED
     catalogue: Catalogue = field(default_factory=Catalogue)
+    directions: Mapping[str, Direction] = field(default_factory=dict)
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -294,6 +299,7 @@ class _Compiler:
         self.pipelines: dict[str, Pipeline] = {}
         self.managers: dict[str, Manager] = {}
         self.manager_ids_known = False
+        self.manager_directions: list[tuple[PathKey, list[str]]] = []
         self.territory_specs: dict[str, schema.TerritorySpec] = {}
         #: the segments rules may name; empty while segments' own conditions are parsed
         self.segment_ids: dict[str, PathKey] = {}
@@ -445,6 +451,8 @@ class _Compiler:
         rule_specs = self._rule_specs(_as_list(self, data, "rules"))
         compiled_territories = self._territories(territories)
         segments = self._segments(_as_list(self, data, "segments"))
+        directions = compile_directions(self, _as_list(self, data, "directions"))
+        check_manager_directions(self, directions, self.manager_directions)
         rules = self._rules(rule_specs)
         release = version_of(data, self.error)
         for check in self.deferred:
@@ -465,6 +473,7 @@ class _Compiler:
             segments=segments,
             release=release or UNVERSIONED,
             catalogue=catalogue,
+            directions=directions,
         )
 
     # -- fields
@@ -573,6 +582,9 @@ class _Compiler:
                 deadline = self._duration(stage.deadline, (*s_path, "deadline"))
                 if stage.won and not stage.final:
                     self.error((*s_path, "won"), "a won stage must be final", "add final: true")
+                requires = check_paths(
+                    self.registry, stage.requires, (*s_path, "requires"), self.error
+                )
                 stages.append(
                     Stage(
                         id=stage.id,
@@ -580,6 +592,7 @@ class _Compiler:
                         deadline=deadline,
                         final=stage.final,
                         won=stage.won,
+                        requires=requires,
                     )
                 )
             transitions: dict[str, tuple[str, ...]] = {}
@@ -628,7 +641,16 @@ class _Compiler:
                 working_hours=spec.working_hours,
                 territories=frozenset(spec.territories),
                 active=spec.active,
+                directions=frozenset(spec.directions),
+                absent=compile_absences(spec.absent, (*path, "absent"), self.error),
             )
+            self.manager_directions.append((path, spec.directions))
+            for a_index, absence in enumerate(spec.absent):
+                if absence.deputy is not None:
+                    d_path = (*path, "absent", a_index, "deputy")
+                    if absence.deputy == spec.id:
+                        self.error(d_path, f"manager {spec.id} cannot be their own deputy")
+                    self.deferred.append(partial(self._check_manager, absence.deputy, d_path))
             for t_index, territory in enumerate(spec.territories):
                 t_path = (*path, "territories", t_index)
                 self.deferred.append(partial(self._check_territory, territory, t_path))

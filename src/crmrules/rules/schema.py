@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -90,6 +91,10 @@ class StageSpec(Block):
     deadline: DurationText | None = None
     final: Flag = False
     won: Flag = False
+    requires: list[str] = Field(
+        default_factory=list,
+        description="fields that must be filled to enter the stage, e.g. deal.amount, client.inn",
+    )
 
 
 class CatalogueItemSpec(Block):
@@ -111,6 +116,15 @@ class PipelineSpec(Block):
     transitions: list[TransitionSpec] = Field(default_factory=list)
 
 
+class AbsenceSpec(Block):
+    """A time away: dates (whole days, both included) or moments with a time zone."""
+
+    from_: AwareDatetime | date = Field(alias="from")
+    to: AwareDatetime | date
+    deputy: Id | None = Field(None, description="the manager who takes over meanwhile")
+    reason: str | None = None
+
+
 class ManagerSpec(Block):
     id: Id
     name: str | None = None
@@ -118,8 +132,16 @@ class ManagerSpec(Block):
     skills: list[str] = Field(default_factory=list)
     capacity: int | None = Field(None, ge=0)
     territories: list[Id] = Field(default_factory=list)
-    working_hours: str | None = None
+    working_hours: str | None = Field(
+        None,
+        examples=["10:00-19:00"],
+        description="the manager's own hours: task due times in business days count by them",
+    )
     active: Flag = True
+    directions: list[Id] = Field(
+        default_factory=list, description="the directions whose clients the manager works with"
+    )
+    absent: list[AbsenceSpec] = Field(default_factory=list, description="times away")
 
 
 Strategy = Literal["round_robin", "least_loaded", "by_skill", "territory"]
@@ -146,6 +168,12 @@ class SegmentSpec(Block):
     id: Id
     name: str | None = None
     when: Any = Field(None, description="a condition on the client (no segment in it)")
+
+
+class DirectionSpec(Block):
+    id: Id
+    name: str | None = None
+    when: Any = Field(None, description="a condition on the client; none: every client")
 
 
 class TemplateSpec(Block):
@@ -299,6 +327,7 @@ class RegulationSpec(Block):
     managers: list[ManagerSpec] = Field(default_factory=list)
     territories: list[TerritorySpec] = Field(default_factory=list)
     segments: list[SegmentSpec] = Field(default_factory=list)
+    directions: list[DirectionSpec] = Field(default_factory=list)
     templates: dict[str, TemplateSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
 
@@ -438,7 +467,8 @@ def json_schema(
     rule["on"] = {"$ref": "#/$defs/Trigger"}
     rule["if"] = {"$ref": "#/$defs/Condition"}
     rule["then"] = actions_list
-    defs["TerritorySpec"]["properties"]["when"] = {"$ref": "#/$defs/Condition"}
+    for block in ("TerritorySpec", "SegmentSpec", "DirectionSpec"):
+        defs[block]["properties"]["when"] = {"$ref": "#/$defs/Condition"}
     defs["ContactPlanSpec"]["properties"]["then"] = actions_list
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "crmrules regulation (version 1)"
@@ -451,6 +481,7 @@ def json_schema(
 __all__ = [
     "BUILTIN_ACTIONS",
     "SHORTHAND",
+    "AbsenceSpec",
     "AssignSpec",
     "Block",
     "CalendarSpec",
@@ -458,6 +489,7 @@ __all__ = [
     "CatalogueItemSpec",
     "ContactPlanSpec",
     "CreateTask",
+    "DirectionSpec",
     "DueSpec",
     "Emit",
     "FieldDecl",
