@@ -396,3 +396,36 @@ def test_the_json_schema_takes_directions_absences_and_requirements() -> None:
     del plain["managers"][2]["absent"][0]["to"]
     plain["directions"][0]["when"] = {"field": "client.region"}
     assert len(list(validator.iter_errors(plain))) == 2
+
+
+def test_scoped_reports_and_explanations_keep_to_the_directions(tmp_path: Path) -> None:
+    from crmrules.reports import Span
+
+    with (
+        open_database("sqlite", tmp_path) as db,
+        SQLAlchemyStore(db.url, schema=db.schema) as sql_store,
+    ):
+        engine = crm(tmp_path, sql_store)
+        deals = {"n1": 2, "r1": 1, "s1": 3}
+        for client, count in deals.items():
+            for n in range(count):
+                engine.create_deal(
+                    Deal(id=f"d-{client}-{n}", client=client, pipeline="sales", stage="lead")
+                )
+        engine.move_stage("d-n1-0", "offer")
+        span = Span(date(2026, 3, 1), date(2026, 3, 31), "month", MSK)
+        # the oracle: the deals of the clients each manager's directions take, counted here
+        for manager, visible in {"anna": {"n1"}, "boris": {"r1"}, "vera": {"n1", "r1"}}.items():
+            made = engine.scoped(manager).report("funnel", span)
+            rows = {row.stage: row.deals for row in made.tables["funnel"]}
+            assert rows["lead"] == sum(deals[c] for c in visible), manager
+            assert rows.get("offer", 0) == (1 if "n1" in visible else 0), (manager, made.tables)
+        anna = engine.scoped("anna")
+        assert anna.explain("n1").client == "n1"
+        for refused in (
+            lambda: anna.explain("r1"),
+            lambda: anna.rule_history("s1"),
+        ):
+            with pytest.raises(OutOfScopeError) as raised:
+                refused()
+            assert "anna" in str(raised.value)

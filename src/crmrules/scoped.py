@@ -13,19 +13,24 @@ manager's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from crmrules import selection
+from crmrules import reports, selection
 from crmrules.access import OutOfScopeError, Scope
 from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.errors import RefusedError
+from crmrules.explaining import Explanation
+from crmrules.history import HistoryEntry
 from crmrules.host_input import host_id
 from crmrules.model import Client, Contact, Deal, Event, Interaction, Mailing, Task, TaskStatus
+from crmrules.occurrences import OccurrenceExplanation
 from crmrules.reading import HistoryItem
+from crmrules.reports import Report, ReportError
+from crmrules.reports.periods import Span
 from crmrules.result import Result
 from crmrules.rules.conditions import All, Facts
 from crmrules.rules.territories import recompute
@@ -250,6 +255,45 @@ class ScopedView:
                 client_id,
                 visible=lambda other: self._client(tx, other, now) is not None,
             )
+
+    # -- explanations and reports (crmrules.explaining, crmrules.history, crmrules.reports)
+
+    def _require_visible(self, client_id: str) -> str:
+        client_id = host_id("client", client_id)
+        with self.engine.store.transaction() as tx:
+            if self._client(tx, client_id, self._now()) is None:
+                raise self._refusal(f"client {client_id}", reading=True)
+        return client_id
+
+    def explain(self, client_id: str, **options: Any) -> Explanation:
+        """``Engine.explain`` for a client in scope; refused for one outside."""
+        return self.engine.explain(self._require_visible(client_id), **options)
+
+    def explain_occurrence(
+        self, rule_id: str, client_id: str, when: datetime | date
+    ) -> OccurrenceExplanation:
+        """``Engine.explain_occurrence`` for a client in scope; refused for one outside."""
+        return self.engine.explain_occurrence(rule_id, self._require_visible(client_id), when)
+
+    def rule_history(self, client_id: str) -> list[HistoryEntry]:
+        """``Engine.rule_history`` for a client in scope; refused for one outside."""
+        return self.engine.rule_history(self._require_visible(client_id))
+
+    def report(self, name: str, span: Span, *, catalogue: Iterable[str] = ()) -> Report:
+        """A report (crmrules.reports) over the clients in scope only.
+
+        The scope narrows the report's SQL: its condition itself when SQL
+        decides it exactly, else the ids of the clients in scope.
+        """
+        with self.engine.store.transaction() as tx:
+            sql = self._sql(tx)
+            if sql is None:
+                raise ReportError("reports run as SQL on a SQLite or PostgreSQL store")
+            where = self.scope.sql_filter(sql, self._now())
+            clients: sa.ColumnElement[bool] = (
+                where.where if where.exact else sql.tables.clients.c.id.in_(list(self.client_ids()))
+            )
+        return reports.report(name, self.engine.store, span, clients=clients, catalogue=catalogue)
 
     # -- writes: checked against the scope first, then the engine's own call
 
