@@ -1020,6 +1020,21 @@ class SQLAlchemyTransaction:
         t = self._t.clients
         return list(self._c.execute(sa.select(t.c.id).order_by(self._by_id(t.c.id))).scalars())
 
+    def delete_client(self, client_id: str) -> None:
+        """The client, its values and memberships gone (a merge took it); the rest stays."""
+        t = self._t
+        for table, column in (
+            (t.clients, t.clients.c.id),
+            (t.client_values, t.client_values.c.client_id),
+            (t.memberships, t.memberships.c.client_id),
+        ):
+            self._c.execute(sa.delete(table).where(column == client_id))
+        self._seen[t.clients.name, client_id] = None
+
+    def delete_timer(self, key: str) -> None:
+        self._c.execute(sa.delete(self._t.timers).where(self._t.timers.c.key == key))
+        self._seen[self._t.timers.name, key] = None
+
     def get_deal(self, deal_id: str) -> Deal | None:
         if self._records is not None and self._records.deals is not None:
             return self._records.get_deal(self._c, deal_id)
@@ -1415,3 +1430,9 @@ __all__ = [
     "make_engine",
     "metadata",
 ]
+
+
+# The tables of import, duplicate keys and merges join the metadata (and the schema copies).
+from crmrules.adapters import import_tables as _import_tables  # noqa: E402
+
+assert _import_tables.MATCH_KEYS in metadata.tables

@@ -38,6 +38,7 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
+from crmrules.rules.duplicates import DuplicateRules, compile_duplicates
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
     Document,
@@ -66,6 +67,7 @@ SECTIONS = (
     "managers",
     "territories",
     "segments",
+    "duplicates",
     "templates",
     "rules",
 )
@@ -155,6 +157,8 @@ class Regulation:
     files: tuple[str, ...]
     source: SourceMap
     segments: Mapping[str, Segment] = field(default_factory=dict)
+    #: how duplicates are recognised (crmrules.rules.duplicates); None: not declared
+    duplicates: DuplicateRules | None = None
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -437,6 +441,7 @@ class _Compiler:
         compiled_territories = self._territories(territories)
         segments = self._segments(_as_list(self, data, "segments"))
         rules = self._rules(rule_specs)
+        duplicates = compile_duplicates(self, data.get("duplicates"))
         for check in self.deferred:
             check()
         if self.problems:
@@ -453,6 +458,7 @@ class _Compiler:
             files=tuple(self.document.files),
             source=self.source,
             segments=segments,
+            duplicates=duplicates,
         )
 
     # -- fields
