@@ -572,7 +572,7 @@ def test_tables_of_a_newer_crmrules_ask_to_upgrade_the_package(database: Databas
     with pytest.raises(SchemaError) as raised:
         SQLAlchemyStore(database.url, schema=database.schema)
     text = one_paragraph(raised.value)
-    assert "are at revision 0099, which this crmrules does not know (it needs 0004)" in text
+    assert "are at revision 0099, which this crmrules does not know (it needs 0009_import_merge)" in text
     assert "pip install --upgrade crmrules" in text
 
 
