@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crmrules import failures, firing, selection, timers
+from crmrules import dedup, failures, firing, importing, merging, selection, timers
 from crmrules import realign as realigning
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext
 from crmrules.adapters.memory import MemoryStore
@@ -40,6 +40,7 @@ from crmrules.host_input import (
     check_references,
     host_id,
 )
+from crmrules.import_mapping import ImportMapping, load_mapping, parse_mapping
 from crmrules.model import (
     Client,
     Deal,
@@ -603,6 +604,75 @@ class Engine(Reading):
         run writes nothing and reports what would change.
         """
         return realigning.realign(self, dry_run=dry_run, progress=progress)
+
+    # -- import, duplicates, merge (see crmrules.importing, crmrules.dedup, crmrules.merging)
+
+    def import_clients(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Iterable[tuple[int, Mapping[str, Any]]],
+        mapping: ImportMapping | str | Path | Mapping[str, Any],
+        *,
+        import_id: str | None = None,
+        source: str | None = None,
+        dry_run: bool = False,
+        chunk: int = importing.CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> importing.ImportReport:
+        """Import rows ({column: value}) by a mapping (an ImportMapping, its file or its dict).
+
+        Each row is new (created, raising ``client.created`` with the import's
+        id and source), a duplicate, ambiguous, or refused with its row and
+        column; a chunk per transaction, resumable under the same ``import_id``.
+        """
+        return importing.import_clients(
+            self,
+            rows,
+            self.import_mapping(mapping),
+            import_id=import_id,
+            source=source,
+            dry_run=dry_run,
+            chunk=chunk,
+            progress=progress,
+        )
+
+    def import_mapping(
+        self, mapping: ImportMapping | str | Path | Mapping[str, Any]
+    ) -> ImportMapping:
+        """A mapping checked against the regulation: given, read from its file, or from a dict."""
+        if isinstance(mapping, ImportMapping):
+            return mapping
+        if isinstance(mapping, str | Path):
+            return load_mapping(mapping, self.regulation)
+        from crmrules.rules.source import SourceMap
+
+        return parse_mapping(dict(mapping), SourceMap(), self.regulation, "<mapping>")
+
+    def find_duplicates(
+        self, *, progress: Callable[[int], None] | None = None
+    ) -> Iterator[dedup.DuplicatePair]:
+        """Pairs of stored clients the ``duplicates:`` rules match, found by SQL blocking."""
+        return dedup.find_duplicates(self, progress=progress)
+
+    def merge_clients(
+        self,
+        keep: str,
+        other: str,
+        policy: merging.MergePolicy | str | Mapping[str, str] | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> merging.MergeResult:
+        """Merge client ``other`` into ``keep`` (fields by ``policy``; see crmrules.merging)."""
+        return merging.merge_clients(
+            self, host_id("client", keep), host_id("client", other), policy, event_id=event_id
+        )
+
+    def unmerge(self, merge_id: str) -> Result:
+        """Undo a merge from its record: both clients and every moved record as before."""
+        return merging.unmerge(self, merge_id)
+
+    def purge_merges(self, before: datetime | None = None) -> int:
+        """Forget how to undo the merges done before ``before`` (all if None)."""
+        return merging.purge_merges(self, before)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

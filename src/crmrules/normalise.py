@@ -42,9 +42,7 @@ LEGAL_FORMS = (
     "ооо", "зао", "оао", "пао", "нао", "ао", "ип", "ано", "нко", "тоо", "чп", "гуп", "муп",
     "llc", "ltd", "inc", "corp", "gmbh", "ag", "plc", "co", "limited", "company",
 )  # fmt: skip
-_FORMS = re.compile(
-    r"(?<!\w)(?:" + "|".join(re.escape(f) for f in LEGAL_FORMS) + r")\.?(?!\w)"
-)
+_FORMS = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in LEGAL_FORMS) + r")\.?(?!\w)")
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
@@ -113,9 +111,9 @@ def inn_problem(text: str | None) -> str | None:
     if len(digits) == 10:
         ok = _weighted(digits, _INN10) == int(digits[9])
     else:
-        ok = _weighted(digits, _INN12_1) == int(digits[10]) and _weighted(
-            digits, _INN12_2
-        ) == int(digits[11])
+        ok = _weighted(digits, _INN12_1) == int(digits[10]) and _weighted(digits, _INN12_2) == int(
+            digits[11]
+        )
     return None if ok else f"{text!r} is not a valid INN: its check digit is wrong"
 
 

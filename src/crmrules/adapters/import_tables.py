@@ -31,7 +31,7 @@ IMPORTS = "crmrules_imports"
 IMPORT_ROWS = "crmrules_import_rows"
 MERGES = "crmrules_merges"
 
-match_keys = sa.Table(
+_match_keys = sa.Table(
     MATCH_KEYS,
     metadata,
     sa.Column("client_id", sa.String(), primary_key=True),
@@ -39,13 +39,13 @@ match_keys = sa.Table(
     sa.Column("key", sa.String(), primary_key=True),
     sa.Index("ix_crmrules_match_keys_kind_key", "kind", "key"),
 )
-imports = sa.Table(
+_imports = sa.Table(
     IMPORTS,
     metadata,
     sa.Column("id", sa.String(), primary_key=True),
     sa.Column("data", sa.JSON(), nullable=False),
 )
-import_rows = sa.Table(
+_import_rows = sa.Table(
     IMPORT_ROWS,
     metadata,
     sa.Column("import_id", sa.String(), primary_key=True),
@@ -53,7 +53,7 @@ import_rows = sa.Table(
     sa.Column("outcome", sa.String(), nullable=False),
     sa.Column("data", sa.JSON(), nullable=False),
 )
-merges = sa.Table(
+_merges = sa.Table(
     MERGES,
     metadata,
     sa.Column("id", sa.String(), primary_key=True),
@@ -67,7 +67,9 @@ def _in_schema(name: str, schema: str | None) -> sa.Table:
     table = metadata.tables[name]
     if schema is None:
         return table
-    return table.to_metadata(sa.MetaData(naming_convention=metadata.naming_convention), schema=schema)
+    return table.to_metadata(
+        sa.MetaData(naming_convention=metadata.naming_convention), schema=schema
+    )
 
 
 def _sql(tx: Transaction) -> tuple[sa.Connection, str | None] | None:
@@ -112,10 +114,12 @@ def put_keys(tx: Transaction, client_id: str, keys: Iterable[tuple[str, str]]) -
 def keys_of(tx: Transaction, client_id: str) -> list[tuple[str, str]]:
     sql = _sql(tx)
     if sql is None:
-        return [tuple(k) for k in _memory(tx).side(MATCH_KEYS).get(client_id, [])]  # type: ignore[misc]
+        return [(k[0], k[1]) for k in _memory(tx).side(MATCH_KEYS).get(client_id, [])]
     connection, schema = sql
     t = _in_schema(MATCH_KEYS, schema)
-    query = sa.select(t.c.kind, t.c.key).where(t.c.client_id == client_id).order_by(t.c.kind, t.c.key)
+    query = (
+        sa.select(t.c.kind, t.c.key).where(t.c.client_id == client_id).order_by(t.c.kind, t.c.key)
+    )
     return [(row.kind, row.key) for row in connection.execute(query)]
 
 
@@ -147,9 +151,8 @@ def candidate_pairs(tx: Transaction, after: str | None, limit: int) -> list[tupl
             for k in ks:
                 by_key.setdefault(tuple(k), set()).add(client)
         pairs = {(a, b) for ids in by_key.values() for a in ids for b in ids if a < b}
-        firsts = sorted({a for a, _ in pairs if after is None or a > after})[:limit]
-        chosen = set(firsts)
-        return sorted(p for p in pairs if p[0] in chosen)
+        picked = set(sorted({a for a, _ in pairs if after is None or a > after})[:limit])
+        return sorted(p for p in pairs if p[0] in picked)
     connection, schema = sql
     t = _in_schema(MATCH_KEYS, schema)
     a, b = t.alias("a"), t.alias("b")
@@ -163,7 +166,9 @@ def candidate_pairs(tx: Transaction, after: str | None, limit: int) -> list[tupl
         firsts = firsts.where(ordered(a.c.client_id) > after)
     firsts = firsts.where(
         sa.exists().where(
-            b.c.kind == a.c.kind, b.c.key == a.c.key, ordered(b.c.client_id) > ordered(a.c.client_id)
+            b.c.kind == a.c.kind,
+            b.c.key == a.c.key,
+            ordered(b.c.client_id) > ordered(a.c.client_id),
         )
     )
     chosen = firsts.order_by(ordered(a.c.client_id)).limit(limit).subquery()
@@ -203,6 +208,16 @@ def put_record(tx: Transaction, table: str, key: str, data: dict[str, Any]) -> N
     updated = connection.execute(sa.update(t).where(t.c.id == key).values(data=data, **extra))
     if updated.rowcount == 0:
         connection.execute(sa.insert(t).values(id=key, data=data, **extra))
+
+
+def merge_ids(tx: Transaction) -> list[str]:
+    """The ids of every merge recorded, sorted."""
+    sql = _sql(tx)
+    if sql is None:
+        return sorted(_memory(tx).side(MERGES))
+    connection, schema = sql
+    t = _in_schema(MERGES, schema)
+    return sorted(connection.execute(sa.select(t.c.id)).scalars())
 
 
 def put_import_row(
@@ -266,6 +281,7 @@ __all__ = [
     "get_record",
     "import_rows",
     "keys_of",
+    "merge_ids",
     "put_import_row",
     "put_keys",
     "put_record",

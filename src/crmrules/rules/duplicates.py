@@ -180,7 +180,9 @@ def compile_duplicates(compiler: _Compiler, raw: Any) -> DuplicateRules | None:
             compiler.error(where, f"threshold and ambiguous apply to names, not to {entry.key}")
             continue
         threshold = DEFAULT_THRESHOLD if entry.threshold is None else entry.threshold
-        ambiguous = min(threshold, DEFAULT_AMBIGUOUS) if entry.ambiguous is None else entry.ambiguous
+        ambiguous = (
+            min(threshold, DEFAULT_AMBIGUOUS) if entry.ambiguous is None else entry.ambiguous
+        )
         if ambiguous > threshold:
             compiler.error(
                 (*where, "ambiguous"),

@@ -29,6 +29,7 @@ from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.rules import schema
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
+from crmrules.rules.duplicates import DuplicateRules, compile_duplicates
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
@@ -38,7 +39,6 @@ from crmrules.rules.fields import (
     FieldType,
     coerce,
 )
-from crmrules.rules.duplicates import DuplicateRules, compile_duplicates
 from crmrules.rules.segments import Segment
 from crmrules.rules.source import (
     Document,
