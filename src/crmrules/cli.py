@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from crmrules import __version__
+from crmrules import __version__, cli_import
 from crmrules.errors import CrmRulesError, RegulationError
 from crmrules.plugins import PluginManager
 from crmrules.rules.regulation import Regulation, load_regulation
@@ -415,6 +415,7 @@ def _parser() -> argparse.ArgumentParser:
     realign.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     realign.add_argument("--dry-run", action="store_true", help="change nothing; report")
     realign.add_argument("--json", action="store_true", help="print the report as JSON")
+    cli_import.add_commands(commands)
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -460,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _failures(args, sys.stdout)
         if args.command == "realign":
             return _realign(args, sys.stdout)
+        if args.command in cli_import.COMMANDS:
+            return cli_import.run(args, sys.stdout)
         if args.command == "select":
             return _select(args, sys.stdout)
         if args.command == "simulate":

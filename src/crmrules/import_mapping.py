@@ -50,6 +50,9 @@ FIRST_ROW = 2
 class MappingError(RegulationError):
     """A mapping file that cannot be used; every problem with its file, line and column."""
 
+    def __str__(self) -> str:
+        return super().__str__().replace("in the regulation", "in the import mapping", 1)
+
 
 @dataclass(frozen=True)
 class ImportMapping:
