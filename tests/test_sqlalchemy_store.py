@@ -555,8 +555,9 @@ def test_tables_at_an_older_revision_ask_for_db_upgrade(
     text = one_paragraph(raised.value)
     shown = sa.make_url(url).render_as_string(hide_password=True)
     where = shown if database.schema is None else f"{shown} (schema {database.schema})"
-    assert f"The crmrules tables in {where} are at revision 0009_import_merge but this crmrules needs 0005" in (
-        text
+    assert (
+        f"The crmrules tables in {where} are at revision 0009_import_merge but this crmrules needs 0005"
+        in (text)
     )
     assert f"Run: crmrules db upgrade {shown}" in text
 
@@ -572,7 +573,10 @@ def test_tables_of_a_newer_crmrules_ask_to_upgrade_the_package(database: Databas
     with pytest.raises(SchemaError) as raised:
         SQLAlchemyStore(database.url, schema=database.schema)
     text = one_paragraph(raised.value)
-    assert "are at revision 0099, which this crmrules does not know (it needs 0009_import_merge)" in text
+    assert (
+        "are at revision 0099, which this crmrules does not know (it needs 0009_import_merge)"
+        in text
+    )
     assert "pip install --upgrade crmrules" in text
 
 
@@ -768,7 +772,11 @@ def test_the_migrations_create_exactly_the_declared_tables(database: Database) -
 
 def test_upgrade_twice_changes_nothing(database: Database) -> None:
     migrate.upgrade(database.url, schema=database.schema)
-    assert migrate.current(database.url, schema=database.schema) == migrate.head() == "0009_import_merge"
+    assert (
+        migrate.current(database.url, schema=database.schema)
+        == migrate.head()
+        == "0009_import_merge"
+    )
 
 
 # -- the engine on the SQL store

@@ -161,7 +161,7 @@ def candidate_pairs(tx: Transaction, after: str | None, limit: int) -> list[tupl
     def ordered(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
         return column.collate("C") if postgres else column
 
-    firsts = sa.select(a.c.client_id).distinct()
+    firsts = sa.select(a.c.client_id).group_by(a.c.client_id)
     if after is not None:
         firsts = firsts.where(ordered(a.c.client_id) > after)
     firsts = firsts.where(

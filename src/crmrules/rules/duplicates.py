@@ -25,6 +25,7 @@ verdict on a candidate pair is then:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -169,8 +170,12 @@ def compile_duplicates(compiler: _Compiler, raw: Any) -> DuplicateRules | None:
         seen.add(entry.key)
         field = entry.field or f"client.{entry.key}"
         if not field.startswith("client.") or compiler.registry.get(field) is None:
+            known = [s.key for s in compiler.registry.of("client")]
+            close = difflib.get_close_matches(field.split(".", 1)[-1], known, n=1)
             hint = (
-                f"declare it under fields: ({field}: {{type: string}})"
+                f"did you mean client.{close[0]}?"
+                if close
+                else f"declare it under fields: ({field}: {{type: string}})"
                 if field.startswith("client.")
                 else "a client field such as client.phone"
             )
