@@ -59,6 +59,7 @@ rules:
 
 
 def write_regulation(tmp_path: Path, text: str = REGULATION) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "regulation.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -70,6 +71,7 @@ def stores(kind: str, tmp_path: Path) -> Iterator[Store]:
     if kind == "memory":
         yield MemoryStore()
         return
+    tmp_path.mkdir(parents=True, exist_ok=True)
     with open_database(kind, tmp_path) as database:
         store = SQLAlchemyStore(database.url, schema=database.schema)
         try:

@@ -547,7 +547,8 @@ def test_tables_at_an_older_revision_ask_for_db_upgrade(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pretend this crmrules has a newer head than the tables' revision (the current head).
-    assert migrate.current(database.url, schema=database.schema) == "0009_import_merge"
+    current = migrate.head()
+    assert migrate.current(database.url, schema=database.schema) == current
     monkeypatch.setattr(migrate, "head", lambda: "0005")
     url = with_password(database.url) if database.schema else database.url
     with pytest.raises(SchemaError) as raised:
@@ -556,7 +557,7 @@ def test_tables_at_an_older_revision_ask_for_db_upgrade(
     shown = sa.make_url(url).render_as_string(hide_password=True)
     where = shown if database.schema is None else f"{shown} (schema {database.schema})"
     assert (
-        f"The crmrules tables in {where} are at revision 0009_import_merge but this crmrules needs 0005"
+        f"The crmrules tables in {where} are at revision {current} but this crmrules needs 0005"
         in (text)
     )
     assert f"Run: crmrules db upgrade {shown}" in text

@@ -38,6 +38,7 @@ def add_commands(commands: Any) -> None:
     imports.add_argument("--store", metavar="URL", help="the database, e.g. postgresql://...")
     imports.add_argument("--import-id", metavar="ID", help="default: from the file and mapping")
     imports.add_argument("--dry-run", action="store_true", help="store nothing; report")
+    imports.add_argument("--chunk", type=int, default=500, help="rows per transaction")
     imports.add_argument("--json", action="store_true", help="print the report as JSON")
     duplicates = commands.add_parser(
         "duplicates",
@@ -94,6 +95,7 @@ def _import(engine: Any, args: argparse.Namespace, out: TextIO) -> int:
             mapping,
             import_id=import_id,
             dry_run=args.dry_run,
+            chunk=args.chunk,
             progress=bar.update if bar is not None else None,
         )
     if args.json:

@@ -370,7 +370,8 @@ def build_client(
         for item in error.errors(include_url=False):
             name = str(item["loc"][0]) if item["loc"] else None
             where = mapping.id_column if name == "id" else _column_of(mapping, name)
-            message = item["msg"] if name is None else f"{name}: {item['msg']}"
+            text = str(item["msg"]).removeprefix("Value error, ")
+            message = text if name is None else f"{name}: {text}"
             problems.append(RowProblem(number, where, message))
         return None, problems
     return (None, problems) if problems else (client, [])
