@@ -1,4 +1,4 @@
-"""Importing clients: each row all or nothing, named by row and column; resumable; through the rules."""
+"""Importing clients: each row all or nothing, by row and column; resumable; through the rules."""
 
 from __future__ import annotations
 
