@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 #: Name similarities (0-100) when a matcher does not say.
 DEFAULT_THRESHOLD = 90.0
 DEFAULT_AMBIGUOUS = 75.0
-#: How many leading characters of a normalised name make its second blocking key.
-NAME_HEAD = 5
+#: How many leading letters of each word of a normalised name make its second blocking key.
+NAME_PREFIX = 4
 TAX_KEYS = ("inn", "ogrn")
 
 Verdict = Literal["duplicate", "ambiguous", "different"]
@@ -111,10 +111,16 @@ class DuplicateRules:
         return None
 
     def block_keys(self, values: Mapping[str, str]) -> set[tuple[str, str]]:
-        """The (kind, key) pairs a client is found by: each value, and a name's first letters."""
+        """The (kind, key) pairs a client is found by: each value, and its name's word stems.
+
+        The stems (each word's first four letters, words sorted) find a name
+        with a slip past a word's fourth letter: ``северная сталь`` and
+        ``северня сталь`` share ``севе стал``; the fuzzy score then decides.
+        """
         keys = {(kind, value) for kind, value in values.items()}
         if "name" in values:
-            keys.add(("name_head", values["name"].replace(" ", "")[:NAME_HEAD]))
+            stems = " ".join(word[:NAME_PREFIX] for word in values["name"].split())
+            keys.add(("name_stems", stems))
         return keys
 
     def block_keys_of(self, client: Client) -> set[tuple[str, str]]:
