@@ -19,8 +19,9 @@ verdict on a candidate pair is then:
   unless another key matches, then ambiguous;
 - an equal phone, e-mail or tax id: a duplicate, unless both names are
   given and unlike (below ``ambiguous``), then ambiguous;
-- names alike from ``threshold`` on (rapidfuzz token sort ratio of the
-  normalised names): a duplicate; from ``ambiguous`` on: ambiguous.
+- names alike from ``threshold`` on (the rapidfuzz ratio of the normalised,
+  token-sorted names): a duplicate, unless both have a phone or e-mail and
+  none is the same, then ambiguous; from ``ambiguous`` on: ambiguous.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ DEFAULT_AMBIGUOUS = 75.0
 #: How many leading letters of each word of a normalised name make its second blocking key.
 NAME_PREFIX = 4
 TAX_KEYS = ("inn", "ogrn")
+CONTACT_KEYS = ("phone", "email")
 
 Verdict = Literal["duplicate", "ambiguous", "different"]
 
@@ -144,7 +146,10 @@ class DuplicateRules:
             unlike = name is not None and score is not None and score < name.ambiguous
             return Comparison("ambiguous" if unlike else "duplicate", tuple(reasons), score)
         if name is not None and score is not None:
-            if score >= name.threshold:
+            contacts = [k for k in CONTACT_KEYS if k in a and k in b]
+            if contacts:  # both have a phone or e-mail, and none is the same
+                reasons.append(f"different {', '.join(contacts)}")
+            if score >= name.threshold and not contacts:
                 return Comparison("duplicate", tuple(reasons), score)
             if score >= name.ambiguous:
                 return Comparison("ambiguous", tuple(reasons), score)
