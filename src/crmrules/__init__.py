@@ -23,6 +23,7 @@ from crmrules.adapters.sqlalchemy import (
 from crmrules.adapters.sqlalchemy import metadata as sql_metadata
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.clock import Clock, SimulatedClock, SystemClock
+from crmrules.dedup import DuplicatePair
 from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy, deliver_due
 from crmrules.engine import ActionError, DueReport, Engine, RefusedError
 from crmrules.errors import (
@@ -35,6 +36,9 @@ from crmrules.errors import (
     SchemaError,
     StoreError,
 )
+from crmrules.import_mapping import ImportMapping, MappingError
+from crmrules.importing import ImportReport
+from crmrules.merging import MergePolicy, MergeResult
 from crmrules.model import (
     Client,
     Contact,
@@ -96,6 +100,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryReport",
     "DueReport",
+    "DuplicatePair",
     "Duration",
     "Effect",
     "Engine",
@@ -106,14 +111,19 @@ __all__ = [
     "HistoryItem",
     "HostRecords",
     "HostTable",
+    "ImportMapping",
+    "ImportReport",
     "Interaction",
     "Location",
     "LogNotifier",
     "Mailing",
     "MailingStatus",
     "Manager",
+    "MappingError",
     "MembershipSource",
     "MemoryStore",
+    "MergePolicy",
+    "MergeResult",
     "MessageStatus",
     "MissingExtraError",
     "Notifier",

@@ -116,6 +116,11 @@ KEY_MEANINGS: Mapping[tuple[str, str], str] = {
     ): "managers (normally the host's; here for tests and small setups)",
     ("RegulationSpec", "territories"): "territories: which clients belong, their managers",
     ("RegulationSpec", "segments"): "segments: named client lists by criteria (`{segment: id}`)",
+    ("RegulationSpec", "duplicates"): "how duplicate clients are recognised: normalised phone, "
+    "e-mail, INN, OGRN, fuzzy names (see import-and-duplicates.md)",
+    ("DuplicatesSpec", "match"): "the keys that identify a client, each a matcher",
+    ("MatchSpec", "key"): "phone (E.164), email (case, gmail dots and +tags), inn and ogrn "
+    "(check digits), or name (legal forms and quotes dropped, words sorted, fuzzy)",
     ("RegulationSpec", "templates"): "mail templates by name",
     ("RegulationSpec", "rules"): "the rules: trigger, condition, actions, policies",
     ("FieldDecl", "type"): "the field's type",
@@ -364,6 +369,8 @@ BLOCK_NAMES: Mapping[str, str] = {
     "ManagerSpec": "manager",
     "TerritorySpec": "territory",
     "SegmentSpec": "segment",
+    "DuplicatesSpec": "duplicates section",
+    "MatchSpec": "matcher",
     "ContactPlanSpec": "contact plan entry",
     "TemplateSpec": "template",
     "RuleSpec": "rule",
@@ -489,6 +496,8 @@ def blocks() -> str:
         ("territories: -", schema.TerritorySpec),
         ("contact_plan: -", schema.ContactPlanSpec),
         ("segments: -", schema.SegmentSpec),
+        ("duplicates:", schema.DuplicatesSpec),
+        ("match: -", schema.MatchSpec),
         ("templates: <name>:", schema.TemplateSpec),
         ("rules: -", schema.RuleSpec),
     )

@@ -635,6 +635,31 @@ class Engine(Reading):
             progress=progress,
         )
 
+    def import_file(
+        self,
+        path: str | Path,
+        mapping: ImportMapping | str | Path | Mapping[str, Any],
+        *,
+        import_id: str | None = None,
+        dry_run: bool = False,
+        chunk: int = importing.CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> importing.ImportReport:
+        """Import a CSV or XLSX file, streamed (see ``import_clients``); source: the file name."""
+        return importing.import_file(
+            self,
+            path,
+            self.import_mapping(mapping),
+            import_id=import_id,
+            dry_run=dry_run,
+            chunk=chunk,
+            progress=progress,
+        )
+
+    def import_listed(self, import_id: str) -> Iterator[dict[str, Any]]:
+        """The rows an import listed (duplicates, ambiguous, refused), in row order."""
+        return importing.listed_rows(self, import_id)
+
     def import_mapping(
         self, mapping: ImportMapping | str | Path | Mapping[str, Any]
     ) -> ImportMapping:

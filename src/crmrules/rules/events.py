@@ -42,7 +42,7 @@ BUILTIN_EVENT_INFO: tuple[BuiltinEvent, ...] = (
         "client.created",
         "a client is created (host call, scenario or import)",
         (
-            EventKey("import", "string", "the import that created it; empty otherwise"),
+            EventKey("import", "string", "the import that created it (absent otherwise)"),
             EventKey("source", "string", "the import's source (its file, or as the mapping says)"),
         ),
     ),
