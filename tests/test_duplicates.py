@@ -182,3 +182,47 @@ def test_keys_follow_a_changed_regulation(tmp_path: Path) -> None:
         plain.create_client(Client(id="b", name="Ромашка"))
         engine = engine_on(store, tmp_path, REGULATION)
         assert [(p.first, p.second) for p in engine.find_duplicates()] == [("a", "b")]
+
+
+class _ProxyStore:
+    """A store of another kind (as a plugin's would be): the memory store behind a proxy."""
+
+    def __init__(self) -> None:
+        from crmrules.adapters.memory import MemoryStore
+
+        self._inner = MemoryStore()
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        from contextlib import contextmanager
+
+        @contextmanager
+        def proxied():  # type: ignore[no-untyped-def]
+            with self._inner.transaction() as tx:
+                yield _Proxy(tx)
+
+        return proxied()
+
+    def close(self) -> None:
+        pass
+
+
+class _Proxy:
+    def __init__(self, tx: object) -> None:
+        self._tx = tx
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._tx, name)
+
+
+def test_a_store_without_the_keys_table_stores_clients_and_says_it_cannot_find(
+    tmp_path: Path,
+) -> None:
+    from crmrules.errors import StoreError
+
+    engine = engine_on(_ProxyStore(), tmp_path)  # type: ignore[arg-type]
+    engine.create_client(Client(id="a", name="Ромашка"))  # the keys are simply not kept
+    assert engine.get_client("a") is not None
+    with pytest.raises(StoreError, match="keeps no import, duplicate-key or merge records"):
+        list(engine.find_duplicates())
+    with pytest.raises(StoreError, match="use the SQL store"):
+        engine.merge_clients("a", "b")

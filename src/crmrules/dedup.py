@@ -100,8 +100,12 @@ def signature(rules: DuplicateRules) -> str:
 
 
 def index_client(tx: Transaction, regulation: Regulation, client: Client) -> None:
-    """Write the client's keys (called wherever a client is stored)."""
-    if regulation.duplicates is not None:
+    """Write the client's keys (called wherever a client is stored).
+
+    A store of a plugin has no keys table: there the keys are simply not kept
+    (finding duplicates and importing then say so).
+    """
+    if regulation.duplicates is not None and tables.supported(tx):
         tables.put_keys(tx, client.id, regulation.duplicates.block_keys_of(client))
 
 

@@ -165,6 +165,7 @@ def _snapshot(tx: Transaction, keep: Client, other: Client) -> dict[str, Any]:
 
 
 def _refuse_host_records(tx: Transaction) -> None:
+    tables.require(tx)
     if isinstance(tx, SQLAlchemyTransaction) and not tx.indexes_clients:
         raise RefusedError(
             "clients are kept in the host's own tables: merge them there, then tell crmrules "

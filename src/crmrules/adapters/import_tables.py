@@ -254,19 +254,26 @@ def import_rows(tx: Transaction, import_id: str) -> Iterator[tuple[int, dict[str
 
 def delete_client(tx: Transaction, client_id: str) -> None:
     """The client gone with its memberships and keys (a merge took it into another)."""
-    if isinstance(tx, SQLAlchemyTransaction | MemoryTransaction):
-        _sql(tx)
-        tx.delete_client(client_id)
-        put_keys(tx, client_id, ())
-        return
-    _sql(tx)
+    _sql(tx)  # refuses a store without these tables
+    assert isinstance(tx, SQLAlchemyTransaction | MemoryTransaction)
+    tx.delete_client(client_id)
+    put_keys(tx, client_id, ())
 
 
 def delete_timer(tx: Transaction, key: str) -> None:
-    if isinstance(tx, SQLAlchemyTransaction | MemoryTransaction):
-        tx.delete_timer(key)
-        return
     _sql(tx)
+    assert isinstance(tx, SQLAlchemyTransaction | MemoryTransaction)
+    tx.delete_timer(key)
+
+
+def require(tx: Transaction) -> None:
+    """A StoreError unless the store keeps these tables."""
+    _sql(tx)
+
+
+def supported(tx: Transaction) -> bool:
+    """Whether the store keeps these tables (the SQL and memory stores; not a plugin's)."""
+    return isinstance(tx, SQLAlchemyTransaction | MemoryTransaction)
 
 
 __all__ = [
@@ -285,4 +292,6 @@ __all__ = [
     "put_import_row",
     "put_keys",
     "put_record",
+    "require",
+    "supported",
 ]
