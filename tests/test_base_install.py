@@ -17,7 +17,7 @@ CHECK_EXTRAS = """
 import importlib.util, sys
 from crmrules import Engine, MissingExtraError, WebhookNotifier
 
-for module in ("httpx", "psycopg"):
+for module in ("httpx", "psycopg", "openpyxl"):
     assert importlib.util.find_spec(module) is None, module + " came with the base install"
 try:
     WebhookNotifier()
@@ -25,6 +25,11 @@ except MissingExtraError as error:
     print(error)
 try:
     Engine.from_path(sys.argv[1], store="postgresql://crm@127.0.0.1:1/crm")
+except MissingExtraError as error:
+    print(error)
+from crmrules.import_mapping import ImportMapping, read_rows
+try:
+    list(read_rows("clients.xlsx", ImportMapping(columns={})))
 except MissingExtraError as error:
     print(error)
 """
@@ -58,3 +63,5 @@ def test_the_wheel_without_extras_runs_the_sqlite_quickstart(tmp_path: Path) -> 
     assert "pip install 'crmrules[webhook]'" in messages
     assert "needs the 'psycopg' package" in messages
     assert "pip install 'crmrules[postgresql]'" in messages
+    assert "reading .xlsx files needs the 'openpyxl' package" in messages
+    assert "pip install 'crmrules[xlsx]'" in messages

@@ -101,6 +101,8 @@ def test_every_built_in_event_carries_the_documented_data_keys(tmp_path: Path) -
     engine.run_due()
     [task, *_] = engine.tasks(deal="d2")
     engine.complete_task(task.id)
+    engine.import_clients([{"Название": "Лютик"}], {"columns": {"Название": "name"}}, import_id="i")
+    engine.merge_clients("c1", "i-2")
 
     documented = {event.type: {key.key for key in event.data} for event in BUILTIN_EVENT_INFO}
     documented[TIMER_EVENT.type] = {key.key for key in TIMER_EVENT.data}

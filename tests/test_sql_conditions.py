@@ -411,7 +411,7 @@ def test_a_schedule_fires_over_the_host_columns(
 
 
 def test_the_migration_indexes_host_memberships_already_stored(tmp_path: Path) -> None:
-    """Memberships of host-kept clients stored before 0006_host_sql are found by SQL after it."""
+    """Memberships of host-kept clients stored before 0005_host_sql are found by SQL after it."""
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     migrate.upgrade(url, revision="0004")
     engine = sa.create_engine(url)

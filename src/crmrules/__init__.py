@@ -25,6 +25,7 @@ from crmrules.adapters.sqlalchemy import metadata as sql_metadata
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.campaigns import Campaign, Request, RequestStatus, StageMove
 from crmrules.clock import Clock, SimulatedClock, SystemClock
+from crmrules.dedup import DuplicatePair
 from crmrules.delivery import DeliveryError, DeliveryReport, Notifier, RetryPolicy, deliver_due
 from crmrules.engine import ActionError, DueReport, Engine, RefusedError
 from crmrules.errors import (
@@ -41,7 +42,10 @@ from crmrules.explaining import Explanation
 from crmrules.history import HistoryEntry
 from crmrules.impact import Impact
 from crmrules.impact.ledger import TimerChanges
+from crmrules.import_mapping import ImportMapping, MappingError
+from crmrules.importing import ImportReport
 from crmrules.lint import Finding, lint, lint_path
+from crmrules.merging import MergePolicy, MergeResult
 from crmrules.model import (
     Absence,
     Client,
@@ -121,6 +125,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryReport",
     "DueReport",
+    "DuplicatePair",
     "Duration",
     "Effect",
     "Engine",
@@ -135,6 +140,8 @@ __all__ = [
     "HostRecords",
     "HostTable",
     "Impact",
+    "ImportMapping",
+    "ImportReport",
     "Inline",
     "Interaction",
     "LeaseHolder",
@@ -143,8 +150,11 @@ __all__ = [
     "Mailing",
     "MailingStatus",
     "Manager",
+    "MappingError",
     "MembershipSource",
     "MemoryStore",
+    "MergePolicy",
+    "MergeResult",
     "MessageStatus",
     "MissingExtraError",
     "Notifier",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TextIO
 
-from crmrules import __version__, cli_changes
+from crmrules import __version__, cli_changes, cli_import
 from crmrules.cli_reports import add_parser as add_report_parser
 from crmrules.cli_reports import run as run_report
 from crmrules.errors import CrmRulesError, RegulationError
@@ -488,6 +488,7 @@ def _parser() -> argparse.ArgumentParser:
     realign.add_argument("--dry-run", action="store_true", help="change nothing; report")
     realign.add_argument("--json", action="store_true", help="print the report as JSON")
     add_report_parser(commands)
+    cli_import.add_commands(commands)
     db = commands.add_parser(
         "db",
         help="create or upgrade the crmrules tables in a database",
@@ -538,6 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _realign(args, sys.stdout)
         if args.command == "client":
             return _client(args, sys.stdout)
+        if args.command in cli_import.COMMANDS:
+            return cli_import.run(args, sys.stdout)
         if args.command == "select":
             return _select(args, sys.stdout)
         if args.command == "report":

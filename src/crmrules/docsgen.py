@@ -118,6 +118,11 @@ KEY_MEANINGS: Mapping[tuple[str, str], str] = {
     ("RegulationSpec", "territories"): "territories: which clients belong, their managers",
     ("RegulationSpec", "segments"): "segments: named client lists by criteria (`{segment: id}`)",
     ("RegulationSpec", "directions"): "directions: lines of business, whose clients managers see",
+    ("RegulationSpec", "duplicates"): "how duplicate clients are recognised: normalised phone, "
+    "e-mail, INN, OGRN, fuzzy names (see import-and-duplicates.md)",
+    ("DuplicatesSpec", "match"): "the keys that identify a client, each a matcher",
+    ("MatchSpec", "key"): "phone (E.164), email (case, gmail dots and +tags), inn and ogrn "
+    "(check digits), or name (legal forms and quotes dropped, words sorted, fuzzy)",
     ("RegulationSpec", "templates"): "mail templates by name",
     ("RegulationSpec", "rules"): "the rules: trigger, condition, actions, policies",
     ("FieldDecl", "type"): "the field's type",
@@ -386,6 +391,8 @@ BLOCK_NAMES: Mapping[str, str] = {
     "SegmentSpec": "segment",
     "DirectionSpec": "direction",
     "AbsenceSpec": "absence",
+    "DuplicatesSpec": "duplicates section",
+    "MatchSpec": "matcher",
     "ContactPlanSpec": "contact plan entry",
     "TemplateSpec": "template",
     "RuleSpec": "rule",
@@ -514,6 +521,8 @@ def blocks() -> str:
         ("segments: -", schema.SegmentSpec),
         ("directions: -", schema.DirectionSpec),
         ("absent: -", schema.AbsenceSpec),
+        ("duplicates:", schema.DuplicatesSpec),
+        ("match: -", schema.MatchSpec),
         ("templates: <name>:", schema.TemplateSpec),
         ("rules: -", schema.RuleSpec),
     )

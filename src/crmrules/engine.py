@@ -25,7 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from crmrules import absences as people_store
-from crmrules import batch, campaigns, explaining, failures, firing, occurrences, selection, timers
+from crmrules import (
+    batch,
+    campaigns,
+    dedup,
+    explaining,
+    failures,
+    firing,
+    importing,
+    merging,
+    occurrences,
+    selection,
+    timers,
+)
 from crmrules import history as histories
 from crmrules import impact as impacting
 from crmrules import realign as realigning
@@ -50,6 +62,7 @@ from crmrules.host_input import (
 )
 from crmrules.impact import Impact, ledger
 from crmrules.impact.ledger import TimerChanges
+from crmrules.import_mapping import ImportMapping, load_mapping, parse_mapping
 from crmrules.leases import DEFAULT_LEASE, Heartbeat, worker_name
 from crmrules.model import (
     Absence,
@@ -681,6 +694,100 @@ class Engine(Reading):
     def get_request(self, request_id: str) -> Request | None:
         with self.store.transaction() as tx:
             return tx.get_request(host_id("request", request_id))
+
+    # -- import, duplicates, merge (see crmrules.importing, crmrules.dedup, crmrules.merging)
+
+    def import_clients(
+        self,
+        rows: Iterable[Mapping[str, Any]] | Iterable[tuple[int, Mapping[str, Any]]],
+        mapping: ImportMapping | str | Path | Mapping[str, Any],
+        *,
+        import_id: str | None = None,
+        source: str | None = None,
+        dry_run: bool = False,
+        chunk: int = importing.CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> importing.ImportReport:
+        """Import rows ({column: value}) by a mapping (an ImportMapping, its file or its dict).
+
+        Each row is new (created, raising ``client.created`` with the import's
+        id and source), a duplicate, ambiguous, or refused with its row and
+        column; a chunk per transaction, resumable under the same ``import_id``.
+        """
+        return importing.import_clients(
+            self,
+            rows,
+            self.import_mapping(mapping),
+            import_id=import_id,
+            source=source,
+            dry_run=dry_run,
+            chunk=chunk,
+            progress=progress,
+        )
+
+    def import_file(
+        self,
+        path: str | Path,
+        mapping: ImportMapping | str | Path | Mapping[str, Any],
+        *,
+        import_id: str | None = None,
+        dry_run: bool = False,
+        chunk: int = importing.CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> importing.ImportReport:
+        """Import a CSV or XLSX file, streamed (see ``import_clients``); source: the file name."""
+        return importing.import_file(
+            self,
+            path,
+            self.import_mapping(mapping),
+            import_id=import_id,
+            dry_run=dry_run,
+            chunk=chunk,
+            progress=progress,
+        )
+
+    def import_listed(self, import_id: str) -> Iterator[dict[str, Any]]:
+        """The rows an import listed (duplicates, ambiguous, refused), in row order."""
+        return importing.listed_rows(self, import_id)
+
+    def import_mapping(
+        self, mapping: ImportMapping | str | Path | Mapping[str, Any]
+    ) -> ImportMapping:
+        """A mapping checked against the regulation: given, read from its file, or from a dict."""
+        if isinstance(mapping, ImportMapping):
+            return mapping
+        if isinstance(mapping, str | Path):
+            return load_mapping(mapping, self.regulation)
+        from crmrules.rules.source import SourceMap
+
+        return parse_mapping(dict(mapping), SourceMap(), self.regulation, "<mapping>")
+
+    def find_duplicates(
+        self, *, progress: Callable[[int], None] | None = None
+    ) -> Iterator[dedup.DuplicatePair]:
+        """Pairs of stored clients the ``duplicates:`` rules match, found by SQL blocking."""
+        return dedup.find_duplicates(self, progress=progress)
+
+    def merge_clients(
+        self,
+        keep: str,
+        other: str,
+        policy: merging.MergePolicy | str | Mapping[str, str] | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> merging.MergeResult:
+        """Merge client ``other`` into ``keep`` (fields by ``policy``; see crmrules.merging)."""
+        return merging.merge_clients(
+            self, host_id("client", keep), host_id("client", other), policy, event_id=event_id
+        )
+
+    def unmerge(self, merge_id: str) -> Result:
+        """Undo a merge from its record: both clients and every moved record as before."""
+        return merging.unmerge(self, merge_id)
+
+    def purge_merges(self, before: datetime | None = None) -> int:
+        """Forget how to undo the merges done before ``before`` (all if None)."""
+        return merging.purge_merges(self, before)
 
     def get_client(self, client_id: str) -> Client | None:
         with self.store.transaction() as tx:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from crmrules import failures, timers
+from crmrules import dedup, failures, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.campaigns import stage_move
 from crmrules.errors import RefusedError
@@ -366,9 +366,18 @@ class Run:
         return self.tx.get_manager(manager_id) or self.regulation.managers.get(manager_id)
 
     def store_client(
-        self, client: Client, old: Client | None, parent: Event | None, depth: int, origin: str = ""
+        self,
+        client: Client,
+        old: Client | None,
+        parent: Event | None,
+        depth: int,
+        origin: str = "",
+        created: Mapping[str, Any] | None = None,
     ) -> Client:
-        """Store a client, recompute its territories, and raise created/updated events."""
+        """Store a client, recompute its territories, and raise created/updated events.
+
+        ``created``: the data of its client.created event (an import's id and source).
+        """
         client = self.setting.typed_client(client)
         territorial, segmental = segmenting.split(self.tx.memberships(client.id))
         change = recompute(
@@ -390,6 +399,7 @@ class Run:
         check_time_range(self.regulation, client, old)
         self.tx.set_memberships(client.id, [*change.memberships, *in_segments])
         self.tx.put_client(client)
+        dedup.index_client(self.tx, self.regulation, client)
         timers.plan_for_record(self.tx, self.regulation, self.now, client=client)
         for territory in change.entered:
             timers.plan_contact(self.tx, self.regulation, client.id, territory, self.now, self.now)
@@ -397,7 +407,13 @@ class Run:
             timers.cancel_contact(self.tx, client.id, territory, self.now)
         if old is None:
             self.raise_event(
-                parent, depth, "client.created", client=client.id, deal=None, suffix=origin
+                parent,
+                depth,
+                "client.created",
+                client=client.id,
+                deal=None,
+                data=created,
+                suffix=origin,
             )
         else:
             before, after = _diff(old.record(), client.record())

@@ -3,7 +3,7 @@
 Like the other crmrules tables, each row keeps the whole record as JSON in
 ``data`` and copies into columns what the reports group and filter by
 (crmrules.reports reads only the columns). The tables are on the shared
-``metadata`` (migration 0011_campaigns creates them); a store working in a
+``metadata`` (migration 0007_campaigns creates them); a store working in a
 PostgreSQL schema gets copies of them in that schema.
 """
 

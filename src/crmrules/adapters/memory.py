@@ -106,6 +106,8 @@ class _State:
         self.requests: dict[str, Request] = {}
         self.stage_moves: dict[tuple[str, int], StageMove] = {}
         self.move_count: dict[str, int] = {}
+        #: tables of features in their own modules (crmrules.adapters.import_tables): name -> rows
+        self.side: dict[str, dict[Any, Any]] = {}
 
 
 class MemoryTransaction:
@@ -154,6 +156,35 @@ class MemoryTransaction:
         except BaseException:
             self.rollback(mark)
             raise
+
+    # -- side tables and deletions (crmrules.adapters.import_tables)
+
+    def side(self, name: str) -> dict[Any, Any]:
+        """The rows of a side table; read them here, change them with side_put / side_pop."""
+        return self._s.side.setdefault(name, {})
+
+    def side_put(self, name: str, key: Any, value: Any) -> None:
+        self._put(self.side(name), key, copy.deepcopy(value))
+
+    def side_pop(self, name: str, key: Any) -> None:
+        self._pop(self.side(name), key)
+
+    def _pop(self, table: dict[Any, Any], key: Any) -> None:
+        if key in table:
+            old = table.pop(key)
+            self._undo.append(lambda: table.__setitem__(key, old))
+
+    def delete_client(self, client_id: str) -> None:
+        """The client and its memberships gone (a merge took it); its other records stay."""
+        self._pop(self._s.clients, client_id)
+        self._pop(self._s.memberships, client_id)
+
+    def delete_timer(self, key: str) -> None:
+        self._pop(self._s.timers, key)
+        if key in self._s.pending:
+            pending = self._s.pending
+            pending.discard(key)
+            self._undo.append(lambda: pending.add(key))
 
     # -- records
 

@@ -190,7 +190,7 @@ class InteractionRow(Base):
     id: Mapped[str] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    #: kind and manager: what the manager activity report groups by (migration 0011)
+    #: kind and manager: what the manager activity report groups by (migration 0007_campaigns)
     kind: Mapped[str | None]
     manager_id: Mapped[str | None]
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
@@ -205,7 +205,7 @@ class TaskRow(Base):
     assignee: Mapped[str | None] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(index=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: what the reports read (migration 0011): the kind, the rule, the due and closing moments
+    #: what the reports read (migration 0007_campaigns): the kind, the rule, the due and closing moments
     kind: Mapped[str | None]
     rule: Mapped[str | None] = mapped_column(index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
@@ -1066,6 +1066,21 @@ class SQLAlchemyTransaction:
         t = self._t.clients
         return list(self._c.execute(sa.select(t.c.id).order_by(self._by_id(t.c.id))).scalars())
 
+    def delete_client(self, client_id: str) -> None:
+        """The client, its values and memberships gone (a merge took it); the rest stays."""
+        t = self._t
+        for table, column in (
+            (t.clients, t.clients.c.id),
+            (t.client_values, t.client_values.c.client_id),
+            (t.memberships, t.memberships.c.client_id),
+        ):
+            self._c.execute(sa.delete(table).where(column == client_id))
+        self._seen[t.clients.name, client_id] = None
+
+    def delete_timer(self, key: str) -> None:
+        self._c.execute(sa.delete(self._t.timers).where(self._t.timers.c.key == key))
+        self._seen[self._t.timers.name, key] = None
+
     def get_deal(self, deal_id: str) -> Deal | None:
         if self._records is not None and self._records.deals is not None:
             return self._records.get_deal(self._c, deal_id)
@@ -1642,3 +1657,8 @@ __all__ = [
 # The tables of campaigns, requests and stage moves join the shared metadata here, after
 # everything that module takes from this one is defined.
 from crmrules.adapters import campaign_tables  # noqa: E402
+
+# The tables of import, duplicate keys and merges join the metadata (and the schema copies).
+from crmrules.adapters import import_tables as _import_tables  # noqa: E402
+
+assert _import_tables.MATCH_KEYS in metadata.tables

@@ -42,10 +42,25 @@ _ITEMS = EventKey("items", "set", "the catalogue items asked about")
 #: are fields a rule reads without declaring them (``event.territory``); a
 #: regulation may still declare one, to give it a stricter type.
 BUILTIN_EVENT_INFO: tuple[BuiltinEvent, ...] = (
-    BuiltinEvent("client.created", "a client is created (host call, scenario or import)"),
+    BuiltinEvent(
+        "client.created",
+        "a client is created (host call, scenario or import)",
+        (
+            EventKey("import", "string", "the import that created it (absent otherwise)"),
+            EventKey("source", "string", "the import's source (its file, or as the mapping says)"),
+        ),
+    ),
     BuiltinEvent(
         "client.updated",
         "a client's fields change; `changed`, `changed_from` and `changed_to` see the change",
+    ),
+    BuiltinEvent(
+        "client.merged",
+        "another client is merged into this one (`merge_clients`); its records moved here",
+        (
+            EventKey("merge", "string", "the merge's id (for `unmerge`)"),
+            EventKey("merged", "string", "the id of the client merged in (now gone)"),
+        ),
     ),
     BuiltinEvent("deal.created", "a deal is created"),
     BuiltinEvent(

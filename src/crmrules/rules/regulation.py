@@ -33,6 +33,7 @@ from crmrules.rules.catalogue import Catalogue
 from crmrules.rules.catalogue import parse as parse_catalogue
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
 from crmrules.rules.directions import Direction, check_manager_directions, compile_directions
+from crmrules.rules.duplicates import DuplicateRules, compile_duplicates
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
@@ -75,6 +76,7 @@ SECTIONS = (
     "territories",
     "segments",
     "directions",
+    "duplicates",
     "templates",
     "rules",
 )
@@ -168,6 +170,8 @@ class Regulation:
     release: RegulationVersion = UNVERSIONED
     catalogue: Catalogue = field(default_factory=Catalogue)
     directions: Mapping[str, Direction] = field(default_factory=dict)
+    #: how duplicates are recognised (crmrules.rules.duplicates); None: not declared
+    duplicates: DuplicateRules | None = None
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:
@@ -455,6 +459,7 @@ class _Compiler:
         check_manager_directions(self, directions, self.manager_directions)
         rules = self._rules(rule_specs)
         release = version_of(data, self.error)
+        duplicates = compile_duplicates(self, data.get("duplicates"))
         for check in self.deferred:
             check()
         if self.problems:
@@ -474,6 +479,7 @@ class _Compiler:
             release=release or UNVERSIONED,
             catalogue=catalogue,
             directions=directions,
+            duplicates=duplicates,
         )
 
     # -- fields

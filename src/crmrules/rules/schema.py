@@ -176,6 +176,30 @@ class DirectionSpec(Block):
     when: Any = Field(None, description="a condition on the client; none: every client")
 
 
+class MatchSpec(Block):
+    key: Literal["phone", "email", "inn", "ogrn", "name"]
+    field: str | None = Field(
+        None, description="the client field holding it (default: client.<key>)"
+    )
+    threshold: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="name only: the similarity (0-100) from which two names are one"
+    )
+    ambiguous: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="name only: the similarity from which a person is asked to decide"
+    )
+
+
+class DuplicatesSpec(Block):
+    match: list[MatchSpec] = Field(min_length=1)
+    region: str = Field("RU", description="the country of phone numbers written without +")
+    dot_blind: list[str] | None = Field(
+        None, description="e-mail domains that ignore dots in the mailbox name"
+    )
+    plus_tags: list[str] | None = Field(
+        None, description="e-mail domains where name+tag@ reaches name@"
+    )
+
+
 class TemplateSpec(Block):
     subject: TemplateText | None = None
     text: TemplateText | None = None
@@ -328,6 +352,7 @@ class RegulationSpec(Block):
     territories: list[TerritorySpec] = Field(default_factory=list)
     segments: list[SegmentSpec] = Field(default_factory=list)
     directions: list[DirectionSpec] = Field(default_factory=list)
+    duplicates: DuplicatesSpec | None = None
     templates: dict[str, TemplateSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
 
@@ -491,9 +516,11 @@ __all__ = [
     "CreateTask",
     "DirectionSpec",
     "DueSpec",
+    "DuplicatesSpec",
     "Emit",
     "FieldDecl",
     "ManagerSpec",
+    "MatchSpec",
     "MoveStage",
     "Notify",
     "PipelineSpec",

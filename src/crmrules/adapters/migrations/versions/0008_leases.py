@@ -6,7 +6,7 @@ have: ``claim_messages`` leases due messages to one delivery process
 its lease to expire so another one sends the message.
 
 Revision ID: 0008_leases
-Revises: 0011_campaigns
+Revises: 0007_campaigns
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0008_leases"
-down_revision: str | Sequence[str] | None = "0011_campaigns"
+down_revision: str | Sequence[str] | None = "0007_campaigns"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

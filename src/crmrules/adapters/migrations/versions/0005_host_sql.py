@@ -7,7 +7,7 @@ Python does (see crmrules.rules.sql_host). On every database, the
 clients kept in a host's table (those with memberships but no row in
 ``crmrules_clients``), from their memberships.
 
-Revision ID: 0006_host_sql
+Revision ID: 0005_host_sql
 Revises: 0004
 Create Date: 2026-12-02
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
-revision: str = "0006_host_sql"
+revision: str = "0005_host_sql"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -8,8 +8,8 @@ upgrade fills them from the rows already stored. Deals stored before this
 revision have no stage history; each gets one move, into its current stage at
 its ``stage_entered_at``.
 
-Revision ID: 0011_campaigns
-Revises: 0012_versions
+Revision ID: 0007_campaigns
+Revises: 0006_versions
 Create Date: 2026-12-02
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-revision: str = "0011_campaigns"
-down_revision: str | Sequence[str] | None = "0012_versions"
+revision: str = "0007_campaigns"
+down_revision: str | Sequence[str] | None = "0006_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

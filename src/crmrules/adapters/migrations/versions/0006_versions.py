@@ -6,8 +6,8 @@ indexed columns, ``client_id`` and ``regulation``, so ``crmrules history``
 reads one client's entries (and a version's) without scanning the log.
 Entries written before this revision have neither (both stay NULL).
 
-Revision ID: 0012_versions
-Revises: 0006_host_sql
+Revision ID: 0006_versions
+Revises: 0005_host_sql
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
-revision: str = "0012_versions"
-down_revision: str | Sequence[str] | None = "0006_host_sql"
+revision: str = "0006_versions"
+down_revision: str | Sequence[str] | None = "0005_host_sql"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
