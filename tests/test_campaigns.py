@@ -174,7 +174,7 @@ def test_the_example_catalogue_is_loaded() -> None:
 
 
 def test_the_migration_fills_the_report_columns_from_stored_rows(tmp_path: Path) -> None:
-    """Tasks, interactions and deals written before 0007_campaigns are read by the reports once upgraded."""
+    """Tasks, interactions and deals written before 0007_campaigns are read by the reports."""
     import sqlalchemy as sa
 
     from crmrules import Interaction, Task, TaskStatus

@@ -205,7 +205,7 @@ class TaskRow(Base):
     assignee: Mapped[str | None] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(index=True)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: what the reports read (migration 0007_campaigns): the kind, the rule, the due and closing moments
+    #: what the reports read (migration 0007_campaigns): kind, rule, due and closing moments
     kind: Mapped[str | None]
     rule: Mapped[str | None] = mapped_column(index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
