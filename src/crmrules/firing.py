@@ -235,19 +235,16 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
         _fire_occurrence(engine, timer, now, worker, report)
         return
     body = _firing(engine, timer, now, worker)
-    try:
-        result = engine.transact(f"timer:{timer.key}", (timer.client, timer.deal), body)
-    except _NotMine:
-        return
-    except ConflictError as error:
-        _could_not_fire(engine, timer, now, worker, failures.describe(error), report)
-        return
-    except failures.INFRASTRUCTURE:
-        raise
-    except Exception as error:
-        reason = failures.describe(error, origin="reading the timer's client or deal")
-        log.warning("timer %s could not fire: %s", timer.key, reason, exc_info=error)
-        _could_not_fire(engine, timer, now, worker, reason, report)
+
+    def fire() -> Result | None:
+        try:
+            return engine.transact(f"timer:{timer.key}", (timer.client, timer.deal), body)
+        except _NotMine:
+            return None
+
+    origin = "reading the timer's client or deal"
+    result = _guarded(engine, timer, now, worker, report, origin, fire)
+    if result is None:
         return
     report.results.append(result)
     if result.duplicate:
@@ -266,20 +263,35 @@ def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueR
 def _fire_occurrence(
     engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport
 ) -> None:
+    def fire() -> Result | None:
+        return occurrences.fire_occurrence(engine, timer, now, worker)
+
+    result = _guarded(engine, timer, now, worker, report, "firing the schedule's occurrence", fire)
+    if result is not None:
+        report.results.append(result)
+
+
+def _guarded(
+    engine: Engine,
+    timer: Timer,
+    now: datetime,
+    worker: str,
+    report: DueReport,
+    origin: str,
+    fire: Callable[[], Result | None],
+) -> Result | None:
+    """``fire()``; what stops the timer (not the database going away) is recorded against it."""
     try:
-        result = occurrences.fire_occurrence(engine, timer, now, worker)
+        return fire()
     except ConflictError as error:
         _could_not_fire(engine, timer, now, worker, failures.describe(error), report)
-        return
     except failures.INFRASTRUCTURE:
         raise
     except Exception as error:
-        reason = failures.describe(error, origin="firing the schedule's occurrence")
+        reason = failures.describe(error, origin=origin)
         log.warning("timer %s could not fire: %s", timer.key, reason, exc_info=error)
         _could_not_fire(engine, timer, now, worker, reason, report)
-        return
-    if result is not None:
-        report.results.append(result)
+    return None
 
 
 def _with_failures(timer: Timer, run: Run, note: str | None) -> tuple[TimerStatus, str]:

@@ -107,7 +107,7 @@ def sync_timers(
     needs = _Needs.of(engine.regulation)
     if needs.clients is not None:
         chosen = Selection(needs.clients, engine.regulation.calendar, now)
-        for ids in id_chunks(store, chosen):
+        for ids in id_chunks(engine.store, chosen):  # ids only: read past any wrapper
             with store.transaction() as tx:
                 for client_id in ids:
                     _plan_client(engine, tx, client_id, now, needs)
