@@ -82,13 +82,53 @@ def _matches(timer: Timer, filters: dict[str, Any]) -> bool:
 
 
 class _Ledger:
-    """What one sync wrote, across all its transactions (a sync takes several)."""
+    """What one sync wrote, across all its transactions (a sync takes several).
+
+    Live, each committed transaction's notes are folded into the counts and
+    dropped, so a sync over a large base holds no record per timer. Dry, the
+    notes stay until the end: later transactions must read what earlier ones
+    would have written.
+    """
 
     def __init__(self) -> None:
         self.before: dict[str, Timer | None] = {}
         self.after: dict[str, Timer] = {}
         #: rotation counters written by a dry sync (its fingerprint), kept from the database
         self.rotations: dict[str, int] = {}
+        self.changes = TimerChanges()
+
+    def fold(self) -> None:
+        """Count the noted timers' changes, and forget the timers."""
+        for key, after in self.after.items():
+            before = self.before.get(key)
+            was = before is not None and before.status is TimerStatus.PENDING
+            now = after.status is TimerStatus.PENDING
+            change = None
+            if now and not was:
+                change = "planned"
+            elif was and not now and after.status is TimerStatus.CANCELLED:
+                change = "cancelled"
+            elif was and now and before is not None and before.due_at != after.due_at:
+                change = "replanned"
+            if change is not None:
+                self.changes.add(
+                    change,
+                    TimerMove(
+                        key,
+                        after.kind,
+                        after.rule,
+                        after.client,
+                        before.due_at.isoformat() if was and before is not None else None,
+                        after.due_at.isoformat() if now else None,
+                        after.note,
+                    ),
+                )
+        self.before.clear()
+        self.after.clear()
+
+
+class _Undo(Exception):
+    """Rolls a savepoint back on purpose."""
 
 
 class _LedgerTransaction:
@@ -150,9 +190,19 @@ class _LedgerTransaction:
             self._tx.add_audit(entry)
 
     def get_rotation(self, key: str) -> int:
-        if self._dry and key in self._ledger.rotations:
+        if not self._dry:
+            return self._tx.get_rotation(key)
+        if key in self._ledger.rotations:
             return self._ledger.rotations[key]
-        return self._tx.get_rotation(key)
+        # A store may create the counter's row to lock it (PostgreSQL does): read it
+        # in a savepoint rolled back, so a dry sync leaves the database as it was.
+        value = 0
+        try:
+            with self._tx.savepoint():
+                value = self._tx.get_rotation(key)
+                raise _Undo
+        except _Undo:
+            return value
 
     def set_rotation(self, key: str, value: int) -> None:
         if self._dry:
@@ -160,49 +210,26 @@ class _LedgerTransaction:
         else:
             self._tx.set_rotation(key, value)
 
-    def changes(self) -> TimerChanges:
-        result = TimerChanges()
-        for key, after in self.after.items():
-            before = self.before.get(key)
-            was = before is not None and before.status is TimerStatus.PENDING
-            now = after.status is TimerStatus.PENDING
-            change = None
-            if now and not was:
-                change = "planned"
-            elif was and not now and after.status is TimerStatus.CANCELLED:
-                change = "cancelled"
-            elif was and now and before is not None and before.due_at != after.due_at:
-                change = "replanned"
-            if change is not None:
-                result.add(
-                    change,
-                    TimerMove(
-                        key,
-                        after.kind,
-                        after.rule,
-                        after.client,
-                        before.due_at.isoformat() if was and before is not None else None,
-                        after.due_at.isoformat() if now else None,
-                        after.note,
-                    ),
-                )
-        return result
-
 
 class LedgerStore:
-    """``store`` seen through ledger transactions; ``ledger`` is the last one's."""
+    """``store`` seen through ledger transactions that note every timer written."""
 
     def __init__(self, store: Store, *, dry: bool) -> None:
         self._store = store
         self._dry = dry
         self._ledger = _Ledger()
-        self.ledger: _LedgerTransaction | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         with self._store.transaction() as tx:
-            self.ledger = _LedgerTransaction(tx, self._dry, self._ledger)
-            yield cast(Transaction, self.ledger)
+            yield cast(Transaction, _LedgerTransaction(tx, self._dry, self._ledger))
+        if not self._dry:  # committed: count it, keep nothing of it
+            self._ledger.fold()
+
+    def changes(self) -> TimerChanges:
+        """What the sync planned, re-planned and cancelled."""
+        self._ledger.fold()
+        return self._ledger.changes
 
     def close(self) -> None:
         """The wrapped store stays open: it belongs to the caller."""
@@ -214,8 +241,7 @@ def sync(
     """Run the engine's timer sync through a ledger; ``dry`` writes nothing."""
     store = LedgerStore(engine.store, dry=dry)
     firing.sync_timers(engine, now, full=full, store=cast(Store, store))
-    assert store.ledger is not None
-    return store.ledger.changes()
+    return store.changes()
 
 
 __all__ = ["EXAMPLES", "LedgerStore", "TimerChanges", "TimerMove", "sync"]
