@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmrules.calendar import BusinessCalendar
@@ -64,6 +64,7 @@ def expected(record: dict[str, Any]) -> dict[str, Any] | None:
     return result
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(record=st.dictionaries(st.sampled_from([s.key for s in SPECS] + ["other"]), VALUES))
 def test_coerce_record_agrees_with_coerce_field_by_field(record: dict[str, Any]) -> None:
     registry = FieldRegistry(SPECS)
