@@ -11,6 +11,7 @@ import ipaddress
 import ssl
 import subprocess
 import threading
+from email.utils import getaddresses
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from crmrules.cli import main
 from crmrules.delivery import deliver_due
 from crmrules.destinations import Destinations
 from crmrules.errors import RegulationError
+from crmrules.model import _PLAIN_ADDRESS, one_address
 from crmrules.rules.regulation import load_regulation
 from crmrules.store import MessageStatus
 from localservers import MailHandler
@@ -184,6 +186,22 @@ def test_an_address_field_holds_exactly_one_address(email: str) -> None:
 
 def test_one_address_with_a_display_name_is_fine() -> None:
     assert Client(id="c1", email="Иван Петров <ivan@example.com>").email is not None
+
+
+ATOM = st.text("abcXYZ019_%+-", min_size=1, max_size=6)
+LABEL = st.text("abcXYZ019-", min_size=1, max_size=6)
+
+
+@given(
+    st.lists(ATOM, min_size=1, max_size=3).map(".".join),
+    st.lists(LABEL, min_size=1, max_size=3).map(".".join),
+)
+def test_a_plain_address_is_taken_as_the_parser_takes_it(local: str, domain: str) -> None:
+    """The fast path for a bare address agrees with ``getaddresses``: the value is kept."""
+    value = f"{local}@{domain}"
+    assert _PLAIN_ADDRESS.fullmatch(value)
+    assert getaddresses([value]) == [("", value)]
+    assert one_address(value) == value
 
 
 def test_smtp_refuses_a_message_to_several_addresses(mail: tuple[MailHandler, int]) -> None:

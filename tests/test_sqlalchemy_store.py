@@ -818,3 +818,23 @@ def test_the_engine_acts_once_per_event_on_the_sql_store(database: Database) -> 
     with second.store.transaction() as tx:
         assert len(tx.find_mailings(client="romashka")) == 1
     second.store.close()
+
+
+def test_each_read_of_a_client_is_its_own_copy(store: SQLAlchemyStore) -> None:
+    """A client is validated once per transaction; a reader's change to it is never shared."""
+    with store.transaction() as tx:
+        tx.put_client(Client(id="c1", name="Acme", fields={"notes": ["first"], "n": 1}))
+    with store.transaction() as tx:
+        first = tx.get_client("c1")
+        assert first is not None
+        first.fields["notes"].append("changed in place")
+        first.fields["n"] = 2
+        first.name = "Changed"
+        again = tx.get_client("c1")
+        assert again is not None and again is not first
+        assert (again.name, again.fields) == ("Acme", {"notes": ["first"], "n": 1})
+        tx.put_client(first)
+        assert tx.get_client("c1") == first
+        (loaded,) = tx.load_clients(["c1"])  # type: ignore[attr-defined]
+        loaded.fields["notes"].clear()
+        assert tx.get_client("c1") == first

@@ -8,6 +8,7 @@ fields into the plain mapping that conditions and templates see.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -45,13 +46,19 @@ def clean_id(value: str) -> str:
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(clean_id)]
 
 
+#: a bare address of dot-atoms (RFC 5322), which ``getaddresses`` takes as it is
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII
+)
+
+
 def one_address(value: str) -> str:
     """An e-mail field holds exactly one address (a display name is fine).
 
     ``"a@b.ru, victim@evil.ru"`` would otherwise send one rule's mail to both.
     An empty text means no address.
     """
-    if value == "":
+    if value == "" or _PLAIN_ADDRESS.fullmatch(value):  # the common case, without the parser
         return value
     entries = getaddresses([value])
     address = entries[0][1] if len(entries) == 1 else ""

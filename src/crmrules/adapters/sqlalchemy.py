@@ -453,6 +453,22 @@ def _load(model: type[M], data: dict[str, Any]) -> M:
     return model.model_validate(values)
 
 
+def _copied(value: Any) -> Any:
+    """``value`` with its dicts, lists and sets copied (the rest is immutable)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, set):
+        return {_copied(v) for v in value}
+    return value
+
+
+def _fresh(client: Client) -> Client:
+    """A copy of a validated client that shares nothing mutable with it (its custom fields)."""
+    return client.model_copy(update={"fields": _copied(client.fields)})
+
+
 # -- engines and errors a person reads
 
 
@@ -895,6 +911,9 @@ class SQLAlchemyTransaction:
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        #: the record last validated from each row's data in ``_seen`` (the same object)
+        # (a client's pydantic validation, e-mail parsing included, costs more than the read)
+        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
         # Tasks waiting for one multi-row INSERT (see ``deferred_tasks``); None: write at once.
@@ -939,7 +958,12 @@ class SQLAlchemyTransaction:
         found = {row.id: row.data for row in rows}
         for client_id in ids:
             self._seen[t.name, client_id] = found.get(client_id)
-        return [_load(Client, found[i]) for i in sorted(found)]
+        clients = []
+        for client_id in sorted(found):
+            client = _load(Client, found[client_id])
+            self._loaded[t.name, client_id] = (found[client_id], client)
+            clients.append(_fresh(client))
+        return clients
 
     # -- helpers
 
@@ -1001,7 +1025,14 @@ class SQLAlchemyTransaction:
             query = statements.select_by_key(table, "data", (column,))
             found = self._c.execute(query, {statements.key_param(column): key})
             data = self._seen[table.name, key] = found.scalar_one_or_none()
-        return None if data is None else _load(model, data)
+        if data is None:
+            return None
+        if model is not Client:
+            return _load(model, data)
+        loaded = self._loaded.get((table.name, key))
+        if loaded is None or loaded[0] is not data:
+            loaded = self._loaded[table.name, key] = (data, _load(Client, data))
+        return _fresh(loaded[1])  # type: ignore[return-value]
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
         return [_load(model, data) for data in self._c.execute(query).scalars()]
