@@ -1374,26 +1374,9 @@ class SQLAlchemyTransaction:
         self, now: datetime, limit: int, worker: str, lease_until: datetime
     ) -> list[OutboxMessage]:
         """Lease due messages; on PostgreSQL rows another sender is claiming are skipped."""
-        if limit <= 0:
-            return []
         t = self._t.outbox
-        query = (
-            sa.select(t.c.data)
-            .where(
-                t.c.status == MessageStatus.PENDING.value,
-                t.c.next_attempt_at <= now,
-                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now, t.c.lease_owner == worker),
-            )
-            .order_by(t.c.next_attempt_at, self._by_id(t.c.key))
-            .limit(limit)
-        )
-        if self._row_locks:
-            query = query.with_for_update(skip_locked=True)
-        lease = {"lease_owner": worker, "lease_until": lease_until}
-        claimed = [
-            _load(OutboxMessage, data).model_copy(update=lease)
-            for data in self._c.execute(query).scalars()
-        ]
+        pending, due = MessageStatus.PENDING.value, t.c.next_attempt_at
+        claimed = self._leasable(t, OutboxMessage, pending, due, now, limit, worker, lease_until)
         for message in claimed:
             self.put_message(message)
         return claimed
@@ -1570,30 +1553,49 @@ class SQLAlchemyTransaction:
         query = query.order_by(t.c.due_at, self._by_id(t.c.key))
         return self._list(Timer, query if limit is None else query.limit(limit))
 
-    def claim_timers(
-        self, now: datetime, limit: int, worker: str, lease_until: datetime
-    ) -> list[Timer]:
-        """Lease due timers; on PostgreSQL rows another worker is claiming are skipped."""
+    def _leasable(
+        self,
+        t: sa.Table,
+        model: type[M],
+        pending: str,
+        due: sa.Column[Any],
+        now: datetime,
+        limit: int,
+        worker: str,
+        lease_until: datetime,
+    ) -> list[M]:
+        """Up to ``limit`` due rows not leased to another worker, as leased to ``worker``.
+
+        On PostgreSQL the rows are locked and rows another worker is claiming are
+        skipped. A worker's own leases are its to go on with (after a reconnect).
+        """
         if limit <= 0:
             return []
-        t = self._t.timers
         query = (
             sa.select(t.c.data)
             .where(
-                t.c.status == TimerStatus.PENDING.value,
-                t.c.due_at <= now,
-                # A worker's own leases are its to go on with (after a reconnect).
+                t.c.status == pending,
+                due <= now,
                 sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now, t.c.lease_owner == worker),
             )
-            .order_by(t.c.due_at, self._by_id(t.c.key))
+            .order_by(due, self._by_id(t.c.key))
             .limit(limit)
         )
         if self._row_locks:
             query = query.with_for_update(skip_locked=True)
         lease = {"lease_owner": worker, "lease_until": lease_until}
-        claimed = [
-            _load(Timer, data).model_copy(update=lease) for data in self._c.execute(query).scalars()
+        return [
+            _load(model, data).model_copy(update=lease) for data in self._c.execute(query).scalars()
         ]
+
+    def claim_timers(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        """Lease due timers; on PostgreSQL rows another worker is claiming are skipped."""
+        t = self._t.timers
+        pending = TimerStatus.PENDING.value
+        claimed = self._leasable(t, Timer, pending, t.c.due_at, now, limit, worker, lease_until)
+        lease = {"lease_owner": worker, "lease_until": lease_until}
         if claimed:
             dumped = {timer.key: _dump(timer) for timer in claimed}
             update = (
