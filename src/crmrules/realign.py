@@ -217,21 +217,27 @@ def _screen(engine: Engine, tx: Transaction, ids: list[str], now: datetime) -> l
             calendar=regulation.calendar,
             now=now,
             dialect=dialect,
+            per_client=True,
         )
         for _, _, condition in conditions
     ]
     # may: the condition may hold (if inexact, Python decides); exact: it does.
     columns = [sa.case((f.where, 1), else_=0) for f in filters]
-    query = sa.select(t.clients.c.id, t.clients.c.data, *columns).where(t.clients.c.id.in_(ids))
-    rows = {row[0]: row for row in tx.connection.execute(query)}
+    record = t.clients.c.data
+    query = sa.select(t.clients.c.id, record["territories"], record["segments"], *columns)
+    rows = {row[0]: row for row in tx.connection.execute(query.where(t.clients.c.id.in_(ids)))}
     query = sa.select(t.memberships.c.client_id, t.memberships.c.data)
     found = tx.connection.execute(query.where(t.memberships.c.client_id.in_(ids)))
     stored: dict[str, list[dict[str, Any]]] = {row[0]: row[1] for row in found}
     inexact = [i for i, f in enumerate(filters) if not f.exact]
     typed: dict[str, Client] = {}
     if inexact:
-        maybe = [cid for cid, row in rows.items() if any(row[2 + i] for i in inexact)]
+        maybe = [cid for cid, row in rows.items() if any(row[3 + i] for i in inexact)]
         typed = {c.id: engine.typed_client(c) for c in tx.load_clients(maybe)}
+    # Clients alike in what decides (the answers, the stored entries' territories and
+    # sources, the stored territories and segments) are alike in the outcome: a
+    # continuing entry keeps its stored ``since`` and a new one makes the list differ.
+    outcomes: dict[tuple[Any, ...], bool] = {}
     changing: list[str] = []
     for client_id in ids:
         row = rows.get(client_id)
@@ -239,16 +245,28 @@ def _screen(engine: Engine, tx: Transaction, ids: list[str], now: datetime) -> l
             continue  # gone since the ids were listed
         try:
             entries = stored.get(client_id) or []
-            memberships = [TerritoryMembership.model_validate(m) for m in entries]
-            known: dict[str, dict[str, bool]] = {"territory": {}, "segment": {}}
             client = typed.get(client_id)
-            for i, ((kind, name, condition), f) in enumerate(zip(conditions, filters, strict=True)):
-                holds = bool(row[2 + i])
+            answers = []
+            for i, (condition, f) in enumerate(zip(conditions, filters, strict=True)):
+                holds = bool(row[3 + i])
                 if holds and not f.exact:
                     assert client is not None
-                    holds = condition(Facts({"client": client.record()}, now))
-                known[kind][name] = holds
-            if not _unchanged(engine, row[1], memberships, known, now):
+                    holds = condition[2](Facts({"client": client.record()}, now))
+                answers.append(holds)
+            old = (frozenset(row[1] or ()), frozenset(row[2] or ()))
+            shape = tuple(
+                (m.get("territory"), m.get("source"), m.get("client") == client_id) for m in entries
+            )
+            key = (tuple(answers), shape, old)
+            unchanged = outcomes.get(key)
+            if unchanged is None:
+                memberships = [TerritoryMembership.model_validate(m) for m in entries]
+                known: dict[str, dict[str, bool]] = {"territory": {}, "segment": {}}
+                for (kind, name, _), holds in zip(conditions, answers, strict=True):
+                    known[kind][name] = holds
+                unchanged = _unchanged(engine, client_id, old, memberships, known, now)
+                outcomes[key] = unchanged
+            if not unchanged:
                 changing.append(client_id)
         except CrmRulesError:
             changing.append(client_id)  # the per-client path records why
@@ -257,24 +275,27 @@ def _screen(engine: Engine, tx: Transaction, ids: list[str], now: datetime) -> l
 
 def _unchanged(
     engine: Engine,
-    data: dict[str, Any],
+    client_id: str,
+    old: tuple[frozenset[str], frozenset[str]],
     stored: list[TerritoryMembership],
     known: dict[str, dict[str, bool]],
     now: datetime,
 ) -> bool:
-    """``_compute(...).unchanged`` for a client whose conditions are ``known``, from its record."""
+    """``_compute(...).unchanged`` for a client whose conditions are ``known``.
+
+    ``old``: its stored territories and segments; ``stored``: its membership list.
+    """
     regulation = engine.regulation
-    client_id = str(data["id"])
     nobody = Facts({}, now)  # every condition is known: nothing is read from the facts
     territorial, segmental = segmenting.split(stored)
-    placeholder = Client(id=client_id, territories=frozenset(data.get("territories") or ()))
+    placeholder = Client(id=client_id, territories=old[0])
     change = recompute(regulation, placeholder, nobody, territorial, now, known["territory"])
     entries = segmenting.recompute(
         regulation.segments, placeholder, nobody, segmental, now, known["segment"]
     )
     return (
-        change.territories == placeholder.territories
-        and segmenting.members(entries) == frozenset(data.get("segments") or ())
+        change.territories == old[0]
+        and segmenting.members(entries) == old[1]
         and [*change.memberships, *entries] == stored
     )
 
