@@ -302,15 +302,17 @@ def _caller(settings: dict[str, Any], results: Any) -> None:
     )
 
 
-def _pool_rss_mb(pid: int) -> float:
-    """The peak RSS of a Celery worker's pool processes (its children), the largest."""
-    peaks = [0.0]
+def _pool(pid: int) -> tuple[float, float]:
+    """A Celery worker's pool processes (its children): the largest peak RSS, their CPU seconds."""
+    peaks, cpu = [0.0], 0.0
     for thread in Path(f"/proc/{pid}/task").iterdir():
         for child in (thread / "children").read_text().split():
             for entry in Path(f"/proc/{child}/status").read_text().splitlines():
                 if entry.startswith("VmHWM:"):
                     peaks.append(int(entry.split()[1]) / 1024)
-    return max(peaks)
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return max(peaks), cpu
 
 
 def realign_run(settings: dict[str, Any], workers: int, log: Path) -> dict[str, Any]:
@@ -338,12 +340,15 @@ def realign_run(settings: dict[str, Any], workers: int, log: Path) -> dict[str, 
             if time.monotonic() > deadline:
                 raise SystemExit(f"the Celery workers did not answer (see {log})")
         tasks.app.close()
+        warm = sum(cpu for _, cpu in (_pool(child.pid) for child in children))
         results = SPAWN.Queue()
         caller = SPAWN.Process(target=_caller, args=(settings, results))
         caller.start()
         result: dict[str, Any] = results.get()
         caller.join()
-        result["worker_rss_mb"] = max(_pool_rss_mb(child.pid) for child in children)
+        pools = [_pool(child.pid) for child in children]
+        result["worker_rss_mb"] = max(rss for rss, _ in pools)
+        result["worker_cpu"] = sum(cpu for _, cpu in pools) - warm
         return result
     finally:
         for child in children:
@@ -400,7 +405,8 @@ def realign_over_celery(args: argparse.Namespace) -> None:
                     order.append(workers)
                     print(
                         f"  run {len(order)}: {workers} Celery worker(s), "
-                        f"{result['seconds']:.1f} s",
+                        f"{result['seconds']:.1f} s, the workers' CPU {result['worker_cpu']:.1f} s,"
+                        f" load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
     finally:
