@@ -1,7 +1,7 @@
 """Due timers fired per second by 1, 2 and 4 workers; a realignment over 1 and 2 Celery workers.
 
 Run: python benchmarks/bench_workers.py [--timers 2000] [--clients 1000000] [--rounds 1]
-     [--postgres URL] [--redis URL]
+     [--realign-rounds 2] [--postgres URL] [--redis URL] [--no-timers]
 
 For each worker count, a fresh schema gets ``--timers`` clients stored two
 days ago under a rule ``{after: 1 day, since: client.created_at}`` that
@@ -21,19 +21,29 @@ The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
 
-Then, with a Redis broker (--redis or CRMRULES_TEST_REDIS_URL), a fresh
-schema gets ``--clients`` clients stored before the territories existed
-(loaded in bulk, not measured), and ``engine.realign(fan_out=...)`` sends
-its chunks of 1,000 as Celery tasks to 1, then 2 Celery worker processes
-(``celery worker --concurrency 1`` each, started and answering a ping
-before the clock starts). Figures are clients per second from the first id
-read to the last chunk's report, and the ratio to one worker. ``--rounds``
-interleaves the worker counts and prints the median and the spread.
+Then, with a Redis broker (--redis or CRMRULES_TEST_REDIS_URL), a
+realignment over Celery: a fresh schema gets ``--clients`` clients
+(default 1,000,000) bulk-loaded by bench_base's loader (its eleven fields,
+ten territories; at low priority, not measured). Each run realigns them to
+bench_base's regulation with the ten territories redrawn (5% of the clients,
+those with over 380 employees, leave theirs), the next one back to the first
+regulation (they enter again), and so on: ``engine.realign(fan_out=...)`` in
+a process of its own sends its chunks of 1,000 as Celery tasks to 1 or 2
+Celery worker processes (``celery worker --concurrency 1`` each, started and
+answering a ping before the clock starts). ``--realign-rounds`` (default 2)
+rounds of one run per worker count, in the order 1, 2, then 2, 1, so each
+count realigns in both directions. Figures are clients per second from the
+first id read to the last chunk's report (median, spread), the ratio to one
+worker, and the peak RSS of the calling process and of the largest worker
+process. Each run's report must count every client and exactly the clients
+that move (counted in SQL): else the benchmark stops. ``--clients 0`` skips
+the realignment.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import statistics
@@ -46,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bench_base
 import sqlalchemy as sa
 
 from crmrules import Client, Engine
@@ -230,99 +241,189 @@ def measure_floor(url: str, regulation: str, timers: int) -> tuple[float, float,
         admin.dispose()
 
 
-# -- a realignment over Celery workers
+# -- a realignment over Celery workers (bench_base's clients, territories redrawn and back)
 
-TERRITORIES = """\
-version: 1
-calendar: {timezone: Europe/Moscow}
-fields:
-  event.territory: {type: string}
-territories:
-  - {id: msk, when: {field: client.region, eq: Москва}}
-  - {id: spb, when: {field: client.region, eq: Санкт-Петербург}}
-rules:
-  - id: entered
-    on: territory.entered
-    then: [{create_task: {kind: call, title: "Вход в {{ event.territory }}"}}]
-"""
-REGIONS = ["Москва", "Санкт-Петербург", "Казань", "Москва"]
-#: Clients loaded per statement batch (bench_select.load) and per call.
-LOAD_BATCH = 50_000
+#: One round realigns with each worker count; the order alternates (1, 2, then 2, 1).
+COUNTS = (1, 2)
 
 
-def celery_tasks(broker: str, url: str, schema: str, regulation: str, queue: str) -> Any:
-    """The bench's Celery app and its crmrules tasks (the workers build the same)."""
+def _load_base(url: str, schema: str, clients: int, folder: str) -> None:
+    """bench_base's clients, bulk-loaded and marked synced, at low priority (not measured)."""
+    os.nice(10)
+    migrate.upgrade(url, schema=schema)
+    bench_base.load(url, schema, clients)
+    bench_base.mark_synced(url, schema, Path(folder))
+
+
+def celery_tasks(settings: dict[str, Any]) -> Any:
+    """The Celery app of a run and its crmrules tasks (the workers build the same).
+
+    Every crmrules task goes to the run's own queue; the engine is
+    bench_base's, on its regulation redrawn or drawn back.
+    """
     from celery import Celery
 
     from crmrules.adapters.celery import QUEUES, register
 
-    app = Celery("crmrules_bench", broker=broker, backend=broker)
-    app.conf.update(worker_prefetch_multiplier=1, worker_hijack_root_logger=False)
+    app = Celery("crmrules_bench", broker=settings["broker"], backend=settings["broker"])
+    app.conf.update(
+        worker_prefetch_multiplier=1, worker_hijack_root_logger=False, result_expires=3600
+    )
 
     def make_engine() -> Engine:
-        return open_engine(url, schema, regulation)
+        folder = Path(settings["folder"])
+        return bench_base.open_engine(
+            settings["store"], settings["schema"], folder, redrawn=settings["redrawn"]
+        )
 
-    return register(app, make_engine, queues={task: queue for task in QUEUES})
+    return register(app, make_engine, queues=dict.fromkeys(QUEUES, settings["queue"]))
 
 
-def realign_rate(args: argparse.Namespace, regulation: str, workers: int) -> float:
-    """Clients per second realigned by ``workers`` Celery worker processes."""
-    from bench_select import load
-
-    schema = f"crmrules_bench_{uuid.uuid4().hex[:8]}"
-    queue = f"{schema}.chunks"
-    admin = sa.create_engine(args.postgres)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        migrate.upgrade(args.postgres, schema=schema)
-        for first in range(0, args.clients, LOAD_BATCH):
-            batch = range(first, min(first + LOAD_BATCH, args.clients))
-            load(
-                args.postgres,
-                schema,
-                [Client(id=f"r{n:07d}", region=REGIONS[n % 4]) for n in batch],
-            )
-        env = {
-            **os.environ,
-            "BENCH_BROKER": args.redis,
-            "BENCH_STORE": args.postgres,
-            "BENCH_SCHEMA": schema,
-            "BENCH_REGULATION": regulation,
-            "BENCH_QUEUE": queue,
+def _caller(settings: dict[str, Any], results: Any) -> None:
+    """The process that calls ``engine.realign(fan_out=...)``: its time, report and peak RSS."""
+    tasks = celery_tasks(settings)
+    folder = Path(settings["folder"])
+    engine = bench_base.open_engine(
+        settings["store"], settings["schema"], folder, redrawn=settings["redrawn"]
+    )
+    started = time.perf_counter()
+    report = engine.realign(fan_out=tasks)
+    seconds = time.perf_counter() - started
+    engine.store.close()
+    tasks.app.close()
+    results.put(
+        {
+            "seconds": seconds,
+            "clients": report.clients,
+            "changed": report.changed,
+            "failed": len(report.failed),
+            "rss_mb": bench_base.peak_rss_mb(),
         }
-        here = Path(__file__).parent
-        for n in range(workers):
+    )
+
+
+def _pool(pid: int) -> tuple[float, float]:
+    """A Celery worker's pool processes (its children): the largest peak RSS, their CPU seconds."""
+    peaks, cpu = [0.0], 0.0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        for child in (thread / "children").read_text().split():
+            for entry in Path(f"/proc/{child}/status").read_text().splitlines():
+                if entry.startswith("VmHWM:"):
+                    peaks.append(int(entry.split()[1]) / 1024)
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return max(peaks), cpu
+
+
+def realign_run(settings: dict[str, Any], workers: int, log: Path) -> dict[str, Any]:
+    """One realignment by ``workers`` Celery workers started (and answering) before the clock."""
+    env = {**os.environ, "BENCH_CELERY": json.dumps(settings)}
+    names = [f"{settings['queue']}-{n}" for n in range(workers)]
+    children: list[subprocess.Popen[bytes]] = []
+    output = open(log, "ab")  # noqa: SIM115 (kept open while the workers run)
+    try:
+        for name in names:
             command = [sys.executable, "-m", "celery", "-A", "bench_workers", "worker"]
-            command += ["--concurrency=1", f"--queues={queue}", f"--hostname={schema}-{n}@%h"]
-            command += ["--without-gossip", "--without-mingle", "--loglevel=WARNING"]
-            quiet = subprocess.DEVNULL
+            command += ["--concurrency=1", "--pool=prefork", f"--queues={settings['queue']}"]
+            command += [f"--hostname={name}@%h", "--without-gossip", "--without-mingle"]
+            command += ["--loglevel=WARNING"]
+            here = Path(__file__).parent
             children.append(
-                subprocess.Popen(command, cwd=here, env=env, stdout=quiet, stderr=quiet)
+                subprocess.Popen(command, cwd=here, env=env, stdout=output, stderr=output)
             )
-        tasks = celery_tasks(args.redis, args.postgres, schema, regulation, queue)
+        tasks = celery_tasks(settings)
         deadline = time.monotonic() + 120
-        while len(tasks.app.control.ping(timeout=1.0)) < workers:
+        while True:
+            answered = {name for reply in tasks.app.control.ping(timeout=1.0) for name in reply}
+            if sum(any(a.startswith(f"{n}@") for a in answered) for n in names) == workers:
+                break
             if time.monotonic() > deadline:
-                raise SystemExit("the Celery workers did not answer")
-        engine = open_engine(args.postgres, schema, regulation)
-        started = time.perf_counter()
-        report = engine.realign(fan_out=tasks)
-        elapsed = time.perf_counter() - started
-        engine.store.close()
+                raise SystemExit(f"the Celery workers did not answer (see {log})")
         tasks.app.close()
-        if report.clients != args.clients or report.changed != args.clients * 3 // 4:
-            raise SystemExit(f"realignment report: {report.summary()}")
-        return args.clients / elapsed
+        warm = sum(cpu for _, cpu in (_pool(child.pid) for child in children))
+        results = SPAWN.Queue()
+        caller = SPAWN.Process(target=_caller, args=(settings, results))
+        caller.start()
+        result: dict[str, Any] = results.get()
+        caller.join()
+        pools = [_pool(child.pid) for child in children]
+        result["worker_rss_mb"] = max(rss for rss, _ in pools)
+        result["worker_cpu"] = sum(cpu for _, cpu in pools) - warm
+        return result
     finally:
         for child in children:
             child.terminate()
         for child in children:
-            child.wait(60)
+            child.wait(120)
+        output.close()
+
+
+def realign_over_celery(args: argparse.Namespace) -> None:
+    """Realign ``--clients`` clients over 1 and 2 Celery workers, rounds interleaved; print it."""
+    schema = f"crmrules_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(args.postgres)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            for redrawn, file in ((False, "regulation.json"), (True, "redrawn.json")):
+                (folder / file).write_text(bench_base.regulation_text(redrawn), encoding="utf-8")
+            started = time.perf_counter()
+            loading = SPAWN.Process(
+                target=_load_base, args=(args.postgres, schema, args.clients, name)
+            )
+            loading.start()
+            loading.join()
+            if loading.exitcode != 0:
+                raise SystemExit("loading the clients failed")
+            loaded = time.perf_counter() - started
+            with admin.connect() as connection:
+                moving = connection.execute(
+                    sa.text(
+                        f'SELECT count(*) FROM "{schema}".crmrules_client_values '
+                        "WHERE key = 'employees' AND seq = 0 AND number > 380"
+                    )
+                ).scalar_one()
+            runs: dict[int, list[dict[str, Any]]] = {n: [] for n in COUNTS}
+            order: list[int] = []
+            for round_ in range(args.realign_rounds):
+                for workers in COUNTS if round_ % 2 == 0 else COUNTS[::-1]:
+                    settings = {
+                        "broker": args.redis,
+                        "store": args.postgres,
+                        "schema": schema,
+                        "folder": name,
+                        "redrawn": len(order) % 2 == 0,  # redrawn, then drawn back, ...
+                        "queue": f"{schema}-{len(order)}",
+                    }
+                    result = realign_run(settings, workers, folder / "workers.log")
+                    expected = (args.clients, moving, 0)
+                    if (result["clients"], result["changed"], result["failed"]) != expected:
+                        raise SystemExit(f"run {len(order)}: {result}, expected {expected}")
+                    runs[workers].append(result)
+                    order.append(workers)
+                    print(
+                        f"  run {len(order)}: {workers} Celery worker(s), "
+                        f"{result['seconds']:.1f} s, the workers' CPU {result['worker_cpu']:.1f} s,"
+                        f" load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
+    finally:
         with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+    print(
+        f"realignment of {args.clients} clients over Celery on Redis "
+        f"(bulk-loaded in {loaded:.0f} s, not measured): {moving} clients change territory "
+        f"each run, runs in the order {','.join(map(str, order))}"
+    )
+    rates = {n: [args.clients / r["seconds"] for r in runs[n]] for n in COUNTS}
+    table(rates, "Celery worker(s)", "clients/s")
+    for n in COUNTS:
+        caller = max(r["rss_mb"] for r in runs[n])
+        worker = max(r["worker_rss_mb"] for r in runs[n])
+        print(f"{n} Celery worker(s): peak RSS {caller:.0f} MB caller, {worker:.0f} MB a worker")
 
 
 def table(figures: dict[int, list[float]], who: str, unit: str) -> None:
@@ -343,6 +444,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
     parser.add_argument("--redis", default=os.environ.get("CRMRULES_TEST_REDIS_URL"))
     parser.add_argument("--no-timers", action="store_true", help="only the realignment")
+    parser.add_argument(
+        "--realign-rounds", type=int, default=2, help="realignment rounds (1,2 then 2,1 workers)"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     if not args.postgres:
@@ -354,18 +458,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         regulation = Path(folder) / "workers.yaml"
         regulation.write_text(REGULATION, encoding="utf-8")
-        territories = Path(folder) / "territories.yaml"
-        territories.write_text(TERRITORIES, encoding="utf-8")
         floors: list[tuple[float, float, float]] = []
         timers: dict[int, list[float]] = {n: [] for n in counts}
-        realigned: dict[int, list[float]] = {1: [], 2: []}
         for _ in range(args.rounds):
             if not args.no_timers:
                 floors.append(measure_floor(args.postgres, str(regulation), args.timers))
             for n in timers if not args.no_timers else ():
                 timers[n].append(measure(args.postgres, str(regulation), args.timers, n))
-            for n in realigned if args.redis else ():
-                realigned[n].append(realign_rate(args, str(territories), n))
     if not args.no_timers:
         print(f"{args.timers} due timers per run (task + mailing each), batch {BATCH}, PostgreSQL")
         one, floor, per_batch = (statistics.median(f[i] for f in floors) for i in range(3))
@@ -379,19 +478,18 @@ def main() -> int:
     if not args.redis:
         print("no --redis URL (or CRMRULES_TEST_REDIS_URL): realignment over Celery skipped")
         return 0
-    print(f"realignment of {args.clients} clients (3 in 4 enter a territory), Celery on Redis")
-    table(realigned, "Celery worker(s)", "clients/s")
+    if args.clients:
+        realign_over_celery(args)
     return 0
 
 
-if "BENCH_BROKER" in os.environ:  # imported by a Celery worker the benchmark started
-    app = celery_tasks(
-        os.environ["BENCH_BROKER"],
-        os.environ["BENCH_STORE"],
-        os.environ["BENCH_SCHEMA"],
-        os.environ["BENCH_REGULATION"],
-        os.environ["BENCH_QUEUE"],
-    ).app
+if "BENCH_CELERY" in os.environ:  # imported by a Celery worker the benchmark started
+    from celery.signals import worker_process_init
+
+    _tasks = celery_tasks(json.loads(os.environ["BENCH_CELERY"]))
+    app = _tasks.app
+    # Each pool process builds its engine as it starts, not on the clock's first chunk.
+    worker_process_init.connect(lambda **_: _tasks.engine(), weak=False)
 
 
 if __name__ == "__main__":

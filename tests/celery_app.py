@@ -13,8 +13,11 @@ from datetime import timedelta
 from celery import Celery
 
 from crmrules.adapters.celery import QUEUES, CeleryTasks, register
+from crmrules.adapters.notifiers import SmtpNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.delivery import Notifier
 from crmrules.engine import Engine
+from crmrules.occurrences import CHUNK_SIZE
 
 #: Short, so the timers a killed worker held are taken over within the test.
 LEASE = timedelta(seconds=2)
@@ -26,8 +29,17 @@ def queues(prefix: str) -> dict[str, str]:
 
 
 def make_app(
-    broker: str, backend: str, store: str, schema: str, regulation: str, prefix: str
+    broker: str,
+    backend: str,
+    store: str,
+    schema: str,
+    regulation: str,
+    prefix: str,
+    *,
+    smtp_port: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> tuple[Celery, CeleryTasks]:
+    """The app; ``smtp_port``: deliver e-mail to the test's SMTP server on that port."""
     app = Celery("crmrules_test", broker=broker, backend=backend)
     app.conf.update(
         worker_prefetch_multiplier=1,  # a killed process holds one task, not a batch
@@ -41,7 +53,20 @@ def make_app(
             regulation, store=SQLAlchemyStore(store, schema=schema), entry_points=False
         )
 
-    return app, register(app, make_engine, lease=LEASE, queues=queues(prefix))
+    def notifiers() -> dict[str, Notifier]:
+        if smtp_port is None:
+            return {}
+        return {"email": SmtpNotifier("127.0.0.1", smtp_port, sender="crm@example.ru")}
+
+    tasks = register(
+        app,
+        make_engine,
+        notifiers=notifiers,
+        lease=LEASE,
+        queues=queues(prefix),
+        chunk_size=chunk_size,
+    )
+    return app, tasks
 
 
 if "CELERY_TEST_BROKER" in os.environ:
@@ -52,4 +77,8 @@ if "CELERY_TEST_BROKER" in os.environ:
         os.environ["CELERY_TEST_SCHEMA"],
         os.environ["CELERY_TEST_REGULATION"],
         os.environ["CELERY_TEST_PREFIX"],
+        smtp_port=int(os.environ["CELERY_TEST_SMTP_PORT"])
+        if "CELERY_TEST_SMTP_PORT" in os.environ
+        else None,
+        chunk_size=int(os.environ.get("CELERY_TEST_CHUNK_SIZE", CHUNK_SIZE)),
     )

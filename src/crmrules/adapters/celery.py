@@ -19,8 +19,8 @@ to another worker), finds its work done or does it then:
 * ``crmrules.fire_chunk``: one chunk of a schedule occurrence
   (crmrules.occurrences): a chunk marked done is never run again.
 * ``crmrules.spread_schedules``: opens the due schedule occurrences and sends
-  their chunks as ``fire_chunk`` tasks (a ``run_due`` that meets the same
-  occurrence shares its chunks, each still run once).
+  their chunks not done yet as ``fire_chunk`` tasks (a ``run_due`` that
+  meets the same occurrence shares its chunks, each still run once).
 
 Each task goes to its queue in :data:`QUEUES` (events, timers, delivery,
 chunks), so a host can give timers and delivery workers of their own.
@@ -86,6 +86,8 @@ class CeleryTasks:
     sends through (e.g. an SmtpNotifier named ``email``). ``lease`` is how
     long a claim on timers and messages lasts without its worker's heartbeat
     (crmrules.leases): a worker killed mid-task is noticed that soon.
+    ``chunk_size`` is how many clients a ``fire_chunk`` task takes when this
+    app opens a schedule occurrence (whoever opens it first fixes its chunks).
     """
 
     def __init__(
@@ -96,10 +98,14 @@ class CeleryTasks:
         notifiers: Callable[[], Mapping[str, Notifier]] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         queues: Mapping[str, str] = QUEUES,
+        chunk_size: int = occurrences.CHUNK_SIZE,
     ) -> None:
         check_lease(lease)
+        if chunk_size < 1:
+            raise ValueError(f"a chunk holds at least one client, not {chunk_size}")
         self.app = app
         self.lease = lease
+        self.chunk_size = chunk_size
         self.queues = {**QUEUES, **queues}
         self._make_engine = make_engine
         self._make_notifiers = notifiers
@@ -187,10 +193,19 @@ class CeleryTasks:
             ]
         sent = 0
         for key in due:
-            for chunk in occurrences.plan_chunks(engine, key):
+            for chunk in self._undone(key):
                 self.fire_chunk.delay(chunk.to_dict())
                 sent += 1
         return sent
+
+    def _undone(self, timer_key: str) -> list[occurrences.Chunk]:
+        """The occurrence's chunks not marked done yet (opening it if no one has)."""
+        engine = self.engine()
+        chunks = occurrences.plan_chunks(engine, timer_key, self.chunk_size)
+        with engine.store.transaction() as tx:
+            timer = tx.get_timer(timer_key)
+        done = timer.data.get("done", {}) if timer is not None else {}
+        return [chunk for chunk in chunks if str(chunk.seq) not in done]
 
     # -- in the caller
 
@@ -216,7 +231,7 @@ class CeleryTasks:
         Opens the occurrence here (crmrules.occurrences.plan_chunks), sends
         each chunk, and gathers the chunk reports (needs a result backend).
         """
-        chunks = occurrences.plan_chunks(self.engine(), timer_key)
+        chunks = occurrences.plan_chunks(self.engine(), timer_key, self.chunk_size)
         sent = [self.fire_chunk.delay(chunk.to_dict()) for chunk in chunks]
         return [dict(result.get(timeout=CHUNK_TIMEOUT)) for result in sent]
 
@@ -258,9 +273,12 @@ def register(
     notifiers: Callable[[], Mapping[str, Notifier]] | None = None,
     lease: timedelta = DEFAULT_LEASE,
     queues: Mapping[str, str] = QUEUES,
+    chunk_size: int = occurrences.CHUNK_SIZE,
 ) -> CeleryTasks:
     """Add the crmrules tasks to ``app``; see :class:`CeleryTasks`."""
-    return CeleryTasks(app, make_engine, notifiers=notifiers, lease=lease, queues=queues)
+    return CeleryTasks(
+        app, make_engine, notifiers=notifiers, lease=lease, queues=queues, chunk_size=chunk_size
+    )
 
 
 __all__ = ["CHUNK_TIMEOUT", "MAX_RETRIES", "QUEUES", "RETRY_FOR", "CeleryTasks", "register"]
