@@ -346,21 +346,31 @@ class _LedgerTransaction:
         notes = ledger.notes
         self._notes = notes
         self._spill = notes if isinstance(notes, _Spill) else None
+        #: dry, the last timer read from the database (a dry sync does not change it): the
+        #: note before a write is that read again, as a re-check reads then writes its timer
+        self._read: tuple[str, Timer | None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
+    def _stored(self, key: str) -> Timer | None:
+        if self._spill is None:
+            return self._tx.get_timer(key)
+        if self._read is None or self._read[0] != key:
+            self._read = (key, self._tx.get_timer(key))
+        return self._read[1]
+
     def _note(self, key: str) -> None:
         """The timer as the database has it, before this sync's first write to it."""
         if not self._notes.noted(key):
-            self._notes.note(key, self._tx.get_timer(key))
+            self._notes.note(key, self._stored(key))
 
     def get_timer(self, key: str) -> Timer | None:
         if self._spill is not None:
             written = self._spill.written(key)
             if written is not None:
                 return written
-        return self._tx.get_timer(key)
+        return self._stored(key)
 
     def lock_timer(self, key: str) -> Timer | None:
         return self.get_timer(key) if self._spill is not None else self._tx.lock_timer(key)
