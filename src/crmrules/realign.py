@@ -14,6 +14,21 @@ client already realigned computes no change the next time, so a rerun
 simply continues where the killed one stopped. A dry run computes the same
 changes in read-only transactions and writes nothing.
 
+On the SQL store a chunk is screened as a set first (``_screen``): one query
+gives each client's stored record and, per territory and segment, whether
+its condition holds (the conditions compiled to SQL, crmrules.rules.sql);
+one more gives the stored memberships. The same pure functions as a
+client's own recompute (crmrules.rules.territories, .segments) then work
+out the memberships from those answers, without loading or validating the
+client. Only the clients whose memberships would change (a few in a
+reorganisation) go through the per-client path that stores them and raises
+their events. The SQL reads the stored territories and segments where a
+condition names them, as the per-client path does (it evaluates the
+client's stored record), so the two agree; tests/test_realign_sets.py
+checks that they do on random regulations, clients and overrides. A
+condition SQL cannot decide alone (``matches``, plugin operators, fields
+of managers) is decided in Python on the clients its SQL could not rule out.
+
 The chunks are independent, so they may run anywhere: ``realign(fan_out=...)``
 hands them to a ``FanOut`` (crmrules.adapters.celery sends each as a task to
 the workers) and adds up the reports it gathers. A chunk's event id is
@@ -29,10 +44,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import sqlalchemy as sa
+
+from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.errors import CrmRulesError
-from crmrules.model import Client
+from crmrules.model import Client, TerritoryMembership
 from crmrules.rules import segments as segmenting
-from crmrules.rules.conditions import ALWAYS, Facts
+from crmrules.rules.conditions import ALWAYS, Condition, Facts
+from crmrules.rules.sql import compile_filter
 from crmrules.rules.territories import recompute
 from crmrules.selection import CHUNK, Selection, id_chunks
 from crmrules.store import Transaction
@@ -173,6 +192,93 @@ def _compute(engine: Engine, tx: Transaction, client: Client, now: datetime) -> 
     return _Computed(change.territories, members, unchanged)
 
 
+def _screen(engine: Engine, tx: Transaction, ids: list[str], now: datetime) -> list[str]:
+    """The clients of ``ids`` whose memberships may change: all of them but on the SQL store.
+
+    There, the clients whose memberships the regulation leaves as they are
+    stored are found by SQL for the whole chunk (see the module docstring)
+    and left out; the others (and any client whose screening fails) are
+    returned, in order, for the per-client path to decide and store.
+    """
+    if not isinstance(tx, SQLAlchemyTransaction) or not tx.indexes_clients:
+        return ids
+    regulation = engine.regulation
+    conditions: list[tuple[str, str, Condition]] = [
+        *(("territory", t.id, t.condition) for t in regulation.territories.values()),
+        *(("segment", s.id, s.condition) for s in regulation.segments.values()),
+    ]
+    t = tx.tables
+    dialect = tx.connection.dialect.name
+    filters = [
+        compile_filter(
+            condition.tree,
+            values=t.client_values,
+            client_id=t.clients.c.id,
+            calendar=regulation.calendar,
+            now=now,
+            dialect=dialect,
+        )
+        for _, _, condition in conditions
+    ]
+    # may: the condition may hold (if inexact, Python decides); exact: it does.
+    columns = [sa.case((f.where, 1), else_=0) for f in filters]
+    query = sa.select(t.clients.c.id, t.clients.c.data, *columns).where(t.clients.c.id.in_(ids))
+    rows = {row[0]: row for row in tx.connection.execute(query)}
+    query = sa.select(t.memberships.c.client_id, t.memberships.c.data)
+    found = tx.connection.execute(query.where(t.memberships.c.client_id.in_(ids)))
+    stored: dict[str, list[dict[str, Any]]] = {row[0]: row[1] for row in found}
+    inexact = [i for i, f in enumerate(filters) if not f.exact]
+    typed: dict[str, Client] = {}
+    if inexact:
+        maybe = [cid for cid, row in rows.items() if any(row[2 + i] for i in inexact)]
+        typed = {c.id: engine.typed_client(c) for c in tx.load_clients(maybe)}
+    changing: list[str] = []
+    for client_id in ids:
+        row = rows.get(client_id)
+        if row is None:
+            continue  # gone since the ids were listed
+        try:
+            entries = stored.get(client_id) or []
+            memberships = [TerritoryMembership.model_validate(m) for m in entries]
+            known: dict[str, dict[str, bool]] = {"territory": {}, "segment": {}}
+            client = typed.get(client_id)
+            for i, ((kind, name, condition), f) in enumerate(zip(conditions, filters, strict=True)):
+                holds = bool(row[2 + i])
+                if holds and not f.exact:
+                    assert client is not None
+                    holds = condition(Facts({"client": client.record()}, now))
+                known[kind][name] = holds
+            if not _unchanged(engine, row[1], memberships, known, now):
+                changing.append(client_id)
+        except CrmRulesError:
+            changing.append(client_id)  # the per-client path records why
+    return changing
+
+
+def _unchanged(
+    engine: Engine,
+    data: dict[str, Any],
+    stored: list[TerritoryMembership],
+    known: dict[str, dict[str, bool]],
+    now: datetime,
+) -> bool:
+    """``_compute(...).unchanged`` for a client whose conditions are ``known``, from its record."""
+    regulation = engine.regulation
+    client_id = str(data["id"])
+    nobody = Facts({}, now)  # every condition is known: nothing is read from the facts
+    territorial, segmental = segmenting.split(stored)
+    placeholder = Client(id=client_id, territories=frozenset(data.get("territories") or ()))
+    change = recompute(regulation, placeholder, nobody, territorial, now, known["territory"])
+    entries = segmenting.recompute(
+        regulation.segments, placeholder, nobody, segmental, now, known["segment"]
+    )
+    return (
+        change.territories == placeholder.territories
+        and segmenting.members(entries) == frozenset(data.get("segments") or ())
+        and [*change.memberships, *entries] == stored
+    )
+
+
 class FanOut(Protocol):
     """Runs realignment chunks elsewhere (on other workers) and gives back their reports."""
 
@@ -235,7 +341,7 @@ def realign_chunk(
     if dry_run:
         with engine.store.transaction() as tx:
             now = engine.clock.now()
-            for client_id in ids:
+            for client_id in _screen(engine, tx, ids, now):
                 _dry(engine, tx, client_id, now, report, observe)
     else:
         _apply(engine, ids, f"realign:{run_id}:{ids[0]}", report)
@@ -274,7 +380,7 @@ def _apply(engine: Engine, ids: list[str], event_id: str, report: RealignReport)
     def change(run: Run) -> None:
         changes.clear()
         failed.clear()
-        for client_id in ids:
+        for client_id in _screen(engine, run.tx, ids, run.now):
             run.tx.lock_subject(client_id, None)
             client = run.tx.get_client(client_id)
             if client is None:

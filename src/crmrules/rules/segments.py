@@ -69,11 +69,14 @@ def recompute(
     facts: Facts,
     current: Sequence[TerritoryMembership],
     now: datetime,
+    known: Mapping[str, bool] | None = None,
 ) -> list[TerritoryMembership]:
     """The client's segment entries after a change: overrides kept, rule entries recomputed.
 
     Overrides naming segments no longer in the regulation are kept, as for territories.
+    ``known`` gives the conditions already decided elsewhere (by SQL), by segment id.
     """
+    decided = known or {}
     manual: dict[str, TerritoryMembership] = {}
     since: dict[str, datetime] = {}
     for m in current:
@@ -88,7 +91,7 @@ def recompute(
         name = key(segment.id)
         if name in manual:
             result.append(manual.pop(name))
-        elif segment.condition(facts):
+        elif decided[segment.id] if segment.id in decided else segment.condition(facts):
             result.append(
                 TerritoryMembership(
                     client=client.id,

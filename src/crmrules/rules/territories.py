@@ -46,15 +46,20 @@ class MembershipChange:
 
 
 def compute_territories(
-    regulation: Regulation, facts: Facts, overrides: Mapping[str, MembershipSource]
+    regulation: Regulation,
+    facts: Facts,
+    overrides: Mapping[str, MembershipSource],
+    known: Mapping[str, bool] | None = None,
 ) -> frozenset[str]:
     """The territories of the regulation the client belongs to.
 
     ``overrides`` maps a territory id to MANUAL_ADD or MANUAL_REMOVE (RULE
     values are ignored). Each territory's condition is evaluated at most
-    once, and only when its parent takes the client.
+    once, and only when its parent takes the client. ``known`` gives the
+    conditions already decided elsewhere (by SQL, for a chunk of clients at
+    once: crmrules.realign), by territory id; those are not evaluated.
     """
-    return frozenset(_Membership(regulation, facts, overrides).members())
+    return frozenset(_Membership(regulation, facts, overrides, known).members())
 
 
 def recompute(
@@ -63,14 +68,16 @@ def recompute(
     facts: Facts,
     current: Sequence[TerritoryMembership],
     now: datetime,
+    known: Mapping[str, bool] | None = None,
 ) -> MembershipChange:
     """The client's memberships after a change, relative to ``client.territories``.
 
     Memberships that continue keep their ``since``; new ones start at ``now``.
+    ``known``: as for ``compute_territories``.
     """
     overrides = _overrides(current)
     territories = compute_territories(
-        regulation, facts, {t: m.source for t, m in overrides.items()}
+        regulation, facts, {t: m.source for t, m in overrides.items()}, known
     )
     previous_since = {m.territory: m.since for m in current if m.source is MembershipSource.RULE}
     memberships: list[TerritoryMembership] = []
@@ -165,10 +172,15 @@ class _Membership:
     """
 
     def __init__(
-        self, regulation: Regulation, facts: Facts, overrides: Mapping[str, MembershipSource]
+        self,
+        regulation: Regulation,
+        facts: Facts,
+        overrides: Mapping[str, MembershipSource],
+        known: Mapping[str, bool] | None = None,
     ) -> None:
         self.territories = regulation.territories
         self.facts = facts
+        self.known = known or {}
         self.overrides = {t: s for t, s in overrides.items() if s in _MANUAL}
         self.order = {t: i for i, t in enumerate(self.territories)}
         self.siblings: dict[str | None, list[Territory]] = {}
@@ -203,8 +215,12 @@ class _Membership:
         if territory.id not in self.matched:
             parent = territory.parent
             parent_ok = parent is None or (parent in self.territories and self.is_member(parent))
-            self.matched[territory.id] = parent_ok and territory.condition(self.facts)
+            self.matched[territory.id] = parent_ok and self._holds(territory)
         return self.matched[territory.id]
+
+    def _holds(self, territory: Territory) -> bool:
+        known = self.known.get(territory.id)
+        return territory.condition(self.facts) if known is None else known
 
     def _exclusive_winner(self, territory: Territory) -> str | None:
         """Which of the exclusive siblings of ``territory`` keeps the client by rule.
