@@ -7,6 +7,20 @@ logs after a reload. Dry, the writes stay in memory (reads see them, so the
 sync makes the same decisions), the database is only read, and the note is
 what the impact report shows: the same code decides both, so the report's
 counts are what applying the regulation would do.
+
+Memory does not grow with the base. Live, a transaction's notes are folded
+into the counts when it commits (the sync re-checks pending timers and
+walks clients a chunk per transaction, crmrules.sync). Dry, nothing is
+committed, and what the sync would have written must stay readable to the
+end: the first pass re-plans or cancels the pending timers in key order,
+the walk then reads each client's timers again in client order, so a
+change that re-plans a timer per client has a record per client alive
+between the two passes, however the notes are forgotten. So a dry sync's
+notes go to a temporary SQLite file (``_Spill``: indexed by key, client,
+deal and rule for the sync's reads, a bounded page cache in memory,
+deleted at the end), not to memory, and the counts are folded from it.
+Counts go by timer key, so a timer written twice counts once, and only a
+bounded number of examples is kept (``EXAMPLES`` per kind of change).
 """
 
 from __future__ import annotations
