@@ -10,8 +10,9 @@ whatever the size of the base.
 
 When the fingerprint differs (a time rule added or changed, a contact plan
 added, a calendar moved), the pending timers are checked one by one
-(cancelled, re-planned) and the clients are walked a chunk per transaction
-to plan what the new regulation wants for records already stored. Records
+(cancelled, re-planned) and the clients are walked, both a chunk per
+transaction, to plan what the new regulation wants for records already
+stored. Records
 written to the store behind the engine's back (an import straight into the
 tables) get their timers with ``sync_timers(full=True)``.
 """
@@ -20,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from crmrules import failures, occurrences, timers
+import sqlalchemy as sa
+
+from crmrules import failures, occurrences, selection, timers
+from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.model import Client
 from crmrules.rules.conditions import ALWAYS, Leaf, Node
 from crmrules.rules.regulation import Regulation
@@ -33,13 +38,14 @@ from crmrules.store import Store, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
-    from crmrules.store import Timer
 
 log = logging.getLogger("crmrules.timers")
 
 #: Rotation counters that record the last sync: a generation, and the fingerprint's own key.
 GENERATION = "crmrules.sync:generation"
 SYNCED = "crmrules.sync:"
+#: Pending timers re-checked, and clients walked, per transaction when the timing changed.
+CHUNK = selection.CHUNK
 
 
 def fingerprint(regulation: Regulation) -> str:
@@ -98,21 +104,56 @@ def sync_timers(
     digest = fingerprint(engine.regulation)
     with store.transaction() as tx:
         walk = full or not _in_step(tx, digest)
-        if walk:
-            for timer in tx.find_timers(status=TimerStatus.PENDING):
-                _resync(engine, tx, timer, now)
-        _plan_schedules(engine, tx, now)
+        if not walk:
+            _plan_schedules(engine, tx, now)
     if not walk:
         return
+    for keys in pending_keys(engine.store, CHUNK):  # keys only: read past any wrapper
+        with store.transaction() as tx:
+            for key in keys:
+                _resync(engine, tx, key, now)
+    with store.transaction() as tx:
+        _plan_schedules(engine, tx, now)
     needs = _Needs.of(engine.regulation)
     if needs.clients is not None:
         chosen = Selection(needs.clients, engine.regulation.calendar, now)
-        for ids in id_chunks(engine.store, chosen):  # ids only: read past any wrapper
+        for ids in id_chunks(engine.store, chosen, chunk=CHUNK):  # ids only: past any wrapper
             with store.transaction() as tx:
                 for client_id in ids:
                     _plan_client(engine, tx, client_id, now, needs)
     with store.transaction() as tx:
         _mark(tx, digest)
+
+
+def pending_keys(store: Store, chunk: int) -> Iterator[list[str]]:
+    """The pending timers' keys in key order, up to ``chunk`` per short transaction (none empty).
+
+    So a change that re-plans a timer of each of a million clients never holds
+    them all: each chunk is re-checked in a transaction of its own. On the SQL
+    store each chunk is one query that walks the primary key on from the last
+    key read; the status is tested on the rows it reads, not in the query,
+    else SQLite takes the status index and sorts every pending timer for each
+    chunk. Other stores list the keys once.
+    """
+    after: str | None = None
+    while True:
+        with store.transaction() as tx:
+            if not isinstance(tx, SQLAlchemyTransaction):
+                keys = sorted(t.key for t in tx.find_timers(status=TimerStatus.PENDING))
+                for start in range(0, len(keys), chunk):
+                    yield keys[start : start + chunk]
+                return
+            t = tx.tables.timers
+            query = sa.select(t.c.key, t.c.status).order_by(t.c.key).limit(chunk)
+            if after is not None:
+                query = query.where(t.c.key > after)
+            rows = tx.connection.execute(query).all()
+        keys = [key for key, status in rows if status == TimerStatus.PENDING.value]
+        if keys:
+            yield keys
+        if len(rows) < chunk:
+            return
+        after = rows[-1][0]
 
 
 @dataclass(frozen=True)
@@ -197,9 +238,9 @@ def _readable_client(tx: Transaction, client_id: str) -> Client | None:
         return None
 
 
-def _resync(engine: Engine, tx: Transaction, timer: Timer, now: datetime) -> None:
+def _resync(engine: Engine, tx: Transaction, key: str, now: datetime) -> None:
     # A worker may have fired it since the list was read: lock it and look again.
-    current = tx.lock_timer(timer.key)
+    current = tx.lock_timer(key)
     if current is None or current.status is not TimerStatus.PENDING:
         return
     timer = current

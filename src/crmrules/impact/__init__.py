@@ -20,9 +20,12 @@ and writes nothing:
   the report says who would be reassigned and by which rule, not to whom);
 - the lint findings of NEW.
 
-Memory stays bounded by the chunked reads of realignment and selection; only
-the timer sync reads the clients in one transaction, as ``sync_timers``
-always does, and keeps the timers it would write.
+Memory does not grow with the base: realignment, selection and the timer
+sync read it a chunk per transaction, the dry sync keeps the timers it
+would write in a temporary file (crmrules.impact.ledger), and every part
+of the report keeps counts and a bounded number of example clients (the
+realignment's ``failed`` keeps each client that could not be read, with
+its reason).
 """
 
 from __future__ import annotations
