@@ -32,12 +32,12 @@ from typing import Any, Protocol, TypeVar, get_args
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values, statements
+from crmrules.adapters import client_values, prefetch, statements
 from crmrules.adapters.host import HostRecords
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
@@ -872,12 +872,16 @@ class TasksExisted(CrmRulesError):
     """Deferred tasks met tasks already stored: the batch must be done again, not deferred."""
 
 
+_insert_new = statements.insert_new
+
+
 @functools.cache
-def _insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
-    """INSERT that does nothing on a conflicting key; built once, so its SQL is cached."""
-    dialect = postgresql if postgres else sqlite
-    insert: sa.Insert = dialect.insert(table).on_conflict_do_nothing()
-    return insert.execution_options(preserve_rowcount=True)
+def _revivable(t: sa.Table) -> sa.ColumnElement[bool]:
+    """A timer cancelled before it fell due: planning its key again revives it."""
+    return sa.and_(
+        t.c.status == TimerStatus.CANCELLED.value,
+        t.c.data["fired_at"].as_string().is_(None),
+    )
 
 
 def _where_given(
@@ -918,6 +922,8 @@ class SQLAlchemyTransaction:
         self._audit: list[dict[str, Any]] = []
         # Tasks waiting for one multi-row INSERT (see ``deferred_tasks``); None: write at once.
         self._tasks: list[dict[str, Any]] | None = None
+        # The subject ``lock_subject`` was given: ``event_result`` reads it with the result.
+        self._subject: tuple[str | None, str | None] | None = None
 
     # -- what crmrules.selection queries
 
@@ -1017,6 +1023,14 @@ class SQLAlchemyTransaction:
         if len(key) == 1 and "data" in values:
             self._seen[table.name, next(iter(key.values()))] = values["data"]
 
+    def _add_new(self, table: sa.Table, column: str, key: str, values: dict[str, Any]) -> bool:
+        """Insert the row unless one with its key (or another unique value) is there."""
+        inserted = self._c.execute(_insert_new(table, self._postgres), {column: key, **values})
+        added = inserted.rowcount == 1
+        if added:
+            self._seen[table.name, key] = values["data"]
+        return added
+
     def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
         if (table.name, key) in self._seen:
             data = self._seen[table.name, key]
@@ -1041,15 +1055,19 @@ class SQLAlchemyTransaction:
         """Order ids by code point, as Python sorts strings, whatever the database collation."""
         return column.collate("C") if self._postgres else column
 
-    def _exists(self, table: sa.Table, column: str, value: str) -> bool:
-        query = statements.exists_by_key(table, column)
-        return self._c.execute(query, {statements.key_param(column): value}).first() is not None
-
     # -- records
 
     def lock_subject(self, client_id: str | None, deal_id: str | None) -> None:
-        """Row locks on the deal, then on its client and ``client_id``, sorted (no deadlocks)."""
+        """Row locks on the deal, then on its client and ``client_id``, sorted (no deadlocks).
+
+        The next ``event_result`` reads the subject with the result (crmrules.adapters.prefetch).
+        """
+        own = self._records is None
+        self._subject = (client_id, deal_id) if own and (client_id or deal_id) else None
         if not self._row_locks:
+            return
+        if own:
+            prefetch.lock_subject(self._c, self._t, client_id, deal_id)
             return
         t = self._t
         clients = {client_id} if client_id is not None else set()
@@ -1324,23 +1342,26 @@ class SQLAlchemyTransaction:
         return self._list(Task, query.order_by(*order))
 
     def add_mailing(self, mailing: Mailing) -> bool:
-        key = mailing.idempotency_key
-        if key is not None and self._exists(self._t.mailings, "idempotency_key", key):
-            return False
-        self.put_mailing(mailing)
-        return True
+        """One INSERT that does nothing when the idempotency key (or the id) is there."""
+        if mailing.idempotency_key is None:
+            self.put_mailing(mailing)
+            return True
+        return self._add_new(self._t.mailings, "id", mailing.id, self._mailing_values(mailing))
 
     def get_mailing(self, mailing_id: str) -> Mailing | None:
         return self._get(Mailing, self._t.mailings, mailing_id)
 
-    def put_mailing(self, mailing: Mailing) -> None:
-        values = {
+    @staticmethod
+    def _mailing_values(mailing: Mailing) -> dict[str, Any]:
+        return {
             "idempotency_key": mailing.idempotency_key,
             "client_id": mailing.client,
             "created_at": mailing.created_at,
             "data": _dump(mailing),
         }
-        self._put(self._t.mailings, {"id": mailing.id}, values)
+
+    def put_mailing(self, mailing: Mailing) -> None:
+        self._put(self._t.mailings, {"id": mailing.id}, self._mailing_values(mailing))
 
     def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
         t = self._t.mailings
@@ -1353,10 +1374,8 @@ class SQLAlchemyTransaction:
     # -- outbox
 
     def enqueue(self, message: OutboxMessage) -> bool:
-        if self._exists(self._t.outbox, "key", message.key):
-            return False
-        self.put_message(message)
-        return True
+        """One INSERT that does nothing when a message with the key is there."""
+        return self._add_new(self._t.outbox, "key", message.key, self._message_values(message))
 
     def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]:
         if limit <= 0:
@@ -1411,15 +1430,18 @@ class SQLAlchemyTransaction:
             renewed += len(update)
         return renewed
 
-    def put_message(self, message: OutboxMessage) -> None:
-        values = {
+    @staticmethod
+    def _message_values(message: OutboxMessage) -> dict[str, Any]:
+        return {
             "status": message.status.value,
             "next_attempt_at": message.next_attempt_at,
             "lease_owner": message.lease_owner,
             "lease_until": message.lease_until,
             "data": _dump(message),
         }
-        self._put(self._t.outbox, {"key": message.key}, values)
+
+    def put_message(self, message: OutboxMessage) -> None:
+        self._put(self._t.outbox, {"key": message.key}, self._message_values(message))
 
     def get_message(self, key: str) -> OutboxMessage | None:
         return self._get(OutboxMessage, self._t.outbox, key)
@@ -1427,10 +1449,27 @@ class SQLAlchemyTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        query = statements.select_by_key(self._t.event_results, "result", ("event_id",))
-        found = self._c.execute(query, {statements.key_param("event_id"): event_id})
-        result = found.scalar_one_or_none()
+        subject, self._subject = self._subject, None
+        if subject is not None:
+            result = self._read_subject(event_id, *subject)
+        else:
+            query = statements.select_by_key(self._t.event_results, "result", ("event_id",))
+            found = self._c.execute(query, {statements.key_param("event_id"): event_id})
+            result = found.scalar_one_or_none()
         return None if result is None else dict(decode(result))
+
+    def _read_subject(
+        self, event_id: str, client_id: str | None, deal_id: str | None
+    ) -> dict[str, Any] | None:
+        """The event's result; its deal, client and manager kept for the reads that follow."""
+        row = prefetch.read_subject(self._c, self._t, event_id, client_id, deal_id)
+        found = [(self._t.deals, deal_id, row.deal), (self._t.clients, row.client_id, row.client)]
+        if row.responsible is not None:
+            found.append((self._t.managers, row.responsible, row.manager))
+        for table, key, data in found:
+            if key is not None:
+                self._seen.setdefault((table.name, key), data)  # a write of this transaction wins
+        return row.result
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
         # A plain INSERT: two processes handling the same event race on this key,
@@ -1505,20 +1544,9 @@ class SQLAlchemyTransaction:
         """
         t = self._t.timers
         values = self._timer_values(timer)
-        dialect = postgresql if self._postgres else sqlite
-        revivable = sa.and_(
-            t.c.status == TimerStatus.CANCELLED.value,
-            t.c.data["fired_at"].as_string().is_(None),
-        )
         # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
-        # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
-        upsert = (
-            dialect.insert(t)
-            .values(key=timer.key, **values)
-            .on_conflict_do_update(index_elements=["key"], set_=values, where=revivable)
-            .execution_options(preserve_rowcount=True)
-        )
-        planned = self._c.execute(upsert).rowcount == 1
+        upsert = statements.revive(t, self._postgres, _revivable(t))
+        planned = self._c.execute(upsert, {"key": timer.key, **values}).rowcount == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:
