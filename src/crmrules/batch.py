@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
+from crmrules import failures
 from crmrules.clock import Clock
 from crmrules.errors import RecordError, RefusedError
 from crmrules.host_input import check_references
@@ -91,8 +92,16 @@ def _apply_one(
             check_references(run.tx, f"event {typed.id}", typed.client, typed.deal)
             run.cascade(typed)
 
+        subject = (typed.client, typed.deal)
+        try:  # the rules without savepoints of their own first, as run.transact does
+            with tx.savepoint():
+                return apply(setting, tx, clock.now(), typed.id, subject, body, optimistic=True)
+        except failures.INFRASTRUCTURE:
+            raise
+        except Exception:
+            pass  # undone: again, each rule in a savepoint of its own
         with tx.savepoint():
-            return apply(setting, tx, clock.now(), typed.id, (typed.client, typed.deal), body)
+            return apply(setting, tx, clock.now(), typed.id, subject, body)
 
     plugins: PluginManager = setting.plugins
     try:

@@ -177,7 +177,7 @@ def _fire_together(
             for timer in claimed:
                 if results and time.monotonic() > budget:
                     break
-                # no savepoint of its own: whatever stops one timer undoes the whole batch
+                # no savepoints, not even per rule: whatever stops one timer undoes the batch
                 result = apply(
                     engine.setting,
                     tx,
@@ -185,6 +185,7 @@ def _fire_together(
                     f"timer:{timer.key}",
                     (timer.client, timer.deal),
                     _firing(engine, timer, now, worker),
+                    optimistic=True,
                 )
                 if result.duplicate:
                     raise _Alone()  # its status needs settling: the one-at-a-time path

@@ -378,8 +378,27 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: The types JSON holds as they are (exactly these: a subclass takes the long way).
+_PLAIN = frozenset({type(None), bool, int, str})
+
+
 def encode(value: Any) -> Any:
     """``value`` as JSON data that ``decode`` turns back into an equal value of the same type."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    # The common shapes first (an event's result, an audit line): no isinstance chain.
+    if kind is dict and all(type(k) is str for k in value):
+        encoded = {k: v if type(v) in _PLAIN else encode(v) for k, v in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
+            return {"$dict": encoded}
+        return encoded
+    if kind is list:
+        return [v if type(v) in _PLAIN else encode(v) for v in value]
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
