@@ -37,7 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values, prefetch, statements
+from crmrules.adapters import client_values, prefetch, row_cache, statements
 from crmrules.adapters.host import HostRecords
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
@@ -933,7 +933,7 @@ class SQLAlchemyTransaction:
         # The JSON of the records read or written by id in this transaction (None: no such
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
-        self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._seen = row_cache.RowCache()
         #: the record last validated from each row's data in ``_seen`` (the same object)
         # (a client's pydantic validation, e-mail parsing included, costs more than the read)
         self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client]] = {}
@@ -1007,15 +1007,16 @@ class SQLAlchemyTransaction:
         the whole transaction lost: the caller must not go on).
         """
         self.flush()  # rows added before the savepoint must not be rolled back with it
-        seen, audit = dict(self._seen), len(self._audit)
+        audit = len(self._audit)
         try:
             nested = self._c.begin_nested()
         except sa.exc.DBAPIError as error:
             raise _translated(error, self._shown) from error
+        self._seen.mark()
         try:
             yield
         except BaseException as error:
-            self._seen = seen
+            self._seen.rollback()
             del self._audit[audit:]  # the block's audit rows, not yet written, go with it
             if nested.is_active:
                 try:
@@ -1026,6 +1027,7 @@ class SQLAlchemyTransaction:
             if translated is error:
                 raise
             raise translated from error
+        self._seen.release()
         try:
             nested.commit()  # RELEASE SAVEPOINT
         except sa.exc.DBAPIError as error:
