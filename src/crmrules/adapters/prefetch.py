@@ -30,6 +30,8 @@ class Tables(Hashable, Protocol):
     def managers(self) -> sa.Table: ...
     @property
     def event_results(self) -> sa.Table: ...
+    @property
+    def timers(self) -> sa.Table: ...
 
 
 class Subject(NamedTuple):
@@ -117,4 +119,79 @@ def lock_subject(
     connection.execute(lock_query(tables), {CLIENT: client_id, DEAL: deal_id}).all()
 
 
-__all__ = ["Subject", "lock_query", "lock_subject", "read_subject", "subject_query"]
+class Calls(NamedTuple):
+    """What ``read_calls`` found, by id (JSON ``data``; an id asked for and absent is None)."""
+
+    results: dict[str, Any]
+    deals: dict[str, Any]
+    clients: dict[str, Any]
+    managers: dict[str, Any]
+    timers: dict[str, Any]
+
+
+def _by_ids(
+    connection: sa.Connection,
+    table: sa.Table,
+    column: str,
+    ids: list[str],
+    *,
+    lock: bool,
+) -> dict[str, Any]:
+    """``{id: column}`` for every id asked for (None when there is no such row)."""
+    found: dict[str, Any] = dict.fromkeys(ids)
+    if not ids:
+        return found
+    key = table.primary_key.columns.values()[0]
+    query = sa.select(key, table.c[column]).where(key.in_(ids))
+    if lock:  # in the order Python sorts ids, as lock_subject takes them
+        query = query.order_by(key.collate("C")).with_for_update()
+    found.update((row[0], row[1]) for row in connection.execute(query))
+    return found
+
+
+def read_calls(
+    connection: sa.Connection,
+    tables: Tables,
+    calls: list[tuple[str, str | None, str | None]],
+    timers: list[str],
+    *,
+    lock: bool,
+) -> Calls:
+    """For a batch of engine calls (event id, client id, deal id each): the deals, then the
+    clients (the calls' and the deals'), then the timers locked (``lock``: PostgreSQL),
+    and the results and managers read; five statements for the batch."""
+    t = tables
+    deal_ids = sorted({deal for _, _, deal in calls if deal is not None})
+    deals: dict[str, Any] = dict.fromkeys(deal_ids)
+    owners: set[str] = set()
+    if deal_ids:
+        key = t.deals.c.id
+        query = sa.select(key, t.deals.c.client_id, t.deals.c.data).where(key.in_(deal_ids))
+        if lock:
+            query = query.order_by(key.collate("C")).with_for_update()
+        for row in connection.execute(query):
+            deals[row[0]] = row[2]
+            owners.add(row[1])
+    client_ids = sorted({client for _, client, _ in calls if client is not None} | owners)
+    clients = _by_ids(connection, t.clients, "data", client_ids, lock=lock)
+    responsible = sorted(
+        {str(data["responsible"]) for data in clients.values() if data and data.get("responsible")}
+    )
+    return Calls(
+        results=_by_ids(connection, t.event_results, "result", [c[0] for c in calls], lock=False),
+        deals=deals,
+        clients=clients,
+        managers=_by_ids(connection, t.managers, "data", responsible, lock=False),
+        timers=_by_ids(connection, t.timers, "data", sorted(set(timers)), lock=lock),
+    )
+
+
+__all__ = [
+    "Calls",
+    "Subject",
+    "lock_query",
+    "lock_subject",
+    "read_calls",
+    "read_subject",
+    "subject_query",
+]

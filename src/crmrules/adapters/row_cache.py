@@ -39,6 +39,11 @@ class RowCache(dict[Key, Any]):
             self[key] = default
         return self[key]
 
+    @property
+    def marked(self) -> bool:
+        """A savepoint is open."""
+        return bool(self._undo)
+
     def mark(self) -> None:
         """A savepoint begins: what follows can be undone alone."""
         self._undo.append([])

@@ -74,6 +74,12 @@ def insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
 
 
 @functools.cache
+def insert_new_returning(table: sa.Table, postgres: bool, column: str) -> sa.Insert:
+    """``insert_new`` returning ``column`` of each row it wrote (for a multi-row INSERT)."""
+    return insert_new(table, postgres).returning(table.c[column])
+
+
+@functools.cache
 def revive(table: sa.Table, postgres: bool, revivable: sa.ColumnElement[bool]) -> sa.Insert:
     """``INSERT``, or on a conflicting primary key an update to the new values where
     ``revivable`` holds of the row there (an upsert); its rowcount says whether it wrote."""
@@ -92,6 +98,7 @@ __all__ = [
     "exists_by_key",
     "insert",
     "insert_new",
+    "insert_new_returning",
     "key_param",
     "revive",
     "select_by_key",
