@@ -14,9 +14,10 @@ last worker exits, and the ratio to one worker, measured in the same run.
 The floor: one worker in this process fires the same number of timers
 while every statement it sends that writes a row (the claims, the rows
 each firing writes, the timers settled) is recorded, transaction by
-transaction (a statement that changed no row is not); a second schema with the same due timers then receives
-exactly those statements as bare SQL (``exec_driver_sql``), one
-transaction for each of the worker's. Printed: the worker's share of it.
+transaction (a statement that changed no row is not); a second schema
+with the same due timers then receives exactly those statements as bare
+SQL (``exec_driver_sql``), one transaction for each of the worker's.
+Printed: the worker's share of it.
 The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
