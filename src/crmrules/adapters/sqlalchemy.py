@@ -1188,6 +1188,7 @@ class SQLAlchemyTransaction:
         ):
             self._c.execute(sa.delete(table).where(column == client_id))
         self._seen[t.clients.name, client_id] = None
+        self._seen[t.memberships.name, client_id] = None
 
     def delete_timer(self, key: str) -> None:
         self._settle()
@@ -1577,17 +1578,27 @@ class SQLAlchemyTransaction:
         self._put(self._t.fired, {"rule_id": rule_id, "scope": scope}, {"at": at.isoformat()})
 
     def memberships(self, client_id: str) -> list[TerritoryMembership]:
-        query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
-        found = self._c.execute(query, {statements.key_param("client_id"): client_id})
-        data = found.scalar_one_or_none() or []
-        return [_load(TerritoryMembership, item) for item in data]
+        key = (self._t.memberships.name, client_id)
+        if key in self._seen:
+            data = self._seen[key]
+        else:
+            query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
+            found = self._c.execute(query, {statements.key_param("client_id"): client_id})
+            data = self._seen[key] = found.scalar_one_or_none()
+        return [_load(TerritoryMembership, item) for item in data or []]
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
+        """Replace the client's memberships; the same ones again (a client stored with its
+        territories unchanged, the common case) write nothing."""
         t = self._t.memberships
+        data = [_dump(m) for m in memberships] or None  # none: no row
+        key = (t.name, client_id)
+        if key in self._seen and self._seen[key] == data:
+            return
+        self._seen[key] = data
         delete = statements.delete_by_key(t, ("client_id",))
         self._c.execute(delete, {statements.key_param("client_id"): client_id})
-        if memberships:
-            data = [_dump(m) for m in memberships]
+        if data:
             self._c.execute(statements.insert(t), {"client_id": client_id, "data": data})
         if self._records is not None and self._records.clients is not None:
             # A host-kept client's territories and segments, for SQL conditions.
