@@ -483,9 +483,10 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def _fresh(client: Client) -> Client:
-    """A copy of a validated client that shares nothing mutable with it (its custom fields)."""
-    return client.model_copy(update={"fields": _copied(client.fields)})
+def _fresh(record: M) -> M:
+    """A copy of a validated client or deal that shares nothing mutable with it (its custom
+    fields; the rest is immutable: text, numbers, moments, frozensets)."""
+    return record.model_copy(update={"fields": _copied(record.__dict__["fields"])})
 
 
 # -- engines and errors a person reads
@@ -936,7 +937,7 @@ class SQLAlchemyTransaction:
         self._seen = row_cache.RowCache()
         #: the record last validated from each row's data in ``_seen`` (the same object)
         # (a client's pydantic validation, e-mail parsing included, costs more than the read)
-        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client]] = {}
+        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client | Deal]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
         # Rows held back for one multi-row statement each (see ``deferred_writes``); None:
@@ -1011,7 +1012,7 @@ class SQLAlchemyTransaction:
         self._settle()
         if self._audit:
             rows, self._audit = self._audit, []
-            self._c.execute(sa.insert(self._t.audit), rows)
+            self._c.execute(statements.insert(self._t.audit), rows)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -1079,11 +1080,13 @@ class SQLAlchemyTransaction:
             data = self._seen[table.name, key] = found.scalar_one_or_none()
         if data is None:
             return None
-        if model is not Client:
+        if model is not Client and model is not Deal:
             return _load(model, data)
+        # A client or deal is read several times per event: validated once per row's data.
         loaded = self._loaded.get((table.name, key))
         if loaded is None or loaded[0] is not data:
-            loaded = self._loaded[table.name, key] = (data, _load(Client, data))
+            record: Client | Deal = _load(model, data)  # type: ignore[assignment]
+            loaded = self._loaded[table.name, key] = (data, record)
         return _fresh(loaded[1])  # type: ignore[return-value]
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
