@@ -14,6 +14,8 @@ operations = st.lists(
     st.one_of(
         st.tuples(st.just("set"), keys, st.one_of(st.none(), st.integers(0, 3))),
         st.tuples(st.just("pop"), keys, st.none()),
+        st.tuples(st.just("del"), keys, st.none()),
+        st.tuples(st.just("update"), keys, st.integers(0, 3)),
         st.tuples(st.just("setdefault"), keys, st.integers(0, 3)),
         st.tuples(st.sampled_from(["mark", "release", "rollback"]), st.none(), st.none()),
     ),
@@ -31,6 +33,12 @@ def test_a_rolled_back_savepoint_leaves_the_cache_as_it_was_at_its_mark(ops: lis
             cache[key] = oracle[key] = value
         elif op == "pop":
             assert cache.pop(key, None) == oracle.pop(key, None)
+        elif op == "del":
+            if key in oracle:
+                del cache[key], oracle[key]
+        elif op == "update":
+            cache.update({key: value})
+            oracle.update({key: value})
         elif op == "setdefault":
             assert cache.setdefault(key, value) == oracle.setdefault(key, value)
         elif op == "mark":

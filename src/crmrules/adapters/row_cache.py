@@ -18,7 +18,8 @@ _MISSING = object()
 
 class RowCache(dict[Key, Any]):
     """``(table name, key) -> data`` (None: no such row), with ``mark`` / ``release`` /
-    ``rollback`` around each savepoint. Writes go through ``[]=``, ``pop`` and ``setdefault``."""
+    ``rollback`` around each savepoint. Every write (``[]=``, ``del``, ``pop``,
+    ``setdefault``, ``update``) is logged while a savepoint is open."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +34,15 @@ class RowCache(dict[Key, Any]):
         if self._undo and key in self:
             self._undo[-1].append((key, self[key]))
         return super().pop(key, default)
+
+    def __delitem__(self, key: Key) -> None:
+        if self._undo and key in self:
+            self._undo[-1].append((key, self[key]))
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
 
     def setdefault(self, key: Key, default: Any = None) -> Any:
         if key not in self:
