@@ -10,7 +10,10 @@ PostgreSQL is measured when --postgres (or CRMRULES_TEST_POSTGRES_URL) is
 given; it runs in a fresh schema that is dropped afterwards.
 
 The storage floor: while the engine runs on a SQL store, every INSERT,
-UPDATE and DELETE it sends is recorded, event by event. Then a second
+UPDATE and DELETE it sends that changes a row is recorded, event by event
+(one that changes nothing, an UPDATE of a row not there yet or an INSERT
+that met its key, is counted apart and not replayed: the floor writes the
+rows, not the engine's attempts). Then a second
 database, set up with the same clients and deals, receives exactly those
 statements, one bare SQLAlchemy Core transaction per event
 (``Connection.exec_driver_sql``, no reads, nothing computed, a run of the
@@ -115,7 +118,9 @@ class Recorder:
         self.statements = 0
         self.events: list[Writes] = []
         self.on = False
-        sa.event.listen(store.engine, "before_cursor_execute", self.seen)
+        #: writes that changed no row (an UPDATE of nothing, an INSERT that met its key)
+        self.idle = 0
+        sa.event.listen(store.engine, "after_cursor_execute", self.seen)
 
     def seen(
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
@@ -124,6 +129,9 @@ class Recorder:
             return
         self.statements += 1
         if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            if cursor.rowcount == 0:  # the floor writes the rows, not the engine's attempts
+                self.idle += 1
+                return
             self.events[-1].append((statement, params, many))
 
     def next_event(self) -> None:
@@ -269,6 +277,7 @@ def measure_sql(
         "statements": recorder.statements / events,
         "rows": sum(len(rows) for event in writes for _, rows in batched(event)) / events,
         "writes": sum(len(event) for event in writes) / events,
+        "idle": recorder.idle / events,
     }
 
 
@@ -321,7 +330,7 @@ def main() -> int:
         print(
             f"{name} floor {figures['floor']:6.0f} events/s (the same {figures['rows']:.1f} rows "
             f"an event, bare Core); engine: {figures['statements']:.1f} statements an event "
-            f"({figures['writes']:.1f} writing), "
+            f"({figures['writes']:.1f} writing, {figures['idle']:.2f} writing nothing), "
             f"{figures['rate'] / figures['floor']:.2f}x the floor"
         )
     return 0

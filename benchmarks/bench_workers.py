@@ -12,11 +12,12 @@ pending. Figures are timers per second from the start signal until the
 last worker exits, and the ratio to one worker, measured in the same run.
 
 The floor: one worker in this process fires the same number of timers
-while every statement it sends that writes (the claims, the rows each
-firing writes, the timers settled) is recorded, transaction by
-transaction; a second schema with the same due timers then receives
-exactly those statements as bare SQL (``exec_driver_sql``), one
-transaction for each of the worker's. Printed: the worker's share of it.
+while every statement it sends that writes a row (the claims, the rows
+each firing writes, the timers settled) is recorded, transaction by
+transaction (a statement that changed no row is not); a second schema
+with the same due timers then receives exactly those statements as bare
+SQL (``exec_driver_sql``), one transaction for each of the worker's.
+Printed: the worker's share of it.
 The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
@@ -174,13 +175,15 @@ class Recorder:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.transactions: list[list[tuple[str, Any, bool]]] = [[]]
-        sa.event.listen(engine, "before_cursor_execute", self.seen)
+        sa.event.listen(engine, "after_cursor_execute", self.seen)
         sa.event.listen(engine, "commit", self.committed)
 
     def seen(
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
     ) -> None:
         if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            if cursor.rowcount == 0:  # changed nothing: the floor writes rows, not attempts
+                return
             self.transactions[-1].append((statement, params, many))
 
     def committed(self, conn: Any) -> None:

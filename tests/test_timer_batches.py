@@ -9,6 +9,7 @@ a time" is a batch of one (``limit=1`` a call), on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmrules import Client, Engine, SimulatedClock
+from crmrules import Client, Engine, SimulatedClock, Task
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore
 from crmrules.store import TimerStatus
 from databases import Database, database, open_database
@@ -90,3 +91,45 @@ def test_good_timers_fire_in_one_commit(database: Database, tmp_path: Path) -> N
     assert len(commits) == 2  # the claim, then the five timers together
     assert made.run_due().handled == 0
     made.store.close()
+
+
+def plant_task(made: Engine, client: str) -> None:
+    """The task the client's timer would create, there already (as if made by an earlier run);
+    c3's timer (whose template fails) out of the way, so only the task stops the batch."""
+    with made.store.transaction() as tx:
+        bad = next(t for t in tx.find_timers() if t.client == "c3")
+        tx.put_timer(bad.model_copy(update={"status": TimerStatus.CANCELLED}))
+        timer = next(t for t in tx.find_timers() if t.client == client)
+        key = f"timer:{timer.key}:day-after:0"  # the action's idempotency key
+        task_id = f"task-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+        task = Task(
+            id=task_id,
+            kind="call",
+            title="planted",
+            client=client,
+            idempotency_key=key,
+            created_at=START,
+        )
+        assert tx.add_task(task)
+
+
+def test_a_batch_that_meets_a_stored_row_fires_as_one_at_a_time(
+    database: Database, tmp_path: Path
+) -> None:
+    """The batch holds its tasks back as new; one there already undoes the batch, and the
+    timers fire alone, as they would have: the planted task stays, the others are created."""
+    together, _ = engine(database, tmp_path / "together")
+    plant_task(together, "c1")
+    report = together.run_due()
+    assert report.fired == 5 and not report.failed
+    (tmp_path / "alone").mkdir()
+    kind = "sqlite" if database.schema is None else "postgresql"
+    with open_database(kind, tmp_path / "alone") as db:
+        alone, _ = engine(db, tmp_path / "alone-regulation")
+        plant_task(alone, "c1")
+        while alone.run_due(limit=1).handled:
+            pass
+        assert state(together) == state(alone)
+        assert ("c1", "planted") in state(together)[1]
+        alone.store.close()
+    together.store.close()

@@ -13,7 +13,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
 from crmrules.rules.triggers import Trigger
 from crmrules.run import apply
-from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus
+from crmrules.store import AuditEntry, ConflictError, Store, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -173,11 +174,11 @@ def _fire_together(
     results: list[Result] = []
     budget = time.monotonic() + lease.total_seconds() / 4
     try:
-        with engine.store.transaction() as tx:
+        with engine.store.transaction() as tx, _set_based(tx, claimed):
             for timer in claimed:
                 if results and time.monotonic() > budget:
                     break
-                # no savepoint of its own: whatever stops one timer undoes the whole batch
+                # no savepoints, not even per rule: whatever stops one timer undoes the batch
                 result = apply(
                     engine.setting,
                     tx,
@@ -185,6 +186,7 @@ def _fire_together(
                     f"timer:{timer.key}",
                     (timer.client, timer.deal),
                     _firing(engine, timer, now, worker),
+                    optimistic=True,
                 )
                 if result.duplicate:
                     raise _Alone()  # its status needs settling: the one-at-a-time path
@@ -194,6 +196,22 @@ def _fire_together(
         return claimed + alone
     report.results.extend(results)
     return claimed[len(results) :] + alone
+
+
+@contextmanager
+def _set_based(tx: Transaction, claimed: list[Timer]) -> Iterator[None]:
+    """On a SQL store: the batch's subjects, results and timers locked and read in a few
+    statements, and its rows written in one multi-row statement per kind at the end
+    (crmrules.adapters.deferred); a row met already stored undoes the batch like any failure."""
+    from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
+
+    if not isinstance(tx, SQLAlchemyTransaction):
+        yield
+        return
+    calls = [(f"timer:{timer.key}", timer.client, timer.deal) for timer in claimed]
+    tx.prepare_calls(calls, [timer.key for timer in claimed])
+    with tx.deferred_writes():
+        yield
 
 
 def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callable[[Run], None]:

@@ -32,15 +32,15 @@ from typing import Any, Protocol, TypeVar, get_args
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values, statements
+from crmrules.adapters import client_values, deferred, prefetch, row_cache, statements
 from crmrules.adapters.host import HostRecords
 from crmrules.campaigns import Campaign, Request, StageMove
-from crmrules.errors import CrmRulesError, SchemaError, StoreError, require
+from crmrules.errors import SchemaError, StoreError, require
 from crmrules.model import (
     Client,
     Contact,
@@ -378,8 +378,27 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: The types JSON holds as they are (exactly these: a subclass takes the long way).
+_PLAIN = frozenset({type(None), bool, int, str})
+
+
 def encode(value: Any) -> Any:
     """``value`` as JSON data that ``decode`` turns back into an equal value of the same type."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    # The common shapes first (an event's result, an audit line): no isinstance chain.
+    if kind is dict and all(type(k) is str for k in value):
+        encoded = {k: v if type(v) in _PLAIN else encode(v) for k, v in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
+            return {"$dict": encoded}
+        return encoded
+    if kind is list:
+        return [v if type(v) in _PLAIN else encode(v) for v in value]
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -464,9 +483,10 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def _fresh(client: Client) -> Client:
-    """A copy of a validated client that shares nothing mutable with it (its custom fields)."""
-    return client.model_copy(update={"fields": _copied(client.fields)})
+def _fresh(record: M) -> M:
+    """A copy of a validated client or deal that shares nothing mutable with it (its custom
+    fields; the rest is immutable: text, numbers, moments, frozensets)."""
+    return record.model_copy(update={"fields": _copied(record.__dict__["fields"])})
 
 
 # -- engines and errors a person reads
@@ -868,16 +888,20 @@ def _territories(memberships: list[TerritoryMembership]) -> frozenset[str]:
     )
 
 
-class TasksExisted(CrmRulesError):
-    """Deferred tasks met tasks already stored: the batch must be done again, not deferred."""
+#: Rows held back as new met rows already stored: the batch must be done again, not deferred.
+TasksExisted = deferred.RowsExisted
+
+
+_insert_new = statements.insert_new
 
 
 @functools.cache
-def _insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
-    """INSERT that does nothing on a conflicting key; built once, so its SQL is cached."""
-    dialect = postgresql if postgres else sqlite
-    insert: sa.Insert = dialect.insert(table).on_conflict_do_nothing()
-    return insert.execution_options(preserve_rowcount=True)
+def _revivable(t: sa.Table) -> sa.ColumnElement[bool]:
+    """A timer cancelled before it fell due: planning its key again revives it."""
+    return sa.and_(
+        t.c.status == TimerStatus.CANCELLED.value,
+        t.c.data["fired_at"].as_string().is_(None),
+    )
 
 
 def _where_given(
@@ -910,19 +934,28 @@ class SQLAlchemyTransaction:
         # The JSON of the records read or written by id in this transaction (None: no such
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
-        self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._seen = row_cache.RowCache()
         #: the record last validated from each row's data in ``_seen`` (the same object)
         # (a client's pydantic validation, e-mail parsing included, costs more than the read)
-        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client]] = {}
+        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client | Deal]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
-        # Tasks waiting for one multi-row INSERT (see ``deferred_tasks``); None: write at once.
-        self._tasks: list[dict[str, Any]] | None = None
+        # Rows held back for one multi-row statement each (see ``deferred_writes``); None:
+        # every write goes at once.
+        self._deferred: deferred.Deferred | None = None
+        # What ``prepare_calls`` locked and read for the calls of a batch.
+        self._locked_subjects: set[tuple[str | None, str | None]] = set()
+        self._locked_timers: set[str] = set()
+        self._results: dict[str, Any] = {}
+        # The subject ``lock_subject`` was given: ``event_result`` reads it with the result.
+        self._subject: tuple[str | None, str | None] | None = None
 
     # -- what crmrules.selection queries
 
     @property
     def connection(self) -> sa.Connection:
+        """The connection, for queries of their own (the rows held back are written first)."""
+        self._settle()
         return self._c
 
     @property
@@ -967,11 +1000,19 @@ class SQLAlchemyTransaction:
 
     # -- helpers
 
+    def _settle(self) -> None:
+        """Write the rows held back (see ``deferred_writes``), before a statement that may
+        read their tables."""
+        if self._deferred:
+            self._deferred.write(self._c)
+
     def flush(self) -> None:
-        """Write the audit rows added since the last flush (the store does it before commit)."""
+        """Write the rows held back and the audit rows added since the last flush (the
+        store does it before commit)."""
+        self._settle()
         if self._audit:
             rows, self._audit = self._audit, []
-            self._c.execute(sa.insert(self._t.audit), rows)
+            self._c.execute(statements.insert(self._t.audit), rows)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -982,16 +1023,19 @@ class SQLAlchemyTransaction:
         the whole transaction lost: the caller must not go on).
         """
         self.flush()  # rows added before the savepoint must not be rolled back with it
-        seen, audit = dict(self._seen), len(self._audit)
+        audit = len(self._audit)
         try:
             nested = self._c.begin_nested()
         except sa.exc.DBAPIError as error:
             raise _translated(error, self._shown) from error
+        self._seen.mark()
         try:
             yield
         except BaseException as error:
-            self._seen = seen
+            self._seen.rollback()
             del self._audit[audit:]  # the block's audit rows, not yet written, go with it
+            if self._deferred is not None:
+                self._deferred.clear()  # all held back in the block (settled at its start)
             if nested.is_active:
                 try:
                     nested.rollback()
@@ -1001,6 +1045,7 @@ class SQLAlchemyTransaction:
             if translated is error:
                 raise
             raise translated from error
+        self._seen.release()
         try:
             nested.commit()  # RELEASE SAVEPOINT
         except sa.exc.DBAPIError as error:
@@ -1017,6 +1062,14 @@ class SQLAlchemyTransaction:
         if len(key) == 1 and "data" in values:
             self._seen[table.name, next(iter(key.values()))] = values["data"]
 
+    def _add_new(self, table: sa.Table, column: str, key: str, values: dict[str, Any]) -> bool:
+        """Insert the row unless one with its key (or another unique value) is there."""
+        inserted = self._c.execute(_insert_new(table, self._postgres), {column: key, **values})
+        added = inserted.rowcount == 1
+        if added:
+            self._seen[table.name, key] = values["data"]
+        return added
+
     def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
         if (table.name, key) in self._seen:
             data = self._seen[table.name, key]
@@ -1027,11 +1080,13 @@ class SQLAlchemyTransaction:
             data = self._seen[table.name, key] = found.scalar_one_or_none()
         if data is None:
             return None
-        if model is not Client:
+        if model is not Client and model is not Deal:
             return _load(model, data)
+        # A client or deal is read several times per event: validated once per row's data.
         loaded = self._loaded.get((table.name, key))
         if loaded is None or loaded[0] is not data:
-            loaded = self._loaded[table.name, key] = (data, _load(Client, data))
+            record: Client | Deal = _load(model, data)  # type: ignore[assignment]
+            loaded = self._loaded[table.name, key] = (data, record)
         return _fresh(loaded[1])  # type: ignore[return-value]
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
@@ -1041,15 +1096,19 @@ class SQLAlchemyTransaction:
         """Order ids by code point, as Python sorts strings, whatever the database collation."""
         return column.collate("C") if self._postgres else column
 
-    def _exists(self, table: sa.Table, column: str, value: str) -> bool:
-        query = statements.exists_by_key(table, column)
-        return self._c.execute(query, {statements.key_param(column): value}).first() is not None
-
     # -- records
 
     def lock_subject(self, client_id: str | None, deal_id: str | None) -> None:
-        """Row locks on the deal, then on its client and ``client_id``, sorted (no deadlocks)."""
-        if not self._row_locks:
+        """Row locks on the deal, then on its client and ``client_id``, sorted (no deadlocks).
+
+        The next ``event_result`` reads the subject with the result (crmrules.adapters.prefetch).
+        """
+        own = self._records is None
+        self._subject = (client_id, deal_id) if own and (client_id or deal_id) else None
+        if not self._row_locks or (client_id, deal_id) in self._locked_subjects:
+            return
+        if own:
+            prefetch.lock_subject(self._c, self._t, client_id, deal_id)
             return
         t = self._t
         clients = {client_id} if client_id is not None else set()
@@ -1067,6 +1126,31 @@ class SQLAlchemyTransaction:
                 continue
             query = sa.select(t.clients.c.id).where(t.clients.c.id == client)
             self._c.execute(query.with_for_update())
+
+    def prepare_calls(
+        self, calls: list[tuple[str, str | None, str | None]], timers: list[str]
+    ) -> None:
+        """For a batch of engine calls to come in this transaction (event id, client id, deal
+        id each): lock their subjects and ``timers`` and read them, with the calls' results
+        and the clients' managers, in five statements for the batch instead of about three
+        per call (crmrules.adapters.prefetch). Each call's ``lock_subject``, ``event_result``
+        and ``lock_timer`` then send nothing. Taken at the top of the transaction (not in a
+        savepoint, whose rollback would release the locks); with host tables, nothing."""
+        if self._records is not None or self._seen.marked:
+            return
+        self._settle()
+        found = prefetch.read_calls(self._c, self._t, calls, timers, lock=self._row_locks)
+        t = self._t
+        for table, rows in ((t.deals, found.deals), (t.clients, found.clients)):
+            for key, data in rows.items():
+                self._seen.setdefault((table.name, key), data)  # a write of this transaction wins
+        for key, data in found.managers.items():
+            self._seen.setdefault((t.managers.name, key), data)
+        for key, data in found.timers.items():
+            self._seen[t.timers.name, key] = data  # as lock_timer reads it: from the database
+        self._locked_timers.update(found.timers)
+        self._results.update(found.results)
+        self._locked_subjects.update((client, deal) for _, client, deal in calls)
 
     def get_client(self, client_id: str) -> Client | None:
         if self._records is not None and self._records.clients is not None:
@@ -1107,8 +1191,10 @@ class SQLAlchemyTransaction:
         ):
             self._c.execute(sa.delete(table).where(column == client_id))
         self._seen[t.clients.name, client_id] = None
+        self._seen[t.memberships.name, client_id] = None
 
     def delete_timer(self, key: str) -> None:
+        self._settle()
         self._c.execute(sa.delete(self._t.timers).where(self._t.timers.c.key == key))
         self._seen[self._t.timers.name, key] = None
 
@@ -1232,53 +1318,51 @@ class SQLAlchemyTransaction:
 
     def load_rows(self, model: type[M], query: sa.Select[Any]) -> list[M]:
         """The records a query of ``data`` columns selects (for reads that scope their SQL)."""
+        self._settle()
         return self._list(model, query)
 
     # -- tasks and mailings
 
     @contextmanager
-    def deferred_tasks(self) -> Iterator[None]:
-        """``add_task`` takes each task as new and writes them all in multi-row INSERTs.
+    def deferred_writes(self) -> Iterator[None]:
+        """New tasks, mailings and outbox messages, event results and timers settled are
+        held back and written as one multi-row statement each (crmrules.adapters.deferred).
 
-        For a batch of work undone as a whole when anything goes wrong: if a
-        task was there already (so ``add_task`` should have said False), the
-        INSERTs raise ``TasksExisted`` and the caller undoes the batch and
-        does it again without deferring. ``find_tasks`` writes them first.
+        For a batch of work undone as a whole when anything goes wrong: ``add_task``,
+        ``add_mailing`` and ``enqueue`` take each record as new; if one was there already
+        (so they should have said False), writing raises ``TasksExisted`` and the caller
+        undoes the batch and does it again without deferring. The rows are written when
+        the block ends, and before any statement that may read their tables.
         """
-        self._tasks = []
+        outer = self._deferred
+        if outer is None:
+            self._deferred = deferred.Deferred()
         try:
             yield
-            self._write_tasks()
+            self._settle()
         finally:
-            self._tasks = None
+            if outer is None and self._deferred is not None:
+                self._deferred.clear()
+                self._deferred = None
 
-    def _write_tasks(self) -> None:
-        rows = self._tasks or []
-        if self._tasks is not None:
-            self._tasks = []
-        if not rows:
-            return
-        insert = _insert_new(self._t.tasks, self._postgres).returning(self._t.tasks.c.id)
-        written = len(self._c.execute(insert, rows).all())  # batched as multi-row INSERTs
-        if written != len(rows):
-            raise TasksExisted(f"{len(rows) - written} task(s) existed already")
+    #: the name the schedule's occurrences know it by
+    deferred_tasks = deferred_writes
+
+    def _hold_new(self, table: sa.Table, column: str, key: str, values: dict[str, Any]) -> bool:
+        """Insert the row as new: at once (False if it existed), or held back (True)."""
+        if self._deferred is None:
+            return self._add_new(table, column, key, values)
+        insert = statements.insert_new_returning(table, self._postgres, column)
+        self._deferred.add(insert, {column: key, **values}, new=True)
+        self._seen[table.name, key] = values["data"]
+        return True
 
     def add_task(self, task: Task) -> bool:
         """One INSERT that does nothing when the idempotency key (or the id) is there."""
         if task.idempotency_key is None:
             self.put_task(task)
             return True
-        t = self._t.tasks
-        values = self._task_values(task)
-        if self._tasks is not None:
-            self._tasks.append({"id": task.id, **values})
-            self._seen[t.name, task.id] = values["data"]
-            return True
-        inserted = self._c.execute(_insert_new(t, self._postgres), {"id": task.id, **values})
-        added = inserted.rowcount == 1
-        if added:
-            self._seen[t.name, task.id] = values["data"]
-        return added
+        return self._hold_new(self._t.tasks, "id", task.id, self._task_values(task))
 
     def get_task(self, task_id: str) -> Task | None:
         return self._get(Task, self._t.tasks, task_id)
@@ -1300,6 +1384,7 @@ class SQLAlchemyTransaction:
         }
 
     def put_task(self, task: Task) -> None:
+        self._settle()
         self._put(self._t.tasks, {"id": task.id}, self._task_values(task))
 
     def find_tasks(
@@ -1310,8 +1395,7 @@ class SQLAlchemyTransaction:
         assignee: str | None = None,
         status: TaskStatus | None = None,
     ) -> list[Task]:
-        if self._tasks:
-            self._write_tasks()
+        self._settle()
         t = self._t.tasks
         query = _where_given(
             sa.select(t.c.data),
@@ -1324,25 +1408,30 @@ class SQLAlchemyTransaction:
         return self._list(Task, query.order_by(*order))
 
     def add_mailing(self, mailing: Mailing) -> bool:
-        key = mailing.idempotency_key
-        if key is not None and self._exists(self._t.mailings, "idempotency_key", key):
-            return False
-        self.put_mailing(mailing)
-        return True
+        """One INSERT that does nothing when the idempotency key (or the id) is there."""
+        if mailing.idempotency_key is None:
+            self.put_mailing(mailing)
+            return True
+        return self._hold_new(self._t.mailings, "id", mailing.id, self._mailing_values(mailing))
 
     def get_mailing(self, mailing_id: str) -> Mailing | None:
         return self._get(Mailing, self._t.mailings, mailing_id)
 
-    def put_mailing(self, mailing: Mailing) -> None:
-        values = {
+    @staticmethod
+    def _mailing_values(mailing: Mailing) -> dict[str, Any]:
+        return {
             "idempotency_key": mailing.idempotency_key,
             "client_id": mailing.client,
             "created_at": mailing.created_at,
             "data": _dump(mailing),
         }
-        self._put(self._t.mailings, {"id": mailing.id}, values)
+
+    def put_mailing(self, mailing: Mailing) -> None:
+        self._settle()
+        self._put(self._t.mailings, {"id": mailing.id}, self._mailing_values(mailing))
 
     def find_mailings(self, *, client: str | None = None) -> list[Mailing]:
+        self._settle()
         t = self._t.mailings
         query = sa.select(t.c.data)
         if client is not None:
@@ -1353,12 +1442,11 @@ class SQLAlchemyTransaction:
     # -- outbox
 
     def enqueue(self, message: OutboxMessage) -> bool:
-        if self._exists(self._t.outbox, "key", message.key):
-            return False
-        self.put_message(message)
-        return True
+        """One INSERT that does nothing when a message with the key is there."""
+        return self._hold_new(self._t.outbox, "key", message.key, self._message_values(message))
 
     def due_messages(self, now: datetime, limit: int) -> list[OutboxMessage]:
+        self._settle()
         if limit <= 0:
             return []
         t = self._t.outbox
@@ -1374,6 +1462,7 @@ class SQLAlchemyTransaction:
         self, now: datetime, limit: int, worker: str, lease_until: datetime
     ) -> list[OutboxMessage]:
         """Lease due messages; on PostgreSQL rows another sender is claiming are skipped."""
+        self._settle()
         t = self._t.outbox
         pending, due = MessageStatus.PENDING.value, t.c.next_attempt_at
         claimed = self._leasable(t, OutboxMessage, pending, due, now, limit, worker, lease_until)
@@ -1383,6 +1472,7 @@ class SQLAlchemyTransaction:
 
     def renew_leases(self, worker: str, lease_until: datetime) -> int:
         """One UPDATE per table; rows locked by a transaction settling them are skipped."""
+        self._settle()
         renewed = 0
         tables: tuple[tuple[sa.Table, str, type[Timer] | type[OutboxMessage]], ...] = (
             (self._t.timers, TimerStatus.PENDING.value, Timer),
@@ -1411,15 +1501,19 @@ class SQLAlchemyTransaction:
             renewed += len(update)
         return renewed
 
-    def put_message(self, message: OutboxMessage) -> None:
-        values = {
+    @staticmethod
+    def _message_values(message: OutboxMessage) -> dict[str, Any]:
+        return {
             "status": message.status.value,
             "next_attempt_at": message.next_attempt_at,
             "lease_owner": message.lease_owner,
             "lease_until": message.lease_until,
             "data": _dump(message),
         }
-        self._put(self._t.outbox, {"key": message.key}, values)
+
+    def put_message(self, message: OutboxMessage) -> None:
+        self._settle()
+        self._put(self._t.outbox, {"key": message.key}, self._message_values(message))
 
     def get_message(self, key: str) -> OutboxMessage | None:
         return self._get(OutboxMessage, self._t.outbox, key)
@@ -1427,18 +1521,40 @@ class SQLAlchemyTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        query = statements.select_by_key(self._t.event_results, "result", ("event_id",))
-        found = self._c.execute(query, {statements.key_param("event_id"): event_id})
-        result = found.scalar_one_or_none()
+        subject, self._subject = self._subject, None
+        if event_id in self._results:  # read by prepare_calls
+            result = self._results.pop(event_id)
+        elif subject is not None:
+            result = self._read_subject(event_id, *subject)
+        else:
+            self._settle()
+            query = statements.select_by_key(self._t.event_results, "result", ("event_id",))
+            found = self._c.execute(query, {statements.key_param("event_id"): event_id})
+            result = found.scalar_one_or_none()
         return None if result is None else dict(decode(result))
+
+    def _read_subject(
+        self, event_id: str, client_id: str | None, deal_id: str | None
+    ) -> dict[str, Any] | None:
+        """The event's result; its deal, client and manager kept for the reads that follow."""
+        row = prefetch.read_subject(self._c, self._t, event_id, client_id, deal_id)
+        found = [(self._t.deals, deal_id, row.deal), (self._t.clients, row.client_id, row.client)]
+        if row.responsible is not None:
+            found.append((self._t.managers, row.responsible, row.manager))
+        for table, key, data in found:
+            if key is not None:
+                self._seen.setdefault((table.name, key), data)  # a write of this transaction wins
+        return row.result
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
         # A plain INSERT: two processes handling the same event race on this key,
         # and the loser's ConflictError retry finds the winner's result.
-        self._c.execute(
-            statements.insert(self._t.event_results),
-            {"event_id": event_id, "result": encode(result)},
-        )
+        insert, row = statements.insert(self._t.event_results), {"event_id": event_id}
+        row["result"] = encode(result)
+        if self._deferred is not None:
+            self._deferred.add(insert, row)
+        else:
+            self._c.execute(insert, row)
 
     def get_rotation(self, key: str) -> int:
         """The counter, with its row locked until commit so two round robins take turns."""
@@ -1465,17 +1581,27 @@ class SQLAlchemyTransaction:
         self._put(self._t.fired, {"rule_id": rule_id, "scope": scope}, {"at": at.isoformat()})
 
     def memberships(self, client_id: str) -> list[TerritoryMembership]:
-        query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
-        found = self._c.execute(query, {statements.key_param("client_id"): client_id})
-        data = found.scalar_one_or_none() or []
-        return [_load(TerritoryMembership, item) for item in data]
+        key = (self._t.memberships.name, client_id)
+        if key in self._seen:
+            data = self._seen[key]
+        else:
+            query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
+            found = self._c.execute(query, {statements.key_param("client_id"): client_id})
+            data = self._seen[key] = found.scalar_one_or_none()
+        return [_load(TerritoryMembership, item) for item in data or []]
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
+        """Replace the client's memberships; the same ones again (a client stored with its
+        territories unchanged, the common case) write nothing."""
         t = self._t.memberships
+        data = [_dump(m) for m in memberships] or None  # none: no row
+        key = (t.name, client_id)
+        if key in self._seen and self._seen[key] == data:
+            return
+        self._seen[key] = data
         delete = statements.delete_by_key(t, ("client_id",))
         self._c.execute(delete, {statements.key_param("client_id"): client_id})
-        if memberships:
-            data = [_dump(m) for m in memberships]
+        if data:
             self._c.execute(statements.insert(t), {"client_id": client_id, "data": data})
         if self._records is not None and self._records.clients is not None:
             # A host-kept client's territories and segments, for SQL conditions.
@@ -1503,22 +1629,12 @@ class SQLAlchemyTransaction:
         One statement on both databases (an upsert whose update applies only to
         such a timer); two processes planning the same key both succeed.
         """
+        self._settle()
         t = self._t.timers
         values = self._timer_values(timer)
-        dialect = postgresql if self._postgres else sqlite
-        revivable = sa.and_(
-            t.c.status == TimerStatus.CANCELLED.value,
-            t.c.data["fired_at"].as_string().is_(None),
-        )
         # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
-        # SQLAlchemy keeps an INSERT's rowcount only when asked to (preserve_rowcount).
-        upsert = (
-            dialect.insert(t)
-            .values(key=timer.key, **values)
-            .on_conflict_do_update(index_elements=["key"], set_=values, where=revivable)
-            .execution_options(preserve_rowcount=True)
-        )
-        planned = self._c.execute(upsert).rowcount == 1
+        upsert = statements.revive(t, self._postgres, _revivable(t))
+        planned = self._c.execute(upsert, {"key": timer.key, **values}).rowcount == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:
@@ -1529,7 +1645,16 @@ class SQLAlchemyTransaction:
         return self._get(Timer, self._t.timers, key)
 
     def put_timer(self, timer: Timer) -> None:
-        self._put(self._t.timers, {"key": timer.key}, self._timer_values(timer))
+        t, values = self._t.timers, self._timer_values(timer)
+        if self._deferred is not None and timer.key in self._locked_timers:
+            # The row is there (locked by prepare_calls): one UPDATE for the batch's timers.
+            update = statements.update_by_key(t, ("key",), tuple(values))
+            params = {statements.value_param(name): value for name, value in values.items()}
+            self._deferred.add(update, {statements.key_param("key"): timer.key, **params})
+            self._seen[t.name, timer.key] = values["data"]
+            return
+        self._settle()
+        self._put(t, {"key": timer.key}, values)
 
     def find_timers(
         self,
@@ -1541,6 +1666,7 @@ class SQLAlchemyTransaction:
         status: TimerStatus | None = None,
         limit: int | None = None,
     ) -> list[Timer]:
+        self._settle()
         t = self._t.timers
         query = _where_given(
             sa.select(t.c.data),
@@ -1592,6 +1718,7 @@ class SQLAlchemyTransaction:
         self, now: datetime, limit: int, worker: str, lease_until: datetime
     ) -> list[Timer]:
         """Lease due timers; on PostgreSQL rows another worker is claiming are skipped."""
+        self._settle()
         t = self._t.timers
         pending = TimerStatus.PENDING.value
         claimed = self._leasable(t, Timer, pending, t.c.due_at, now, limit, worker, lease_until)
@@ -1609,8 +1736,16 @@ class SQLAlchemyTransaction:
         return claimed
 
     def lock_timer(self, key: str) -> Timer | None:
-        """The timer read from the database (not this transaction's cache), locked until commit."""
+        """The timer read from the database (not this transaction's cache), locked until commit.
+
+        A timer ``prepare_calls`` locked is taken from the cache: it was read from the
+        database then, and only this transaction can have changed it since.
+        """
         t = self._t.timers
+        if key in self._locked_timers and (t.name, key) in self._seen:
+            data = self._seen[t.name, key]
+            return None if data is None else _load(Timer, data)
+        self._settle()
         query = sa.select(t.c.data).where(t.c.key == key)
         if self._row_locks:
             query = query.with_for_update()

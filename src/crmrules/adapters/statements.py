@@ -14,6 +14,7 @@ import functools
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 # Bound parameter names are prefixed: SQLAlchemy reserves a column's own name in SET/VALUES.
 
@@ -64,11 +65,42 @@ def exists_by_key(table: sa.Table, column: str) -> sa.Select[Any]:
     )
 
 
+@functools.cache
+def insert_new(table: sa.Table, postgres: bool) -> sa.Insert:
+    """``INSERT`` that does nothing on a conflicting key; its rowcount says which it did."""
+    dialect = postgresql if postgres else sqlite
+    insert: sa.Insert = dialect.insert(table).on_conflict_do_nothing()
+    return insert.execution_options(preserve_rowcount=True)
+
+
+@functools.cache
+def insert_new_returning(table: sa.Table, postgres: bool, column: str) -> sa.Insert:
+    """``insert_new`` returning ``column`` of each row it wrote (for a multi-row INSERT)."""
+    return insert_new(table, postgres).returning(table.c[column])
+
+
+@functools.cache
+def revive(table: sa.Table, postgres: bool, revivable: sa.ColumnElement[bool]) -> sa.Insert:
+    """``INSERT``, or on a conflicting primary key an update to the new values where
+    ``revivable`` holds of the row there (an upsert); its rowcount says whether it wrote."""
+    dialect = postgresql if postgres else sqlite
+    insert = dialect.insert(table)
+    keys = {column.name for column in table.primary_key.columns}
+    values = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+    upsert: sa.Insert = insert.on_conflict_do_update(
+        index_elements=sorted(keys), set_=values, where=revivable
+    )
+    return upsert.execution_options(preserve_rowcount=True)
+
+
 __all__ = [
     "delete_by_key",
     "exists_by_key",
     "insert",
+    "insert_new",
+    "insert_new_returning",
     "key_param",
+    "revive",
     "select_by_key",
     "update_by_key",
     "value_param",
