@@ -9,15 +9,19 @@ it got from the store changes nothing inside it.
 from __future__ import annotations
 
 import copy
+import enum
+import functools
 import pickle
 import threading
+import types
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.model import (
@@ -50,21 +54,72 @@ def _copy(model: M) -> M:
 
     Record attributes are immutable values (text, numbers, frozensets,
     datetimes) except dicts of custom fields and lists of nested models;
-    copying just those is many times faster than a deep copy.
+    copying just those is many times faster than a deep copy. The copy is
+    made as pydantic's own ``__copy__`` makes one, without its generic
+    ``model_copy`` machinery (a third of an event's time on this store).
     """
-    changes: dict[str, Any] = {}
-    for name, value in model.__dict__.items():
-        if isinstance(value, dict):
-            changes[name] = {
+    cls = model.__class__
+    data = model.__dict__.copy()
+    for name in _containers(cls):
+        value = data[name]
+        kind = value.__class__
+        if kind is dict:
+            data[name] = {
                 k: v if v.__class__ in _IMMUTABLE else _copy_value(v) for k, v in value.items()
             }
-        elif isinstance(value, list):
-            changes[name] = [_copy_value(v) for v in value]
-    return model.model_copy(update=changes)
+        elif kind is list:
+            data[name] = [_copy_value(v) for v in value]
+        elif kind is tuple:  # of nested models (a manager's absences)
+            data[name] = tuple(_copy_value(v) for v in value)
+        elif kind not in _IMMUTABLE and isinstance(value, dict | list):
+            data[name] = _copy_value(value)
+    new = cls.__new__(cls)
+    _set(new, "__dict__", data)
+    extra = model.__pydantic_extra__
+    _set(new, "__pydantic_extra__", None if extra is None else copy.deepcopy(extra))
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__.copy())
+    private = getattr(model, "__pydantic_private__", None)
+    _set(new, "__pydantic_private__", None if private is None else copy.deepcopy(private))
+    return new
 
 
-#: the classes of custom field values nobody can change in place: shared, not copied
-_IMMUTABLE = frozenset({str, int, float, bool, Decimal, date, datetime, frozenset, type(None)})
+_set = object.__setattr__
+
+
+@functools.cache
+def _containers(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``cls`` that may hold a value someone can change in place.
+
+    Pydantic checks every field against its annotation, so a field declared
+    as text, a number, a moment, an enum or a frozenset holds one of those;
+    only the others (dicts, lists, nested models, ``Any``) are looked at.
+    """
+    return tuple(name for name, info in cls.model_fields.items() if not _immutable(info.annotation))
+
+
+def _immutable(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _immutable(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_immutable(arg) for arg in typing.get_args(annotation))
+    if origin is frozenset:
+        return True
+    if origin is tuple:
+        return all(arg is Ellipsis or _immutable(arg) for arg in typing.get_args(annotation))
+    if origin is not None:
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return True
+    return annotation in _IMMUTABLE
+
+
+#: the classes of values nobody can change in place: shared, not copied
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, Decimal, date, datetime, frozenset, tuple, type(None), AwareDatetime}
+)
 
 
 def _copy_value(value: Any) -> Any:
