@@ -77,13 +77,21 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _flatten(model: BaseModel, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _flatten(model: BaseModel) -> dict[str, Any]:
+    """Built-in fields over custom ones, ``fields`` itself left out (once per event read)."""
     # a model's __dict__ holds exactly its fields (extra="forbid"), in declaration order
-    data = dict(model.__dict__)
-    for name in skip:
-        data.pop(name, None)
-    custom = data.pop("fields", None) or {}
-    return {**custom, **data}
+    data = model.__dict__
+    custom = data.get("fields")
+    if not custom:
+        flat = data.copy()
+        flat.pop("fields", None)
+        return flat
+    flat = {**custom, **data}
+    if "fields" in custom:  # a custom field named ``fields`` stays, as before
+        flat["fields"] = custom["fields"]
+    else:
+        del flat["fields"]
+    return flat
 
 
 class Client(Model):

@@ -197,10 +197,15 @@ class Run:
             or (event.deal and not event.type.startswith("client."))
             else "client"
         )
-        changes = {
-            f"{namespace}.{key}": (event.before.get(key), event.after.get(key))
-            for key in event.before.keys() | event.after.keys()
-        }
+        before, after = event.before, event.after
+        changes = (
+            {
+                f"{namespace}.{key}": (before.get(key), after.get(key))
+                for key in before.keys() | after.keys()
+            }
+            if before or after
+            else {}
+        )
         return Facts(
             records={
                 "client": client.record() if client else None,

@@ -38,13 +38,15 @@ from crmrules.rules.source import PathKey, SourceMap
 # --- what a condition is evaluated against ------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Facts:
     """What a condition sees: plain records by namespace, the time, and the triggering update.
 
     ``records["client"]`` maps field keys to values already in their field
     types (see FieldRegistry.coerce_record). ``changes`` maps a field path to
-    ``(before, after)`` for the update that raised the event.
+    ``(before, after)`` for the update that raised the event. Nothing
+    changes a Facts once made (it is not frozen only because a frozen
+    dataclass costs twice as much to make, once per event).
     """
 
     records: Mapping[str, Mapping[str, Any] | None]
