@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from crmrules import Client, Engine, Event, SimulatedClock
-from crmrules.adapters.memory import MemoryStore
+from crmrules import Client, Engine, Event, SimulatedClock, load_regulation
+from crmrules.adapters import migrate
 from crmrules.result import NotMatched, Result, RuleOutcome
 from crmrules.rules.conditions import Condition, Facts
 from crmrules.rules.ruleset import RuleSet, explain
@@ -133,13 +134,21 @@ rules:
 """
 
 
-def test_the_engine_shows_and_stores_the_eager_words(tmp_path: Path) -> None:
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The memory store keeps explanations unexplained until read; SQLite writes the text."""
+    if request.param == "memory":
+        return "memory://"
+    url = f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    migrate.upgrade(url)
+    return url
+
+
+def test_the_engine_shows_and_stores_the_eager_words(tmp_path: Path, url: str) -> None:
     """Result, stored result, duplicate and audit log: each the text eager explaining gave."""
     path = tmp_path / "regulation.yaml"
     path.write_text(textwrap.dedent(REGULATION), encoding="utf-8")
-    engine = Engine.from_path(
-        path, store=MemoryStore(), clock=SimulatedClock(NOW), entry_points=False
-    )
+    engine = Engine(load_regulation(path), url, SimulatedClock(NOW), entry_points=False)
     engine.create_client(
         Client(
             id="c1",
@@ -175,6 +184,11 @@ def test_the_engine_shows_and_stores_the_eager_words(tmp_path: Path) -> None:
     again = engine.handle(event)  # the stored result, read back
     assert again.duplicate and again.outcomes == result.outcomes
     assert again.explain().splitlines()[1:] == result.explain().splitlines()
+    with engine.store.transaction() as tx:  # read twice, the same words
+        assert [(e.kind, e.message) for e in tx.audit_log(event_id="u1")] == [
+            (e.kind, e.message) for e in tx.audit_log(event_id="u1")
+        ]
+    engine.store.close()
 
 
 def test_a_result_stored_before_lazy_explanations_reads_as_it_did() -> None:

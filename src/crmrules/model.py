@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import getaddresses
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -71,6 +71,26 @@ def one_address(value: str) -> str:
 EmailAddress = Annotated[str, AfterValidator(one_address)]
 #: true or false only: "yes", "off", "0" or 1 are refused rather than guessed.
 Flag = Annotated[bool, Strict()]
+
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """A record from values crmrules made itself, each field given and already of its type.
+
+    Not validated again: pydantic's validation is most of what an audit line
+    the engine writes costs. ``values`` becomes the record's own.
+    """
+    if values.keys() != cls.model_fields.keys():
+        raise TypeError(f"{cls.__name__}: give every field, not {sorted(values)}")
+    record = cls.__new__(cls)
+    _set(record, "__dict__", values)
+    _set(record, "__pydantic_fields_set__", set(values))
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
+    return record
 
 
 class Model(BaseModel):

@@ -195,17 +195,35 @@ class Result:
         lines.extend(f"error: {error}" for error in self.errors)
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the store; effects' data are plain JSON values already."""
+    def to_dict(self, *, explained: bool = True) -> dict[str, Any]:
+        """Plain data for the store; effects' data are plain JSON values already.
+
+        ``explained=False``: each ``NotMatched`` outcome stays as it is, not
+        explained (for a store that keeps it in this process, see ``explain_stored``).
+        """
         return {
             "event_id": self.event_id,
             "duplicate": self.duplicate,
             "events": [dict(vars(e)) for e in self.events],
-            "outcomes": [_outcome(o) for o in self.outcomes],
+            "outcomes": [
+                o if not explained and isinstance(o, NotMatched) else _outcome(o)
+                for o in self.outcomes
+            ],
             "effects": [{**vars(e), "data": dict(e.data)} for e in self.effects],
             "errors": list(self.errors),
             "regulation": self.regulation,
         }
+
+    @staticmethod
+    def explain_stored(data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` from ``to_dict(explained=False)`` as ``to_dict()`` gives it."""
+        outcomes = data.get("outcomes", [])
+        if any(isinstance(o, NotMatched) for o in outcomes):
+            data = {
+                **data,
+                "outcomes": [_outcome(o) if isinstance(o, NotMatched) else o for o in outcomes],
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Result:

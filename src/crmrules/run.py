@@ -23,7 +23,7 @@ from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.campaigns import stage_move
 from crmrules.errors import RefusedError
 from crmrules.host_input import check_time_range
-from crmrules.model import Client, Deal, Event, Manager
+from crmrules.model import Client, Deal, Event, Manager, trusted
 from crmrules.result import Effect, EventRecord, NotMatched, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
@@ -341,15 +341,19 @@ class Run:
 
     def note(self, event: Event, kind: str, rule: str | None, message: str) -> None:
         self.audit.append(
-            AuditEntry(
-                at=self.now,
-                event_id=event.id,
-                event_type=event.type,
-                kind=kind,
-                rule=rule,
-                message=message,
-                regulation=self.regulation.release.id,
-                client=event.client,
+            trusted(  # the engine's own values: not validated again
+                AuditEntry,
+                {
+                    "at": self.now,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "kind": kind,
+                    "rule": rule,
+                    "message": message,
+                    "data": {},
+                    "regulation": self.regulation.release.id,
+                    "client": event.client,
+                },
             )
         )
 
@@ -539,9 +543,10 @@ def apply(
     run = Run(setting, tx, now, Result(event_id, regulation=setting.regulation.release.id))
     body(run)
     failures.save(tx, run.failures)
-    for entry in run.entries():
-        tx.add_audit(entry)
-    tx.save_event_result(event_id, run.result.to_dict())
+    keeps = getattr(tx, "keeps_explanations", False)  # the memory store: explained when read
+    for entry in run.audit if keeps else run.entries():
+        tx.add_audit(entry)  # type: ignore[arg-type]
+    tx.save_event_result(event_id, run.result.to_dict(explained=not keeps))
     return run.result
 
 

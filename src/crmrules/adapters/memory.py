@@ -35,6 +35,8 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
+from crmrules.result import NotMatched, Result
+from crmrules.rules.why import Miss
 from crmrules.store import (
     AuditEntry,
     FailureStatus,
@@ -148,11 +150,11 @@ class _State:
         self.outbox: dict[str, OutboxMessage] = {}
         #: event id -> its result, pickled: a copy no caller can change, made several
         #: times faster than copy.deepcopy (an event's result is read back only on a retry)
-        self.results: dict[str, bytes] = {}
+        self.results: dict[str, tuple[bytes, list[tuple[int, NotMatched]]]] = {}
         self.rotations: dict[str, int] = {}
         self.fired: dict[tuple[str, str], datetime] = {}
         self.memberships: dict[str, list[TerritoryMembership]] = {}
-        self.audit: list[AuditEntry] = []
+        self.audit: list[AuditEntry | Miss] = []
         self.timers: dict[str, Timer] = {}
         #: keys of the PENDING timers: firing looks only at these, not at every timer ever planned
         self.pending: set[str] = set()
@@ -478,11 +480,34 @@ class MemoryTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        result = self._s.results.get(event_id)
-        return None if result is None else cast(dict[str, Any], pickle.loads(result))
+        kept = self._s.results.get(event_id)
+        if kept is None:
+            return None
+        pickled, lazy = kept
+        result = cast(dict[str, Any], pickle.loads(pickled))
+        if lazy:
+            outcomes = result["outcomes"]
+            for index, outcome in lazy:
+                outcomes[index] = outcome
+            result = Result.explain_stored(result)
+        return result
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
-        self._put(self._s.results, event_id, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+        """Keep ``result`` pickled; a not_matched outcome not yet explained is kept as it is.
+
+        Such an outcome (``crmrules.result.NotMatched``, from
+        ``Result.to_dict(explained=False)``) holds what its evaluation saw and
+        nothing a caller can change; it is explained when the result is read
+        back (a duplicate delivery), not while the event is handled.
+        """
+        outcomes = result.get("outcomes", [])
+        lazy = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, NotMatched)]
+        if lazy:
+            result = {
+                **result,
+                "outcomes": [None if isinstance(o, NotMatched) else o for o in outcomes],
+            }
+        self._put(self._s.results, event_id, (pickle.dumps(result, pickle.HIGHEST_PROTOCOL), lazy))
 
     def get_rotation(self, key: str) -> int:
         return self._s.rotations.get(key, 0)
@@ -590,16 +615,21 @@ class MemoryTransaction:
     def lock_timer(self, key: str) -> Timer | None:
         return self.get_timer(key)
 
-    def add_audit(self, entry: AuditEntry) -> None:
+    #: not_matched audit lines and outcomes are kept unexplained, explained when read
+    #: (crmrules.rules.why): this store lives in the process that has their rules
+    keeps_explanations = True
+
+    def add_audit(self, entry: AuditEntry | Miss) -> None:
+        """Keep an audit line; a ``Miss`` (nothing in it changes) as it is, explained when read."""
         log = self._s.audit
-        log.append(_copy(entry))
+        log.append(entry if isinstance(entry, Miss) else _copy(entry))
         self._undo.append(log.pop)
 
     def audit_log(
         self, *, event_id: str | None = None, client: str | None = None
     ) -> list[AuditEntry]:
         return [
-            _copy(e)
+            e.entry() if isinstance(e, Miss) else _copy(e)
             for e in self._s.audit
             if (event_id is None or e.event_id == event_id)
             and (client is None or e.client == client)

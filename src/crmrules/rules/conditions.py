@@ -959,6 +959,40 @@ class Condition:
         result, decided = self._trace(self.tree, facts, traces, short_circuit)
         return Trace(result, tuple(traces), decided)
 
+    def decide(self, facts: Facts) -> tuple[bool, LeafTrace | None]:
+        """``trace(facts, short_circuit=True)``'s result and deciding leaf, and nothing else.
+
+        What explaining a rule that did not match needs: the leaves that did
+        not decide are neither traced nor kept.
+        """
+        result, leaf = self._decide(self.tree, facts)
+        if leaf is None:
+            return result, None
+        if leaf.op in CHANGE_OPS:
+            actual = facts.changes.get(leaf.field.path)
+        else:
+            actual = facts.value(leaf.field)
+        return result, LeafTrace(leaf, actual, self._leaves[id(leaf)](facts))
+
+    def _decide(self, node: Node, facts: Facts) -> tuple[bool, Leaf | None]:
+        """``_trace`` with ``short``, returning the deciding leaf itself (see ``decide``)."""
+        if isinstance(node, Leaf):
+            return self._leaves[id(node)](facts), node
+        if isinstance(node, Const):
+            return node.value, None
+        if isinstance(node, Not):
+            result, decided = self._decide(node.item, facts)
+            return not result, decided
+        conjunction = isinstance(node, All)
+        first: Leaf | None = None
+        for index, item in enumerate(node.items):
+            result, decided = self._decide(item, facts)
+            if index == 0:
+                first = decided
+            if result != conjunction:
+                return result, decided
+        return conjunction, first
+
     def _trace(
         self, node: Node, facts: Facts, traces: list[LeafTrace], short: bool
     ) -> tuple[bool, LeafTrace | None]:

@@ -15,12 +15,12 @@ the audit line written at the end of the transaction), with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from crmrules.model import Event
-from crmrules.rules.conditions import Condition, Facts, Trace
+from crmrules.model import Event, trusted
+from crmrules.rules.conditions import Condition, Facts, LeafTrace, Trace
 from crmrules.store import AuditEntry
 
 #: namespace -> the keys read in it, in the order first read
@@ -45,6 +45,7 @@ class Seen:
     now: datetime
     changes: Mapping[str, tuple[Any, Any]]
     regulation: str | None = None
+    _rebuilt: dict[str, Facts] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def take(cls, reads: Reads, facts: Facts, regulation: str | None = None) -> Seen:
@@ -58,12 +59,18 @@ class Seen:
         return cls(tuple(taken), facts.now, facts.changes, regulation)
 
     def facts(self) -> Facts:
-        """Facts holding only what was seen: enough for the conditions that read it."""
-        records: dict[str, Mapping[str, Any] | None] = {
-            namespace: None if values is None else dict(zip(keys, values, strict=True))
-            for namespace, keys, values in self.records
-        }
-        return Facts(records, self.now, self.changes)
+        """Facts holding only what was seen: enough for the conditions that read it.
+
+        Rebuilt once, for all the rules explained from this Seen.
+        """
+        rebuilt = self._rebuilt.get("facts")
+        if rebuilt is None:
+            records: dict[str, Mapping[str, Any] | None] = {
+                namespace: None if values is None else dict(zip(keys, values, strict=True))
+                for namespace, keys, values in self.records
+            }
+            rebuilt = self._rebuilt["facts"] = Facts(records, self.now, self.changes)
+        return rebuilt
 
 
 #: (reason, field, operator, expected, actual): what a not_matched outcome shows
@@ -88,20 +95,24 @@ class Why:
         return self._trace
 
     def shown(self) -> Shown:
-        """The reason and the deciding condition's field, operator, expected and actual value."""
+        """The reason and the deciding condition's field, operator, expected and actual value.
+
+        The words of ``trace().describe()``, from the deciding leaf alone
+        (``Condition.decide``).
+        """
         if self._shown is None:
-            self._shown = shown(self.trace())
+            result, leaf = self.condition.decide(self.seen.facts())
+            self._shown = shown(result, leaf)
         return self._shown
 
 
-def shown(trace: Trace) -> Shown:
-    """What a not_matched outcome shows for ``trace`` (the engine's words, as before)."""
-    leaf = trace.decided_by
+def shown(result: bool, leaf: LeafTrace | None) -> Shown:
+    """What a not_matched outcome shows for a trace's result and deciding leaf (as before)."""
     if leaf is None:
-        return trace.describe(), None, None, None, None
+        return Trace(result, (), None).describe(), None, None, None, None
     actual = leaf.shown_actual()
-    field, operator, expected = leaf.leaf.parts()
-    return leaf.describe_shown(actual), field, operator, expected, actual
+    path, operator, expected = leaf.leaf.parts()
+    return leaf.describe_shown(actual), path, operator, expected, actual
 
 
 class Miss:
@@ -117,16 +128,19 @@ class Miss:
 
     def entry(self) -> AuditEntry:
         """The audit line, explained: what an eager explanation wrote."""
-        return AuditEntry.model_construct(
-            at=self.at,
-            event_id=self.event_id,
-            event_type=self.event_type,
-            kind="not_matched",
-            rule=self.rule,
-            message=self.why.shown()[0],
-            data={},
-            regulation=self.regulation,
-            client=self.client,
+        return trusted(
+            AuditEntry,
+            {
+                "at": self.at,
+                "event_id": self.event_id,
+                "event_type": self.event_type,
+                "kind": "not_matched",
+                "rule": self.rule,
+                "message": self.why.shown()[0],
+                "data": {},
+                "regulation": self.regulation,
+                "client": self.client,
+            },
         )
 
 
