@@ -15,7 +15,6 @@ the audit line written at the end of the transaction), with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,16 +35,44 @@ def reads_of(conditions: Iterable[Condition]) -> dict[str, tuple[str, ...]]:
     return {namespace: tuple(keys) for namespace, keys in found.items()}
 
 
-@dataclass(frozen=True, slots=True)
 class Seen:
-    """What one evaluation saw: the values its rules read, the moment, the changes, the version."""
+    """What one evaluation saw: the values its rules read, the moment, the changes, the version.
 
-    #: (namespace, keys, their values; None when the event had no such record)
-    records: tuple[tuple[str, tuple[str, ...], tuple[Any, ...] | None], ...]
-    now: datetime
-    changes: Mapping[str, tuple[Any, Any]]
-    regulation: str | None = None
-    _rebuilt: dict[str, Facts] = field(default_factory=dict, compare=False, repr=False)
+    Made once per view of an event, so a plain class: a frozen dataclass
+    costs as much to make as the rule set takes to evaluate a small record.
+    Nothing changes it once made.
+    """
+
+    __slots__ = ("_rebuilt", "changes", "now", "records", "regulation")
+
+    def __init__(
+        self,
+        records: tuple[tuple[str, tuple[str, ...], tuple[Any, ...] | None], ...],
+        now: datetime,
+        changes: Mapping[str, tuple[Any, Any]],
+        regulation: str | None = None,
+    ) -> None:
+        #: (namespace, keys, their values; None when the event had no such record)
+        self.records = records
+        self.now = now
+        self.changes = changes
+        self.regulation = regulation
+        self._rebuilt: Facts | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Seen):
+            return NotImplemented
+        return (self.records, self.now, dict(self.changes), self.regulation) == (
+            other.records,
+            other.now,
+            dict(other.changes),
+            other.regulation,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Seen({self.records!r}, {self.now!r}, {self.changes!r}, {self.regulation!r})"
 
     @classmethod
     def take(cls, reads: Reads, facts: Facts, regulation: str | None = None) -> Seen:
@@ -63,14 +90,13 @@ class Seen:
 
         Rebuilt once, for all the rules explained from this Seen.
         """
-        rebuilt = self._rebuilt.get("facts")
-        if rebuilt is None:
+        if self._rebuilt is None:
             records: dict[str, Mapping[str, Any] | None] = {
                 namespace: None if values is None else dict(zip(keys, values, strict=True))
                 for namespace, keys, values in self.records
             }
-            rebuilt = self._rebuilt["facts"] = Facts(records, self.now, self.changes)
-        return rebuilt
+            self._rebuilt = Facts(records, self.now, self.changes)
+        return self._rebuilt
 
 
 #: (reason, field, operator, expected, actual): what a not_matched outcome shows
