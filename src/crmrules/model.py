@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import getaddresses
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -73,17 +73,45 @@ EmailAddress = Annotated[str, AfterValidator(one_address)]
 Flag = Annotated[bool, Strict()]
 
 
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """A record from values crmrules made itself, each field given and already of its type.
+
+    Not validated again: pydantic's validation is most of what an audit line
+    the engine writes costs. ``values`` becomes the record's own.
+    """
+    if values.keys() != cls.model_fields.keys():
+        raise TypeError(f"{cls.__name__}: give every field, not {sorted(values)}")
+    record = cls.__new__(cls)
+    _set(record, "__dict__", values)
+    _set(record, "__pydantic_fields_set__", set(values))
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
+    return record
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _flatten(model: BaseModel, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _flatten(model: BaseModel) -> dict[str, Any]:
+    """Built-in fields over custom ones, ``fields`` itself left out (once per event read)."""
     # a model's __dict__ holds exactly its fields (extra="forbid"), in declaration order
-    data = dict(model.__dict__)
-    for name in skip:
-        data.pop(name, None)
-    custom = data.pop("fields", None) or {}
-    return {**custom, **data}
+    data = model.__dict__
+    custom = data.get("fields")
+    if not custom:
+        flat = data.copy()
+        flat.pop("fields", None)
+        return flat
+    flat = {**custom, **data}
+    if "fields" in custom:  # a custom field named ``fields`` stays, as before
+        flat["fields"] = custom["fields"]
+    else:
+        del flat["fields"]
+    return flat
 
 
 class Client(Model):

@@ -475,7 +475,7 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
     done[str(chunk.seq)] = {**report.counts(), "failures": [list(f) for f in report.failed]}
     updated = current.model_copy(update={"data": {**current.data, "done": done}})
     failures.save(tx, run.failures)
-    for entry in run.audit:
+    for entry in run.entries():
         tx.add_audit(entry)
     if len(done) == len(current.data["chunks"]):
         _finish(engine, tx, updated, rule, moment)

@@ -7,8 +7,8 @@ again, and the audit log can be read back long after.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol
 
 OutcomeStatus = Literal["fired", "not_matched", "held", "failed"]
 
@@ -48,6 +48,88 @@ class RuleOutcome:
             return f"{self.rule}: fired"
         word = {"not_matched": "not matched", "failed": "failed"}.get(self.status, "held")
         return f"{self.rule}: {word}: {self.reason}"
+
+
+class Explained(Protocol):
+    """What rebuilds a not_matched outcome's explanation (``crmrules.rules.why.Why``)."""
+
+    def shown(self) -> tuple[str, str | None, str | None, str | None, str | None]: ...
+
+
+class NotMatched(RuleOutcome):
+    """A not_matched outcome explained when first read, from what its evaluation saw.
+
+    ``reason``, ``field``, ``operator``, ``expected`` and ``actual`` are what a
+    ``RuleOutcome`` built eagerly holds; it compares, prints, copies and
+    pickles as that ``RuleOutcome``.
+    """
+
+    why: Explained
+
+    def __init__(self, rule: str, event_id: str, event_type: str, why: Explained) -> None:
+        _set(self, "rule", rule)
+        _set(self, "event_id", event_id)
+        _set(self, "event_type", event_type)
+        _set(self, "status", "not_matched")
+        _set(self, "why", why)
+
+    @property
+    def reason(self) -> str:
+        return self.why.shown()[0]
+
+    @property
+    def field(self) -> str | None:
+        return self.why.shown()[1]
+
+    @property
+    def operator(self) -> str | None:
+        return self.why.shown()[2]
+
+    @property
+    def expected(self) -> str | None:
+        return self.why.shown()[3]
+
+    @property
+    def actual(self) -> str | None:
+        return self.why.shown()[4]
+
+    def eager(self) -> RuleOutcome:
+        """The same outcome with its explanation worked out."""
+        reason, field_, operator, expected, actual = self.why.shown()
+        return RuleOutcome(
+            self.rule, self.event_id, self.event_type, "not_matched", reason,
+            field_, operator, expected, actual,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return self.eager() == other
+
+    def __hash__(self) -> int:
+        return hash(self.eager())
+
+    def __repr__(self) -> str:
+        return repr(self.eager())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        eager = self.eager()
+        return (RuleOutcome, tuple(getattr(eager, f.name) for f in fields(eager)))
+
+
+_set = object.__setattr__
+
+
+def _outcome(outcome: RuleOutcome) -> dict[str, Any]:
+    return {
+        "rule": outcome.rule,
+        "event_id": outcome.event_id,
+        "event_type": outcome.event_type,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "field": outcome.field,
+        "operator": outcome.operator,
+        "expected": outcome.expected,
+        "actual": outcome.actual,
+    }
 
 
 @dataclass(frozen=True)
@@ -113,17 +195,35 @@ class Result:
         lines.extend(f"error: {error}" for error in self.errors)
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the store; effects' data are plain JSON values already."""
+    def to_dict(self, *, explained: bool = True) -> dict[str, Any]:
+        """Plain data for the store; effects' data are plain JSON values already.
+
+        ``explained=False``: each ``NotMatched`` outcome stays as it is, not
+        explained (for a store that keeps it in this process, see ``explain_stored``).
+        """
         return {
             "event_id": self.event_id,
             "duplicate": self.duplicate,
             "events": [dict(vars(e)) for e in self.events],
-            "outcomes": [dict(vars(o)) for o in self.outcomes],
+            "outcomes": [
+                o if not explained and isinstance(o, NotMatched) else _outcome(o)
+                for o in self.outcomes
+            ],
             "effects": [{**vars(e), "data": dict(e.data)} for e in self.effects],
             "errors": list(self.errors),
             "regulation": self.regulation,
         }
+
+    @staticmethod
+    def explain_stored(data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` from ``to_dict(explained=False)`` as ``to_dict()`` gives it."""
+        outcomes = data.get("outcomes", [])
+        if any(isinstance(o, NotMatched) for o in outcomes):
+            data = {
+                **data,
+                "outcomes": [_outcome(o) if isinstance(o, NotMatched) else o for o in outcomes],
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, duplicate: bool = False) -> Result:
@@ -138,4 +238,12 @@ class Result:
         )
 
 
-__all__ = ["Effect", "EventRecord", "OutcomeStatus", "Result", "RuleOutcome"]
+__all__ = [
+    "Effect",
+    "EventRecord",
+    "Explained",
+    "NotMatched",
+    "OutcomeStatus",
+    "Result",
+    "RuleOutcome",
+]

@@ -23,14 +23,15 @@ from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
 from crmrules.campaigns import stage_move
 from crmrules.errors import RefusedError
 from crmrules.host_input import check_time_range
-from crmrules.model import Client, Deal, Event, Manager
-from crmrules.result import Effect, EventRecord, Result, RuleOutcome
+from crmrules.model import Client, Deal, Event, Manager, trusted
+from crmrules.result import Effect, EventRecord, NotMatched, Result, RuleOutcome
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.requirements import refuse_unfilled
-from crmrules.rules.ruleset import RuleSet, explain
+from crmrules.rules.ruleset import RuleSet
 from crmrules.rules.territories import recompute
+from crmrules.rules.why import Miss, Seen, Why
 from crmrules.store import AuditEntry, ConflictError, RuleFailure, Store, Transaction
 
 if TYPE_CHECKING:
@@ -110,7 +111,8 @@ class Run:
     queue: list[_Pending] = field(default_factory=list)
     #: (rule id, subject) pairs that fired in this cascade
     fired: set[tuple[str, str]] = field(default_factory=set)
-    audit: list[AuditEntry] = field(default_factory=list)
+    #: the audit lines, each a not_matched one written with its explanation (see ``entries``)
+    audit: list[AuditEntry | Miss] = field(default_factory=list)
     #: rule runs that failed and were rolled back alone (see crmrules.failures)
     failures: list[RuleFailure] = field(default_factory=list)
     #: rule runs without savepoints: the first failure goes up to the caller, which
@@ -120,6 +122,8 @@ class Run:
     _view: tuple[Event, Client | None, Deal | None, Facts] | None = None
     #: the event whose rule set was evaluated, and the positions of the rules that matched
     _matched: tuple[Event, Facts, frozenset[int]] | None = None
+    #: the facts of the view and what its rule set saw (see ``seen``)
+    _seen: tuple[Facts, Seen] | None = None
 
     @property
     def regulation(self) -> Regulation:
@@ -197,10 +201,15 @@ class Run:
             or (event.deal and not event.type.startswith("client."))
             else "client"
         )
-        changes = {
-            f"{namespace}.{key}": (event.before.get(key), event.after.get(key))
-            for key in event.before.keys() | event.after.keys()
-        }
+        before, after = event.before, event.after
+        changes = (
+            {
+                f"{namespace}.{key}": (before.get(key), after.get(key))
+                for key in before.keys() | after.keys()
+            }
+            if before or after
+            else {}
+        )
         return Facts(
             records={
                 "client": client.record() if client else None,
@@ -230,24 +239,10 @@ class Run:
             return False
         client, deal, facts = self.view(event)
         holds = rule.condition(facts) if position is None else position in self.matches(event)
-        if not holds:
-            trace = explain(rule.condition, facts)  # the deciding leaf, short-circuit
-            leaf, reason = trace.decided_by, trace.describe()
-            field, operator, expected = leaf.leaf.parts() if leaf else (None, None, None)
-            self.result.outcomes.append(
-                RuleOutcome(
-                    rule=rule.id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    status="not_matched",
-                    reason=reason,
-                    field=field,
-                    operator=operator,
-                    expected=expected,
-                    actual=None if leaf is None else leaf.shown_actual(),
-                )
-            )
-            self.note(event, "not_matched", rule.id, reason)
+        if not holds:  # explained when read, from what the evaluation saw (crmrules.rules.why)
+            why = Why(rule.condition, self.seen(event, facts, rule, position))
+            self.result.outcomes.append(NotMatched(rule.id, event.id, event.type, why))
+            self.audit.append(Miss(self.now, event, rule.id, why, self.regulation.release.id))
             return False
         subject = f"deal:{deal.id}" if deal else f"client:{client.id}" if client else event.id
         if (rule.id, subject) in self.fired:
@@ -284,6 +279,16 @@ class Run:
             client, deal = self.subjects(event)
             self._view = (event, client, deal, self.facts(event, client, deal))
         return self._view[1], self._view[2], self._view[3]
+
+    def seen(self, event: Event, facts: Facts, rule: Rule, position: int | None) -> Seen:
+        """What the evaluation of ``rule`` saw: once per view for the event type's rule set."""
+        version = self.regulation.release.id
+        if position is None:
+            return Seen.take(rule.condition.reads, facts, version)
+        if self._seen is None or self._seen[0] is not facts:
+            reads = self.setting.rule_set_for(event.type).reads
+            self._seen = (facts, Seen.take(reads, facts, version))
+        return self._seen[1]
 
     def matches(self, event: Event) -> frozenset[int]:
         """The positions of the listening rules whose conditions hold on the current view.
@@ -330,17 +335,25 @@ class Run:
         self.result.outcomes.append(RuleOutcome(rule.id, event.id, event.type, status, reason))
         self.note(event, status, rule.id, reason)
 
+    def entries(self) -> list[AuditEntry]:
+        """The audit lines to write, each not_matched one explained now."""
+        return [e.entry() if isinstance(e, Miss) else e for e in self.audit]
+
     def note(self, event: Event, kind: str, rule: str | None, message: str) -> None:
         self.audit.append(
-            AuditEntry(
-                at=self.now,
-                event_id=event.id,
-                event_type=event.type,
-                kind=kind,
-                rule=rule,
-                message=message,
-                regulation=self.regulation.release.id,
-                client=event.client,
+            trusted(  # the engine's own values: not validated again
+                AuditEntry,
+                {
+                    "at": self.now,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "kind": kind,
+                    "rule": rule,
+                    "message": message,
+                    "data": {},
+                    "regulation": self.regulation.release.id,
+                    "client": event.client,
+                },
             )
         )
 
@@ -538,9 +551,10 @@ def apply(
     run = Run(setting, tx, now, result, optimistic=optimistic)
     body(run)
     failures.save(tx, run.failures)
-    for entry in run.audit:
-        tx.add_audit(entry)
-    tx.save_event_result(event_id, run.result.to_dict())
+    keeps = getattr(tx, "keeps_explanations", False)  # the memory store: explained when read
+    for entry in run.audit if keeps else run.entries():
+        tx.add_audit(entry)  # type: ignore[arg-type]
+    tx.save_event_result(event_id, run.result.to_dict(explained=not keeps))
     return run.result
 
 

@@ -9,15 +9,19 @@ it got from the store changes nothing inside it.
 from __future__ import annotations
 
 import copy
+import enum
+import functools
 import pickle
 import threading
+import types
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.model import (
@@ -31,6 +35,8 @@ from crmrules.model import (
     TaskStatus,
     TerritoryMembership,
 )
+from crmrules.result import NotMatched, Result
+from crmrules.rules.why import Miss
 from crmrules.store import (
     AuditEntry,
     FailureStatus,
@@ -50,21 +56,72 @@ def _copy(model: M) -> M:
 
     Record attributes are immutable values (text, numbers, frozensets,
     datetimes) except dicts of custom fields and lists of nested models;
-    copying just those is many times faster than a deep copy.
+    copying just those is many times faster than a deep copy. The copy is
+    made as pydantic's own ``__copy__`` makes one, without its generic
+    ``model_copy`` machinery (a third of an event's time on this store).
     """
-    changes: dict[str, Any] = {}
-    for name, value in model.__dict__.items():
-        if isinstance(value, dict):
-            changes[name] = {
+    cls = model.__class__
+    data = model.__dict__.copy()
+    for name in _containers(cls):
+        value = data[name]
+        kind = value.__class__
+        if kind is dict:
+            data[name] = {
                 k: v if v.__class__ in _IMMUTABLE else _copy_value(v) for k, v in value.items()
             }
-        elif isinstance(value, list):
-            changes[name] = [_copy_value(v) for v in value]
-    return model.model_copy(update=changes)
+        elif kind is list:
+            data[name] = [_copy_value(v) for v in value]
+        elif kind is tuple:  # of nested models (a manager's absences)
+            data[name] = tuple(_copy_value(v) for v in value)
+        elif kind not in _IMMUTABLE and isinstance(value, dict | list):
+            data[name] = _copy_value(value)
+    new = cls.__new__(cls)
+    _set(new, "__dict__", data)
+    extra = model.__pydantic_extra__
+    _set(new, "__pydantic_extra__", None if extra is None else copy.deepcopy(extra))
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__.copy())
+    private = getattr(model, "__pydantic_private__", None)
+    _set(new, "__pydantic_private__", None if private is None else copy.deepcopy(private))
+    return new
 
 
-#: the classes of custom field values nobody can change in place: shared, not copied
-_IMMUTABLE = frozenset({str, int, float, bool, Decimal, date, datetime, frozenset, type(None)})
+_set = object.__setattr__
+
+
+@functools.cache
+def _containers(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``cls`` that may hold a value someone can change in place.
+
+    Pydantic checks every field against its annotation, so a field declared
+    as text, a number, a moment, an enum or a frozenset holds one of those;
+    only the others (dicts, lists, nested models, ``Any``) are looked at.
+    """
+    return tuple(name for name, info in cls.model_fields.items() if not _immutable(info.annotation))
+
+
+def _immutable(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _immutable(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_immutable(arg) for arg in typing.get_args(annotation))
+    if origin is frozenset:
+        return True
+    if origin is tuple:
+        return all(arg is Ellipsis or _immutable(arg) for arg in typing.get_args(annotation))
+    if origin is not None:
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return True
+    return annotation in _IMMUTABLE
+
+
+#: the classes of values nobody can change in place: shared, not copied
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, Decimal, date, datetime, frozenset, tuple, type(None), AwareDatetime}
+)
 
 
 def _copy_value(value: Any) -> Any:
@@ -93,11 +150,11 @@ class _State:
         self.outbox: dict[str, OutboxMessage] = {}
         #: event id -> its result, pickled: a copy no caller can change, made several
         #: times faster than copy.deepcopy (an event's result is read back only on a retry)
-        self.results: dict[str, bytes] = {}
+        self.results: dict[str, tuple[bytes, list[tuple[int, NotMatched]]]] = {}
         self.rotations: dict[str, int] = {}
         self.fired: dict[tuple[str, str], datetime] = {}
         self.memberships: dict[str, list[TerritoryMembership]] = {}
-        self.audit: list[AuditEntry] = []
+        self.audit: list[AuditEntry | Miss] = []
         self.timers: dict[str, Timer] = {}
         #: keys of the PENDING timers: firing looks only at these, not at every timer ever planned
         self.pending: set[str] = set()
@@ -423,11 +480,34 @@ class MemoryTransaction:
     # -- engine state
 
     def event_result(self, event_id: str) -> dict[str, Any] | None:
-        result = self._s.results.get(event_id)
-        return None if result is None else cast(dict[str, Any], pickle.loads(result))
+        kept = self._s.results.get(event_id)
+        if kept is None:
+            return None
+        pickled, lazy = kept
+        result = cast(dict[str, Any], pickle.loads(pickled))
+        if lazy:
+            outcomes = result["outcomes"]
+            for index, outcome in lazy:
+                outcomes[index] = outcome
+            result = Result.explain_stored(result)
+        return result
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
-        self._put(self._s.results, event_id, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+        """Keep ``result`` pickled; a not_matched outcome not yet explained is kept as it is.
+
+        Such an outcome (``crmrules.result.NotMatched``, from
+        ``Result.to_dict(explained=False)``) holds what its evaluation saw and
+        nothing a caller can change; it is explained when the result is read
+        back (a duplicate delivery), not while the event is handled.
+        """
+        outcomes = result.get("outcomes", [])
+        lazy = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, NotMatched)]
+        if lazy:
+            result = {
+                **result,
+                "outcomes": [None if isinstance(o, NotMatched) else o for o in outcomes],
+            }
+        self._put(self._s.results, event_id, (pickle.dumps(result, pickle.HIGHEST_PROTOCOL), lazy))
 
     def get_rotation(self, key: str) -> int:
         return self._s.rotations.get(key, 0)
@@ -535,16 +615,21 @@ class MemoryTransaction:
     def lock_timer(self, key: str) -> Timer | None:
         return self.get_timer(key)
 
-    def add_audit(self, entry: AuditEntry) -> None:
+    #: not_matched audit lines and outcomes are kept unexplained, explained when read
+    #: (crmrules.rules.why): this store lives in the process that has their rules
+    keeps_explanations = True
+
+    def add_audit(self, entry: AuditEntry | Miss) -> None:
+        """Keep an audit line; a ``Miss`` (nothing in it changes) as it is, explained when read."""
         log = self._s.audit
-        log.append(_copy(entry))
+        log.append(entry if isinstance(entry, Miss) else _copy(entry))
         self._undo.append(log.pop)
 
     def audit_log(
         self, *, event_id: str | None = None, client: str | None = None
     ) -> list[AuditEntry]:
         return [
-            _copy(e)
+            e.entry() if isinstance(e, Miss) else _copy(e)
             for e in self._s.audit
             if (event_id is None or e.event_id == event_id)
             and (client is None or e.client == client)

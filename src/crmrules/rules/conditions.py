@@ -16,6 +16,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any, TypeAlias
 
 import re2
@@ -38,13 +39,15 @@ from crmrules.rules.source import PathKey, SourceMap
 # --- what a condition is evaluated against ------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Facts:
     """What a condition sees: plain records by namespace, the time, and the triggering update.
 
     ``records["client"]`` maps field keys to values already in their field
     types (see FieldRegistry.coerce_record). ``changes`` maps a field path to
-    ``(before, after)`` for the update that raised the event.
+    ``(before, after)`` for the update that raised the event. Nothing
+    changes a Facts once made (it is not frozen only because a frozen
+    dataclass costs twice as much to make, once per event).
     """
 
     records: Mapping[str, Mapping[str, Any] | None]
@@ -172,6 +175,19 @@ class Leaf:
 
     def parts(self) -> tuple[str, str, str]:
         """(field, operator, expected value) as an admin would write them; ``not`` included."""
+        return self._written[1]
+
+    def describe(self) -> str:
+        """The leaf as an admin would write it."""
+        return self._written[0]
+
+    @cached_property
+    def _written(self) -> tuple[str, tuple[str, str, str]]:
+        """``describe()`` and ``parts()``, worked out once per leaf (they explain every miss)."""
+        parts = self._parts()
+        return self._describe(parts), parts
+
+    def _parts(self) -> tuple[str, str, str]:
         if self.segment is not None:
             return ("client.segments", "not segment" if self.negated else "segment", self.segment)
         if self.territory is not None:
@@ -192,8 +208,7 @@ class Leaf:
                 op = f"not {op}"
         return self.field.path, op, value
 
-    def describe(self) -> str:
-        """The leaf as an admin would write it."""
+    def _describe(self, parts: tuple[str, str, str]) -> str:
         if self.territory is not None or self.segment is not None:
             text = (
                 f"territory {self.territory}"
@@ -201,7 +216,7 @@ class Leaf:
                 else f"segment {self.segment}"
             )
             return f"not in {text}" if self.negated else f"in {text}"
-        path, op, value = self.parts()
+        path, op, value = parts
         if op.startswith("not "):
             return f"not ({path} {op[4:]} {value})"
         case = " (ignore case)" if self.ignore_case else ""
@@ -878,7 +893,10 @@ class LeafTrace:
         return _show(actual)
 
     def describe(self) -> str:
-        shown = self.shown_actual()
+        return self.describe_shown(self.shown_actual())
+
+    def describe_shown(self, shown: str | None) -> str:
+        """``describe()`` with ``shown_actual()`` already worked out."""
         outcome = "true" if self.result else "false"
         return f"{self.leaf.describe()}: actual {'missing' if shown is None else shown} → {outcome}"
 
@@ -908,6 +926,28 @@ class Condition:
     def __call__(self, facts: Facts) -> bool:
         return self._test(facts)
 
+    @cached_property
+    def reads(self) -> dict[str, tuple[str, ...]]:
+        """Every record field the condition reads, by namespace: a leaf's field, and the
+        field it compares with (a change leaf reads the update's changes instead)."""
+        found: dict[str, dict[str, None]] = {}
+
+        def walk(node: Node) -> None:
+            if isinstance(node, Leaf):
+                if node.op not in CHANGE_OPS:
+                    found.setdefault(node.field.namespace, {})[node.field.key] = None
+                if isinstance(node.value, FieldRef):
+                    other = node.value.spec
+                    found.setdefault(other.namespace, {})[other.key] = None
+            elif isinstance(node, All | AnyOf):
+                for item in node.items:
+                    walk(item)
+            elif isinstance(node, Not):
+                walk(node.item)
+
+        walk(self.tree)
+        return {namespace: tuple(keys) for namespace, keys in found.items()}
+
     def trace(self, facts: Facts, *, short_circuit: bool = False) -> Trace:
         """Why the condition holds or not: each leaf's value and answer, and the deciding leaf.
 
@@ -918,6 +958,40 @@ class Condition:
         traces: list[LeafTrace] = []
         result, decided = self._trace(self.tree, facts, traces, short_circuit)
         return Trace(result, tuple(traces), decided)
+
+    def decide(self, facts: Facts) -> tuple[bool, LeafTrace | None]:
+        """``trace(facts, short_circuit=True)``'s result and deciding leaf, and nothing else.
+
+        What explaining a rule that did not match needs: the leaves that did
+        not decide are neither traced nor kept.
+        """
+        result, leaf = self._decide(self.tree, facts)
+        if leaf is None:
+            return result, None
+        if leaf.op in CHANGE_OPS:
+            actual = facts.changes.get(leaf.field.path)
+        else:
+            actual = facts.value(leaf.field)
+        return result, LeafTrace(leaf, actual, self._leaves[id(leaf)](facts))
+
+    def _decide(self, node: Node, facts: Facts) -> tuple[bool, Leaf | None]:
+        """``_trace`` with ``short``, returning the deciding leaf itself (see ``decide``)."""
+        if isinstance(node, Leaf):
+            return self._leaves[id(node)](facts), node
+        if isinstance(node, Const):
+            return node.value, None
+        if isinstance(node, Not):
+            result, decided = self._decide(node.item, facts)
+            return not result, decided
+        conjunction = isinstance(node, All)
+        first: Leaf | None = None
+        for index, item in enumerate(node.items):
+            result, decided = self._decide(item, facts)
+            if index == 0:
+                first = decided
+            if result != conjunction:
+                return result, decided
+        return conjunction, first
 
     def _trace(
         self, node: Node, facts: Facts, traces: list[LeafTrace], short: bool

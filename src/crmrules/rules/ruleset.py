@@ -50,6 +50,7 @@ from crmrules.rules.conditions import (
     _is_empty,
 )
 from crmrules.rules.fields import TEXT_TYPES, FieldType
+from crmrules.rules.why import reads_of
 
 #: operators written inline as ``value <op> bound`` (what ``_ordered`` does for plain bounds)
 _ORDER = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -234,6 +235,8 @@ class RuleSet:
 
     def __init__(self, conditions: Sequence[Condition]) -> None:
         self.conditions = tuple(conditions)
+        #: every record field the conditions read: what a ``Seen`` of an evaluation keeps
+        self.reads = reads_of(self.conditions)
         writer = _Writer([c.tree for c in self.conditions])
         tests = [writer.expression(c.tree, c) for c in self.conditions]
         prologue = ["    records = facts.records"]
