@@ -22,6 +22,7 @@ from crmrules.adapters.sqlalchemy import SQLAlchemyStore, metadata
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.model import Client, MembershipSource, TerritoryMembership
+from crmrules.realign import realign_chunk
 from crmrules.rules.regulation import load_regulation
 from crmrules.store import Store
 from databases import open_database
@@ -239,3 +240,19 @@ def test_the_realign_command_reports_per_territory(tmp_path: Path) -> None:
         assert data["dry_run"] is False and data["territories"]["msk"]["entered"] == 9
         again = subprocess.run(command, capture_output=True, text=True, check=False)
         assert again.stdout.splitlines() == ["20 clients, changed 0 (0 entries and exits)"]
+
+
+def test_a_chunk_run_again_reports_the_moves_its_first_run_made(tmp_path: Path) -> None:
+    """A chunk redelivered after its worker died (committed, report lost) reports the same moves."""
+    with SQLAlchemyStore(f"sqlite:///{tmp_path / 'crm.sqlite3'}") as store:
+        clients = stale_clients(30)
+        fill(store, clients)
+        engine = engine_on(store, tmp_path)
+        ids = sorted(c.id for c in clients)
+        first = realign_chunk(engine, "run1", ids)
+        again = realign_chunk(engine, "run1", ids)
+        assert {k: vars(v) for k, v in again.territories.items()} == {
+            k: vars(v) for k, v in first.territories.items()
+        }
+        moved = {c for m in first.territories.values() for c in m.entering + m.leaving}
+        assert again.changed >= len(moved) > 0

@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.errors import CrmRulesError
 from crmrules.model import Client, TerritoryMembership
+from crmrules.result import Result
 from crmrules.rules import segments as segmenting
 from crmrules.rules.conditions import ALWAYS, Condition, Facts
 from crmrules.rules.sql import compile_filter
@@ -422,11 +423,29 @@ def _apply(engine: Engine, ids: list[str], event_id: str, report: RealignReport)
                 continue
             changes.append((client_id, client, new))
 
-    engine._host_change(event_id, (None, None), change)
+    result = engine._host_change(event_id, (None, None), change)
+    if result.duplicate:
+        # Done already (its worker died before its report got back): the chunk's moves
+        # are read back from the territory events its committed run raised. Changes
+        # that raise no event (segments) are not in them.
+        _moves_from(result, report)
+        return
     report.failed.update(failed)
     for client_id, old, new in changes:
         report.changed += 1
         report._record(client_id, old, new.territories, new.segments)
+
+
+def _moves_from(result: Result, report: RealignReport) -> None:
+    clients: set[str] = set()
+    for event in result.events:
+        if event.type not in ("territory.entered", "territory.left"):
+            continue
+        _, client_id, territory = event.id.rsplit("/", 1)[1].split(":", 2)
+        clients.add(client_id)
+        moves = report.territories.setdefault(territory, Moves())
+        moves.add(client_id, event.type == "territory.entered")
+    report.changed += len(clients)
 
 
 __all__ = ["EXAMPLES", "FanOut", "Moves", "RealignReport", "realign", "realign_chunk"]
