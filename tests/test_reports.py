@@ -31,7 +31,8 @@ from crmrules.reports import (
     lead_conversion,
     manager_load,
 )
-from crmrules.reports.periods import transitions
+from crmrules.reports.periods import epoch_seconds, seconds, transitions
+from crmrules.rules.sql_host import NaiveUTC
 from databases import Database, open_database
 from report_oracle import Window, World
 from report_oracle import compliance as oracle_compliance
@@ -284,3 +285,20 @@ def test_reports_refuse_a_store_without_sql() -> None:
 def test_a_span_that_ends_before_it_starts_is_refused() -> None:
     with pytest.raises(ValueError, match="ends"):
         Span(END, START)
+
+
+def test_epoch_seconds_drop_the_fraction_on_every_database(store: SQLAlchemyStore) -> None:
+    """A moment just before a whole second stays in it (SQLite's strftime rounds to the ms)."""
+    table = sa.Table("moments", sa.MetaData(), sa.Column("at", NaiveUTC()))
+    moments = [
+        datetime(2026, 3, 1, 0, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 1, 0, 0, 1, 6, tzinfo=UTC),
+        datetime(2026, 3, 1, 0, 0, 59, 999_600, tzinfo=UTC),
+    ]
+    with store.transaction() as tx:
+        connection = tx.connection  # type: ignore[attr-defined]
+        table.create(connection)
+        connection.execute(sa.insert(table), [{"at": m} for m in moments])
+        found = connection.execute(sa.select(epoch_seconds(table.c.at))).scalars().all()
+        table.drop(connection)
+    assert sorted(found) == sorted(seconds(m) for m in moments)

@@ -128,7 +128,10 @@ class epoch_seconds(FunctionElement[int]):
 
 @compiles(epoch_seconds, "sqlite")
 def _epoch_sqlite(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+    # The text up to the second: strftime rounds a fraction to the millisecond first,
+    # so 00:00:00.999999 would count as second 1.
+    moment = compiler.process(element.clauses, **kw)
+    return f"CAST(strftime('%s', substr({moment}, 1, 19)) AS INTEGER)"
 
 
 @compiles(epoch_seconds, "postgresql")
