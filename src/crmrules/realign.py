@@ -441,7 +441,9 @@ def _moves_from(result: Result, report: RealignReport) -> None:
     for event in result.events:
         if event.type not in ("territory.entered", "territory.left"):
             continue
-        _, client_id, territory = event.id.rsplit("/", 1)[1].split(":", 2)
+        # "<chunk>/territory.entered:<client>:<territory>"; a territory id has no colon.
+        head, territory = event.id.rsplit("/", 1)[1].rsplit(":", 1)
+        client_id = head.split(":", 1)[1]
         clients.add(client_id)
         moves = report.territories.setdefault(territory, Moves())
         moves.add(client_id, event.type == "territory.entered")
