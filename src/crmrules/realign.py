@@ -15,8 +15,8 @@ simply continues where the killed one stopped. A dry run computes the same
 changes in read-only transactions and writes nothing.
 
 On the SQL store a chunk is screened as a set first (``_screen``): one query
-gives each client's stored record and, per territory and segment, whether
-its condition holds (the conditions compiled to SQL, crmrules.rules.sql);
+gives each client's stored territories and segments and, per territory and
+segment, whether its condition holds (the conditions compiled to SQL, crmrules.rules.sql);
 one more gives the stored memberships. The same pure functions as a
 client's own recompute (crmrules.rules.territories, .segments) then work
 out the memberships from those answers, without loading or validating the
@@ -442,8 +442,9 @@ def _moves_from(result: Result, report: RealignReport) -> None:
         if event.type not in ("territory.entered", "territory.left"):
             continue
         # "<chunk>/territory.entered:<client>:<territory>"; a territory id has no colon.
-        head, territory = event.id.rsplit("/", 1)[1].rsplit(":", 1)
-        client_id = head.split(":", 1)[1]
+        territory = event.id.rsplit(":", 1)[1]
+        client_id = event.client
+        assert client_id is not None  # a territory event is about its client
         clients.add(client_id)
         moves = report.territories.setdefault(territory, Moves())
         moves.add(client_id, event.type == "territory.entered")
