@@ -15,20 +15,19 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel
 
 from crmrules.calendar import WEEKDAY_NAMES, BusinessCalendar, Duration, WorkingHours
-from crmrules.destinations import HINT as DESTINATION_HINT
 from crmrules.destinations import PUBLIC_ONLY, Destinations
 from crmrules.errors import Location, Problem, RegulationError
 from crmrules.model import Manager, Pipeline, Stage
 from crmrules.people import compile_absences
-from crmrules.rules import schema
+from crmrules.rules import schema, validation
+from crmrules.rules.action_checks import Action, ActionChecks
 from crmrules.rules.catalogue import Catalogue
 from crmrules.rules.catalogue import parse as parse_catalogue
 from crmrules.rules.conditions import ALWAYS, All, AnyOf, Condition, Leaf, Node, Scope, parse
@@ -37,7 +36,6 @@ from crmrules.rules.duplicates import DuplicateRules, compile_duplicates
 from crmrules.rules.events import BUILTIN_EVENT_FIELDS
 from crmrules.rules.fields import (
     CUSTOM_KEY,
-    TIME_TYPES,
     FieldRegistry,
     FieldSpec,
     FieldType,
@@ -62,7 +60,8 @@ from crmrules.rules.templates import (
     TemplateLimits,
     compile_template,
 )
-from crmrules.rules.triggers import Trigger, TriggerError, check_event_type, parse_trigger
+from crmrules.rules.triggers import Trigger, TriggerError, parse_trigger
+from crmrules.rules.validation import Bad, M
 from crmrules.rules.versions import LABEL_KEYS, UNVERSIONED, RegulationVersion, version_of
 
 SECTIONS = (
@@ -81,28 +80,9 @@ SECTIONS = (
     "rules",
 )
 CUSTOM_NAMESPACES = ("client", "deal", "event")
-#: Fields that actions must not set directly: ids, and what has its own action.
-READ_ONLY = frozenset(
-    {
-        "client.id", "client.territories", "client.segments", "client.created_at",
-        "deal.id", "deal.client", "deal.pipeline", "deal.stage",
-        "deal.created_at", "deal.stage_entered_at",
-    }
-)  # fmt: skip
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 # --- the compiled regulation ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Action:
-    """One action of a rule: its name, checked parameters and compiled templates."""
-
-    name: str
-    params: BaseModel
-    location: Location | None
-    templates: Mapping[str, CompiledTemplate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,39 +226,6 @@ def compile_regulation(
     return regulation
 
 
-# --- pydantic errors → admin problems -------------------------------------------------------
-
-M = TypeVar("M", bound=BaseModel)
-#: The keys of a block whose values had problems (already reported).
-Bad = frozenset[str]
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [info.alias or name for name, info in model.model_fields.items()]
-
-
-def _strip_loc(data: Any, loc: tuple[int | str, ...]) -> tuple[PathKey, Any]:
-    """Keep the parts of a pydantic ``loc`` that exist in the data (drops union tags)."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:  # noqa: SIM114 (separate for mypy narrowing)
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not _is_union_tag(part):
-            path.append(part)  # a key that is missing
-            break
-    return tuple(path), node
-
-
-def _is_union_tag(part: str) -> bool:
-    """pydantic names union members in ``loc`` (``str``, ``list[str]``, ``DueSpec``)."""
-    return "[" in part or part in ("str", "int", "bool", "list", "dict") or part[:1].isupper()
-
-
 # --- the compiler ---------------------------------------------------------------------------
 
 
@@ -311,23 +258,7 @@ class _Compiler:
         self.templates: dict[str, MailTemplate] = {}
         self.rule_ids: dict[str, PathKey] = {}
         self.deferred: list[Callable[[], None]] = []
-        #: Built-in actions' checks beyond their parameter models (references, templates).
-        self.checks: dict[str, Callable[[Any, PathKey, dict[str, CompiledTemplate]], None]] = {
-            "create_task": self._check_create_task,
-            "send_mailing": self._check_send_mailing,
-            "move_stage": self._check_move_stage,
-            "assign_manager": self._check_assign_manager,
-            "set_field": self._check_set_field,
-            "add_to_territory": self._check_territory_ref,
-            "remove_from_territory": self._check_territory_ref,
-            "clear_territory_override": self._check_territory_ref,
-            "add_to_segment": self._check_segment_ref,
-            "remove_from_segment": self._check_segment_ref,
-            "clear_segment_override": self._check_segment_ref,
-            "cancel_tasks": self._check_cancel_tasks,
-            "notify": self._check_notify,
-            "emit": self._check_emit,
-        }
+        self.action_checks = ActionChecks(self)
 
     # -- reporting
 
@@ -337,82 +268,10 @@ class _Compiler:
         self.problems.append(Problem(message, self.source.locate(path, key=key), hint))
 
     def validate(self, model: type[M], data: Any, path: PathKey) -> M | None:
-        """``model`` from ``data``, or None after turning pydantic's errors into problems."""
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            self._report(model, data, path, exc)
-            return _without_unknown_keys(model, data, exc)
+        return validation.validate(model, data, path, self.error)
 
     def validate_all(self, model: type[M], data: Any, path: PathKey) -> tuple[M, Bad] | None:
-        """Like :meth:`validate`, but a key with a bad value does not hide the other keys.
-
-        Every problem is reported; the keys that had one come back as a set,
-        and the model is built from the others (defaults stand in for bad
-        optional keys, None for bad or missing required ones), so that the
-        caller can go on checking the rest of a rule or an action.
-        """
-        try:
-            return model.model_validate(data), frozenset()
-        except ValidationError as exc:
-            self._report(model, data, path, exc)
-            if not isinstance(data, dict):
-                return None
-            bad = frozenset(str(err["loc"][0]) for err in exc.errors() if err["loc"])
-            good = {k: v for k, v in data.items() if k not in bad}
-            try:
-                return _lenient(model).model_validate(good), bad
-            except ValidationError:
-                return None
-
-    def _report(
-        self, model: type[BaseModel], data: Any, path: PathKey, exc: ValidationError
-    ) -> None:
-        grouped: dict[PathKey, list[dict[str, Any]]] = {}
-        for err in exc.errors(include_url=False):
-            where, _ = _strip_loc(data, tuple(err["loc"]))
-            grouped.setdefault(where, []).append(dict(err))
-        for where, errors in grouped.items():
-            full = (*path, *where)
-            first = errors[0]
-            kind = first["type"]
-            if kind == "extra_forbidden":
-                name = str(where[-1])
-                owner = _owner_model(model, data, where[:-1])
-                options = _field_names(owner) if owner else []
-                close = difflib.get_close_matches(name, options, n=1)
-                hint = (
-                    f"did you mean {close[0]}?"
-                    if close
-                    else (f"allowed: {', '.join(options)}" if options else None)
-                )
-                self.error(full, f"unknown key {name!r}", hint, key=True)
-            elif kind == "missing":
-                self.error(full[:-1], f"missing required key {where[-1]!r}")
-            elif kind == "string_pattern_mismatch":
-                self.error(
-                    full,
-                    f"invalid id {first['input']!r}",
-                    "ids use letters, digits, '_', '.' and '-', up to 100 characters",
-                )
-            elif kind == "bool_type":
-                self.error(
-                    full,
-                    f"expected true or false, got {first['input']!r}",
-                    "yes/no, on/off, 0/1 and quoted text are not flags",
-                )
-            elif kind == "literal_error":
-                expected = first.get("ctx", {}).get("expected", "")
-                options = re.findall(r"'([^']*)'", expected)
-                close = difflib.get_close_matches(str(first["input"]), options, n=1)
-                self.error(
-                    full,
-                    f"{first['input']!r} is not one of {', '.join(options)}",
-                    f"did you mean {close[0]}?" if close else None,
-                )
-            else:
-                messages = list(dict.fromkeys(_message(e) for e in errors))
-                self.error(full, "; or ".join(messages))
+        return validation.validate_all(model, data, path, self.error)
 
     # -- the pass
 
@@ -722,7 +581,7 @@ class _Compiler:
                 every = self._duration(plan.every, (*p_path, "every"))
                 if every is not None and every.is_zero:
                     self.error((*p_path, "every"), "every: the period must be longer than zero")
-                actions = self._actions(plan.then, (*p_path, "then"))
+                actions = self.action_checks.actions(plan.then, (*p_path, "then"))
                 if every is not None:
                     plans.append(ContactPlan(every, actions))
             if condition is None:
@@ -856,7 +715,9 @@ class _Compiler:
         for order, (path, spec, bad) in enumerate(specs):
             trigger = None if "on" in bad else self._trigger(spec.on, (*path, "on"))
             condition = ALWAYS if spec.if_ is None else self._condition(spec.if_, (*path, "if"))
-            actions = () if "then" in bad else self._actions(spec.then, (*path, "then"))
+            actions = (
+                () if "then" in bad else self.action_checks.actions(spec.then, (*path, "then"))
+            )
             cooldown = self._duration(spec.cooldown, (*path, "cooldown"))
             lateness = self._duration(spec.max_lateness, (*path, "max_lateness"))
             if trigger is None or condition is None or bad:
@@ -906,219 +767,6 @@ class _Compiler:
             frozenset(self.segment_ids),
         )
         return parse(raw, path, scope)
-
-    # -- actions
-
-    def _actions(self, items: list[Any], path: PathKey) -> tuple[Action, ...]:
-        actions: list[Action] = []
-        for index, raw in enumerate(items):
-            action = self._action(raw, (*path, index))
-            if action is not None:
-                actions.append(action)
-        return tuple(actions)
-
-    def _action(self, raw: Any, path: PathKey) -> Action | None:
-        names = sorted(self.actions)
-        if not isinstance(raw, dict) or len(raw) != 1:
-            self.error(
-                path,
-                "an action is a mapping with one key, the action's name",
-                f"e.g. - create_task: {{title: ...}}; actions: {', '.join(names)}",
-            )
-            return None
-        name, params_raw = next(iter(raw.items()))
-        model = self.actions.get(name)
-        if model is None:
-            close = difflib.get_close_matches(str(name), names, n=1)
-            self.error(
-                (*path, name),
-                f"unknown action {name!r}",
-                f"did you mean {close[0]}?" if close else f"actions: {', '.join(names)}",
-                key=True,
-            )
-            return None
-        p_path = (*path, name)
-        if name in schema.SHORTHAND and not isinstance(params_raw, dict):
-            params_raw = {schema.SHORTHAND[name]: params_raw}
-        checked = self.validate_all(model, params_raw if params_raw is not None else {}, p_path)
-        if checked is None:
-            return None
-        params, bad = checked
-        templates: dict[str, CompiledTemplate] = {}
-        check = self.checks.get(name)
-        if check is not None:
-            # A bad parameter is reported; the checks below look at the others
-            # (each check skips a required parameter that is None here).
-            check(params, p_path, templates)
-        return None if bad else Action(name, params, self.source.locate(path), templates)
-
-    def _template_param(
-        self, text: str | None, kind: Kind, path: PathKey, into: dict[str, CompiledTemplate]
-    ) -> None:
-        compiled = self._optional_template(text, kind, path)
-        if compiled is not None:
-            into[str(path[-1])] = compiled
-
-    def _check_create_task(
-        self, params: schema.CreateTask, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        self._template_param(params.title, "subject", (*path, "title"), templates)
-        self._template_param(params.description, "text", (*path, "description"), templates)
-        if isinstance(params.due, str):
-            self._duration(params.due, (*path, "due"))
-        elif isinstance(params.due, schema.DueSpec):
-            due_path = (*path, "due")
-            spec = self.registry.get(params.due.field)
-            if spec is None or spec.type not in TIME_TYPES or spec.namespace == "manager":
-                self.error(
-                    (*due_path, "field"),
-                    f"due: {params.due.field!r} is not a date or datetime field",
-                    _did_you_mean(self.registry.suggest(params.due.field)),
-                )
-            if params.due.after is not None and params.due.before is not None:
-                self.error(due_path, "due: give after or before, not both")
-            self._duration(params.due.after, (*due_path, "after"))
-            self._duration(params.due.before, (*due_path, "before"))
-        self._check_assignee(params.assignee, (*path, "assignee"))
-
-    def _check_assignee(self, assignee: str | schema.AssignSpec | None, path: PathKey) -> None:
-        if isinstance(assignee, schema.AssignSpec):
-            self._check_assign_manager(assignee, path, {})
-        elif assignee is not None and assignee not in ("responsible", "territory"):
-            self._check_manager(assignee, path)
-
-    def _check_send_mailing(
-        self, params: schema.SendMailing, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        if params.template is not None and params.template not in self.templates:
-            self._unknown((*path, "template"), "template", params.template, self.templates)
-        to = params.to
-        if not (
-            to in ("client", "responsible")
-            or (to.startswith("contact:") and len(to) > len("contact:"))
-            or EMAIL.fullmatch(to)
-        ):
-            self.error(
-                (*path, "to"),
-                f"to: {to!r} is not a recipient",
-                "write client, responsible, contact:<role> or an e-mail address",
-            )
-
-    def _check_move_stage(
-        self, params: schema.MoveStage, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        if params.to is None or params.to == "next":
-            return
-        stages = {s.id: s for p in self.pipelines.values() for s in p.stages}
-        if params.to not in stages:
-            self._unknown((*path, "to"), "stage", params.to, {**stages, "next": None})
-
-    def _check_assign_manager(
-        self, params: schema.AssignSpec, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        among = params.among
-        if isinstance(among, str):
-            if among not in self.territory_specs:
-                self._unknown((*path, "among"), "territory", among, self.territory_specs)
-        elif among is not None:
-            for index, manager in enumerate(among):
-                self._check_manager(manager, (*path, "among", index))
-        if params.strategy == "by_skill" and not params.skills:
-            self.error(
-                path, "by_skill needs skills: [...]", "list the skills the manager must have"
-            )
-        if params.fallback is not None:
-            self._check_manager(params.fallback, (*path, "fallback"))
-
-    def _check_set_field(
-        self, params: schema.SetField, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        if params.field is None:
-            return
-        spec = self.registry.get(params.field)
-        if spec is None or spec.namespace not in ("client", "deal"):
-            self.error(
-                (*path, "field"),
-                f"set_field: {params.field!r} is not a client or deal field",
-                _did_you_mean(self.registry.suggest(params.field)),
-            )
-            return
-        if spec.path in READ_ONLY:
-            advice = {
-                "deal.stage": "use move_stage",
-                "client.territories": "use add_to_territory / remove_from_territory",
-                "client.segments": "use add_to_segment / remove_from_segment",
-            }
-            self.error(
-                (*path, "field"), f"{spec.path} cannot be set by a rule", advice.get(spec.path)
-            )
-            return
-        value = params.value
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
-            self._template_param(value, "subject", (*path, "value"), templates)
-            return
-        if value is not None:
-            try:
-                coerce(spec, value, self.calendar)
-            except ValueError as error:
-                self.error((*path, "value"), f"value for {spec.path}: {error}")
-                return
-        if spec.path == "client.responsible" and isinstance(value, str):
-            self._check_manager(value, (*path, "value"))
-
-    def _check_territory_ref(
-        self, params: schema.TerritoryRef, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        if params.territory is not None:
-            self._check_territory(params.territory, (*path, "territory"))
-
-    def _check_segment_ref(
-        self, params: schema.SegmentRef, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        def check() -> None:
-            if params.segment not in self.segment_ids:
-                self._unknown((*path, "segment"), "segment", params.segment, self.segment_ids)
-
-        self.deferred.append(check)  # contact plans' actions are compiled before segments
-
-    def _check_cancel_tasks(
-        self, params: schema.CancelTasks, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        if not (params.all or params.kind or params.rule or params.title_contains):
-            self.error(
-                path,
-                "cancel_tasks needs kind, rule or title_contains",
-                "to cancel every open task of the client or deal, write all: true",
-            )
-        if params.rule is not None:
-            self.deferred.append(partial(self._check_rule, params.rule, (*path, "rule")))
-
-    def _check_notify(
-        self, params: schema.Notify, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        self._template_param(params.message, "text", (*path, "message"), templates)
-        to = params.to
-        if to is not None and to.startswith(("https://", "http://")):
-            try:
-                host = urlsplit(to).hostname or ""
-            except ValueError:
-                self.error((*path, "to"), "notify: the webhook address is not a valid URL")
-                return
-            refusal = self.destinations.refusal(host)
-            if refusal is not None:
-                self.error((*path, "to"), f"notify: {refusal}", DESTINATION_HINT)
-        elif to is not None and to != "responsible":
-            self._check_manager(to, (*path, "to"))
-
-    def _check_emit(
-        self, params: schema.Emit, path: PathKey, templates: dict[str, CompiledTemplate]
-    ) -> None:
-        problem = None if params.type is None else check_event_type(params.type)
-        if problem:
-            self.error((*path, "type"), problem)
-        for key, value in params.data.items():
-            if isinstance(value, str) and ("{{" in value or "{%" in value):
-                self._template_param(value, "subject", (*path, "data", key), templates)
 
     # -- shared checks
 
@@ -1172,69 +820,6 @@ def _as_list(compiler: _Compiler, data: dict[str, Any], section: str) -> list[An
         compiler.error((section,), f"{section} must be a list")
         return []
     return value
-
-
-def _without_unknown_keys(model: type[M], data: Any, exc: ValidationError) -> M | None:
-    """An unknown key is reported; go on without it so the rest is checked too."""
-    unknown = {
-        err["loc"][0]
-        for err in exc.errors()
-        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
-    }
-    if unknown and isinstance(data, dict):
-        try:
-            return model.model_validate({k: v for k, v in data.items() if k not in unknown})
-        except ValidationError:
-            return None
-    return None
-
-
-@cache
-def _lenient(model: type[M]) -> type[M]:
-    """``model`` with its required fields optional (None), for checking a block with problems.
-
-    Only used after the problems are reported, so the compiled result is never run.
-    """
-    optional: dict[str, Any] = {
-        name: (cast(Any, info.annotation) | None, Field(None, alias=info.alias))
-        for name, info in model.model_fields.items()
-        if info.is_required()
-    }
-    return cast(type[M], create_model(f"Lenient{model.__name__}", __base__=model, **optional))
-
-
-def _owner_model(model: type[BaseModel], data: Any, path: PathKey) -> type[BaseModel] | None:
-    """The pydantic model that validates the mapping at ``path`` inside ``model``'s data."""
-    current: type[BaseModel] | None = model
-    for part in path:
-        if current is None:
-            return None
-        if isinstance(part, int):
-            continue
-        info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
-        if info is None:
-            return None
-        current = _model_in(info.annotation)
-    return current
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    text = str(error.get("msg", "invalid value"))
-    return text[0].lower() + text[1:] if text else text
-
-
-def _did_you_mean(suggestion: str | None) -> str | None:
-    return f"did you mean {suggestion}?" if suggestion else None
 
 
 def _leaves(node: Node) -> list[Leaf]:
