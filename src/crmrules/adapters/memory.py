@@ -15,7 +15,7 @@ import pickle
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ from crmrules.store import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+L = TypeVar("L", Client, Deal, Manager)
 _MISSING = object()
 
 
@@ -165,6 +166,9 @@ class _State:
         self.move_count: dict[str, int] = {}
         #: tables of features in their own modules (crmrules.adapters.import_tables): name -> rows
         self.side: dict[str, dict[Any, Any]] = {}
+        #: (kind, id) -> a stored record and its flat record, made once per stored version (see
+        #: ``MemoryTransaction.lend_client``); a record put or rolled back is a new object
+        self.lent: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
 
 
 class MemoryTransaction:
@@ -254,6 +258,37 @@ class MemoryTransaction:
 
     def put_client(self, client: Client) -> None:
         self._put(self._s.clients, client.id, _copy(client))
+
+    def lend_client(self, client_id: str) -> tuple[Client, Mapping[str, Any]] | None:
+        """The stored client itself and its flat record (``Client.record``), to read, not change.
+
+        What the engine's evaluation of an event reads (``crmrules.run.Run.view``):
+        no copy, and the record made once per stored version of the client. The
+        store never changes a stored record in place (a put stores a new one),
+        so a lent one stays as it was lent.
+        """
+        return self._lend("client", self._s.clients, client_id)
+
+    def lend_deal(self, deal_id: str) -> tuple[Deal, Mapping[str, Any]] | None:
+        """The stored deal itself and its flat record, to read, not change (``lend_client``)."""
+        return self._lend("deal", self._s.deals, deal_id)
+
+    def lend_manager(self, manager_id: str) -> tuple[Manager, Mapping[str, Any]] | None:
+        """The stored manager itself and its flat record, to read, not change (``lend_client``)."""
+        return self._lend("manager", self._s.managers, manager_id)
+
+    def _lend(self, kind: str, table: dict[str, L], key: str) -> tuple[L, Mapping[str, Any]] | None:
+        stored = table.get(key)
+        if stored is None:
+            return None
+        lent = self._s.lent.get((kind, key))
+        if lent is None or lent[0] is not stored:
+            record = {
+                k: v if v.__class__ in _IMMUTABLE else _copy_value(v)
+                for k, v in stored.record().items()
+            }
+            lent = self._s.lent[(kind, key)] = (stored, record)
+        return lent[0], lent[1]
 
     def iter_clients(self) -> Iterator[Client]:
         for client_id in sorted(self._s.clients):
