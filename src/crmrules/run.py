@@ -223,21 +223,19 @@ class Run:
         deal: Mapping[str, Any] | None,
         manager: Mapping[str, Any] | None,
     ) -> Facts:
-        namespace = (
-            "deal"
-            if event.type.startswith("deal.")
-            or (event.deal and not event.type.startswith("client."))
-            else "client"
-        )
         before, after = event.before, event.after
-        changes = (
-            {
+        changes = {}
+        if before or after:
+            namespace = (
+                "deal"
+                if event.type.startswith("deal.")
+                or (event.deal and not event.type.startswith("client."))
+                else "client"
+            )
+            changes = {
                 f"{namespace}.{key}": (before.get(key), after.get(key))
                 for key in before.keys() | after.keys()
             }
-            if before or after
-            else {}
-        )
         return Facts(
             {"client": client, "deal": deal, "event": event.record(), "manager": manager},
             self.now,
@@ -303,15 +301,16 @@ class Run:
         that can lend its own records (the memory store's ``lend_client``) hands
         them out without a copy, with their flat records made once per version.
         """
-        if self._view is None or self._view[0] is not event:
+        found = self._view
+        if found is None or found[0] is not event:
             if getattr(self.tx, "lend_client", None) is None:
                 client, deal = self.subjects(event)
-                self._view = (event, client, deal, self.facts(event, client, deal))
+                found = self._view = (event, client, deal, self.facts(event, client, deal))
             else:
-                self._view = (event, *self._lent(event, cast(Lending, self.tx)))
-        return self._view[1], self._view[2], self._view[3]
+                found = self._view = self._lent(event, cast(Lending, self.tx))
+        return found[1], found[2], found[3]
 
-    def _lent(self, event: Event, tx: Lending) -> tuple[Client | None, Deal | None, Facts]:
+    def _lent(self, event: Event, tx: Lending) -> tuple[Event, Client | None, Deal | None, Facts]:
         """``subjects`` and ``facts`` from the records a store lends (see ``view``)."""
         deal = deal_record = None
         if event.deal:
@@ -331,7 +330,7 @@ class Run:
                     else:
                         known = self.regulation.managers.get(client.responsible)
                         manager_record = known.record() if known else None
-        return client, deal, self._facts(event, client_record, deal_record, manager_record)
+        return event, client, deal, self._facts(event, client_record, deal_record, manager_record)
 
     def seen(self, event: Event, facts: Facts, rule: Rule, position: int | None) -> Seen:
         """What the evaluation of ``rule`` saw: once per view for the event type's rule set."""
@@ -351,10 +350,11 @@ class Run:
         fires may change the subject; the next view evaluates again.
         """
         facts = self.view(event)[2]
-        if self._matched is None or self._matched[1] is not facts:
-            found = self.setting.rule_set_for(event.type).results(facts)
-            self._matched = (event, facts, found)
-        return self._matched[2]
+        found = self._matched
+        if found is None or found[1] is not facts:
+            results = self.setting.rule_set_for(event.type).results(facts)
+            found = self._matched = (event, facts, results)
+        return found[2]
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
         scope = _once_scope(rule.once, client, deal)
