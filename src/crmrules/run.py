@@ -349,7 +349,8 @@ class Run:
         field read once, shared sub-conditions tested once. A rule that
         fires may change the subject; the next view evaluates again.
         """
-        facts = self.view(event)[2]
+        view = self._view
+        facts = view[3] if view is not None and view[0] is event else self.view(event)[2]
         found = self._matched
         if found is None or found[1] is not facts:
             results = self.setting.rule_set_for(event.type).results(facts)

@@ -133,6 +133,28 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
+def _lend(
+    table: dict[str, L], lent: dict[str, tuple[L, Mapping[str, Any]]], key: str
+) -> tuple[L, Mapping[str, Any]] | None:
+    """A new loan of the stored ``table[key]``: its flat record, mutable values copied, kept.
+
+    Only the values that may change in place are looked at (as ``_copy`` does):
+    the custom fields' and those of the fields ``_containers`` names.
+    """
+    stored = table.get(key)
+    if stored is None:
+        return None
+    record = stored.record()
+    data = stored.__dict__
+    for name in _containers(stored.__class__):
+        values = data[name].items() if name == "fields" else ((name, data[name]),)
+        for field, value in values:
+            if value.__class__ not in _IMMUTABLE and record.get(field) is value:
+                record[field] = _copy_value(value)
+    loan = lent[key] = (stored, record)
+    return loan
+
+
 class _State:
     """The tables; plain dicts and sets, changed only through a transaction."""
 
@@ -166,9 +188,11 @@ class _State:
         self.move_count: dict[str, int] = {}
         #: tables of features in their own modules (crmrules.adapters.import_tables): name -> rows
         self.side: dict[str, dict[Any, Any]] = {}
-        #: (kind, id) -> a stored record and its flat record, made once per stored version (see
+        #: id -> a stored record and its flat record, made once per stored version (see
         #: ``MemoryTransaction.lend_client``); a record put or rolled back is a new object
-        self.lent: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        self.lent_clients: dict[str, tuple[Client, Mapping[str, Any]]] = {}
+        self.lent_deals: dict[str, tuple[Deal, Mapping[str, Any]]] = {}
+        self.lent_managers: dict[str, tuple[Manager, Mapping[str, Any]]] = {}
 
 
 class MemoryTransaction:
@@ -267,28 +291,24 @@ class MemoryTransaction:
         store never changes a stored record in place (a put stores a new one),
         so a lent one stays as it was lent.
         """
-        return self._lend("client", self._s.clients, client_id)
+        lent = self._s.lent_clients.get(client_id)
+        if lent is not None and lent[0] is self._s.clients.get(client_id):
+            return lent
+        return _lend(self._s.clients, self._s.lent_clients, client_id)
 
     def lend_deal(self, deal_id: str) -> tuple[Deal, Mapping[str, Any]] | None:
         """The stored deal itself and its flat record, to read, not change (``lend_client``)."""
-        return self._lend("deal", self._s.deals, deal_id)
+        lent = self._s.lent_deals.get(deal_id)
+        if lent is not None and lent[0] is self._s.deals.get(deal_id):
+            return lent
+        return _lend(self._s.deals, self._s.lent_deals, deal_id)
 
     def lend_manager(self, manager_id: str) -> tuple[Manager, Mapping[str, Any]] | None:
         """The stored manager itself and its flat record, to read, not change (``lend_client``)."""
-        return self._lend("manager", self._s.managers, manager_id)
-
-    def _lend(self, kind: str, table: dict[str, L], key: str) -> tuple[L, Mapping[str, Any]] | None:
-        stored = table.get(key)
-        if stored is None:
-            return None
-        lent = self._s.lent.get((kind, key))
-        if lent is None or lent[0] is not stored:
-            record = {
-                k: v if v.__class__ in _IMMUTABLE else _copy_value(v)
-                for k, v in stored.record().items()
-            }
-            lent = self._s.lent[(kind, key)] = (stored, record)
-        return lent[0], lent[1]
+        lent = self._s.lent_managers.get(manager_id)
+        if lent is not None and lent[0] is self._s.managers.get(manager_id):
+            return lent
+        return _lend(self._s.managers, self._s.lent_managers, manager_id)
 
     def iter_clients(self) -> Iterator[Client]:
         for client_id in sorted(self._s.clients):

@@ -289,23 +289,18 @@ class RuleSet:
         self.source = "\n".join(lines)
         names = {**writer.names, "_EMPTY": {}}
         exec(compile(self.source, "<crmrules rule set>", "exec"), names)
-        self._evaluate: Callable[[Facts], tuple[bool, ...]] = names["evaluate"]
-        self._matched: Callable[[Facts], list[int]] = names["matched"]
+        # the generated functions themselves, not methods calling them (a call less an event)
+        #: ``results(facts)``: each condition's answer, in order; the fast path, nothing recorded
+        self.results: Callable[[Facts], tuple[bool, ...]] = names["evaluate"]
+        #: ``matched(facts)``: the positions of the conditions that hold, in order
+        self.matched: Callable[[Facts], list[int]] = names["matched"]
 
     def __len__(self) -> int:
         return len(self.conditions)
 
-    def results(self, facts: Facts) -> tuple[bool, ...]:
-        """Each condition's answer, in order: the fast path, nothing recorded."""
-        return self._evaluate(facts)
-
-    def matched(self, facts: Facts) -> list[int]:
-        """The positions of the conditions that hold, in order: the fastest form."""
-        return self._matched(facts)
-
     def evaluate(self, facts: Facts) -> Evaluation:
         """The answers with what is needed to explain any of them later."""
-        return Evaluation(self, facts, self._evaluate(facts))
+        return Evaluation(self, facts, self.results(facts))
 
 
 def explain(condition: Condition, facts: Facts) -> Trace:
