@@ -3,7 +3,9 @@
 Transactions are serialised by one lock and undone from an undo log on
 failure, so an exception in the middle of an event leaves the store exactly
 as it was. Records are copied in and out, so a host that changes an object
-it got from the store changes nothing inside it.
+it got from the store changes nothing inside it; only the engine's own
+evaluation of an event borrows the stored records to read them
+(``MemoryTransaction.lend_client``).
 """
 
 from __future__ import annotations
