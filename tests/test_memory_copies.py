@@ -199,3 +199,39 @@ def test_timers_messages_and_audit_lines_keep_their_data(data: dict[str, Any]) -
         return found
 
     _check(lambda tx, e: tx.add_audit(e), get_entry, entry, change_entry)
+
+
+@given(FIELDS, FIELDS)
+def test_a_lent_record_is_the_stored_version_and_its_values_are_its_own(
+    fields: dict[str, Any], later: dict[str, Any]
+) -> None:
+    """``lend_client`` (the engine's read for evaluating): the record as ``Client.record`` gives it.
+
+    Its flat record is made once per stored version; changing what is inside
+    it changes nothing the store keeps, a put lends the new version and a
+    rolled-back put the old one again.
+    """
+    store = MemoryStore()
+    client = Client(id="c1", name="Acme", fields=fields, tags=frozenset({"a"}), created_at=T0)
+    expected = _dumped(client)
+    with store.transaction() as tx:
+        tx.put_client(client)
+        lent = tx.lend_client("c1")
+        assert lent is not None and tx.lend_client("c2") is None
+        stored, record = lent
+        assert _dumped(stored) == expected and record == client.record()
+        assert tx.lend_client("c1") == (stored, record)  # the same loan, not made again
+        for value in record.values():
+            _scramble(value)
+        got = tx.get_client("c1")
+        assert got is not None and _dumped(got) == expected
+        updated = client.model_copy(update={"fields": later, "name": "Renamed"})
+        tx.put_client(updated)
+        again = tx.lend_client("c1")
+        assert again is not None and again[1] == updated.record()
+    with store.transaction() as tx:
+        tx.put_client(client)
+        tx.rollback()
+        lent = tx.lend_client("c1")
+        assert lent is not None and _dumped(lent[0]) == _dumped(updated)
+        assert lent[1] == updated.record()

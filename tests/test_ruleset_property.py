@@ -21,7 +21,17 @@ from crmrules.plugins import OperatorPlugin
 from crmrules.rules.conditions import Condition, Facts, parse
 from crmrules.rules.fields import FieldType
 from crmrules.rules.ruleset import RuleSet, explain
-from test_conditions_property import CAL, compile_raw, conditions, facts, leaves, make_scope
+from test_conditions_property import (
+    CAL,
+    FIELDS,
+    NAMESPACES,
+    compile_raw,
+    conditions,
+    facts,
+    leaves,
+    make_scope,
+    record_value,
+)
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
@@ -92,6 +102,33 @@ def one_leaf_rules(draw: st.DrawFn) -> tuple[list[Condition], Facts]:
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=one_leaf_rules())
 def test_every_inlined_leaf_answers_as_its_closure(case: tuple[list[Condition], Facts]) -> None:
+    conditions_, fact = case
+    rule_set = RuleSet(conditions_)
+    expected = tuple(c(fact) for c in conditions_)
+    assert rule_set.results(fact) == expected
+    assert rule_set.matched(fact) == [i for i, result in enumerate(expected) if result]
+
+
+@st.composite
+def filled(
+    draw: st.DrawFn, cases: st.SearchStrategy[tuple[list[Condition], Facts]]
+) -> tuple[list[Condition], Facts]:
+    """A case whose records hold a value for every field (the branch without None tests)."""
+    conditions_, fact = draw(cases)
+    records: dict[str, dict[str, Any] | None] = {}
+    for namespace in NAMESPACES:
+        record = dict(fact.records.get(namespace) or {})
+        for path in FIELDS:
+            key = path.split(".", 1)[1]
+            if path.startswith(namespace + ".") and record.get(key) is None:
+                record[key] = draw(record_value(path).filter(lambda value: value is not None))
+        records[namespace] = record
+    return conditions_, Facts(records=records, now=fact.now, changes=fact.changes)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=filled(one_leaf_rules()) | filled(rule_sets()))
+def test_every_value_present_answers_as_the_closures(case: tuple[list[Condition], Facts]) -> None:
     conditions_, fact = case
     rule_set = RuleSet(conditions_)
     expected = tuple(c(fact) for c in conditions_)

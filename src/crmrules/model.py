@@ -392,6 +392,8 @@ class Event(Model):
     after: dict[str, Any] = Field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
+        if not self.data:  # most events carry no data: the record without merging it
+            return {"id": self.id, "type": self.type, "occurred_at": self.occurred_at}
         return {**self.data, "id": self.id, "type": self.type, "occurred_at": self.occurred_at}
 
 

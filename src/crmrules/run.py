@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from crmrules import dedup, failures, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
@@ -37,6 +37,19 @@ from crmrules.store import AuditEntry, ConflictError, RuleFailure, Store, Transa
 if TYPE_CHECKING:
     from crmrules.clock import Clock
     from crmrules.plugins import PluginManager
+
+
+class Lending(Protocol):
+    """A transaction that lends its stored records for reading, without a copy (``Run.view``).
+
+    Each loan is the stored record and its flat record (``Client.record``),
+    neither to be changed; the memory store's transactions lend.
+    """
+
+    def lend_client(self, client_id: str) -> tuple[Client, Mapping[str, Any]] | None: ...
+    def lend_deal(self, deal_id: str) -> tuple[Deal, Mapping[str, Any]] | None: ...
+    def lend_manager(self, manager_id: str) -> tuple[Manager, Mapping[str, Any]] | None: ...
+
 
 #: How many events deep a cascade may go before it is stopped.
 CASCADE_LIMIT = 10
@@ -120,8 +133,8 @@ class Run:
     optimistic: bool = False
     #: the event being considered with its client, deal and facts (see ``view``)
     _view: tuple[Event, Client | None, Deal | None, Facts] | None = None
-    #: the event whose rule set was evaluated, and the positions of the rules that matched
-    _matched: tuple[Event, Facts, frozenset[int]] | None = None
+    #: the event whose rule set was evaluated, its facts, and each listening rule's answer
+    _matched: tuple[Event, Facts, tuple[bool, ...]] | None = None
     #: the facts of the view and what its rule set saw (see ``seen``)
     _seen: tuple[Facts, Seen] | None = None
 
@@ -192,33 +205,41 @@ class Run:
     # -- one rule
 
     def facts(self, event: Event, client: Client | None, deal: Deal | None) -> Facts:
+        """What the conditions see of the event, its client and deal, and the client's manager."""
         manager = None
         if client is not None and client.responsible:
             manager = self.find_manager(client.responsible)
-        namespace = (
-            "deal"
-            if event.type.startswith("deal.")
-            or (event.deal and not event.type.startswith("client."))
-            else "client"
+        return self._facts(
+            event,
+            client.record() if client else None,
+            deal.record() if deal else None,
+            manager.record() if manager else None,
         )
+
+    def _facts(
+        self,
+        event: Event,
+        client: Mapping[str, Any] | None,
+        deal: Mapping[str, Any] | None,
+        manager: Mapping[str, Any] | None,
+    ) -> Facts:
         before, after = event.before, event.after
-        changes = (
-            {
+        changes = {}
+        if before or after:
+            namespace = (
+                "deal"
+                if event.type.startswith("deal.")
+                or (event.deal and not event.type.startswith("client."))
+                else "client"
+            )
+            changes = {
                 f"{namespace}.{key}": (before.get(key), after.get(key))
                 for key in before.keys() | after.keys()
             }
-            if before or after
-            else {}
-        )
         return Facts(
-            records={
-                "client": client.record() if client else None,
-                "deal": deal.record() if deal else None,
-                "event": event.record(),
-                "manager": manager.record() if manager else None,
-            },
-            now=self.now,
-            changes=changes,
+            {"client": client, "deal": deal, "event": event.record(), "manager": manager},
+            self.now,
+            changes,
         )
 
     def subjects(self, event: Event) -> tuple[Client | None, Deal | None]:
@@ -238,7 +259,7 @@ class Run:
             self.outcome(event, rule, "held", "disabled (enabled: false)")
             return False
         client, deal, facts = self.view(event)
-        holds = rule.condition(facts) if position is None else position in self.matches(event)
+        holds = rule.condition(facts) if position is None else self.matches(event)[position]
         if not holds:  # explained when read, from what the evaluation saw (crmrules.rules.why)
             why = Why(rule.condition, self.seen(event, facts, rule, position))
             self.result.outcomes.append(NotMatched(rule.id, event.id, event.type, why))
@@ -274,11 +295,42 @@ class Run:
         return True
 
     def view(self, event: Event) -> tuple[Client | None, Deal | None, Facts]:
-        """The event's client, deal and facts, read once until a rule fires."""
-        if self._view is None or self._view[0] is not event:
-            client, deal = self.subjects(event)
-            self._view = (event, client, deal, self.facts(event, client, deal))
-        return self._view[1], self._view[2], self._view[3]
+        """The event's client, deal and facts, read once until a rule fires.
+
+        Read only (the rules' conditions and policies look at them), so a store
+        that can lend its own records (the memory store's ``lend_client``) hands
+        them out without a copy, with their flat records made once per version.
+        """
+        found = self._view
+        if found is None or found[0] is not event:
+            if getattr(self.tx, "lend_client", None) is None:
+                client, deal = self.subjects(event)
+                found = self._view = (event, client, deal, self.facts(event, client, deal))
+            else:
+                found = self._view = self._lent(event, cast(Lending, self.tx))
+        return found[1], found[2], found[3]
+
+    def _lent(self, event: Event, tx: Lending) -> tuple[Event, Client | None, Deal | None, Facts]:
+        """``subjects`` and ``facts`` from the records a store lends (see ``view``)."""
+        deal = deal_record = None
+        if event.deal:
+            found = tx.lend_deal(event.deal)
+            if found is not None:
+                deal, deal_record = found
+        client_id = event.client or (deal.client if deal else None)
+        client = client_record = manager_record = None
+        if client_id:
+            lent = tx.lend_client(client_id)
+            if lent is not None:
+                client, client_record = lent
+                if client.responsible:
+                    manager = tx.lend_manager(client.responsible)
+                    if manager is not None:
+                        manager_record = manager[1]
+                    else:
+                        known = self.regulation.managers.get(client.responsible)
+                        manager_record = known.record() if known else None
+        return event, client, deal, self._facts(event, client_record, deal_record, manager_record)
 
     def seen(self, event: Event, facts: Facts, rule: Rule, position: int | None) -> Seen:
         """What the evaluation of ``rule`` saw: once per view for the event type's rule set."""
@@ -290,18 +342,20 @@ class Run:
             self._seen = (facts, Seen.take(reads, facts, version))
         return self._seen[1]
 
-    def matches(self, event: Event) -> frozenset[int]:
-        """The positions of the listening rules whose conditions hold on the current view.
+    def matches(self, event: Event) -> tuple[bool, ...]:
+        """Whether each listening rule's condition holds on the current view, by position.
 
         One evaluation of the event type's compiled rule set per view: each
         field read once, shared sub-conditions tested once. A rule that
         fires may change the subject; the next view evaluates again.
         """
-        facts = self.view(event)[2]
-        if self._matched is None or self._matched[1] is not facts:
-            found = frozenset(self.setting.rule_set_for(event.type).matched(facts))
-            self._matched = (event, facts, found)
-        return self._matched[2]
+        view = self._view
+        facts = view[3] if view is not None and view[0] is event else self.view(event)[2]
+        found = self._matched
+        if found is None or found[1] is not facts:
+            results = self.setting.rule_set_for(event.type).results(facts)
+            found = self._matched = (event, facts, results)
+        return found[2]
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
         scope = _once_scope(rule.once, client, deal)

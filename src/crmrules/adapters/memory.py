@@ -3,7 +3,9 @@
 Transactions are serialised by one lock and undone from an undo log on
 failure, so an exception in the middle of an event leaves the store exactly
 as it was. Records are copied in and out, so a host that changes an object
-it got from the store changes nothing inside it.
+it got from the store changes nothing inside it; only the engine's own
+evaluation of an event borrows the stored records to read them
+(``MemoryTransaction.lend_client``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pickle
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -48,6 +50,7 @@ from crmrules.store import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+L = TypeVar("L", Client, Deal, Manager)
 _MISSING = object()
 
 
@@ -132,6 +135,28 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
+def _lend(
+    table: dict[str, L], lent: dict[str, tuple[L, Mapping[str, Any]]], key: str
+) -> tuple[L, Mapping[str, Any]] | None:
+    """A new loan of the stored ``table[key]``: its flat record, mutable values copied, kept.
+
+    Only the values that may change in place are looked at (as ``_copy`` does):
+    the custom fields' and those of the fields ``_containers`` names.
+    """
+    stored = table.get(key)
+    if stored is None:
+        return None
+    record = stored.record()
+    data = stored.__dict__
+    for name in _containers(stored.__class__):
+        values = data[name].items() if name == "fields" else ((name, data[name]),)
+        for field, value in values:
+            if value.__class__ not in _IMMUTABLE and record.get(field) is value:
+                record[field] = _copy_value(value)
+    loan = lent[key] = (stored, record)
+    return loan
+
+
 class _State:
     """The tables; plain dicts and sets, changed only through a transaction."""
 
@@ -165,6 +190,11 @@ class _State:
         self.move_count: dict[str, int] = {}
         #: tables of features in their own modules (crmrules.adapters.import_tables): name -> rows
         self.side: dict[str, dict[Any, Any]] = {}
+        #: id -> a stored record and its flat record, made once per stored version (see
+        #: ``MemoryTransaction.lend_client``); a record put or rolled back is a new object
+        self.lent_clients: dict[str, tuple[Client, Mapping[str, Any]]] = {}
+        self.lent_deals: dict[str, tuple[Deal, Mapping[str, Any]]] = {}
+        self.lent_managers: dict[str, tuple[Manager, Mapping[str, Any]]] = {}
 
 
 class MemoryTransaction:
@@ -254,6 +284,33 @@ class MemoryTransaction:
 
     def put_client(self, client: Client) -> None:
         self._put(self._s.clients, client.id, _copy(client))
+
+    def lend_client(self, client_id: str) -> tuple[Client, Mapping[str, Any]] | None:
+        """The stored client itself and its flat record (``Client.record``), to read, not change.
+
+        What the engine's evaluation of an event reads (``crmrules.run.Run.view``):
+        no copy, and the record made once per stored version of the client. The
+        store never changes a stored record in place (a put stores a new one),
+        so a lent one stays as it was lent.
+        """
+        lent = self._s.lent_clients.get(client_id)
+        if lent is not None and lent[0] is self._s.clients.get(client_id):
+            return lent
+        return _lend(self._s.clients, self._s.lent_clients, client_id)
+
+    def lend_deal(self, deal_id: str) -> tuple[Deal, Mapping[str, Any]] | None:
+        """The stored deal itself and its flat record, to read, not change (``lend_client``)."""
+        lent = self._s.lent_deals.get(deal_id)
+        if lent is not None and lent[0] is self._s.deals.get(deal_id):
+            return lent
+        return _lend(self._s.deals, self._s.lent_deals, deal_id)
+
+    def lend_manager(self, manager_id: str) -> tuple[Manager, Mapping[str, Any]] | None:
+        """The stored manager itself and its flat record, to read, not change (``lend_client``)."""
+        lent = self._s.lent_managers.get(manager_id)
+        if lent is not None and lent[0] is self._s.managers.get(manager_id):
+            return lent
+        return _lend(self._s.managers, self._s.lent_managers, manager_id)
 
     def iter_clients(self) -> Iterator[Client]:
         for client_id in sorted(self._s.clients):

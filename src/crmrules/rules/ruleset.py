@@ -15,7 +15,13 @@ function, compiled once:
   such as its lower-cased set computed once per evaluation); the rest
   (changes, field references, whole-day dates, ``ignore_case``, time
   windows, other plugin operators) call the leaf's own compiled test, so
-  their meaning cannot drift.
+  their meaning cannot drift;
+- plain text, numbers and flags are written as literals (a constant load,
+  not a global lookup); a shared leaf that is only a comparison or a set
+  membership is tested again rather than remembered (the memo costs more);
+- the tests are written twice: once for facts where every value read (and
+  every view of one) is present, without the ``is not None`` tests, and
+  once, careful, for any facts; one test at the top chooses.
 
 Short-circuit order is the conditions' own, so the answers are the
 closures' answers. The conditions of one rule set share one calendar (those
@@ -28,6 +34,7 @@ rebuilds a rule's trace, on demand, from the facts the evaluation saw, with
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -93,6 +100,8 @@ class _Writer:
         self.views: dict[tuple[str, int], str] = {}
         self.view_lines: list[str] = []
         self.counts: Counter[Hashable] = Counter()
+        #: whether the expressions written now may take every value read as present (not None)
+        self.present = False
         for tree in trees:
             self._count(tree)
 
@@ -105,6 +114,10 @@ class _Writer:
             self._count(node.item)
 
     def constant(self, value: Any) -> str:
+        """A name bound to ``value``, or the literal itself for plain text, numbers and flags."""
+        kind = value.__class__
+        if kind is str or kind is int or kind is bool or (kind is float and math.isfinite(value)):
+            return repr(value)  # a literal is a constant load, a name a global lookup
         name = f"k{len(self.names)}"
         self.names[name] = value
         return name
@@ -129,7 +142,15 @@ class _Writer:
         return body
 
     def _cheap(self, node: Node) -> bool:
-        return isinstance(node, Leaf) and node.plugin is None and self._inline(node) is not None
+        """Whether a leaf costs no more than a remembered answer: written inline, or a plugin's
+        inline form without a call (a set membership), not a search or a closure."""
+        if not isinstance(node, Leaf):
+            return False
+        if node.plugin is None:
+            return self._inline(node) is not None
+        make = node.plugin.inline
+        inline = make(node.value) if make is not None else None
+        return inline is not None and "(" not in inline.expression
 
     def _expression(self, node: Node, condition: Condition) -> str:
         if isinstance(node, Leaf):
@@ -155,7 +176,8 @@ class _Writer:
         inline = make(leaf.value) if make is not None else None
         if inline is None:
             test = self.constant(leaf.plugin.test)
-            return f"({value} is not None and bool({test}({value}, {self.constant(leaf.value)})))"
+            call = f"bool({test}({value}, {self.constant(leaf.value)}))"
+            return call if self.present else f"({value} is not None and {call})"
         if inline.view is not None:
             key = (value, id(inline.view))
             view = self.views.get(key)
@@ -167,7 +189,7 @@ class _Writer:
                 )
             value = view
         expression = inline.expression.format(value=value, operand=self.constant(inline.operand))
-        return f"({value} is not None and {expression})"
+        return f"({expression})" if self.present else f"({value} is not None and {expression})"
 
     def _inline(self, leaf: Leaf) -> str | None:
         """The positive test of a leaf as an expression, or None when the leaf's closure runs."""
@@ -177,12 +199,10 @@ class _Writer:
         value = self.read(spec.namespace, spec.key)
         if op == "is_empty":
             if spec.type in TEXT_TYPES:  # text's empty value is "" (a call only for odd values)
-                odd = f"_is_empty({value})"
-                return (
-                    f"({value} is None or ({value} == '' if {value}.__class__ is str else {odd}))"
-                )
+                text = f"({value} == '' if {value}.__class__ is str else _is_empty({value}))"
+                return text if self.present else f"({value} is None or {text})"
             return f"_is_empty({value})"
-        present = f"{value} is not None and "
+        present = "" if self.present else f"{value} is not None and "
         if leaf.plugin is not None:
             return self._plugin(leaf, value)
         if op in _ORDER:
@@ -238,7 +258,10 @@ class RuleSet:
         #: every record field the conditions read: what a ``Seen`` of an evaluation keeps
         self.reads = reads_of(self.conditions)
         writer = _Writer([c.tree for c in self.conditions])
-        tests = [writer.expression(c.tree, c) for c in self.conditions]
+        careful = [writer.expression(c.tree, c) for c in self.conditions]
+        # the same tests for facts where every value read is present: no None tests
+        writer.present = True
+        present = [writer.expression(c.tree, c) for c in self.conditions]
         prologue = ["    records = facts.records"]
         namespaces = sorted({namespace for namespace, _ in writer.reads})
         for index, namespace in enumerate(namespaces):
@@ -249,32 +272,35 @@ class RuleSet:
             prologue.append(f"    {local} = r{namespaces.index(namespace)}.get({key!r})")
         prologue.extend(writer.view_lines)
         prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
-        lines = ["def evaluate(facts):", *prologue]
-        lines.append("    return (" + "".join(f"\n        {test}," for test in tests) + "\n    )")
-        lines += ["", "", "def matched(facts):", *prologue, "    found = []"]
-        for index, test in enumerate(tests):
-            lines += [f"    if {test}:", f"        found.append({index})"]
+        locals_read = [*writer.reads.values(), *writer.views.values()]
+        test = " and ".join(f"{local} is not None" for local in locals_read) or "True"
+        lines = ["def evaluate(facts):", *prologue, f"    if {test}:"]
+        lines.append(
+            "        return (" + "".join(f"\n            {t}," for t in present) + "\n        )"
+        )
+        lines.append("    return (" + "".join(f"\n        {t}," for t in careful) + "\n    )")
+        lines += ["", "", "def matched(facts):", *prologue, "    found = []", f"    if {test}:"]
+        for index, test_ in enumerate(present):
+            lines += [f"        if {test_}:", f"            found.append({index})"]
+        lines.append("        return found")
+        for index, test_ in enumerate(careful):
+            lines += [f"    if {test_}:", f"        found.append({index})"]
         lines.append("    return found")
         self.source = "\n".join(lines)
         names = {**writer.names, "_EMPTY": {}}
         exec(compile(self.source, "<crmrules rule set>", "exec"), names)
-        self._evaluate: Callable[[Facts], tuple[bool, ...]] = names["evaluate"]
-        self._matched: Callable[[Facts], list[int]] = names["matched"]
+        # the generated functions themselves, not methods calling them (a call less an event)
+        #: ``results(facts)``: each condition's answer, in order; the fast path, nothing recorded
+        self.results: Callable[[Facts], tuple[bool, ...]] = names["evaluate"]
+        #: ``matched(facts)``: the positions of the conditions that hold, in order
+        self.matched: Callable[[Facts], list[int]] = names["matched"]
 
     def __len__(self) -> int:
         return len(self.conditions)
 
-    def results(self, facts: Facts) -> tuple[bool, ...]:
-        """Each condition's answer, in order: the fast path, nothing recorded."""
-        return self._evaluate(facts)
-
-    def matched(self, facts: Facts) -> list[int]:
-        """The positions of the conditions that hold, in order: the fastest form."""
-        return self._matched(facts)
-
     def evaluate(self, facts: Facts) -> Evaluation:
         """The answers with what is needed to explain any of them later."""
-        return Evaluation(self, facts, self._evaluate(facts))
+        return Evaluation(self, facts, self.results(facts))
 
 
 def explain(condition: Condition, facts: Facts) -> Trace:
