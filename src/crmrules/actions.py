@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 from crmrules import people, timers
 from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import RecordError
-from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
+from crmrules.model import (
+    Client,
+    Deal,
+    Mailing,
+    MailingStatus,
+    Manager,
+    MembershipSource,
+    Task,
+    TaskStatus,
+    trusted,
+)
 from crmrules.result import Effect
 from crmrules.rules import schema
 from crmrules.rules import segments as segmenting
@@ -25,7 +35,7 @@ from crmrules.rules.assignment import Assignment, assign
 from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule
 from crmrules.rules.territories import clear_override, override
-from crmrules.store import OutboxMessage, Transaction
+from crmrules.store import MessageStatus, OutboxMessage, Transaction
 
 if TYPE_CHECKING:
     from crmrules.model import Event
@@ -227,21 +237,26 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
         )
         assignee = deputy.id
         who_note += f" ({note})" if note else ""
-    task = Task(
-        id=ctx.record_id("task"),
-        kind=params.kind,
-        title=title,
-        description=description,
-        due=due,
-        assignee=assignee,
-        priority=params.priority,
-        client=client.id if client else None,
-        deal=deal.id if deal else None,
-        rule=ctx.rule.id,
-        idempotency_key=ctx.key,
-        created_at=ctx.now,
-        regulation=ctx.regulation.release.id,
-        note=note or None,
+    task = trusted(  # every value is the engine's own, of its type (rendered text is str)
+        Task,
+        {
+            "id": ctx.record_id("task"),
+            "kind": params.kind,
+            "title": title,
+            "description": description,
+            "due": due,
+            "assignee": assignee,
+            "priority": params.priority,
+            "status": TaskStatus.OPEN,
+            "client": client.id if client else None,
+            "deal": deal.id if deal else None,
+            "rule": ctx.rule.id,
+            "idempotency_key": ctx.key,
+            "created_at": ctx.now,
+            "closed_at": None,
+            "regulation": ctx.regulation.release.id,
+            "note": note or None,
+        },
     )
     if ctx.tx.add_task(task):
         timers.plan_task(ctx.tx, task, ctx.now)
@@ -285,34 +300,48 @@ def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
     subject = template.subject.render(context) if template.subject else ""
     text = template.text.render(context) if template.text else None
     html = template.html.render(context) if template.html else None
-    mailing = Mailing(
-        id=ctx.record_id("mailing"),
-        template=params.template,
-        to=address,
-        channel=params.channel,
-        subject=subject,
-        text=text,
-        html=html,
-        client=client.id if client else None,
-        deal=deal.id if deal else None,
-        rule=ctx.rule.id,
-        idempotency_key=ctx.key,
-        created_at=ctx.now,
-        regulation=ctx.regulation.release.id,
+    mailing = trusted(  # the engine's own values, as for a task
+        Mailing,
+        {
+            "id": ctx.record_id("mailing"),
+            "template": params.template,
+            "to": address,
+            "channel": params.channel,
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "status": MailingStatus.PENDING,
+            "client": client.id if client else None,
+            "deal": deal.id if deal else None,
+            "rule": ctx.rule.id,
+            "idempotency_key": ctx.key,
+            "created_at": ctx.now,
+            "regulation": ctx.regulation.release.id,
+        },
     )
     if not ctx.tx.add_mailing(mailing):
         return
     ctx.enqueue(
-        OutboxMessage(
-            key=ctx.key,
-            channel=params.channel,
-            to=address,
-            subject=subject,
-            text=text,
-            html=html,
-            mailing=mailing.id,
-            next_attempt_at=ctx.now,
-            created_at=ctx.now,
+        trusted(
+            OutboxMessage,
+            {
+                "key": ctx.key,
+                "channel": params.channel,
+                "to": address,
+                "subject": subject,
+                "text": text,
+                "html": html,
+                "data": {},
+                "mailing": mailing.id,
+                "status": MessageStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": ctx.now,
+                "created_at": ctx.now,
+                "sent_at": None,
+                "last_error": None,
+                "lease_owner": None,
+                "lease_until": None,
+            },
         )
     )
     ctx.effect(
