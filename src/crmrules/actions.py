@@ -97,8 +97,12 @@ class ActionContext:
         """The event's client and deal as they are now (earlier actions may have changed them)."""
         return self._run.subjects(self.event)
 
-    def template_context(self) -> dict[str, Mapping[str, object]]:
-        client, deal = self.subjects()
+    def template_context(
+        self, subjects: tuple[Client | None, Deal | None] | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """What templates read; ``subjects``: the client and deal the action has just read
+        (and not changed since), so they are not read again."""
+        client, deal = subjects if subjects is not None else self.subjects()
         manager = self.find_manager(client.responsible) if client and client.responsible else None
         context: dict[str, Mapping[str, object]] = {"event": self.event.record()}
         if client is not None:
@@ -109,10 +113,13 @@ class ActionContext:
             context["manager"] = manager.record()
         return context
 
-    def render(self, name: str, text: str) -> str:
-        """The action's parameter ``name``: its compiled template rendered, or the text as is."""
+    def render(
+        self, name: str, text: str, subjects: tuple[Client | None, Deal | None] | None = None
+    ) -> str:
+        """The action's parameter ``name``: its compiled template rendered, or the text as is
+        (``subjects`` as for ``template_context``)."""
         template = self.action.templates.get(name)
-        return text if template is None else template.render(self.template_context())
+        return text if template is None else template.render(self.template_context(subjects))
 
     # -- changing
 
@@ -222,10 +229,13 @@ def _assignee(
 
 
 def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
-    client, deal = ctx.subjects()
-    title = ctx.render("title", params.title)
+    subjects = ctx.subjects()
+    client, deal = subjects
+    title = ctx.render("title", params.title, subjects)
     description = (
-        None if params.description is None else ctx.render("description", params.description)
+        None
+        if params.description is None
+        else ctx.render("description", params.description, subjects)
     )
     assignee, who_note = _assignee(params.assignee, ctx, client)
     manager = ctx.find_manager(assignee) if assignee else None
@@ -296,7 +306,7 @@ def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
     client, deal = ctx.subjects()
     template = ctx.regulation.templates[params.template]
     address = _recipient(params.to, ctx, client)
-    context = ctx.template_context()
+    context = ctx.template_context((client, deal))
     subject = template.subject.render(context) if template.subject else ""
     text = template.text.render(context) if template.text else None
     html = template.html.render(context) if template.html else None
