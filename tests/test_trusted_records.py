@@ -1,6 +1,6 @@
 """Records the engine builds without validating them are the records validation gives.
 
-Tasks, mailings, outbox messages and timers the firing path makes are built
+Tasks, mailings, outbox messages, timers and effect audit lines the firing path makes are built
 with ``crmrules.model.trusted``; the timer's event too, unless an id could be
 refused or rewritten. Each is checked against pydantic's own validation of
 the same values.
@@ -70,8 +70,10 @@ def test_what_a_firing_makes_is_what_validation_makes(tmp_path: Path) -> None:
     with sim.engine.store.transaction() as tx:
         timers = tx.find_timers()
         messages = tx.due_messages(sim.now + timedelta(days=1), 100)
+        effects = [e for e in tx.audit_log() if e.kind == "effect"]
     assert {t.kind for t in timers} >= {"plan", "task", "rule"}
-    for record in [*tasks, *mailings, *timers, *messages]:
+    assert {e.data["effect"] for e in effects} == {"task_created", "mailing_queued"}
+    for record in [*tasks, *mailings, *timers, *messages, *effects]:
         same_as_validated(record)
 
 

@@ -434,8 +434,8 @@ def plan_next_contact(
         start, n = fired.due_at, 0
     else:
         start = datetime.fromisoformat(str(since))
-    k, _ = next_occurrence(every, None, start, n, now, regulation.calendar)
-    _plan_visit(tx, regulation, fired.client, territory.id, index, every, start, k, now)
+    k, due = next_occurrence(every, None, start, n, now, regulation.calendar)
+    _plan_visit(tx, regulation, fired.client, territory.id, index, every, start, k, now, due)
 
 
 def _plan_visit(
@@ -448,8 +448,11 @@ def _plan_visit(
     start: datetime,
     n: int,
     now: datetime,
+    due: datetime | None = None,
 ) -> None:
-    due = occurrence(every, None, start, n, regulation.calendar)
+    """Plan the n-th visit (``due``: its moment, if worked out already)."""
+    if due is None:
+        due = occurrence(every, None, start, n, regulation.calendar)
     tx.plan_timer(
         planned(
             key=f"plan:{territory_id}:{index}:{client_id}:{_iso(due)}",

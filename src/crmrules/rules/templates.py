@@ -194,7 +194,7 @@ class CompiledTemplate:
             record = context.get(namespace)
             if record is None:
                 continue
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 raise TemplateRenderError(f"{namespace} must be a mapping of field values")
             if key in record:
                 wanted[namespace][key] = plain(record[key], path, self.limits.max_output)
