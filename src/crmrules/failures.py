@@ -125,6 +125,7 @@ def isolate(
         work(step)
         return True
     from crmrules.engine import ActionError
+
     before = mark(run)
     try:
         with run.tx.savepoint():

@@ -46,6 +46,7 @@ from crmrules.testing.simulation import (
     Happening,
     Simulation,
     StepError,
+    kept_out_of_collections,
     mailing_fields,
     notification_fields,
     task_fields,
@@ -131,6 +132,16 @@ def run_scenario(
         scenario_file.regulation, now=scenario_file.now, plugins=scenario_file.plugins
     )
     failures: list[str] = []
+    with kept_out_of_collections():  # a year's records stay out of full collections
+        _run_steps(simulation, scenario_file, scenario, failures)
+        timeline = simulation.timeline_text().splitlines()
+    return ScenarioResult(name, scenario.name, not failures, failures, timeline)
+
+
+def _run_steps(
+    simulation: Simulation, scenario_file: ScenarioFile, scenario: Scenario, failures: list[str]
+) -> None:
+    """The scenario's starting state, then its steps; what fails goes in ``failures``."""
     try:
         given = scenario.given.on_top_of(scenario_file.given)
         simulation.given(
@@ -150,13 +161,6 @@ def run_scenario(
             f"internal error: {type(error).__name__}: {error}\n"
             "This is a bug in crmrules; run again with CRMRULES_DEBUG=1 and report the output."
         )
-    return ScenarioResult(
-        name,
-        scenario.name,
-        not failures,
-        failures,
-        simulation.timeline_text().splitlines(),
-    )
 
 
 class _Runner:

@@ -395,7 +395,7 @@ class Simulation:
                 f"the clock cannot go back from {self.now.isoformat()} to {end.isoformat()}"
             )
         results: list[Result] = []
-        with _kept_out_of_collections() as keep:
+        with kept_out_of_collections() as keep:
             while True:
                 # the earliest pending timer only: a copy of every pending one each step
                 # was most of a simulated year's time
@@ -514,21 +514,27 @@ class Simulation:
         return result
 
 
+#: whether each open ``kept_out_of_collections`` scope freezes, outermost first
+_scopes: list[bool] = []
+
+
 @contextmanager
-def _kept_out_of_collections() -> Iterator[Callable[[], None]]:
+def kept_out_of_collections() -> Iterator[Callable[[], None]]:
     """While the clock runs, what each step keeps alive is kept out of the collector's scans.
 
     A simulated year keeps every task, timer, audit line and result it makes,
     and CPython's full collections scanned all of them again and again: a
     third of the CPU of a year of 1,000 clients (38 collections, 59 s of
-    165). After each step the young generations are collected as usual
-    (``gc.collect(1)``: the step's own cycles) and what survives is frozen
-    (``gc.freeze``, constant time); when the clock stops it is unfrozen, for
-    the collector to see again. Reference counting frees what is dropped
-    meanwhile, as ever. A process that froze objects itself, or runs without
-    the collector, is left as it is.
+    165). The scope gives ``keep``: called after each step, it collects the
+    young generations as usual (``gc.collect(1)``: the step's own cycles)
+    and freezes what survives (``gc.freeze``, constant time). When the
+    outermost scope ends, everything is unfrozen for the collector to see
+    again (a scenario run is one scope: ``run_scenario``). Reference counting
+    frees what is dropped meanwhile, as ever. A process that froze objects
+    itself, or runs without the collector, is left as it is.
     """
-    active = gc.isenabled() and gc.get_freeze_count() == 0
+    active = _scopes[0] if _scopes else gc.isenabled() and gc.get_freeze_count() == 0
+    _scopes.append(active)
 
     def keep() -> None:
         if active:
@@ -538,7 +544,8 @@ def _kept_out_of_collections() -> Iterator[Callable[[], None]]:
     try:
         yield keep
     finally:
-        if active:
+        _scopes.pop()
+        if active and not _scopes:
             gc.unfreeze()
 
 
@@ -648,6 +655,7 @@ __all__ = [
     "Happening",
     "Simulation",
     "StepError",
+    "kept_out_of_collections",
     "mailing_fields",
     "notification_fields",
     "task_fields",
