@@ -132,16 +132,22 @@ def run_scenario(
         scenario_file.regulation, now=scenario_file.now, plugins=scenario_file.plugins
     )
     failures: list[str] = []
-    with kept_out_of_collections():  # a year's records stay out of full collections
-        _run_steps(simulation, scenario_file, scenario, failures)
+    with kept_out_of_collections() as keep:  # a year's records stay out of full collections
+        keep()  # what is loaded already: the library, the regulation
+        _run_steps(simulation, scenario_file, scenario, failures, keep)
         timeline = simulation.timeline_text().splitlines()
     return ScenarioResult(name, scenario.name, not failures, failures, timeline)
 
 
 def _run_steps(
-    simulation: Simulation, scenario_file: ScenarioFile, scenario: Scenario, failures: list[str]
+    simulation: Simulation,
+    scenario_file: ScenarioFile,
+    scenario: Scenario,
+    failures: list[str],
+    keep: Callable[[], None],
 ) -> None:
-    """The scenario's starting state, then its steps; what fails goes in ``failures``."""
+    """The scenario's starting state (then ``keep``), then its steps; what fails goes in
+    ``failures``."""
     try:
         given = scenario.given.on_top_of(scenario_file.given)
         simulation.given(
@@ -151,6 +157,7 @@ def _run_steps(
             contacts=given.contacts,
             tasks=given.tasks,
         )
+        keep()
         _Runner(simulation).run(scenario.steps, failures)
     except CrmRulesError as error:
         failures.append(f"the starting state (given) cannot be stored: {error}")
