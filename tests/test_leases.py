@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import test_store_contract as contract
+from crmrules import leases
 from crmrules.leases import Heartbeat
 from crmrules.store import MessageStatus, OutboxMessage, Store, Timer, TimerStatus
+from crmrules.testing import Simulation
 
 store = contract.store  # the memory, SQLite and PostgreSQL stores of the contract tests
 message = contract.message
@@ -161,3 +165,25 @@ def test_the_heartbeat_renews_while_the_block_runs(store: Store) -> None:
         held: OutboxMessage | None = tx.get_message("m-held")
     assert held is not None and held.lease_owner == "w1"
     assert held.lease_until is not None and held.lease_until > T0
+
+
+def test_no_heartbeat_thread_on_a_simulated_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated time stands still while a batch fires: renewing would change no lease."""
+    (tmp_path / "regulation.yaml").write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - id: soon\n"
+        "    on: {after: 1 day, since: client.created_at}\n"
+        "    then: [{create_task: {title: call}}]\n",
+        encoding="utf-8",
+    )
+    sim = Simulation.from_path(tmp_path, now="2026-03-02T10:00:00+03:00", entry_points=False)
+    sim.given(clients=[{"id": "c1"}])
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a heartbeat thread was started")
+
+    monkeypatch.setattr(leases.threading, "Thread", no_thread)
+    assert [result.fired for result in sim.advance("2 days")] == [["soon"]]

@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 from crmrules import people, timers
 from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.errors import RecordError
-from crmrules.model import Client, Deal, Mailing, Manager, MembershipSource, Task, TaskStatus
+from crmrules.model import (
+    Client,
+    Deal,
+    Mailing,
+    MailingStatus,
+    Manager,
+    MembershipSource,
+    Task,
+    TaskStatus,
+    trusted,
+)
 from crmrules.result import Effect
 from crmrules.rules import schema
 from crmrules.rules import segments as segmenting
@@ -25,7 +35,7 @@ from crmrules.rules.assignment import Assignment, assign
 from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule
 from crmrules.rules.territories import clear_override, override
-from crmrules.store import OutboxMessage, Transaction
+from crmrules.store import MessageStatus, OutboxMessage, Transaction
 
 if TYPE_CHECKING:
     from crmrules.model import Event
@@ -87,8 +97,12 @@ class ActionContext:
         """The event's client and deal as they are now (earlier actions may have changed them)."""
         return self._run.subjects(self.event)
 
-    def template_context(self) -> dict[str, Mapping[str, object]]:
-        client, deal = self.subjects()
+    def template_context(
+        self, subjects: tuple[Client | None, Deal | None] | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """What templates read; ``subjects``: the client and deal the action has just read
+        (and not changed since), so they are not read again."""
+        client, deal = subjects if subjects is not None else self.subjects()
         manager = self.find_manager(client.responsible) if client and client.responsible else None
         context: dict[str, Mapping[str, object]] = {"event": self.event.record()}
         if client is not None:
@@ -99,10 +113,13 @@ class ActionContext:
             context["manager"] = manager.record()
         return context
 
-    def render(self, name: str, text: str) -> str:
-        """The action's parameter ``name``: its compiled template rendered, or the text as is."""
+    def render(
+        self, name: str, text: str, subjects: tuple[Client | None, Deal | None] | None = None
+    ) -> str:
+        """The action's parameter ``name``: its compiled template rendered, or the text as is
+        (``subjects`` as for ``template_context``)."""
         template = self.action.templates.get(name)
-        return text if template is None else template.render(self.template_context())
+        return text if template is None else template.render(self.template_context(subjects))
 
     # -- changing
 
@@ -212,10 +229,13 @@ def _assignee(
 
 
 def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
-    client, deal = ctx.subjects()
-    title = ctx.render("title", params.title)
+    subjects = ctx.subjects()
+    client, deal = subjects
+    title = ctx.render("title", params.title, subjects)
     description = (
-        None if params.description is None else ctx.render("description", params.description)
+        None
+        if params.description is None
+        else ctx.render("description", params.description, subjects)
     )
     assignee, who_note = _assignee(params.assignee, ctx, client)
     manager = ctx.find_manager(assignee) if assignee else None
@@ -227,21 +247,26 @@ def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
         )
         assignee = deputy.id
         who_note += f" ({note})" if note else ""
-    task = Task(
-        id=ctx.record_id("task"),
-        kind=params.kind,
-        title=title,
-        description=description,
-        due=due,
-        assignee=assignee,
-        priority=params.priority,
-        client=client.id if client else None,
-        deal=deal.id if deal else None,
-        rule=ctx.rule.id,
-        idempotency_key=ctx.key,
-        created_at=ctx.now,
-        regulation=ctx.regulation.release.id,
-        note=note or None,
+    task = trusted(  # every value is the engine's own, of its type (rendered text is str)
+        Task,
+        {
+            "id": ctx.record_id("task"),
+            "kind": params.kind,
+            "title": title,
+            "description": description,
+            "due": due,
+            "assignee": assignee,
+            "priority": params.priority,
+            "status": TaskStatus.OPEN,
+            "client": client.id if client else None,
+            "deal": deal.id if deal else None,
+            "rule": ctx.rule.id,
+            "idempotency_key": ctx.key,
+            "created_at": ctx.now,
+            "closed_at": None,
+            "regulation": ctx.regulation.release.id,
+            "note": note or None,
+        },
     )
     if ctx.tx.add_task(task):
         timers.plan_task(ctx.tx, task, ctx.now)
@@ -281,38 +306,52 @@ def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
     client, deal = ctx.subjects()
     template = ctx.regulation.templates[params.template]
     address = _recipient(params.to, ctx, client)
-    context = ctx.template_context()
+    context = ctx.template_context((client, deal))
     subject = template.subject.render(context) if template.subject else ""
     text = template.text.render(context) if template.text else None
     html = template.html.render(context) if template.html else None
-    mailing = Mailing(
-        id=ctx.record_id("mailing"),
-        template=params.template,
-        to=address,
-        channel=params.channel,
-        subject=subject,
-        text=text,
-        html=html,
-        client=client.id if client else None,
-        deal=deal.id if deal else None,
-        rule=ctx.rule.id,
-        idempotency_key=ctx.key,
-        created_at=ctx.now,
-        regulation=ctx.regulation.release.id,
+    mailing = trusted(  # the engine's own values, as for a task
+        Mailing,
+        {
+            "id": ctx.record_id("mailing"),
+            "template": params.template,
+            "to": address,
+            "channel": params.channel,
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "status": MailingStatus.PENDING,
+            "client": client.id if client else None,
+            "deal": deal.id if deal else None,
+            "rule": ctx.rule.id,
+            "idempotency_key": ctx.key,
+            "created_at": ctx.now,
+            "regulation": ctx.regulation.release.id,
+        },
     )
     if not ctx.tx.add_mailing(mailing):
         return
     ctx.enqueue(
-        OutboxMessage(
-            key=ctx.key,
-            channel=params.channel,
-            to=address,
-            subject=subject,
-            text=text,
-            html=html,
-            mailing=mailing.id,
-            next_attempt_at=ctx.now,
-            created_at=ctx.now,
+        trusted(
+            OutboxMessage,
+            {
+                "key": ctx.key,
+                "channel": params.channel,
+                "to": address,
+                "subject": subject,
+                "text": text,
+                "html": html,
+                "data": {},
+                "mailing": mailing.id,
+                "status": MessageStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": ctx.now,
+                "created_at": ctx.now,
+                "sent_at": None,
+                "last_error": None,
+                "lease_owner": None,
+                "lease_until": None,
+            },
         )
     )
     ctx.effect(

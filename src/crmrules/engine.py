@@ -47,7 +47,7 @@ from crmrules.adapters.notifiers import LogNotifier
 from crmrules.adapters.sqlalchemy import SQLAlchemyStore, default_store
 from crmrules.batch import Handled
 from crmrules.campaigns import Campaign, Request
-from crmrules.clock import Clock, SystemClock
+from crmrules.clock import Clock, SimulatedClock, SystemClock
 from crmrules.delivery import DEFAULT_CALL_TIMEOUT, DeliveryReport, Notifier, deliver_due
 from crmrules.errors import CrmRulesError, RefusedError
 from crmrules.explaining import Explanation
@@ -555,7 +555,8 @@ class Engine(Reading):
         ``lease``, renewed by a heartbeat while they fire (crmrules.leases).
         """
         worker = worker or worker_name()
-        with Heartbeat(self.store, worker, lease, self.clock.now):
+        beating = not isinstance(self.clock, SimulatedClock)  # simulated time stands still
+        with Heartbeat(self.store, worker, lease, self.clock.now, thread=beating):
             return firing.run_due(self, now, limit=limit, worker=worker, lease=lease)
 
     def sync_timers(self, now: datetime | None = None, *, full: bool = False) -> TimerChanges:

@@ -120,12 +120,12 @@ def isolate(
     recorded in the run. ``on_error: refuse`` raises ActionError instead,
     unless ``refuse`` is False (a schedule refuses one client, not all).
     """
-    from crmrules.engine import ActionError
-
     step = Step()
     if run.optimistic:  # the caller undoes the batch if anything fails, and isolates then
         work(step)
         return True
+    from crmrules.engine import ActionError
+
     before = mark(run)
     try:
         with run.tx.savepoint():

@@ -24,7 +24,7 @@ from crmrules.calendar import BusinessCalendar
 from crmrules.delivery import RetryPolicy
 from crmrules.errors import CrmRulesError
 from crmrules.leases import DEFAULT_LEASE
-from crmrules.model import Event, TaskStatus
+from crmrules.model import Event, TaskStatus, trusted
 from crmrules.result import EventRecord, Result
 from crmrules.rules.conditions import ALWAYS, Condition
 from crmrules.rules.regulation import ContactPlan, Rule, Territory
@@ -370,14 +370,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
     late = run.now - timer.due_at
     due_text = engine.regulation.calendar.local(timer.due_at).isoformat()  # as the admin reads it
     late_note = f"fired {late} late (due {due_text})" if late > LATE else None
-    event = Event(
-        id=f"timer:{timer.key}",
-        type="timer",
-        occurred_at=run.now,
-        client=timer.client,
-        deal=timer.deal,
-        data={"timer": timer.key, "due_at": timer.due_at.isoformat()},
-    )
+    event = _timer_event(timer, run.now)
     rule = engine.rules_by_id.get(timer.rule or "") if timer.kind in ("rule", "schedule") else None
     if timer.kind in ("rule", "schedule"):
         if rule is None or not rule.enabled:
@@ -420,6 +413,30 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         data = {"task": task.id, "kind": task.kind, "title": task.title, "rule": task.rule}
         run.cascade(event.model_copy(update={"type": "task.overdue", "data": data}))
     return TimerStatus.FIRED, late_note
+
+
+def _plain_id(value: str | None) -> bool:
+    """An id a record keeps as it is: printable ASCII (so in NFC, no control character)
+    of at most 200 characters, as ``RecordId`` allows."""
+    return value is None or (0 < len(value) <= 200 and value.isascii() and value.isprintable())
+
+
+def _timer_event(timer: Timer, now: datetime) -> Event:
+    """The event a timer fires as; validated only if an id could be refused or rewritten."""
+    event_id = f"timer:{timer.key}"
+    values = {
+        "id": event_id,
+        "type": "timer",
+        "occurred_at": now,
+        "client": timer.client,
+        "deal": timer.deal,
+        "data": {"timer": timer.key, "due_at": timer.due_at.isoformat()},
+        "before": {},
+        "after": {},
+    }
+    if _plain_id(event_id) and _plain_id(timer.client) and _plain_id(timer.deal):
+        return trusted(Event, values)
+    return Event.model_validate(values)
 
 
 def _check_subject(run: Run, timer: Timer) -> None:

@@ -8,6 +8,7 @@ fields into the plain mapping that conditions and templates see.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
@@ -77,13 +78,20 @@ M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
 
 
+@functools.cache
+def _field_names(cls: type[BaseModel]) -> frozenset[str]:
+    """The names of a model's fields, looked up once (pydantic's ``model_fields`` is a
+    property that builds its answer on each read)."""
+    return frozenset(cls.model_fields)
+
+
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """A record from values crmrules made itself, each field given and already of its type.
 
     Not validated again: pydantic's validation is most of what an audit line
     the engine writes costs. ``values`` becomes the record's own.
     """
-    if values.keys() != cls.model_fields.keys():
+    if values.keys() != _field_names(cls):
         raise TypeError(f"{cls.__name__}: give every field, not {sorted(values)}")
     record = cls.__new__(cls)
     _set(record, "__dict__", values)

@@ -413,19 +413,20 @@ class Run:
 
     def add_effect(self, effect: Effect, event: Event) -> None:
         self.result.effects.append(effect)
-        self.audit.append(
-            AuditEntry(
-                at=self.now,
-                event_id=event.id,
-                event_type=event.type,
-                kind="refused" if effect.kind == "refused" else "effect",
-                rule=effect.rule,
-                message=effect.summary,
-                data={"effect": effect.kind, **effect.data},
-                regulation=self.regulation.release.id,
-                client=event.client,
-            )
-        )
+        values = {
+            "at": self.now,
+            "event_id": event.id,
+            "event_type": event.type,
+            "kind": "refused" if effect.kind == "refused" else "effect",
+            "rule": effect.rule,
+            "message": effect.summary,
+            "data": {"effect": effect.kind, **effect.data},
+            "regulation": self.regulation.release.id,
+            "client": event.client,
+        }
+        # the engine's own values, as in ``note``; a plugin's summary is checked
+        plain = type(effect.summary) is str and type(effect.kind) is str
+        self.audit.append(trusted(AuditEntry, values) if plain else AuditEntry(**values))
 
     # -- managers and records shared by host operations and actions
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from crmrules.calendar import BusinessCalendar, Duration
-from crmrules.model import Client, Deal, Task, TaskStatus
+from crmrules.model import Client, Deal, Task, TaskStatus, trusted
 from crmrules.rules.regulation import Regulation, Rule
 from crmrules.rules.triggers import Cron, Trigger
 from crmrules.store import AuditEntry, Timer, TimerStatus, Transaction
@@ -344,13 +344,50 @@ def _plan_stage_deadline(
     _replace(tx, wanted, pending, now, f"deal {deal.id} left stage")
 
 
+def planned(
+    *,
+    key: str,
+    kind: str,
+    rule: str | None,
+    client: str | None,
+    deal: str | None,
+    due_at: datetime,
+    data: dict[str, Any],
+    created_at: datetime,
+    regulation: str | None,
+) -> Timer:
+    """A pending timer the engine plans, from values of its own (aware moments, plain
+    data): not validated again, as a timer planned per firing of a simulated year was."""
+    return trusted(
+        Timer,
+        {
+            "key": key,
+            "kind": kind,
+            "rule": rule,
+            "client": client,
+            "deal": deal,
+            "due_at": due_at,
+            "data": data,
+            "status": TimerStatus.PENDING,
+            "lease_owner": None,
+            "lease_until": None,
+            "created_at": created_at,
+            "fired_at": None,
+            "note": None,
+            "attempts": 0,
+            "regulation": regulation,
+        },
+    )
+
+
 def plan_task(tx: Transaction, task: Task, now: datetime) -> None:
     """An open task with a due date falls overdue then (``task.overdue``)."""
     if task.due is not None and task.status is TaskStatus.OPEN:
         tx.plan_timer(
-            Timer(
+            planned(
                 key=f"task:{task.id}",
                 kind="task",
+                rule=None,
                 client=task.client,
                 deal=task.deal,
                 due_at=task.due,
@@ -397,8 +434,8 @@ def plan_next_contact(
         start, n = fired.due_at, 0
     else:
         start = datetime.fromisoformat(str(since))
-    k, _ = next_occurrence(every, None, start, n, now, regulation.calendar)
-    _plan_visit(tx, regulation, fired.client, territory.id, index, every, start, k, now)
+    k, due = next_occurrence(every, None, start, n, now, regulation.calendar)
+    _plan_visit(tx, regulation, fired.client, territory.id, index, every, start, k, now, due)
 
 
 def _plan_visit(
@@ -411,14 +448,18 @@ def _plan_visit(
     start: datetime,
     n: int,
     now: datetime,
+    due: datetime | None = None,
 ) -> None:
-    due = occurrence(every, None, start, n, regulation.calendar)
+    """Plan the n-th visit (``due``: its moment, if worked out already)."""
+    if due is None:
+        due = occurrence(every, None, start, n, regulation.calendar)
     tx.plan_timer(
-        Timer(
+        planned(
             key=f"plan:{territory_id}:{index}:{client_id}:{_iso(due)}",
             kind="plan",
             rule=territory_id,
             client=client_id,
+            deal=None,
             due_at=due,
             data={"index": index, "every": str(every), "since": utc(start).isoformat(), "n": n},
             created_at=now,

@@ -356,28 +356,37 @@ def _runtime_filter(name: str, spec: FilterSpec) -> Callable[..., object]:
     return run
 
 
-@pass_context
-def _out(context: Context, value: object) -> str:
-    """Every printed expression: weighed first (a nested list must not be joined before its
-    size is known), then finalized, escaped for HTML and charged to the output budget."""
-    budget = budget_of(context)
+def print_value(budget: Budget, value: object, autoescape: bool) -> str:
+    """A printed value: weighed first (a nested list must not be joined before its size is
+    known), then finalized, escaped for HTML and charged to the output budget."""
     size = budget.weigh(value)
     if size > budget.limits.max_output:
         raise BudgetExceeded(
             f"the template produces more than {budget.limits.max_output} characters"
         )
     text = finalize(value)
-    if context.eval_ctx.autoescape:
+    if autoescape:
         text = escape(text)
     budget.charge_output(len(text))
     return text
 
 
+def print_text(budget: Budget, value: str, autoescape: bool) -> str:
+    """Literal template text, charged like output (it may sit inside a loop)."""
+    budget.charge_output(len(value))
+    return Markup(value) if autoescape else value
+
+
+@pass_context
+def _out(context: Context, value: object) -> str:
+    """Every printed expression (see ``print_value``)."""
+    return print_value(budget_of(context), value, context.eval_ctx.autoescape)
+
+
 @pass_context
 def _text(context: Context, value: str) -> str:
-    """Literal template text, charged like output (it may sit inside a loop)."""
-    budget_of(context).charge_output(len(value))
-    return Markup(value) if context.eval_ctx.autoescape else value
+    """Literal template text (see ``print_text``)."""
+    return print_text(budget_of(context), value, context.eval_ctx.autoescape)
 
 
 @pass_context
@@ -535,4 +544,6 @@ __all__ = [
     "Instrument",
     "SandboxEnvironment",
     "plain",
+    "print_text",
+    "print_value",
 ]

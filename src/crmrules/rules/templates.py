@@ -43,7 +43,15 @@ from crmrules.rules.template_budget import (
     TemplateRenderError,
 )
 from crmrules.rules.template_check import NAMESPACES, Checker
-from crmrules.rules.template_sandbox import ALLOWED_FILTERS, ENVIRONMENTS, Fields, Instrument, plain
+from crmrules.rules.template_sandbox import (
+    ALLOWED_FILTERS,
+    ENVIRONMENTS,
+    Fields,
+    Instrument,
+    plain,
+    print_text,
+    print_value,
+)
 
 __all__ = [
     "ALLOWED_FILTERS",
@@ -67,6 +75,9 @@ _SUBJECT_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
 # tried at load time.
 _COSTLY = (nodes.Mul, nodes.Pow, nodes.Add, nodes.Concat, nodes.Filter, nodes.Compare)
 
+#: A template that is only text and printed fields, in order: a text, or (namespace, field).
+Parts = tuple[str | tuple[str, str], ...]
+
 
 def _one_line(text: str) -> str:
     """A subject on one line: header injection needs a line break, so none survive."""
@@ -86,9 +97,13 @@ class CompiledTemplate:
     """A checked template; compiled to Python on first render, then reused.
 
     Build it with :func:`compile_template`, which does every load-time check.
+    A template that is only text and printed fields (``Звонок {{ client.name }}``,
+    most task titles and subjects) is rendered from its ``parts`` without
+    Jinja2: the same field copies, the same budget charges and the same text
+    as the instrumented template gives (``tests/test_template_parts.py``).
     """
 
-    __slots__ = ("_plain", "_template", "fields", "kind", "limits", "source")
+    __slots__ = ("_parts", "_plain", "_reads", "_template", "fields", "kind", "limits", "source")
 
     def __init__(
         self,
@@ -98,6 +113,7 @@ class CompiledTemplate:
         limits: TemplateLimits,
         plain: bool,
         template: Template | None = None,
+        parts: Parts | None = None,
     ) -> None:
         self.source = source
         self.kind: Kind = kind
@@ -107,6 +123,9 @@ class CompiledTemplate:
         if plain:
             self._plain = _one_line(source) if kind == "subject" else source
         self._template = template
+        self._parts = parts
+        # (path, namespace, key) of each field read, split once
+        self._reads = tuple((path, *path.split(".", 1)) for path in fields)
 
     @property
     def max_output(self) -> int:
@@ -117,7 +136,9 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Mapping[str, object]]) -> str:
         """Render with plain field values; raises TemplateRenderError, nothing else."""
-        return self.render_measured(context)[0]
+        if self._plain is not None:
+            return self._plain
+        return self._render(context, Budget(self.limits))
 
     def render_measured(
         self, context: Mapping[str, Mapping[str, object]]
@@ -126,9 +147,29 @@ class CompiledTemplate:
         if self._plain is not None:
             return self._plain, RenderUsage(len(self._plain), 0, 0)
         budget = Budget(self.limits)
-        text = _run(self._compiled(), self._variables(context), budget)
-        usage = RenderUsage(budget.output, budget.work, budget.steps)
-        return (_one_line(text) if self.kind == "subject" else text), usage
+        text = self._render(context, budget)
+        return text, RenderUsage(budget.output, budget.work, budget.steps)
+
+    def _render(self, context: Mapping[str, Mapping[str, object]], budget: Budget) -> str:
+        if self._parts is not None:
+            text = self._print_parts(self._parts, self._values(context), budget)
+        else:
+            text = _run(self._compiled(), self._variables(context), budget)
+        return _one_line(text) if self.kind == "subject" else text
+
+    def _print_parts(
+        self, parts: Parts, values: dict[str, dict[str, object]], budget: Budget
+    ) -> str:
+        """Text and fields printed as the instrumented template prints them (a field that is
+        not there prints as Jinja2's undefined does: nothing, weighing 1)."""
+        autoescape = self.kind == "html"
+        pieces: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                pieces.append(print_text(budget, part, autoescape))
+            else:
+                pieces.append(print_value(budget, values[part[0]].get(part[1]), autoescape))
+        return "".join(pieces)
 
     def _compiled(self) -> Template:
         """Parse again, instrument and compile; the source was already checked at load."""
@@ -143,18 +184,21 @@ class CompiledTemplate:
         return self._template
 
     def _variables(self, context: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
+        """The namespaces as the template sees them (see ``_values``)."""
+        return {name: Fields(values) for name, values in self._values(context).items()}
+
+    def _values(self, context: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
         """Copy only the fields this template reads, as plain values (fail closed)."""
         wanted: dict[str, dict[str, object]] = {name: {} for name in NAMESPACES}
-        for path in self.fields:
-            namespace, key = path.split(".", 1)
+        for path, namespace, key in self._reads:
             record = context.get(namespace)
             if record is None:
                 continue
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 raise TemplateRenderError(f"{namespace} must be a mapping of field values")
             if key in record:
                 wanted[namespace][key] = plain(record[key], path, self.limits.max_output)
-        return {name: Fields(values) for name, values in wanted.items()}
+        return wanted
 
 
 def _instrumented(tree: nodes.Template, env: object) -> Template:
@@ -206,6 +250,30 @@ def _describe(exc: BaseException) -> str:
         )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text or type(exc).__name__
+
+
+def _parts(tree: nodes.Template) -> Parts | None:
+    """The template as text and printed fields, if that is all it is (else None)."""
+    parts: list[str | tuple[str, str]] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return None
+        for child in statement.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(child.data)
+                continue
+            key: object = None
+            if isinstance(child, nodes.Getattr):
+                key = child.attr
+            elif isinstance(child, nodes.Getitem) and isinstance(child.arg, nodes.Const):
+                key = child.arg.value
+            base = getattr(child, "node", None)
+            if not (isinstance(key, str) and isinstance(base, nodes.Name)):
+                return None
+            if base.name not in NAMESPACES or key.startswith("_"):
+                return None
+            parts.append((base.name, key))
+    return tuple(parts)
 
 
 def _reads_nothing(node: nodes.Node) -> bool:
@@ -287,7 +355,9 @@ def compile_template(
         checker = Checker(env, is_known_field, known_fields)
         checker.check(tree)
         _check_constants(tree, kind, limits)
-        compiled = CompiledTemplate(source, kind, frozenset(checker.fields), limits, plain=False)
+        compiled = CompiledTemplate(
+            source, kind, frozenset(checker.fields), limits, plain=False, parts=_parts(tree)
+        )
     if cache is not None:
         cache[(source, kind)] = compiled
     return compiled

@@ -46,6 +46,7 @@ from crmrules.testing.simulation import (
     Happening,
     Simulation,
     StepError,
+    kept_out_of_collections,
     mailing_fields,
     notification_fields,
     task_fields,
@@ -131,6 +132,22 @@ def run_scenario(
         scenario_file.regulation, now=scenario_file.now, plugins=scenario_file.plugins
     )
     failures: list[str] = []
+    with kept_out_of_collections() as keep:  # a year's records stay out of full collections
+        keep()  # what is loaded already: the library, the regulation
+        _run_steps(simulation, scenario_file, scenario, failures, keep)
+        timeline = simulation.timeline_text().splitlines()
+    return ScenarioResult(name, scenario.name, not failures, failures, timeline)
+
+
+def _run_steps(
+    simulation: Simulation,
+    scenario_file: ScenarioFile,
+    scenario: Scenario,
+    failures: list[str],
+    keep: Callable[[], None],
+) -> None:
+    """The scenario's starting state (then ``keep``), then its steps; what fails goes in
+    ``failures``."""
     try:
         given = scenario.given.on_top_of(scenario_file.given)
         simulation.given(
@@ -140,6 +157,7 @@ def run_scenario(
             contacts=given.contacts,
             tasks=given.tasks,
         )
+        keep()
         _Runner(simulation).run(scenario.steps, failures)
     except CrmRulesError as error:
         failures.append(f"the starting state (given) cannot be stored: {error}")
@@ -150,13 +168,6 @@ def run_scenario(
             f"internal error: {type(error).__name__}: {error}\n"
             "This is a bug in crmrules; run again with CRMRULES_DEBUG=1 and report the output."
         )
-    return ScenarioResult(
-        name,
-        scenario.name,
-        not failures,
-        failures,
-        simulation.timeline_text().splitlines(),
-    )
 
 
 class _Runner:

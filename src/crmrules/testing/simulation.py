@@ -20,7 +20,9 @@ they were last called.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -393,27 +395,31 @@ class Simulation:
                 f"the clock cannot go back from {self.now.isoformat()} to {end.isoformat()}"
             )
         results: list[Result] = []
-        while True:
-            # the earliest pending timer only: a copy of every pending one each step
-            # was most of a simulated year's time
-            with self.engine.store.transaction() as tx:
-                earliest = tx.find_timers(status=TimerStatus.PENDING, limit=1)
-            if not earliest or earliest[0].due_at > end:
-                break
-            first = max(earliest[0].due_at, self.now)
-            self.clock.set(first)
-            report = self.engine.run_due(first)
-            if not report.results:
-                raise CrmRulesError(
-                    f"timers due at {first.isoformat()} did not fire: {earliest[0].key}"
-                )
-            with self.engine.store.transaction() as tx:
-                fired = [tx.get_timer(r.event_id.removeprefix("timer:")) for r in report.results]
-            for result, timer in zip(report.results, fired, strict=True):
-                self.timeline.append(
-                    Happening(self.now, "timer", _timer_text(timer, result), result)
-                )
-                results.append(result)
+        with kept_out_of_collections() as keep:
+            while True:
+                # the earliest pending timer only: a copy of every pending one each step
+                # was most of a simulated year's time
+                with self.engine.store.transaction() as tx:
+                    earliest = tx.find_timers(status=TimerStatus.PENDING, limit=1)
+                if not earliest or earliest[0].due_at > end:
+                    break
+                first = max(earliest[0].due_at, self.now)
+                self.clock.set(first)
+                report = self.engine.run_due(first)
+                if not report.results:
+                    raise CrmRulesError(
+                        f"timers due at {first.isoformat()} did not fire: {earliest[0].key}"
+                    )
+                with self.engine.store.transaction() as tx:
+                    fired = [
+                        tx.get_timer(r.event_id.removeprefix("timer:")) for r in report.results
+                    ]
+                for result, timer in zip(report.results, fired, strict=True):
+                    self.timeline.append(
+                        Happening(self.now, "timer", _timer_text(timer, result), result)
+                    )
+                    results.append(result)
+                keep()
         if end > self.now:
             self.clock.set(end)
         return results
@@ -506,6 +512,41 @@ class Simulation:
         if not quiet or result.events:
             self.timeline.append(Happening(self.now, kind, text, result))
         return result
+
+
+#: whether each open ``kept_out_of_collections`` scope freezes, outermost first
+_scopes: list[bool] = []
+
+
+@contextmanager
+def kept_out_of_collections() -> Iterator[Callable[[], None]]:
+    """While the clock runs, what each step keeps alive is kept out of the collector's scans.
+
+    A simulated year keeps every task, timer, audit line and result it makes,
+    and CPython's full collections scanned all of them again and again: a
+    third of the CPU of a year of 1,000 clients (38 collections, 59 s of
+    165). The scope gives ``keep``: called after each step, it collects the
+    young generations as usual (``gc.collect(1)``: the step's own cycles)
+    and freezes what survives (``gc.freeze``, constant time). When the
+    outermost scope ends, everything is unfrozen for the collector to see
+    again (a scenario run is one scope: ``run_scenario``). Reference counting
+    frees what is dropped meanwhile, as ever. A process that froze objects
+    itself, or runs without the collector, is left as it is.
+    """
+    active = _scopes[0] if _scopes else gc.isenabled() and gc.get_freeze_count() == 0
+    _scopes.append(active)
+
+    def keep() -> None:
+        if active:
+            gc.collect(1)
+            gc.freeze()
+
+    try:
+        yield keep
+    finally:
+        _scopes.pop()
+        if active and not _scopes:
+            gc.unfreeze()
 
 
 def task_fields(task: Task) -> dict[str, Any]:
@@ -614,6 +655,7 @@ __all__ = [
     "Happening",
     "Simulation",
     "StepError",
+    "kept_out_of_collections",
     "mailing_fields",
     "notification_fields",
     "task_fields",
