@@ -37,7 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values, deferred, prefetch, row_cache, statements
+from crmrules.adapters import client_values, deferred, direct, prefetch, row_cache, statements
 from crmrules.adapters.host import HostRecords
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import SchemaError, StoreError, require
@@ -893,6 +893,9 @@ TasksExisted = deferred.RowsExisted
 
 
 _insert_new = statements.insert_new
+key_param = statements.key_param
+#: the columns of an audit row (``add_audit``)
+_AUDIT = ("event_id", "data", "client_id", "regulation")
 
 
 @functools.cache
@@ -1012,7 +1015,7 @@ class SQLAlchemyTransaction:
         self._settle()
         if self._audit:
             rows, self._audit = self._audit, []
-            self._c.execute(statements.insert(self._t.audit), rows)
+            direct.execute_many(self._c, statements.insert(self._t.audit), rows, keys=_AUDIT)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -1056,16 +1059,18 @@ class SQLAlchemyTransaction:
         params = {statements.key_param(name): value for name, value in key.items()}
         params.update((statements.value_param(name), value) for name, value in values.items())
         update = statements.update_by_key(table, tuple(key), tuple(values))
-        updated = self._c.execute(update, params)
-        if updated.rowcount == 0:
-            self._c.execute(statements.insert(table), {**key, **values})
+        updated, _ = direct.execute(self._c, update, params)
+        if updated == 0:
+            row = {**key, **values}
+            direct.execute(self._c, statements.insert(table), row, keys=tuple(row))
         if len(key) == 1 and "data" in values:
             self._seen[table.name, next(iter(key.values()))] = values["data"]
 
     def _add_new(self, table: sa.Table, column: str, key: str, values: dict[str, Any]) -> bool:
         """Insert the row unless one with its key (or another unique value) is there."""
-        inserted = self._c.execute(_insert_new(table, self._postgres), {column: key, **values})
-        added = inserted.rowcount == 1
+        row = {column: key, **values}
+        insert = _insert_new(table, self._postgres)
+        added = direct.execute(self._c, insert, row, keys=tuple(row))[0] == 1
         if added:
             self._seen[table.name, key] = values["data"]
         return added
@@ -1076,8 +1081,7 @@ class SQLAlchemyTransaction:
         else:
             column = table.primary_key.columns.values()[0].name
             query = statements.select_by_key(table, "data", (column,))
-            found = self._c.execute(query, {statements.key_param(column): key})
-            data = self._seen[table.name, key] = found.scalar_one_or_none()
+            data = self._seen[table.name, key] = self._scalar(query, {key_param(column): key})
         if data is None:
             return None
         if model is not Client and model is not Deal:
@@ -1088,6 +1092,11 @@ class SQLAlchemyTransaction:
             record: Client | Deal = _load(model, data)  # type: ignore[assignment]
             loaded = self._loaded[table.name, key] = (data, record)
         return _fresh(loaded[1])  # type: ignore[return-value]
+
+    def _scalar(self, query: sa.Select[Any], values: dict[str, Any]) -> Any:
+        """The one column of the one row ``query`` finds (None: no row)."""
+        _, rows = direct.execute(self._c, query, values)
+        return rows[0][0] if rows else None
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
         return [_load(model, data) for data in self._c.execute(query).scalars()]
@@ -1554,7 +1563,7 @@ class SQLAlchemyTransaction:
         if self._deferred is not None:
             self._deferred.add(insert, row)
         else:
-            self._c.execute(insert, row)
+            direct.execute(self._c, insert, row, keys=("event_id", "result"))
 
     def get_rotation(self, key: str) -> int:
         """The counter, with its row locked until commit so two round robins take turns."""
@@ -1573,8 +1582,7 @@ class SQLAlchemyTransaction:
 
     def last_fired(self, rule_id: str, scope: str) -> datetime | None:
         query = statements.select_by_key(self._t.fired, "at", ("rule_id", "scope"))
-        keys = {statements.key_param("rule_id"): rule_id, statements.key_param("scope"): scope}
-        at = self._c.execute(query, keys).scalar_one_or_none()
+        at = self._scalar(query, {key_param("rule_id"): rule_id, key_param("scope"): scope})
         return None if at is None else datetime.fromisoformat(at)
 
     def record_fired(self, rule_id: str, scope: str, at: datetime) -> None:
@@ -1586,8 +1594,7 @@ class SQLAlchemyTransaction:
             data = self._seen[key]
         else:
             query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
-            found = self._c.execute(query, {statements.key_param("client_id"): client_id})
-            data = self._seen[key] = found.scalar_one_or_none()
+            data = self._seen[key] = self._scalar(query, {key_param("client_id"): client_id})
         return [_load(TerritoryMembership, item) for item in data or []]
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
@@ -1600,9 +1607,10 @@ class SQLAlchemyTransaction:
             return
         self._seen[key] = data
         delete = statements.delete_by_key(t, ("client_id",))
-        self._c.execute(delete, {statements.key_param("client_id"): client_id})
+        direct.execute(self._c, delete, {key_param("client_id"): client_id})
         if data:
-            self._c.execute(statements.insert(t), {"client_id": client_id, "data": data})
+            row = {"client_id": client_id, "data": data}
+            direct.execute(self._c, statements.insert(t), row, keys=("client_id", "data"))
         if self._records is not None and self._records.clients is not None:
             # A host-kept client's territories and segments, for SQL conditions.
             client_values.write_memberships(self._c, self._t.client_values, client_id, memberships)
@@ -1634,7 +1642,8 @@ class SQLAlchemyTransaction:
         values = self._timer_values(timer)
         # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
         upsert = statements.revive(t, self._postgres, _revivable(t))
-        planned = self._c.execute(upsert, {"key": timer.key, **values}).rowcount == 1
+        row = {"key": timer.key, **values}
+        planned = direct.execute(self._c, upsert, row, keys=tuple(row))[0] == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:
