@@ -39,7 +39,7 @@ Processor = Callable[[Any], Any] | None
 class Prepared:
     """One statement compiled for one dialect (and, for an INSERT, one set of columns)."""
 
-    __slots__ = ("_binds", "_names", "_positional", "results", "sql")
+    __slots__ = ("_binds", "_names", "_positional", "_processed", "results", "sql")
 
     def __init__(
         self, statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...] | None
@@ -60,6 +60,10 @@ class Prepared:
             (name, processors.get(name), defaults[name]) for name in names
         )
         self._names = tuple(names)
+        #: (position, processor) of each parameter that has one
+        self._processed = tuple(
+            (index, process) for index, (_, process, _) in enumerate(self._binds) if process
+        )
         self._positional = dialect.positional
         #: each result column's processor (None: the driver's value as it is)
         self.results: tuple[Processor, ...] = tuple(
@@ -69,14 +73,14 @@ class Prepared:
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """``values`` (by name) as the driver takes them, each through its type's processor."""
-        out = []
-        for name, process, own in self._binds:
-            value = values.get(name, own)
-            if value is _REQUIRED:
-                raise KeyError(f"no value for the bound parameter {name!r}")
-            if process is not None:
-                value = process(value)
-            out.append(value)
+        out = [values.get(name, own) for name, _, own in self._binds]
+        if _REQUIRED in out:
+            missing = [
+                name for name, value in zip(self._names, out, strict=True) if value is _REQUIRED
+            ]
+            raise KeyError(f"no value for the bound parameter(s) {', '.join(missing)}")
+        for index, process in self._processed:
+            out[index] = process(out[index])
         if self._positional:
             return tuple(out)
         return dict(zip(self._names, out, strict=True))
@@ -155,4 +159,19 @@ def execute_many(
         cursor.close()
 
 
-__all__ = ["Prepared", "execute", "execute_many", "prepared"]
+def execute_text(connection: sa.Connection, sql: str) -> None:
+    """Run SQL text that takes no parameters and returns nothing (``BEGIN IMMEDIATE``)."""
+    if _listened(connection):
+        connection.exec_driver_sql(sql)
+        return
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    except Exception as error:
+        connection._handle_dbapi_exception(error, sql, (), cursor, None)
+        raise
+    finally:
+        cursor.close()
+
+
+__all__ = ["Prepared", "execute", "execute_many", "execute_text", "prepared"]

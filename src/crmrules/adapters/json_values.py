@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -42,6 +43,7 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
 
 #: The types JSON holds as they are (exactly these: a subclass takes the long way).
 PLAIN = frozenset({type(None), bool, int, str})
+_ONLY_STR = frozenset({str})
 
 
 def encode(value: Any) -> Any:
@@ -50,7 +52,7 @@ def encode(value: Any) -> Any:
     if kind in PLAIN:
         return value
     # The common shapes first (an event's result, an audit line): no isinstance chain.
-    if kind is dict and all(type(k) is str for k in value):
+    if kind is dict and _ONLY_STR.issuperset(map(type, value)):  # every key a str
         encoded = {k: v if type(v) in PLAIN else encode(v) for k, v in value.items()}
         if len(encoded) == 1 and next(iter(encoded)) in DECODERS:
             return {"$dict": encoded}
@@ -172,9 +174,7 @@ def audit_data(entry: AuditEntry) -> dict[str, Any]:
     """``dump(entry)`` for an audit line, without pydantic's serializer for each line (an
     event writes about ten): the same keys, in the same order, with the same values."""
     values = entry.__dict__
-    if type(values["at"]) is not datetime or any(
-        type(values[name]) not in _TEXT for name in _AUDIT_TEXT
-    ):
+    if type(values["at"]) is not datetime or not _TEXT.issuperset(map(type, _texts(values))):
         return dump(entry)  # a subclass somewhere: pydantic's own way
     data = {name: values[name] for name in _AUDIT_FIELDS}  # dump's order
     data["at"] = _moment(values["at"])
@@ -184,7 +184,7 @@ def audit_data(entry: AuditEntry) -> dict[str, Any]:
 
 #: ``dump``'s order: the typed fields, then the free-form one
 _AUDIT_FIELDS = (*(name for name in AuditEntry.model_fields if name != "data"), "data")
-_AUDIT_TEXT = tuple(name for name in AuditEntry.model_fields if name not in ("at", "data"))
+_texts = operator.itemgetter(*(n for n in AuditEntry.model_fields if n not in ("at", "data")))
 
 
 __all__ = [

@@ -498,7 +498,7 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     @sa.event.listens_for(engine, "begin")
     def begin(connection: sa.Connection) -> None:
         # Take the write lock now: a reader that upgrades to writer later could deadlock.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        direct.execute_text(connection, "BEGIN IMMEDIATE")
 
 
 def connect(engine: sa.Engine, shown: str | None = None) -> sa.Connection:
