@@ -93,7 +93,7 @@ class Prepared:
         )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # by dialect: each engine has its own (its JSON serializer)
 def prepared(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...] | None) -> Prepared:
     """The ``Prepared`` of a statement built once (``crmrules.adapters.statements``)."""
     return Prepared(statement, dialect, keys)
