@@ -34,6 +34,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.crud import REQUIRED as _REQUIRED  # a bound value still to be given
 
 Processor = Callable[[Any], Any] | None
+#: a parameter the statement has no value of its own for, and the caller gave none
+_MISSING = object()
 
 
 class Prepared:
@@ -55,9 +57,14 @@ class Prepared:
         defaults = compiled.construct_params(_check=False)
         processors = compiled._bind_processors  # what Core itself applies
         names = compiled.positiontup if dialect.positional else list(defaults)
-        #: (name, processor, the statement's own value, else REQUIRED) in the driver's order
+        #: (name, processor, the statement's own value, else _MISSING) in the driver's order
         self._binds: tuple[tuple[str, Processor, Any], ...] = tuple(
-            (name, processors.get(name), defaults[name]) for name in names
+            (
+                name,
+                processors.get(name),
+                _MISSING if defaults[name] is _REQUIRED else defaults[name],
+            )
+            for name in names
         )
         self._names = tuple(names)
         #: (position, processor) of each parameter that has one
@@ -74,9 +81,9 @@ class Prepared:
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """``values`` (by name) as the driver takes them, each through its type's processor."""
         out = [values.get(name, own) for name, _, own in self._binds]
-        if _REQUIRED in out:
+        if _MISSING in out:  # equal to nothing but itself
             missing = [
-                name for name, value in zip(self._names, out, strict=True) if value is _REQUIRED
+                name for name, value in zip(self._names, out, strict=True) if value is _MISSING
             ]
             raise KeyError(f"no value for the bound parameter(s) {', '.join(missing)}")
         for index, process in self._processed:
