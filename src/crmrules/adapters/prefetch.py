@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 
+from crmrules.adapters import direct
+
 EVENT, CLIENT, DEAL = "p_event", "p_client", "p_deal"
 
 
@@ -82,10 +84,9 @@ def read_subject(
     client_id: str | None,
     deal_id: str | None,
 ) -> Subject:
-    row = connection.execute(
-        subject_query(tables), {EVENT: event_id, CLIENT: client_id, DEAL: deal_id}
-    ).one()
-    return Subject._make(row)
+    values = {EVENT: event_id, CLIENT: client_id, DEAL: deal_id}
+    _, rows = direct.execute(connection, subject_query(tables), values)
+    return Subject._make(rows[0])
 
 
 @functools.cache
@@ -116,7 +117,7 @@ def lock_query(tables: Tables) -> sa.Select[Any]:
 def lock_subject(
     connection: sa.Connection, tables: Tables, client_id: str | None, deal_id: str | None
 ) -> None:
-    connection.execute(lock_query(tables), {CLIENT: client_id, DEAL: deal_id}).all()
+    direct.execute(connection, lock_query(tables), {CLIENT: client_id, DEAL: deal_id})
 
 
 class Calls(NamedTuple):

@@ -19,16 +19,14 @@ writers simply take turns. See docs/storage.md.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, get_args
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -37,7 +35,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from crmrules.adapters import client_values, deferred, prefetch, row_cache, statements
+from crmrules.adapters import (
+    client_values,
+    deferred,
+    direct,
+    json_values,
+    prefetch,
+    row_cache,
+    statements,
+)
 from crmrules.adapters.host import HostRecords
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import SchemaError, StoreError, require
@@ -358,135 +364,10 @@ def _tables(schema: str | None) -> _Tables:
     )
 
 
-# -- values in JSON
+# -- values in JSON (crmrules.adapters.json_values)
 
-# Custom fields and free-form data (``dict[str, Any]``) may hold values JSON has
-# no type for; they are written as one-key objects tagged with the type, so a
-# Decimal comes back a Decimal and a datetime a datetime with its offset.
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "$decimal": Decimal,
-    "$datetime": datetime.fromisoformat,
-    "$date": date.fromisoformat,
-    "$time": time.fromisoformat,
-    "$timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
-    "$float": float,
-    "$tuple": lambda v: tuple(decode(i) for i in v),
-    "$set": lambda v: {decode(i) for i in v},
-    "$frozenset": lambda v: frozenset(decode(i) for i in v),
-    "$pairs": lambda v: {decode(k): decode(i) for k, i in v},
-    "$dict": lambda v: {k: decode(i) for k, i in v.items()},  # a dict that looks like a tag
-}
-
-
-#: The types JSON holds as they are (exactly these: a subclass takes the long way).
-_PLAIN = frozenset({type(None), bool, int, str})
-
-
-def encode(value: Any) -> Any:
-    """``value`` as JSON data that ``decode`` turns back into an equal value of the same type."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    # The common shapes first (an event's result, an audit line): no isinstance chain.
-    if kind is dict and all(type(k) is str for k in value):
-        encoded = {k: v if type(v) in _PLAIN else encode(v) for k, v in value.items()}
-        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
-            return {"$dict": encoded}
-        return encoded
-    if kind is list:
-        return [v if type(v) in _PLAIN else encode(v) for v in value]
-    return _encode_other(value)
-
-
-def _encode_other(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"$float": repr(value)}
-    if isinstance(value, Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, time):
-        return {"$time": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, list):
-        return [encode(v) for v in value]
-    if isinstance(value, tuple):
-        return {"$tuple": [encode(v) for v in value]}
-    if isinstance(value, frozenset):
-        return {"$frozenset": [encode(v) for v in value]}
-    if isinstance(value, set):
-        return {"$set": [encode(v) for v in value]}
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            return {"$pairs": [[encode(k), encode(v)] for k, v in value.items()]}
-        encoded = {k: encode(v) for k, v in value.items()}
-        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
-            return {"$dict": encoded}
-        return encoded
-    raise TypeError(f"crmrules cannot store a value of type {type(value).__name__}: {value!r}")
-
-
-def decode(value: Any) -> Any:
-    """The value ``encode`` was given."""
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) == 1:
-            ((tag, inner),) = value.items()
-            decoder = _DECODERS.get(tag)
-            if decoder is not None:
-                return decoder(inner)
-        return {k: decode(v) for k, v in value.items()}
-    return value
-
-
-def _holds_any(annotation: Any) -> bool:
-    return annotation is Any or any(_holds_any(arg) for arg in get_args(annotation))
-
-
-@functools.cache
-def _free_fields(model: type[BaseModel]) -> frozenset[str]:
-    """The fields typed ``Any`` somewhere (custom fields, free data): they need ``encode``."""
-    return frozenset(n for n, f in model.model_fields.items() if _holds_any(f.annotation))
-
-
-def _dump(record: BaseModel) -> dict[str, Any]:
-    """A record as JSON: typed fields as pydantic writes them, free-form ones tagged."""
-    free = _free_fields(type(record))
-    data = record.model_dump(mode="json", exclude=set(free))
-    for name in free:
-        data[name] = encode(getattr(record, name))
-    return data
-
-
-def _load(model: type[M], data: dict[str, Any]) -> M:
-    """A record from ``_dump``'s JSON; keys of fields the model no longer has are dropped."""
-    free = _free_fields(model)
-    fields = model.model_fields
-    values = {k: decode(v) if k in free else v for k, v in data.items() if k in fields}
-    return model.model_validate(values)
-
-
-def _copied(value: Any) -> Any:
-    """``value`` with its dicts, lists and sets copied (the rest is immutable)."""
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    if isinstance(value, set):
-        return {_copied(v) for v in value}
-    return value
-
-
-def _fresh(record: M) -> M:
-    """A copy of a validated client or deal that shares nothing mutable with it (its custom
-    fields; the rest is immutable: text, numbers, moments, frozensets)."""
-    return record.model_copy(update={"fields": _copied(record.__dict__["fields"])})
+encode, decode = json_values.encode, json_values.decode
+_dump, _load, _fresh = json_values.dump, json_values.load, json_values.fresh
 
 
 # -- engines and errors a person reads
@@ -506,6 +387,10 @@ def display_url(url: str | sa.URL) -> str:
             if ":" in userinfo:
                 rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
         return f"{scheme}{separator}{rest}"
+
+
+#: ``display_url`` of an engine's URL, worked out once (not at every transaction)
+_engine_shown = functools.lru_cache(maxsize=64)(display_url)
 
 
 def _one_line(text: str, url: sa.URL | None = None) -> str:
@@ -613,7 +498,7 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     @sa.event.listens_for(engine, "begin")
     def begin(connection: sa.Connection) -> None:
         # Take the write lock now: a reader that upgrades to writer later could deadlock.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        direct.execute_text(connection, "BEGIN IMMEDIATE")
 
 
 def connect(engine: sa.Engine, shown: str | None = None) -> sa.Connection:
@@ -893,6 +778,9 @@ TasksExisted = deferred.RowsExisted
 
 
 _insert_new = statements.insert_new
+key_param = statements.key_param
+#: the columns of an audit row (``add_audit``)
+_AUDIT = ("event_id", "data", "client_id", "regulation")
 
 
 @functools.cache
@@ -926,7 +814,7 @@ class SQLAlchemyTransaction:
         records: HostRecords | None = None,
     ) -> None:
         self._c = connection
-        self._shown = display_url(connection.engine.url)
+        self._shown = _engine_shown(connection.engine.url)
         self._records = records
         self._t = tables
         self._row_locks = row_locks
@@ -1012,7 +900,7 @@ class SQLAlchemyTransaction:
         self._settle()
         if self._audit:
             rows, self._audit = self._audit, []
-            self._c.execute(statements.insert(self._t.audit), rows)
+            direct.execute_many(self._c, statements.insert(self._t.audit), rows, keys=_AUDIT)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -1056,16 +944,18 @@ class SQLAlchemyTransaction:
         params = {statements.key_param(name): value for name, value in key.items()}
         params.update((statements.value_param(name), value) for name, value in values.items())
         update = statements.update_by_key(table, tuple(key), tuple(values))
-        updated = self._c.execute(update, params)
-        if updated.rowcount == 0:
-            self._c.execute(statements.insert(table), {**key, **values})
+        updated, _ = direct.execute(self._c, update, params)
+        if updated == 0:
+            row = {**key, **values}
+            direct.execute(self._c, statements.insert(table), row, keys=tuple(row))
         if len(key) == 1 and "data" in values:
             self._seen[table.name, next(iter(key.values()))] = values["data"]
 
     def _add_new(self, table: sa.Table, column: str, key: str, values: dict[str, Any]) -> bool:
         """Insert the row unless one with its key (or another unique value) is there."""
-        inserted = self._c.execute(_insert_new(table, self._postgres), {column: key, **values})
-        added = inserted.rowcount == 1
+        row = {column: key, **values}
+        insert = _insert_new(table, self._postgres)
+        added = direct.execute(self._c, insert, row, keys=tuple(row))[0] == 1
         if added:
             self._seen[table.name, key] = values["data"]
         return added
@@ -1076,8 +966,7 @@ class SQLAlchemyTransaction:
         else:
             column = table.primary_key.columns.values()[0].name
             query = statements.select_by_key(table, "data", (column,))
-            found = self._c.execute(query, {statements.key_param(column): key})
-            data = self._seen[table.name, key] = found.scalar_one_or_none()
+            data = self._seen[table.name, key] = self._scalar(query, {key_param(column): key})
         if data is None:
             return None
         if model is not Client and model is not Deal:
@@ -1088,6 +977,11 @@ class SQLAlchemyTransaction:
             record: Client | Deal = _load(model, data)  # type: ignore[assignment]
             loaded = self._loaded[table.name, key] = (data, record)
         return _fresh(loaded[1])  # type: ignore[return-value]
+
+    def _scalar(self, query: sa.Select[Any], values: dict[str, Any]) -> Any:
+        """The one column of the one row ``query`` finds (None: no row)."""
+        _, rows = direct.execute(self._c, query, values)
+        return rows[0][0] if rows else None
 
     def _list(self, model: type[M], query: sa.Select[Any]) -> list[M]:
         return [_load(model, data) for data in self._c.execute(query).scalars()]
@@ -1554,7 +1448,7 @@ class SQLAlchemyTransaction:
         if self._deferred is not None:
             self._deferred.add(insert, row)
         else:
-            self._c.execute(insert, row)
+            direct.execute(self._c, insert, row, keys=("event_id", "result"))
 
     def get_rotation(self, key: str) -> int:
         """The counter, with its row locked until commit so two round robins take turns."""
@@ -1573,8 +1467,7 @@ class SQLAlchemyTransaction:
 
     def last_fired(self, rule_id: str, scope: str) -> datetime | None:
         query = statements.select_by_key(self._t.fired, "at", ("rule_id", "scope"))
-        keys = {statements.key_param("rule_id"): rule_id, statements.key_param("scope"): scope}
-        at = self._c.execute(query, keys).scalar_one_or_none()
+        at = self._scalar(query, {key_param("rule_id"): rule_id, key_param("scope"): scope})
         return None if at is None else datetime.fromisoformat(at)
 
     def record_fired(self, rule_id: str, scope: str, at: datetime) -> None:
@@ -1586,8 +1479,7 @@ class SQLAlchemyTransaction:
             data = self._seen[key]
         else:
             query = statements.select_by_key(self._t.memberships, "data", ("client_id",))
-            found = self._c.execute(query, {statements.key_param("client_id"): client_id})
-            data = self._seen[key] = found.scalar_one_or_none()
+            data = self._seen[key] = self._scalar(query, {key_param("client_id"): client_id})
         return [_load(TerritoryMembership, item) for item in data or []]
 
     def set_memberships(self, client_id: str, memberships: list[TerritoryMembership]) -> None:
@@ -1600,9 +1492,10 @@ class SQLAlchemyTransaction:
             return
         self._seen[key] = data
         delete = statements.delete_by_key(t, ("client_id",))
-        self._c.execute(delete, {statements.key_param("client_id"): client_id})
+        direct.execute(self._c, delete, {key_param("client_id"): client_id})
         if data:
-            self._c.execute(statements.insert(t), {"client_id": client_id, "data": data})
+            row = {"client_id": client_id, "data": data}
+            direct.execute(self._c, statements.insert(t), row, keys=("client_id", "data"))
         if self._records is not None and self._records.clients is not None:
             # A host-kept client's territories and segments, for SQL conditions.
             client_values.write_memberships(self._c, self._t.client_values, client_id, memberships)
@@ -1634,7 +1527,8 @@ class SQLAlchemyTransaction:
         values = self._timer_values(timer)
         # On PostgreSQL it waits for a concurrent insert of the same key to commit first.
         upsert = statements.revive(t, self._postgres, _revivable(t))
-        planned = self._c.execute(upsert, {"key": timer.key, **values}).rowcount == 1
+        row = {"key": timer.key, **values}
+        planned = direct.execute(self._c, upsert, row, keys=tuple(row))[0] == 1
         if planned:
             self._seen[t.name, timer.key] = values["data"]
         else:
@@ -1753,8 +1647,8 @@ class SQLAlchemyTransaction:
         return None if data is None else _load(Timer, data)
 
     def add_audit(self, entry: AuditEntry) -> None:
-        row = {"event_id": entry.event_id, "data": _dump(entry), "client_id": entry.client}
-        self._audit.append({**row, "regulation": entry.regulation})
+        row = {"event_id": entry.event_id, "data": json_values.audit_data(entry)}
+        self._audit.append({**row, "client_id": entry.client, "regulation": entry.regulation})
 
     def audit_log(
         self, *, event_id: str | None = None, client: str | None = None
