@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crmrules import Client, Engine, SimulatedClock
+from crmrules import Client, Deal, Engine, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.errors import RegulationError
@@ -388,3 +388,119 @@ def test_a_worker_restarted_after_an_outage_fires_the_missed_occurrence_once(
     engine.sync_timers()  # it starts again
     assert run_until(engine, datetime(2026, 3, 2, 12, tzinfo=MSK)) == ["Утренний звонок"]
     assert [due for _, due in pending(engine)] == [datetime(2026, 3, 3, 6, tzinfo=UTC)]
+
+
+# 10. a reload that changes a contact plan's period or a stage's deadline re-plans --------
+
+PLANS = """\
+version: 1
+calendar: {timezone: Europe/Moscow, country: RU, working_hours: "09:00-18:00"}
+pipelines:
+  - id: sales
+    stages: [{id: new}, {id: offer, deadline: OFFER}, {id: won, final: true}]
+territories:
+  - id: msk
+    when: {field: client.region, eq: Москва}
+    contact_plan:
+      - every: EVERY
+        then: [{create_task: {kind: call, title: "Плановый звонок"}}]
+rules: []
+"""
+
+
+def plans(every: str = "30 days", offer: str = "7 days") -> str:
+    text = PLANS.replace("EVERY", every)
+    if offer == "none":
+        return text.replace(", deadline: OFFER", "")
+    return text.replace("OFFER", offer)
+
+
+def pending_of(engine: Engine, kind: str) -> list[tuple[datetime, dict[str, object]]]:
+    with engine.store.transaction() as tx:
+        found = tx.find_timers(kind=kind, status=TimerStatus.PENDING)
+        return [(t.due_at.astimezone(MSK), dict(t.data)) for t in found]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/crm.sqlite3"
+
+
+def plans_engine(tmp_path: Path, store_url: str, start: datetime) -> Engine:
+    path = tmp_path / "regulation.yaml"
+    path.write_text(plans(), encoding="utf-8")
+    return Engine.from_path(path, store=store_url, clock=SimulatedClock(start), entry_points=False)
+
+
+def advance_to(engine: Engine, moment: datetime) -> None:
+    clock = engine.clock
+    assert isinstance(clock, SimulatedClock)
+    clock.set(moment)
+
+
+def test_a_contact_plan_with_a_new_period_re_plans_the_next_visit(
+    tmp_path: Path, store_url: str
+) -> None:
+    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
+    engine = plans_engine(tmp_path, store_url, start)
+    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=30)]
+    advance_to(engine, start + timedelta(days=5))
+    reload(engine, tmp_path, plans(every="14 days"))
+    # Counted from the day the client entered, as a plan started under the new period.
+    ((due, data),) = pending_of(engine, "plan")
+    assert due == start + timedelta(days=14)
+    assert data["every"] == "14 days"
+    assert run_until(engine, start + timedelta(days=29)) == ["Плановый звонок"] * 2
+
+
+def test_a_period_shortened_below_the_time_elapsed_makes_the_visit_due_now(
+    tmp_path: Path, store_url: str
+) -> None:
+    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
+    engine = plans_engine(tmp_path, store_url, start)
+    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    advance_to(engine, start + timedelta(days=5))
+    reload(engine, tmp_path, plans(every="3 days"))
+    # The visit the new period wanted on day 3 is overdue: it fires once, then the
+    # series resumes from now (day 6), as after a worker that was down.
+    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=3)]
+    assert run_until(engine, start + timedelta(days=5)) == ["Плановый звонок"]
+    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=6)]
+
+
+def test_a_stage_deadline_changed_re_plans_the_deals_in_the_stage(
+    tmp_path: Path, store_url: str
+) -> None:
+    start = datetime(2026, 3, 2, 10, tzinfo=MSK)  # a Monday
+    engine = plans_engine(tmp_path, store_url, start)
+    engine.create_client(Client(id="c1", name="Ромашка"))
+    engine.create_deal(Deal(id="d1", client="c1", pipeline="sales", stage="new"))
+    engine.move_stage("d1", "offer")
+    assert [due for due, _ in pending_of(engine, "stage")] == [start + timedelta(days=7)]
+    advance_to(engine, start + timedelta(days=1))
+    reload(engine, tmp_path, plans(offer="3 days"))
+    ((due, data),) = pending_of(engine, "stage")
+    assert due == start + timedelta(days=3)
+    assert data["deadline"] == "3 days"
+    reload(engine, tmp_path, plans(offer="2 business days"))
+    assert [due for due, _ in pending_of(engine, "stage")] == [start + timedelta(days=2)]
+    advance_to(engine, start + timedelta(days=3))
+    (result,) = engine.run_due().results
+    assert [e.type for e in result.events] == ["deal.stage_overdue"]
+
+
+def test_a_stage_deadline_removed_cancels_the_pending_timers(
+    tmp_path: Path, store_url: str
+) -> None:
+    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
+    engine = plans_engine(tmp_path, store_url, start)
+    engine.create_client(Client(id="c1", name="Ромашка"))
+    engine.create_deal(Deal(id="d1", client="c1", pipeline="sales", stage="offer"))
+    assert len(pending_of(engine, "stage")) == 1
+    reload(engine, tmp_path, plans(offer="none"))
+    assert pending_of(engine, "stage") == []
+    with engine.store.transaction() as tx:
+        (timer,) = tx.find_timers(kind="stage")
+    assert timer.status is TimerStatus.CANCELLED
+    assert timer.note == "the stage has no deadline any more"

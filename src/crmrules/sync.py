@@ -34,7 +34,7 @@ from crmrules.model import Client
 from crmrules.rules.conditions import ALWAYS, Leaf, Node
 from crmrules.rules.regulation import Regulation
 from crmrules.selection import Selection, id_chunks
-from crmrules.store import Store, TimerStatus, Transaction
+from crmrules.store import Store, Timer, TimerStatus, Transaction
 
 if TYPE_CHECKING:
     from crmrules.engine import Engine
@@ -262,6 +262,10 @@ def _resync(engine: Engine, tx: Transaction, key: str, now: datetime) -> None:
     if gone is not None:
         tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": gone}))
         return
+    if timer.kind == "plan":
+        timers.replan_visit(tx, engine.regulation, timer, now)
+    if timer.kind == "stage":
+        _replan_deadline(engine, tx, timer)
     if timer.kind == "rule" and rule is not None:
         value = occurrences.parse_moment(str(timer.data.get("value")))
         try:
@@ -290,6 +294,34 @@ def _resync(engine: Engine, tx: Transaction, key: str, now: datetime) -> None:
             tx.plan_timer(
                 occurrences.schedule_timer(rule, due, now, version=engine.regulation.release.id)
             )
+
+
+def _replan_deadline(engine: Engine, tx: Transaction, timer: Timer) -> None:
+    """A deal's stage deadline again under the stage's deadline now; cancelled without one."""
+    deal = tx.get_deal(timer.deal or "")
+    entered = deal.stage_entered_at if deal is not None else None
+    if (
+        deal is None
+        or entered is None
+        or not timer.key.endswith(f":{deal.stage}:{entered.isoformat()}")
+    ):
+        return  # the deal left the stage: the timer is cancelled when it falls due
+    pipeline = engine.regulation.pipelines.get(deal.pipeline)
+    stage = pipeline.stage(deal.stage) if pipeline else None
+    if stage is None or stage.deadline is None:
+        note = "the stage has no deadline any more"
+        tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+        return
+    due = engine.regulation.calendar.add(entered, stage.deadline)
+    if due == timer.due_at and timer.data.get("deadline") == str(stage.deadline):
+        return
+    update = {
+        "due_at": due,
+        "data": {**timer.data, "deadline": str(stage.deadline)},
+        "note": "re-planned",
+        "regulation": engine.regulation.release.id,
+    }
+    tx.put_timer(timer.model_copy(update=update))
 
 
 __all__ = ["GENERATION", "SYNCED", "fingerprint", "sync_timers"]

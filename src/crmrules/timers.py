@@ -468,6 +468,25 @@ def _plan_visit(
     )
 
 
+def replan_visit(tx: Transaction, regulation: Regulation, timer: Timer, now: datetime) -> None:
+    """A pending visit again under its plan's period now: the same n-th visit from the
+    same start (overdue if the new period has passed it: it fires once, then the series
+    resumes from then, as after a worker that was down). The old timer is cancelled."""
+    territory = regulation.territories.get(timer.rule or "")
+    since = timer.data.get("since")
+    if territory is None or timer.client is None or since is None:
+        return  # a plan removed is cancelled by the caller; an old timer keeps its time
+    index, n = int(timer.data.get("index", 0)), int(timer.data.get("n", 1))
+    every = territory.contact_plan[index].every
+    start = datetime.fromisoformat(str(since))
+    due = occurrence(every, None, start, n, regulation.calendar)
+    if due == timer.due_at and timer.data.get("every") == str(every):
+        return
+    note = f"the contact plan of {territory.id} is every {every} now"
+    tx.put_timer(timer.model_copy(update={"status": TimerStatus.CANCELLED, "note": note}))
+    _plan_visit(tx, regulation, timer.client, territory.id, index, every, start, n, now, due)
+
+
 def cancel_contact(tx: Transaction, client_id: str, territory_id: str, now: datetime) -> None:
     for timer in tx.find_timers(client=client_id, kind="plan", status=TimerStatus.PENDING):
         if timer.rule == territory_id:
@@ -490,5 +509,6 @@ __all__ = [
     "plan_for_record",
     "plan_next_contact",
     "plan_task",
+    "replan_visit",
     "utc",
 ]
