@@ -454,6 +454,21 @@ def test_a_contact_plan_with_a_new_period_re_plans_the_next_visit(
     assert run_until(engine, start + timedelta(days=29)) == ["Плановый звонок"] * 2
 
 
+def test_a_re_planned_visit_never_takes_the_key_of_a_later_one(
+    tmp_path: Path, store_url: str
+) -> None:
+    # Halved: the re-planned first visit falls on day 15, the second on day 30, the
+    # day the old first visit's key names; updating that timer in place would mark
+    # day 30 fired already and lose the second visit.
+    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
+    engine = plans_engine(tmp_path, store_url, start)
+    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    advance_to(engine, start + timedelta(days=1))
+    reload(engine, tmp_path, plans(every="15 days"))
+    assert run_until(engine, start + timedelta(days=31)) == ["Плановый звонок"] * 2
+    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=45)]
+
+
 def test_a_period_shortened_below_the_time_elapsed_makes_the_visit_due_now(
     tmp_path: Path, store_url: str
 ) -> None:
