@@ -408,6 +408,9 @@ rules: []
 """
 
 
+START_PLANS = datetime(2026, 3, 2, 10, tzinfo=MSK)  # a Monday
+
+
 def plans(every: str = "30 days", offer: str = "7 days") -> str:
     text = PLANS.replace("EVERY", every)
     if offer == "none":
@@ -438,20 +441,25 @@ def advance_to(engine: Engine, moment: datetime) -> None:
     clock.set(moment)
 
 
+def visited_then_reloaded(tmp_path: Path, store_url: str, days: int, every: str) -> Engine:
+    """A client in msk since START_PLANS (30 days a visit), the plan `every` after `days`."""
+    engine = plans_engine(tmp_path, store_url, START_PLANS)
+    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    assert [due for due, _ in pending_of(engine, "plan")] == [START_PLANS + timedelta(days=30)]
+    advance_to(engine, START_PLANS + timedelta(days=days))
+    reload(engine, tmp_path, plans(every=every))
+    return engine
+
+
 def test_a_contact_plan_with_a_new_period_re_plans_the_next_visit(
     tmp_path: Path, store_url: str
 ) -> None:
-    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
-    engine = plans_engine(tmp_path, store_url, start)
-    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
-    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=30)]
-    advance_to(engine, start + timedelta(days=5))
-    reload(engine, tmp_path, plans(every="14 days"))
+    engine = visited_then_reloaded(tmp_path, store_url, 5, "14 days")
     # Counted from the day the client entered, as a plan started under the new period.
     ((due, data),) = pending_of(engine, "plan")
-    assert due == start + timedelta(days=14)
+    assert due == START_PLANS + timedelta(days=14)
     assert data["every"] == "14 days"
-    assert run_until(engine, start + timedelta(days=29)) == ["Плановый звонок"] * 2
+    assert run_until(engine, START_PLANS + timedelta(days=29)) == ["Плановый звонок"] * 2
 
 
 def test_a_re_planned_visit_never_takes_the_key_of_a_later_one(
@@ -460,28 +468,20 @@ def test_a_re_planned_visit_never_takes_the_key_of_a_later_one(
     # Halved: the re-planned first visit falls on day 15, the second on day 30, the
     # day the old first visit's key names; updating that timer in place would mark
     # day 30 fired already and lose the second visit.
-    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
-    engine = plans_engine(tmp_path, store_url, start)
-    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
-    advance_to(engine, start + timedelta(days=1))
-    reload(engine, tmp_path, plans(every="15 days"))
-    assert run_until(engine, start + timedelta(days=31)) == ["Плановый звонок"] * 2
-    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=45)]
+    engine = visited_then_reloaded(tmp_path, store_url, 1, "15 days")
+    assert run_until(engine, START_PLANS + timedelta(days=31)) == ["Плановый звонок"] * 2
+    assert [due for due, _ in pending_of(engine, "plan")] == [START_PLANS + timedelta(days=45)]
 
 
 def test_a_period_shortened_below_the_time_elapsed_makes_the_visit_due_now(
     tmp_path: Path, store_url: str
 ) -> None:
-    start = datetime(2026, 3, 2, 10, tzinfo=MSK)
-    engine = plans_engine(tmp_path, store_url, start)
-    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
-    advance_to(engine, start + timedelta(days=5))
-    reload(engine, tmp_path, plans(every="3 days"))
+    engine = visited_then_reloaded(tmp_path, store_url, 5, "3 days")
     # The visit the new period wanted on day 3 is overdue: it fires once, then the
     # series resumes from now (day 6), as after a worker that was down.
-    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=3)]
-    assert run_until(engine, start + timedelta(days=5)) == ["Плановый звонок"]
-    assert [due for due, _ in pending_of(engine, "plan")] == [start + timedelta(days=6)]
+    assert [due for due, _ in pending_of(engine, "plan")] == [START_PLANS + timedelta(days=3)]
+    assert run_until(engine, START_PLANS + timedelta(days=5)) == ["Плановый звонок"]
+    assert [due for due, _ in pending_of(engine, "plan")] == [START_PLANS + timedelta(days=6)]
 
 
 def test_a_stage_deadline_changed_re_plans_the_deals_in_the_stage(
