@@ -519,3 +519,18 @@ def test_a_stage_deadline_removed_cancels_the_pending_timers(
         (timer,) = tx.find_timers(kind="stage")
     assert timer.status is TimerStatus.CANCELLED
     assert timer.note == "the stage has no deadline any more"
+
+
+def test_a_second_contact_plan_starts_for_the_clients_already_there(
+    tmp_path: Path, store_url: str
+) -> None:
+    engine = plans_engine(tmp_path, store_url, START_PLANS)
+    engine.create_client(Client(id="c1", name="Ромашка", region="Москва"))
+    advance_to(engine, START_PLANS + timedelta(days=5))
+    second = (
+        '      - every: 7 days\n        then: [{create_task: {kind: email, title: "Письмо"}}]\n'
+    )
+    reload(engine, tmp_path, plans().replace("rules: []\n", "") + second + "rules: []\n")
+    visits = sorted((data["index"], due) for due, data in pending_of(engine, "plan"))
+    # The first keeps its time; the second starts one period after the reload.
+    assert visits == [(0, START_PLANS + timedelta(days=30)), (1, START_PLANS + timedelta(days=12))]

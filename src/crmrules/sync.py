@@ -220,10 +220,12 @@ def _plan_client(
             timers.plan_for_record(tx, engine.regulation, now, deal=deal)
     wanted = client.territories & needs.plans
     if wanted:
-        plans = tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING)
-        planned = {t.rule for t in plans}
-        for territory in sorted(wanted - planned):
-            timers.plan_contact(tx, engine.regulation, client.id, territory, now, now)
+        planned: dict[str, set[int]] = {}
+        for timer in tx.find_timers(client=client.id, kind="plan", status=TimerStatus.PENDING):
+            planned.setdefault(timer.rule or "", set()).add(int(timer.data.get("index", 0)))
+        for territory in sorted(wanted):
+            skip = planned.get(territory, set())
+            timers.plan_contact(tx, engine.regulation, client.id, territory, now, now, skip)
 
 
 def _readable_client(tx: Transaction, client_id: str) -> Client | None:

@@ -11,7 +11,7 @@ them never depends on the wall clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -411,12 +411,17 @@ def plan_contact(
     territory_id: str,
     start: datetime,
     now: datetime,
+    skip: Collection[int] = (),
 ) -> None:
-    """The first visit of each of a territory's contact plans: one period after ``start``."""
+    """The first visit of each of a territory's contact plans: one period after ``start``.
+
+    ``skip``: the plans (by position) the client has a visit planned for already."""
     territory = regulation.territories.get(territory_id)
     if territory is None:
         return
     for index, plan in enumerate(territory.contact_plan):
+        if index in skip:
+            continue
         _plan_visit(tx, regulation, client_id, territory_id, index, plan.every, start, 1, now)
 
 
