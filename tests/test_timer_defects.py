@@ -9,16 +9,19 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmrules import Client, Deal, Engine, SimulatedClock
 from crmrules.adapters.memory import MemoryStore
 from crmrules.calendar import BusinessCalendar, Duration, WorkingHours
 from crmrules.errors import RegulationError
 from crmrules.rules.regulation import Regulation, load_regulation
-from crmrules.rules.triggers import parse_cron
+from crmrules.rules.triggers import Trigger, parse_cron
 from crmrules.store import TimerStatus
 from crmrules.testing import Simulation
-from crmrules.timers import next_cron
+from crmrules.timers import next_cron, next_schedule, occurrence
+from scaled import examples
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MSK = ZoneInfo("Europe/Moscow")
@@ -534,3 +537,63 @@ def test_a_second_contact_plan_starts_for_the_clients_already_there(
     visits = sorted((data["index"], due) for due, data in pending_of(engine, "plan"))
     # The first keeps its time; the second starts one period after the reload.
     assert visits == [(0, START_PLANS + timedelta(days=30)), (1, START_PLANS + timedelta(days=12))]
+
+
+# 11. {every: N business days, at: HH:MM} runs on working days only, none skipped -----------
+
+
+def working_days_after(calendar: BusinessCalendar, after: datetime, at: time, count: int) -> list:
+    """The reference: each working day (by the calendar's own day rule) whose ``at`` is
+    after ``after``, walking the dates one by one."""
+    found: list[datetime] = []
+    day = calendar.local(after).date()
+    while len(found) < count:
+        moment = calendar.combine(day, at)
+        if calendar.is_working_day(day) and moment > after:
+            found.append(moment.astimezone(UTC))
+        day += timedelta(days=1)
+    return found
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 20)),
+    at=st.sampled_from([time(0, 0), time(8, 0), time(9, 0), time(13, 30), time(19, 45)]),
+    n=st.integers(min_value=1, max_value=3),
+    hours=st.sampled_from([None, WorkingHours(time(9), time(18))]),
+)
+def test_a_business_day_schedule_runs_on_every_nth_working_day(
+    start: datetime, at: time, n: int, hours: WorkingHours | None
+) -> None:
+    calendar = BusinessCalendar("Europe/Moscow", country="RU", working_hours=hours)
+    after = start.replace(tzinfo=MSK)
+    trigger = Trigger(kind="schedule", every=Duration(business_days=n), at=at)
+    first = next_schedule(trigger, after, calendar)
+    got = [occurrence(trigger.every, at, first, k, calendar) for k in range(8)]  # type: ignore[arg-type]
+    assert got == working_days_after(calendar, after, at, 1 + 7 * n)[::n]
+
+
+def test_every_business_day_at_nine_from_a_friday(tmp_path: Path) -> None:
+    rules = """
+    rules:
+      - id: morning-call
+        on: {every: 1 business day, at: "09:00"}
+        if: {field: client.segment, eq: A}
+        then: [{create_task: {kind: call, title: "Утренний звонок"}}]
+    """
+    start = datetime(2026, 3, 6, 12, tzinfo=MSK)  # a Friday; Monday 03-09 is a holiday
+    russian = regulation_text(rules).replace(
+        "{timezone: Europe/Moscow}", "{timezone: Europe/Moscow, country: RU}"
+    )
+    engine = engine_for(tmp_path, russian, start)
+    engine.create_client(Client(id="c1", name="Ромашка", fields={"segment": "A"}))
+    engine.sync_timers()
+    days: list[str] = []
+    clock = engine.clock
+    assert isinstance(clock, SimulatedClock)
+    while len(days) < 4:
+        ((_, due),) = pending(engine)
+        clock.set(due)
+        engine.run_due()
+        days.append(due.astimezone(MSK).strftime("%a %d %H:%M"))
+    assert days == ["Tue 10 09:00", "Wed 11 09:00", "Thu 12 09:00", "Fri 13 09:00"]

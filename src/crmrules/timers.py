@@ -67,11 +67,27 @@ def next_schedule(trigger: Trigger, after: datetime, calendar: BusinessCalendar)
     assert trigger.every is not None
     if trigger.at is None:
         return utc(calendar.add(after, trigger.every))
-    local = calendar.local(after)
-    candidate = calendar.combine(local.date(), trigger.at)
+    working = _on_working_days(trigger.every)
+    day = calendar.local(after).date()
+    if working:
+        day = _working_day_from(calendar, day)
+    candidate = calendar.combine(day, trigger.at)
     if utc(candidate) <= utc(after):
-        candidate = calendar.combine(local.date() + timedelta(days=1), trigger.at)
+        day += timedelta(days=1)
+        candidate = calendar.combine(
+            _working_day_from(calendar, day) if working else day, trigger.at
+        )
     return utc(candidate)
+
+
+def _on_working_days(every: Duration) -> bool:
+    """``{every: N business days, at: HH:MM}``: every N-th working day at that time."""
+    return bool(every.business_days) and not every.seconds
+
+
+def _working_day_from(calendar: BusinessCalendar, day: date) -> date:
+    """``day`` if it is a working day, else the next one."""
+    return calendar.next_opening(calendar.start_of_day(day)).date()
 
 
 def occurrence(
@@ -90,7 +106,13 @@ def occurrence(
         business_days=every.business_days * n,
         seconds=every.seconds * n,
     )
-    moment = calendar.add(start, period)
+    if at is not None and _on_working_days(every):
+        # Counted in whole working days from the start's day, whatever ``at`` is: from
+        # a time outside working hours business days would count from the next
+        # opening and skip a day.
+        moment = calendar.add(calendar.start_of_day(calendar.local(start).date()), period)
+    else:
+        moment = calendar.add(start, period)
     if at is not None and not every.seconds:
         moment = calendar.combine(calendar.local(moment).date(), at)
     return utc(moment)
