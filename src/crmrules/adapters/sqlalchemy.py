@@ -19,9 +19,10 @@ writers simply take turns. See docs/storage.md.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,6 +43,7 @@ from crmrules.adapters import (
     direct,
     json_values,
     prefetch,
+    record_cache,
     row_cache,
     statements,
 )
@@ -671,6 +673,8 @@ class SQLAlchemyStore:
             )
         self._schema = schema
         self._tables = _tables(schema)
+        #: records validated from their rows' JSON, kept across transactions
+        self._validated = record_cache.ValidatedRows()
         self._row_locks = dialect.name != "sqlite"  # BEGIN IMMEDIATE already serialises SQLite
         if self._engine is not None and isinstance(self._engine.pool, sa.pool.StaticPool):
             self._lock = threading.RLock()  # one shared connection: one transaction at a time
@@ -739,7 +743,11 @@ class SQLAlchemyStore:
     def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
         try:
             transaction = SQLAlchemyTransaction(
-                connection, self._tables, row_locks=self._row_locks, records=self._records
+                connection,
+                self._tables,
+                row_locks=self._row_locks,
+                records=self._records,
+                validated=self._validated,
             )
             yield transaction
             transaction.flush()
@@ -812,13 +820,15 @@ class SQLAlchemyTransaction:
         *,
         row_locks: bool,
         records: HostRecords | None = None,
+        validated: record_cache.ValidatedRows | None = None,
     ) -> None:
         self._c = connection
-        self._shown = _engine_shown(connection.engine.url)
         self._records = records
         self._t = tables
         self._row_locks = row_locks
         self._postgres = connection.dialect.name == "postgresql"
+        #: what a JSON column's text is parsed with (as the dialect's own result processor)
+        self._loads: Callable[[str], Any] = connection.dialect._json_deserializer or json.loads
         # The JSON of the records read or written by id in this transaction (None: no such
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
@@ -826,6 +836,10 @@ class SQLAlchemyTransaction:
         #: the record last validated from each row's data in ``_seen`` (the same object)
         # (a client's pydantic validation, e-mail parsing included, costs more than the read)
         self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
+        #: the records validated in the store's earlier transactions, by their rows' JSON text
+        self._shared = validated if validated is not None else record_cache.ValidatedRows()
+        #: the JSON text of the rows ``_read_subject`` read, with the data it parsed to
+        self._texts: dict[tuple[str, str], tuple[str, Any]] = {}
         #: the record lent from ``_loaded`` for each row and its flat record (``lend_client``)
         self._lent: dict[tuple[str, str], tuple[Any, Mapping[str, Any]]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
@@ -839,6 +853,11 @@ class SQLAlchemyTransaction:
         self._results: dict[str, Any] = {}
         # The subject ``lock_subject`` was given: ``event_result`` reads it with the result.
         self._subject: tuple[str | None, str | None] | None = None
+
+    @property
+    def _shown(self) -> str:
+        """The database as error messages name it (worked out when one is raised)."""
+        return _engine_shown(self._c.engine.url)
 
     # -- what crmrules.selection queries
 
@@ -980,6 +999,9 @@ class SQLAlchemyTransaction:
         loaded = self._loaded.get((table.name, key))
         if loaded is None or loaded[0] is not data:
             loaded = self._loaded[table.name, key] = (data, _load(model, data))
+            read = self._texts.get((table.name, key))
+            if read is not None and read[1] is data:  # as read: kept for later transactions
+                self._shared.keep((table.name, key), read[0], data, loaded[1])
         return loaded[1]
 
     def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
@@ -1480,10 +1502,23 @@ class SQLAlchemyTransaction:
         found = [(self._t.deals, deal_id, row.deal), (self._t.clients, row.client_id, row.client)]
         if row.responsible is not None:
             found.append((self._t.managers, row.responsible, row.manager))
-        for table, key, data in found:
-            if key is not None:
-                self._seen.setdefault((table.name, key), data)  # a write of this transaction wins
+        for table, key, text in found:
+            if key is not None and (table.name, key) not in self._seen:  # a write here wins
+                self._seen[table.name, key] = self._parsed((table.name, key), text)
         return row.result
+
+    def _parsed(self, key: tuple[str, str], text: str | None) -> Any:
+        """The data of a row read as JSON text; its record too if an earlier transaction
+        validated the same text (``crmrules.adapters.record_cache``)."""
+        if text is None:
+            return None
+        kept = self._shared.get(key, text)
+        if kept is not None:
+            self._loaded[key] = kept
+            return kept[0]
+        data = self._loads(text)
+        self._texts[key] = (text, data)
+        return data
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
         # A plain INSERT: two processes handling the same event race on this key,
