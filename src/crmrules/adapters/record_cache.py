@@ -14,7 +14,6 @@ only (``lend_client``), as they do the records they validated themselves.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 #: (table name, key)
@@ -24,12 +23,15 @@ SIZE = 4096
 
 
 class ValidatedRows:
-    """``(table, key) -> (JSON text, data, record)``, bounded; shared by threads."""
+    """``(table, key) -> (JSON text, data, record)``, bounded; shared by threads.
+
+    No lock (a forked process must not inherit one held): each dict operation
+    is atomic, and two threads trimming at once only trim a little more.
+    """
 
     def __init__(self, size: int = SIZE) -> None:
         self._size = size
         self._rows: dict[Key, tuple[str, Any, Any]] = {}
-        self._lock = threading.Lock()
 
     def get(self, key: Key, text: str) -> tuple[Any, Any] | None:
         """The data and record kept for ``key`` if they came as ``text``."""
@@ -39,13 +41,12 @@ class ValidatedRows:
         return found[1], found[2]
 
     def keep(self, key: Key, text: str, data: Any, record: Any) -> None:
-        with self._lock:
-            rows = self._rows
-            rows.pop(key, None)
-            if len(rows) >= self._size:  # dicts keep their order: the first are the oldest
-                for old in list(rows)[: self._size // 2]:
-                    del rows[old]
-            rows[key] = (text, data, record)
+        rows = self._rows
+        rows.pop(key, None)
+        if len(rows) >= self._size:  # dicts keep their order: the first are the oldest
+            for old in list(rows)[: self._size // 2]:
+                rows.pop(old, None)
+        rows[key] = (text, data, record)
 
     def __len__(self) -> int:
         return len(self._rows)
