@@ -122,6 +122,9 @@ class Recorder:
         self.on = False
         #: writes that changed no row (an UPDATE of nothing, an INSERT that met its key)
         self.idle = 0
+        #: rows written: an INSERT's rows (a multi-row INSERT counts each), else a
+        #: statement's parameter sets
+        self.rows = 0
         sa.event.listen(store.engine, "after_cursor_execute", self.seen)
 
     def seen(
@@ -134,6 +137,8 @@ class Recorder:
             if cursor.rowcount == 0:  # the floor writes the rows, not the engine's attempts
                 self.idle += 1
                 return
+            inserted = statement.lstrip()[:6].upper() == "INSERT" and cursor.rowcount > 0
+            self.rows += cursor.rowcount if inserted else len(params) if many else 1
             self.events[-1].append((statement, params, many))
 
     def next_event(self) -> None:
@@ -281,7 +286,7 @@ def measure_sql(
         "many": many,
         "many_floor": many_floor,
         "statements": recorder.statements / events,
-        "rows": sum(len(rows) for event in writes for _, rows in batched(event)) / events,
+        "rows": recorder.rows / events,
         "writes": sum(len(event) for event in writes) / events,
         "idle": recorder.idle / events,
     }

@@ -838,3 +838,35 @@ def test_each_read_of_a_client_is_its_own_copy(store: SQLAlchemyStore) -> None:
         (loaded,) = tx.load_clients(["c1"])  # type: ignore[attr-defined]
         loaded.fields["notes"].clear()
         assert tx.get_client("c1") == first
+
+
+def test_audit_lines_past_one_batch_are_all_written_in_order(database: Database) -> None:
+    """PostgreSQL takes the lines as multi-row INSERTs of ``audit_rows.BATCH`` rows each."""
+    from crmrules.adapters import audit_rows
+
+    at = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    lines = [
+        AuditEntry(
+            at=at,
+            event_id=f"e{n % 3}",
+            event_type="visit",
+            kind="effect",
+            rule=None if n % 5 == 0 else f"r{n}",
+            message=f"line {n}",
+            data={"n": n, "amount": Decimal(n) / 4},
+            client=None if n % 2 else "c1",
+        )
+        for n in range(2 * audit_rows.BATCH + 7)
+    ]
+    store = SQLAlchemyStore(database.url, schema=database.schema)
+    with store.transaction() as tx:
+        for line in lines[:5]:
+            tx.add_audit(line)
+    with store.transaction() as tx:
+        for line in lines[5:]:
+            tx.add_audit(line)
+    with store.transaction() as tx:
+        assert tx.audit_log() == lines
+        assert tx.audit_log(event_id="e1") == [line for line in lines if line.event_id == "e1"]
+        assert tx.audit_log(client="c1") == [line for line in lines if line.client == "c1"]
+    store.close()

@@ -44,15 +44,24 @@ def check_references(
 ) -> None:
     """Refuse a client or deal that does not exist, or a deal named with another client."""
     if deal_id is not None:
-        deal = tx.get_deal(deal_id)
+        deal = _read(tx, "deal", deal_id)
         if deal is None:
             raise RefusedError(f"{what}: no deal {deal_id!r}")
         if client_id is not None and deal.client != client_id:
             raise RefusedError(
                 f"{what}: deal {deal_id} belongs to client {deal.client}, not {client_id}"
             )
-    if client_id is not None and tx.get_client(client_id) is None:
+    if client_id is not None and _read(tx, "client", client_id) is None:
         raise RefusedError(f"{what}: no client {client_id!r}")
+
+
+def _read(tx: Transaction, kind: str, record_id: str) -> Any:
+    """The client or deal, to look at only: lent where the store lends (no copy)."""
+    lend = getattr(tx, f"lend_{kind}", None)
+    if lend is None:
+        return getattr(tx, f"get_{kind}")(record_id)
+    lent = lend(record_id)
+    return None if lent is None else lent[0]
 
 
 def apply_changes(

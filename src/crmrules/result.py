@@ -119,6 +119,19 @@ _set = object.__setattr__
 
 
 def _outcome(outcome: RuleOutcome) -> dict[str, Any]:
+    if type(outcome) is NotMatched:  # its explanation read once, not once per field
+        reason, field_, operator, expected, actual = outcome.why.shown()
+        return {
+            "rule": outcome.rule,
+            "event_id": outcome.event_id,
+            "event_type": outcome.event_type,
+            "status": outcome.status,
+            "reason": reason,
+            "field": field_,
+            "operator": operator,
+            "expected": expected,
+            "actual": actual,
+        }
     return {
         "rule": outcome.rule,
         "event_id": outcome.event_id,

@@ -607,7 +607,9 @@ def apply(
     body(run)
     failures.save(tx, run.failures)
     keeps = getattr(tx, "keeps_explanations", False)  # the memory store: explained when read
-    for entry in run.audit if keeps else run.entries():
+    # the SQL store explains a Miss as it writes it, without an AuditEntry first
+    takes = keeps or getattr(tx, "writes_misses", False)
+    for entry in run.audit if takes else run.entries():
         tx.add_audit(entry)  # type: ignore[arg-type]
     tx.save_event_result(event_id, run.result.to_dict(explained=not keeps))
     return run.result

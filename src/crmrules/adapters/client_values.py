@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from crmrules.adapters import direct, statements
 from crmrules.model import Client, MembershipSource, TerritoryMembership
 
 #: How much of a text the indexed ``*_key`` columns hold.
@@ -177,6 +178,16 @@ def write(
         connection.execute(sa.insert(table), batch)
 
 
+def write_one(connection: sa.Connection, table: sa.Table, client: Client) -> None:
+    """``write`` for one client, as the engine stores each: the same rows, through the
+    statements prepared once (``crmrules.adapters.direct``)."""
+    delete = statements.delete_by_key(table, ("client_id",))
+    direct.execute(connection, delete, {statements.key_param("client_id"): client.id})
+    batch = [_complete(row) for row in rows(client.id, client.record(), connection.dialect.name)]
+    if batch:
+        direct.execute_many(connection, statements.insert(table), batch, keys=COLUMNS)
+
+
 def write_memberships(
     connection: sa.Connection,
     table: sa.Table,
@@ -211,4 +222,5 @@ __all__ = [
     "scalar_columns",
     "write",
     "write_memberships",
+    "write_one",
 ]

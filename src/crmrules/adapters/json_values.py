@@ -19,6 +19,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
+from crmrules.rules.why import Miss
 from crmrules.store import AuditEntry
 
 M = TypeVar("M", bound=BaseModel)
@@ -153,6 +154,17 @@ def fresh(record: M) -> M:
     return record.model_copy(update={"fields": copied(record.__dict__["fields"])})
 
 
+def flat_record(record: Any) -> dict[str, Any]:
+    """``record.record()`` (a client's, deal's or manager's flat record) sharing nothing
+    mutable with ``record``: lent with it to be read, so its containers are copies."""
+    flat: dict[str, Any] = record.record()
+    for key, value in flat.items():
+        if value.__class__ in _CONTAINERS:
+            flat[key] = copied(value)
+    return flat
+
+
+_CONTAINERS = frozenset({dict, list, set})
 _MOMENT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 _TEXT = frozenset({str, type(None)})
 #: the last moment written and its JSON (an event's audit lines share the run's moment)
@@ -182,6 +194,26 @@ def audit_data(entry: AuditEntry) -> dict[str, Any]:
     return data
 
 
+def miss_data(miss: Miss) -> dict[str, Any]:
+    """``audit_data(miss.entry())``, the explained line of a rule that did not match,
+    without making the ``AuditEntry`` (an event writes about ten)."""
+    message = miss.why.shown()[0]
+    texts = (miss.event_id, miss.event_type, miss.rule, message, miss.regulation, miss.client)
+    if type(miss.at) is not datetime or not _TEXT.issuperset(map(type, texts)):
+        return audit_data(miss.entry())
+    return {  # dump's order (``_AUDIT_FIELDS``), as ``Miss.entry`` fills it
+        "at": _moment(miss.at),
+        "event_id": miss.event_id,
+        "event_type": miss.event_type,
+        "kind": "not_matched",
+        "rule": miss.rule,
+        "message": message,
+        "regulation": miss.regulation,
+        "client": miss.client,
+        "data": {},
+    }
+
+
 #: ``dump``'s order: the typed fields, then the free-form one
 _AUDIT_FIELDS = (*(name for name in AuditEntry.model_fields if name != "data"), "data")
 _texts = operator.itemgetter(*(n for n in AuditEntry.model_fields if n not in ("at", "data")))
@@ -194,7 +226,9 @@ __all__ = [
     "decode",
     "dump",
     "encode",
+    "flat_record",
     "free_fields",
     "fresh",
     "load",
+    "miss_data",
 ]

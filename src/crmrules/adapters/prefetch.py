@@ -37,26 +37,32 @@ class Tables(Hashable, Protocol):
 
 
 class Subject(NamedTuple):
-    """What one row of ``subject_query`` holds (JSON ``data`` of each record, None if absent)."""
+    """What one row of ``subject_query`` holds: the result's JSON, the text of each record's
+    JSON ``data`` (the store keeps records validated by it, crmrules.adapters.record_cache);
+    None where there is none."""
 
     result: dict[str, Any] | None
-    deal: dict[str, Any] | None
+    deal: str | None
     client_id: str | None
-    client: dict[str, Any] | None
+    client: str | None
     responsible: str | None
-    manager: dict[str, Any] | None
+    manager: str | None
 
 
-def _scalar(table: sa.Table, column: str, key: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
-    """``(SELECT column FROM table WHERE <primary key> = key)``."""
+def _scalar(
+    table: sa.Table, column: str, key: sa.ColumnElement[Any], *, text: bool = False
+) -> sa.ScalarSelect[Any]:
+    """``(SELECT column FROM table WHERE <primary key> = key)``; ``text``: as its JSON text."""
     primary = table.primary_key.columns.values()[0]
-    return sa.select(table.c[column]).where(primary == key).scalar_subquery()
+    value = sa.cast(table.c[column], sa.Text()) if text else table.c[column]
+    return sa.select(value).where(primary == key).scalar_subquery()
 
 
 @functools.cache
 def subject_query(tables: Tables) -> sa.Select[Any]:
     """One row: the event's result, the deal, the client (the event's, else the deal's) and
-    the client's responsible manager, each NULL when there is none."""
+    the client's responsible manager (the records as their JSON text), each NULL when there
+    is none."""
     t = tables
     deal_id = sa.bindparam(DEAL, type_=sa.String())
     owner = sa.select(t.deals.c.client_id).where(t.deals.c.id == deal_id).scalar_subquery()
@@ -69,11 +75,11 @@ def subject_query(tables: Tables) -> sa.Select[Any]:
     event_id = sa.bindparam(EVENT, type_=sa.String())
     return sa.select(
         _scalar(t.event_results, "result", event_id).label("result"),
-        _scalar(t.deals, "data", deal_id).label("deal"),
+        _scalar(t.deals, "data", deal_id, text=True).label("deal"),
         client_id.label("client_id"),
-        _scalar(t.clients, "data", client_id).label("client"),
+        _scalar(t.clients, "data", client_id, text=True).label("client"),
         responsible.label("responsible"),
-        _scalar(t.managers, "data", responsible).label("manager"),
+        _scalar(t.managers, "data", responsible, text=True).label("manager"),
     )
 
 

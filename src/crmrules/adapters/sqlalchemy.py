@@ -19,9 +19,10 @@ writers simply take turns. See docs/storage.md.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -36,11 +37,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from crmrules.adapters import (
+    audit_rows,
     client_values,
     deferred,
     direct,
     json_values,
     prefetch,
+    record_cache,
     row_cache,
     statements,
 )
@@ -60,6 +63,7 @@ from crmrules.model import (
     TerritoryMembership,
 )
 from crmrules.rules import segments
+from crmrules.rules.why import Miss
 from crmrules.store import (
     AuditEntry,
     ConflictError,
@@ -669,6 +673,8 @@ class SQLAlchemyStore:
             )
         self._schema = schema
         self._tables = _tables(schema)
+        #: records validated from their rows' JSON, kept across transactions
+        self._validated = record_cache.ValidatedRows()
         self._row_locks = dialect.name != "sqlite"  # BEGIN IMMEDIATE already serialises SQLite
         if self._engine is not None and isinstance(self._engine.pool, sa.pool.StaticPool):
             self._lock = threading.RLock()  # one shared connection: one transaction at a time
@@ -737,7 +743,11 @@ class SQLAlchemyStore:
     def _run(self, connection: sa.Connection, scope: _Scope) -> Iterator[SQLAlchemyTransaction]:
         try:
             transaction = SQLAlchemyTransaction(
-                connection, self._tables, row_locks=self._row_locks, records=self._records
+                connection,
+                self._tables,
+                row_locks=self._row_locks,
+                records=self._records,
+                validated=self._validated,
             )
             yield transaction
             transaction.flush()
@@ -779,8 +789,6 @@ TasksExisted = deferred.RowsExisted
 
 _insert_new = statements.insert_new
 key_param = statements.key_param
-#: the columns of an audit row (``add_audit``)
-_AUDIT = ("event_id", "data", "client_id", "regulation")
 
 
 @functools.cache
@@ -812,20 +820,28 @@ class SQLAlchemyTransaction:
         *,
         row_locks: bool,
         records: HostRecords | None = None,
+        validated: record_cache.ValidatedRows | None = None,
     ) -> None:
         self._c = connection
-        self._shown = _engine_shown(connection.engine.url)
         self._records = records
         self._t = tables
         self._row_locks = row_locks
         self._postgres = connection.dialect.name == "postgresql"
+        #: what a JSON column's text is parsed with (as the dialect's own result processor)
+        self._loads: Callable[[str], Any] = connection.dialect._json_deserializer or json.loads
         # The JSON of the records read or written by id in this transaction (None: no such
         # record). The engine reads the same client, deal and managers many times per event;
         # this saves a round trip each time, and every read returns a fresh model all the same.
         self._seen = row_cache.RowCache()
         #: the record last validated from each row's data in ``_seen`` (the same object)
         # (a client's pydantic validation, e-mail parsing included, costs more than the read)
-        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Client | Deal]] = {}
+        self._loaded: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
+        #: the records validated in the store's earlier transactions, by their rows' JSON text
+        self._shared = validated if validated is not None else record_cache.ValidatedRows()
+        #: the JSON text of the rows ``_read_subject`` read, with the data it parsed to
+        self._texts: dict[tuple[str, str], tuple[str, Any]] = {}
+        #: the record lent from ``_loaded`` for each row and its flat record (``lend_client``)
+        self._lent: dict[tuple[str, str], tuple[Any, Mapping[str, Any]]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
         # Rows held back for one multi-row statement each (see ``deferred_writes``); None:
@@ -837,6 +853,11 @@ class SQLAlchemyTransaction:
         self._results: dict[str, Any] = {}
         # The subject ``lock_subject`` was given: ``event_result`` reads it with the result.
         self._subject: tuple[str | None, str | None] | None = None
+
+    @property
+    def _shown(self) -> str:
+        """The database as error messages name it (worked out when one is raised)."""
+        return _engine_shown(self._c.engine.url)
 
     # -- what crmrules.selection queries
 
@@ -900,7 +921,7 @@ class SQLAlchemyTransaction:
         self._settle()
         if self._audit:
             rows, self._audit = self._audit, []
-            direct.execute_many(self._c, statements.insert(self._t.audit), rows, keys=_AUDIT)
+            audit_rows.write(self._c, self._t.audit, rows)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -960,23 +981,49 @@ class SQLAlchemyTransaction:
             self._seen[table.name, key] = values["data"]
         return added
 
-    def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
+    def _data(self, table: sa.Table, key: str) -> Any:
+        """The JSON ``data`` of the row with ``key`` (None: no such row), read once."""
         if (table.name, key) in self._seen:
-            data = self._seen[table.name, key]
-        else:
-            column = table.primary_key.columns.values()[0].name
-            query = statements.select_by_key(table, "data", (column,))
-            data = self._seen[table.name, key] = self._scalar(query, {key_param(column): key})
+            return self._seen[table.name, key]
+        column = table.primary_key.columns.values()[0].name
+        query = statements.select_by_key(table, "data", (column,))
+        data = self._seen[table.name, key] = self._scalar(query, {key_param(column): key})
+        return data
+
+    def _validated(self, model: type[M], table: sa.Table, key: str) -> M | None:
+        """The record of the row with ``key``, validated once per row's data: the
+        transaction's own, to copy or lend, never to change."""
+        data = self._data(table, key)
         if data is None:
             return None
-        if model is not Client and model is not Deal:
-            return _load(model, data)
-        # A client or deal is read several times per event: validated once per row's data.
         loaded = self._loaded.get((table.name, key))
         if loaded is None or loaded[0] is not data:
-            record: Client | Deal = _load(model, data)  # type: ignore[assignment]
-            loaded = self._loaded[table.name, key] = (data, record)
-        return _fresh(loaded[1])  # type: ignore[return-value]
+            loaded = self._loaded[table.name, key] = (data, _load(model, data))
+            read = self._texts.get((table.name, key))
+            if read is not None and read[1] is data:  # as read: kept for later transactions
+                self._shared.keep((table.name, key), read[0], data, loaded[1])
+        return loaded[1]
+
+    def _get(self, model: type[M], table: sa.Table, key: str) -> M | None:
+        if model is not Client and model is not Deal:
+            data = self._data(table, key)
+            return None if data is None else _load(model, data)
+        # A client or deal is read several times per event: validated once per row's data.
+        record = self._validated(model, table, key)
+        return None if record is None else _fresh(record)
+
+    def _lend(
+        self, model: type[M], table: sa.Table, key: str
+    ) -> tuple[M, Mapping[str, Any]] | None:
+        """The validated record itself and its flat record, made once per row's data (see
+        ``lend_client``)."""
+        record = self._validated(model, table, key)
+        if record is None:
+            return None
+        lent = self._lent.get((table.name, key))
+        if lent is None or lent[0] is not record:
+            lent = self._lent[table.name, key] = (record, json_values.flat_record(record))
+        return lent
 
     def _scalar(self, query: sa.Select[Any], values: dict[str, Any]) -> Any:
         """The one column of the one row ``query`` finds (None: no row)."""
@@ -1054,12 +1101,32 @@ class SQLAlchemyTransaction:
             )
         return self._get(Client, self._t.clients, client_id)
 
+    def lend_client(self, client_id: str) -> tuple[Client, Mapping[str, Any]] | None:
+        """The client as this transaction validated it and its flat record (``Client.record``),
+        to read, not change: what the engine's evaluation of an event reads
+        (``crmrules.run.Run.view``), without the copy ``get_client`` makes."""
+        if self._records is not None and self._records.clients is not None:
+            client = self.get_client(client_id)  # a host's record: a copy of its own
+            return None if client is None else (client, client.record())
+        return self._lend(Client, self._t.clients, client_id)
+
+    def lend_deal(self, deal_id: str) -> tuple[Deal, Mapping[str, Any]] | None:
+        """The deal, to read, not change (see ``lend_client``)."""
+        if self._records is not None and self._records.deals is not None:
+            deal = self.get_deal(deal_id)
+            return None if deal is None else (deal, deal.record())
+        return self._lend(Deal, self._t.deals, deal_id)
+
+    def lend_manager(self, manager_id: str) -> tuple[Manager, Mapping[str, Any]] | None:
+        """The manager, to read, not change (see ``lend_client``)."""
+        return self._lend(Manager, self._t.managers, manager_id)
+
     def put_client(self, client: Client) -> None:
         if self._records is not None and self._records.clients is not None:
             self._records.put_client(self._c, client)
             return
         self._put(self._t.clients, {"id": client.id}, {"data": _dump(client)})
-        client_values.write(self._c, self._t.client_values, [client])
+        client_values.write_one(self._c, self._t.client_values, client)
 
     def iter_clients(self) -> Iterator[Client]:
         if self._records is not None and self._records.clients is not None:
@@ -1435,10 +1502,23 @@ class SQLAlchemyTransaction:
         found = [(self._t.deals, deal_id, row.deal), (self._t.clients, row.client_id, row.client)]
         if row.responsible is not None:
             found.append((self._t.managers, row.responsible, row.manager))
-        for table, key, data in found:
-            if key is not None:
-                self._seen.setdefault((table.name, key), data)  # a write of this transaction wins
+        for table, key, text in found:
+            if key is not None and (table.name, key) not in self._seen:  # a write here wins
+                self._seen[table.name, key] = self._parsed((table.name, key), text)
         return row.result
+
+    def _parsed(self, key: tuple[str, str], text: str | None) -> Any:
+        """The data of a row read as JSON text; its record too if an earlier transaction
+        validated the same text (``crmrules.adapters.record_cache``)."""
+        if text is None:
+            return None
+        kept = self._shared.get(key, text)
+        if kept is not None:
+            self._loaded[key] = kept
+            return kept[0]
+        data = self._loads(text)
+        self._texts[key] = (text, data)
+        return data
 
     def save_event_result(self, event_id: str, result: dict[str, Any]) -> None:
         # A plain INSERT: two processes handling the same event race on this key,
@@ -1646,20 +1726,17 @@ class SQLAlchemyTransaction:
         data = self._seen[t.name, key] = self._c.execute(query).scalar_one_or_none()
         return None if data is None else _load(Timer, data)
 
-    def add_audit(self, entry: AuditEntry) -> None:
-        row = {"event_id": entry.event_id, "data": json_values.audit_data(entry)}
-        self._audit.append({**row, "client_id": entry.client, "regulation": entry.regulation})
+    #: ``add_audit`` takes a rule's ``Miss`` (crmrules.rules.why) and writes it explained
+    writes_misses = True
+
+    def add_audit(self, entry: AuditEntry | Miss) -> None:
+        self._audit.append(audit_rows.row(entry))
 
     def audit_log(
         self, *, event_id: str | None = None, client: str | None = None
     ) -> list[AuditEntry]:
         self.flush()
-        t = self._t.audit
-        query = sa.select(t.c.data).order_by(t.c.id)
-        if event_id is not None:
-            query = query.where(t.c.event_id == event_id)
-        if client is not None:
-            query = query.where(t.c.client_id == client)
+        query = audit_rows.query(self._t.audit, event_id=event_id, client=client)
         return self._list(AuditEntry, query)
 
     # -- failed rule runs
