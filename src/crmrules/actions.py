@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crmrules import people, timers
 from crmrules.calendar import BusinessCalendar, Duration
@@ -39,7 +39,7 @@ from crmrules.store import MessageStatus, OutboxMessage, Transaction
 
 if TYPE_CHECKING:
     from crmrules.model import Event
-    from crmrules.run import Run
+    from crmrules.run import Lending, Run
 
 
 class ActionRefused(Exception):
@@ -96,6 +96,18 @@ class ActionContext:
     def subjects(self) -> tuple[Client | None, Deal | None]:
         """The event's client and deal as they are now (earlier actions may have changed them)."""
         return self._run.subjects(self.event)
+
+    def read_subjects(self) -> tuple[Client | None, Deal | None]:
+        """``subjects``, to read and not to change or keep: a store that lends its records
+        (the memory store's ``lend_client``) hands out the ones it stores now, no copy."""
+        if getattr(self.tx, "lend_client", None) is None:
+            return self.subjects()
+        tx, event = cast("Lending", self.tx), self.event
+        lent_deal = tx.lend_deal(event.deal) if event.deal else None
+        deal = lent_deal[0] if lent_deal is not None else None
+        client_id = event.client or (deal.client if deal else None)
+        lent = tx.lend_client(client_id) if client_id else None
+        return (lent[0] if lent is not None else None), deal
 
     def template_context(
         self, subjects: tuple[Client | None, Deal | None] | None = None
@@ -229,7 +241,7 @@ def _assignee(
 
 
 def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
-    subjects = ctx.subjects()
+    subjects = ctx.read_subjects()  # read only: ids, the responsible manager, the templates
     client, deal = subjects
     title = ctx.render("title", params.title, subjects)
     description = (
@@ -303,7 +315,7 @@ def _recipient(to: str, ctx: ActionContext, client: Client | None) -> str:
 
 
 def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
-    client, deal = ctx.subjects()
+    client, deal = ctx.read_subjects()  # read only, as in create_task
     template = ctx.regulation.templates[params.template]
     address = _recipient(params.to, ctx, client)
     context = ctx.template_context((client, deal))

@@ -229,13 +229,17 @@ def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callabl
         status, note = _fire_timer(engine, run, current)
         if run.failures and status is TimerStatus.FIRED:
             status, note = _with_failures(current, run, note)
-        run.tx.put_timer(
-            current.model_copy(
-                update={"status": status, "fired_at": now, "note": note, "lease_owner": None}
-            )
-        )
+        settled = {"status": status, "fired_at": now, "note": note, "lease_owner": None}
+        run.tx.put_timer(_updated(current, settled))
 
     return body
+
+
+def _updated(timer: Timer, update: dict[str, Any]) -> Timer:
+    """``timer.model_copy(update=update)`` for values of the fields' types, made the way
+    ``trusted`` makes a record, without pydantic's generic copy; ``timer`` is the caller's
+    own copy, so the two may share what it holds."""
+    return trusted(Timer, {**timer.__dict__, **update})
 
 
 def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
@@ -450,9 +454,9 @@ def _check_subject(run: Run, timer: Timer) -> None:
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
     index = int(timer.data.get("index", 0))
     territory = engine.regulation.territories.get(timer.rule or "")
-    client = run.tx.get_client(timer.client or "")
     if territory is None or index >= len(territory.contact_plan):
         return TimerStatus.CANCELLED
+    client, _, _ = run.view(event)  # the client the plan's rule reads next: one read for both
     if client is None or territory.id not in client.territories:
         return TimerStatus.CANCELLED
     run.cascade(event, [engine.plan_rules[territory.id, index]])
