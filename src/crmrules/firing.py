@@ -230,16 +230,9 @@ def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callabl
         if run.failures and status is TimerStatus.FIRED:
             status, note = _with_failures(current, run, note)
         settled = {"status": status, "fired_at": now, "note": note, "lease_owner": None}
-        run.tx.put_timer(_updated(current, settled))
+        run.tx.put_timer(timers.updated(current, settled))
 
     return body
-
-
-def _updated(timer: Timer, update: dict[str, Any]) -> Timer:
-    """``timer.model_copy(update=update)`` for values of the fields' types, made the way
-    ``trusted`` makes a record, without pydantic's generic copy; ``timer`` is the caller's
-    own copy, so the two may share what it holds."""
-    return trusted(Timer, {**timer.__dict__, **update})
 
 
 def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:

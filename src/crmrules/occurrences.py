@@ -559,7 +559,7 @@ def _each(run: Run, event: Event, rule: Rule, ids: list[str], locked: bool) -> N
     for client_id in ids:
         if not locked:
             run.tx.lock_subject(client_id, None)
-        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
+        per_client = timers.updated(event, {"id": f"{event.id}:{client_id}", "client": client_id})
 
         def work(step: failures.Step, per_client: Event = per_client) -> None:
             run.cascade(per_client, [rule])

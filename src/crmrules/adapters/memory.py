@@ -458,6 +458,10 @@ class MemoryTransaction:
         self.put_task(task)
         return True
 
+    def task_ids(self) -> list[str]:
+        """The ids of every task, no copy of any (``Simulation.mark_tasks``)."""
+        return list(self._s.tasks)
+
     def get_task(self, task_id: str) -> Task | None:
         task = self._s.tasks.get(task_id)
         return None if task is None else _copy(task)

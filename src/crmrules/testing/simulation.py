@@ -433,6 +433,13 @@ class Simulation:
         self._task_mark = {t.id for t in tasks}
         return new
 
+    def mark_tasks(self) -> None:
+        """Move the mark ``tasks`` counts from, without copying the tasks: an expect step
+        that checks none (the memory store gives the ids alone)."""
+        with self.engine.store.transaction() as tx:
+            ids = getattr(tx, "task_ids", None)
+            self._task_mark = set(ids()) if ids is not None else {t.id for t in tx.find_tasks()}
+
     def mailings(self) -> list[Mailing]:
         """Mailings sent since the previous call (or the start)."""
         with self.engine.store.transaction() as tx:
