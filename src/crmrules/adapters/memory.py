@@ -633,6 +633,10 @@ class MemoryTransaction:
         timer = self._s.timers.get(key)
         return None if timer is None else _copy(timer)
 
+    def lend_timer(self, key: str) -> Timer | None:
+        """The stored timer itself, to read and not to change or keep (a timeline's text)."""
+        return self._s.timers.get(key)
+
     def put_timer(self, timer: Timer) -> None:
         self._put(self._s.timers, timer.key, _copy(timer, kept=True))
         pending, key = self._s.pending, timer.key

@@ -411,9 +411,9 @@ class Simulation:
                         f"timers due at {first.isoformat()} did not fire: {earliest[0].key}"
                     )
                 with self.engine.store.transaction() as tx:
-                    fired = [
-                        tx.get_timer(r.event_id.removeprefix("timer:")) for r in report.results
-                    ]
+                    # read for the timeline's text only: a store that lends gives no copy
+                    read = getattr(tx, "lend_timer", tx.get_timer)
+                    fired = [read(r.event_id.removeprefix("timer:")) for r in report.results]
                 for result, timer in zip(report.results, fired, strict=True):
                     self.timeline.append(
                         Happening(self.now, "timer", _timer_text(timer, result), result)
