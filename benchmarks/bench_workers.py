@@ -11,13 +11,14 @@ starts) call ``Engine.run_due(limit=20, lease=30 s)`` until no timer is
 pending. Figures are timers per second from the start signal until the
 last worker exits, and the ratio to one worker, measured in the same run.
 
-The floor: one worker in this process fires the same number of timers
-while every statement it sends that writes a row (the claims, the rows
-each firing writes, the timers settled) is recorded, transaction by
-transaction (a statement that changed no row is not); a second schema
-with the same due timers then receives exactly those statements as bare
-SQL (``exec_driver_sql``), one transaction for each of the worker's.
-Printed: the worker's share of it.
+The floor: one worker in this process fires the same number of timers,
+timed with nothing listening to its statements; then a second run, on a
+schema of its own, records every statement it sends that writes a row
+(the claims, the rows each firing writes, the timers settled),
+transaction by transaction (a statement that changed no row is not); a
+third schema with the same due timers then receives exactly those
+statements as bare SQL (``exec_driver_sql``), one transaction for each of
+the worker's. Printed: the worker's share of it.
 The URL comes from --postgres or CRMRULES_TEST_POSTGRES_URL; each schema
 is dropped afterwards. On a 2-core machine the database server shares the
 cores with the workers, so expect the ratio to flatten beyond 2 workers.
@@ -200,29 +201,41 @@ def fresh_schema(admin: sa.Engine, url: str, regulation: str, timers: int) -> st
     return schema
 
 
+def fire_all(engine: Engine) -> tuple[float, int]:
+    """Seconds to fire every due timer with one worker in this process, and its batches."""
+    started = time.perf_counter()
+    batches = 0
+    while engine.run_due(limit=BATCH, worker="w0", lease=LEASE).handled:
+        batches += 1
+    return time.perf_counter() - started, batches
+
+
 def measure_floor(url: str, regulation: str, timers: int) -> tuple[float, float, float]:
     """One worker in this process, against the bare SQL of the same writes.
 
-    The worker's statements that write (the claims, the firings' rows, the
-    timers settled) are recorded transaction by transaction; a second
+    The worker is timed on a schema of its own with nothing listening to its
+    statements (a listener would turn the store's direct statements into
+    ``exec_driver_sql``, see crmrules.adapters.direct). A second run on a
+    second schema records its statements that write (the claims, the
+    firings' rows, the timers settled) transaction by transaction; a third
     schema with the same due timers then receives exactly those statements
     through bare ``exec_driver_sql``, one transaction for each of the
     worker's. Returns the worker's timers/s, the floor's and the worker's
     transactions per batch.
     """
     admin = sa.create_engine(url)
-    schemas = [fresh_schema(admin, url, regulation, timers) for _ in range(2)]
+    schemas = [fresh_schema(admin, url, regulation, timers) for _ in range(3)]
     try:
         engine = open_engine(url, schemas[0], regulation)
+        elapsed, batches = fire_all(engine)
+        rate = timers / elapsed
+        engine.store.close()
+        engine = open_engine(url, schemas[1], regulation)
         assert isinstance(engine.store, SQLAlchemyStore) and engine.store.engine is not None
         recorder = Recorder(engine.store.engine)
-        started = time.perf_counter()
-        batches = 0
-        while engine.run_due(limit=BATCH, worker="w0", lease=LEASE).handled:
-            batches += 1
-        rate = timers / (time.perf_counter() - started)
+        fire_all(engine)
         engine.store.close()
-        old, new = f"{schemas[0]}.", f"{schemas[1]}."
+        old, new = f"{schemas[1]}.", f"{schemas[2]}."
         writes = [
             [(sql.replace(old, new), params, many) for sql, params, many in transaction]
             for transaction in recorder.transactions

@@ -10,9 +10,9 @@ the rule and the action's position, so a replay makes the same keys.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crmrules import people, timers
 from crmrules.calendar import BusinessCalendar, Duration
@@ -34,12 +34,13 @@ from crmrules.rules import segments as segmenting
 from crmrules.rules.assignment import Assignment, assign
 from crmrules.rules.fields import coerce
 from crmrules.rules.regulation import Action, Regulation, Rule
+from crmrules.rules.templates import NAMESPACES
 from crmrules.rules.territories import clear_override, override
 from crmrules.store import MessageStatus, OutboxMessage, Transaction
 
 if TYPE_CHECKING:
     from crmrules.model import Event
-    from crmrules.run import Run
+    from crmrules.run import Lending, Run
 
 
 class ActionRefused(Exception):
@@ -97,29 +98,51 @@ class ActionContext:
         """The event's client and deal as they are now (earlier actions may have changed them)."""
         return self._run.subjects(self.event)
 
+    def read_subjects(self) -> tuple[Client | None, Deal | None]:
+        """``subjects``, to read and not to change or keep: a store that lends its records
+        (the memory store's ``lend_client``) hands out the ones it stores now, no copy."""
+        if getattr(self.tx, "lend_client", None) is None:
+            return self.subjects()
+        tx, event = cast("Lending", self.tx), self.event
+        lent_deal = tx.lend_deal(event.deal) if event.deal else None
+        deal = lent_deal[0] if lent_deal is not None else None
+        client_id = event.client or (deal.client if deal else None)
+        lent = tx.lend_client(client_id) if client_id else None
+        return (lent[0] if lent is not None else None), deal
+
     def template_context(
-        self, subjects: tuple[Client | None, Deal | None] | None = None
+        self,
+        subjects: tuple[Client | None, Deal | None] | None = None,
+        namespaces: Collection[str] = NAMESPACES,
     ) -> dict[str, Mapping[str, object]]:
         """What templates read; ``subjects``: the client and deal the action has just read
-        (and not changed since), so they are not read again."""
+        (and not changed since), so they are not read again; ``namespaces``: those wanted
+        (a template reads only the fields it names: see ``render``)."""
         client, deal = subjects if subjects is not None else self.subjects()
-        manager = self.find_manager(client.responsible) if client and client.responsible else None
-        context: dict[str, Mapping[str, object]] = {"event": self.event.record()}
-        if client is not None:
+        context: dict[str, Mapping[str, object]] = {}
+        if "event" in namespaces:
+            context["event"] = self.event.record()
+        if client is not None and "client" in namespaces:
             context["client"] = client.record()
-        if deal is not None:
+        if deal is not None and "deal" in namespaces:
             context["deal"] = deal.record()
-        if manager is not None:
-            context["manager"] = manager.record()
+        if client and client.responsible and "manager" in namespaces:
+            manager = self.find_manager(client.responsible)
+            if manager is not None:
+                context["manager"] = manager.record()
         return context
 
     def render(
         self, name: str, text: str, subjects: tuple[Client | None, Deal | None] | None = None
     ) -> str:
         """The action's parameter ``name``: its compiled template rendered, or the text as is
-        (``subjects`` as for ``template_context``)."""
+        (``subjects`` as for ``template_context``). Only the namespaces of the fields the
+        template names are built: a template sees nothing else (``CompiledTemplate._values``)."""
         template = self.action.templates.get(name)
-        return text if template is None else template.render(self.template_context(subjects))
+        if template is None:
+            return text
+        wanted = {path.split(".", 1)[0] for path in template.fields}
+        return template.render(self.template_context(subjects, wanted))
 
     # -- changing
 
@@ -229,7 +252,7 @@ def _assignee(
 
 
 def create_task(params: schema.CreateTask, ctx: ActionContext) -> None:
-    subjects = ctx.subjects()
+    subjects = ctx.read_subjects()  # read only: ids, the responsible manager, the templates
     client, deal = subjects
     title = ctx.render("title", params.title, subjects)
     description = (
@@ -303,7 +326,7 @@ def _recipient(to: str, ctx: ActionContext, client: Client | None) -> str:
 
 
 def send_mailing(params: schema.SendMailing, ctx: ActionContext) -> None:
-    client, deal = ctx.subjects()
+    client, deal = ctx.read_subjects()  # read only, as in create_task
     template = ctx.regulation.templates[params.template]
     address = _recipient(params.to, ctx, client)
     context = ctx.template_context((client, deal))

@@ -229,11 +229,8 @@ def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callabl
         status, note = _fire_timer(engine, run, current)
         if run.failures and status is TimerStatus.FIRED:
             status, note = _with_failures(current, run, note)
-        run.tx.put_timer(
-            current.model_copy(
-                update={"status": status, "fired_at": now, "note": note, "lease_owner": None}
-            )
-        )
+        settled = {"status": status, "fired_at": now, "note": note, "lease_owner": None}
+        run.tx.put_timer(timers.updated(current, settled))
 
     return body
 
@@ -368,8 +365,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
     if timer.kind == "schedule":
         raise _OwnTransactions(timer.key)
     late = run.now - timer.due_at
-    due_text = engine.regulation.calendar.local(timer.due_at).isoformat()  # as the admin reads it
-    late_note = f"fired {late} late (due {due_text})" if late > LATE else None
+    late_note = f"fired {late} late (due {_due_text(engine, timer)})" if late > LATE else None
     event = _timer_event(timer, run.now)
     rule = engine.rules_by_id.get(timer.rule or "") if timer.kind in ("rule", "schedule") else None
     if timer.kind in ("rule", "schedule"):
@@ -379,7 +375,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
             limit = engine.regulation.calendar.add(timer.due_at, rule.max_lateness)
             if run.now > limit:
                 message = (
-                    f"dropped: due {due_text}, {late} late, more than "
+                    f"dropped: due {_due_text(engine, timer)}, {late} late, more than "
                     f"max_lateness {rule.max_lateness}"
                 )
                 run.result.events.append(
@@ -391,7 +387,7 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         run.note(event, "late", timer.rule, late_note)
     if timer.kind == "rule":
         assert rule is not None
-        _check_subject(run, timer)
+        _check_subject(run, timer, event)
         run.cascade(event, [rule])
     elif timer.kind == "plan":
         return _fire_plan(engine, run, timer, event), late_note
@@ -413,6 +409,11 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         data = {"task": task.id, "kind": task.kind, "title": task.title, "rule": task.rule}
         run.cascade(event.model_copy(update={"type": "task.overdue", "data": data}))
     return TimerStatus.FIRED, late_note
+
+
+def _due_text(engine: Engine, timer: Timer) -> str:
+    """The due moment as the admin reads it, in the calendar's zone (for a note)."""
+    return engine.regulation.calendar.local(timer.due_at).isoformat()
 
 
 def _plain_id(value: str | None) -> bool:
@@ -439,20 +440,24 @@ def _timer_event(timer: Timer, now: datetime) -> Event:
     return Event.model_validate(values)
 
 
-def _check_subject(run: Run, timer: Timer) -> None:
-    """The timer's client and deal must be there: a timer for nothing is retried, then FAILED."""
-    if timer.deal is not None and run.tx.get_deal(timer.deal) is None:
+def _check_subject(run: Run, timer: Timer, event: Event) -> None:
+    """The timer's client and deal must be there: a timer for nothing is retried, then FAILED.
+
+    Read through the run's view of ``event`` (the timer's client and deal), which the
+    rule's decision reads next: one read of each for both."""
+    client, deal, _ = run.view(event)
+    if timer.deal is not None and deal is None:
         raise SubjectMissing(f"deal {timer.deal} is not in the store")
-    if timer.client is not None and run.tx.get_client(timer.client) is None:
+    if timer.client is not None and client is None:
         raise SubjectMissing(f"client {timer.client} is not in the store")
 
 
 def _fire_plan(engine: Engine, run: Run, timer: Timer, event: Event) -> TimerStatus:
     index = int(timer.data.get("index", 0))
     territory = engine.regulation.territories.get(timer.rule or "")
-    client = run.tx.get_client(timer.client or "")
     if territory is None or index >= len(territory.contact_plan):
         return TimerStatus.CANCELLED
+    client, _, _ = run.view(event)  # the client the plan's rule reads next: one read for both
     if client is None or territory.id not in client.territories:
         return TimerStatus.CANCELLED
     run.cascade(event, [engine.plan_rules[territory.id, index]])

@@ -33,7 +33,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -42,10 +42,11 @@ from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction
 from crmrules.errors import CrmRulesError
 from crmrules.model import Event
 from crmrules.result import EventRecord, Result, RuleOutcome
+from crmrules.rules.conditions import Facts
 from crmrules.rules.regulation import Rule
 from crmrules.rules.ruleset import explain as explain_condition
 from crmrules.rules.sql import Filter
-from crmrules.run import Run
+from crmrules.run import Lending, Run
 from crmrules.selection import Selection, client_source, with_manager
 from crmrules.store import AuditEntry, ConflictError, Timer, TimerStatus, Transaction
 
@@ -452,9 +453,7 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
         sql.lock_clients(ids)  # what lock_subject does per client, in one statement
         sql.load_clients(ids)  # one query; the runs below read them from the transaction
     if not exact and ids:
-        condition = selection.condition()
-        clients = [c for c in (tx.get_client(i) for i in ids) if c is not None]
-        ids = [c.id for c in clients if condition(selection.facts(tx, c, moment))]
+        ids = _matching(engine, tx, selection, ids, moment)
     run = _run(engine, tx, timer, rule, moment, chunk, ids, locked=sql is not None)
     report = ChunkReport(
         chunk,
@@ -483,6 +482,38 @@ def _fire(engine: Engine, tx: Transaction, chunk: Chunk) -> ChunkReport:
     else:
         tx.put_timer(updated)
     return report
+
+
+def _matching(
+    engine: Engine, tx: Transaction, selection: Selection, ids: list[str], moment: datetime
+) -> list[str]:
+    """The clients of ``ids`` the condition holds for, decided here (no SQL decided it).
+
+    A store that lends its records (the memory store) is read without a copy:
+    the stored client's flat record and its manager's, as ``with_manager``
+    gives them (the base's every client, every occurrence, in a simulated year).
+    """
+    condition = selection.condition()
+    if getattr(tx, "lend_client", None) is None:
+        clients = [c for c in (tx.get_client(i) for i in ids) if c is not None]
+        return [c.id for c in clients if condition(selection.facts(tx, c, moment))]
+    lending, managers = cast(Lending, tx), engine.regulation.managers
+    matching = []
+    for client_id in ids:
+        lent = lending.lend_client(client_id)
+        if lent is None:
+            continue
+        client, record = lent
+        manager = None
+        if client.responsible:
+            found = lending.lend_manager(client.responsible)
+            if found is not None:
+                manager = found[1]
+            elif (known := managers.get(client.responsible)) is not None:
+                manager = known.record()
+        if condition(Facts({"client": record, "manager": manager}, moment)):
+            matching.append(client_id)
+    return matching
 
 
 def _run(
@@ -528,7 +559,7 @@ def _each(run: Run, event: Event, rule: Rule, ids: list[str], locked: bool) -> N
     for client_id in ids:
         if not locked:
             run.tx.lock_subject(client_id, None)
-        per_client = event.model_copy(update={"id": f"{event.id}:{client_id}", "client": client_id})
+        per_client = timers.updated(event, {"id": f"{event.id}:{client_id}", "client": client_id})
 
         def work(step: failures.Step, per_client: Event = per_client) -> None:
             run.cascade(per_client, [rule])

@@ -187,6 +187,14 @@ class Result:
         lines: list[str] = []
         if self.duplicate:
             lines.append(f"event {self.event_id} was handled before; nothing done again")
+        # each event's outcomes and each outcome's effects, in their order: looked up, not
+        # searched (a schedule's occurrence has an event, outcome and effect per client)
+        outcomes: dict[str, list[RuleOutcome]] = {}
+        for outcome in self.outcomes:
+            outcomes.setdefault(outcome.event_id, []).append(outcome)
+        effects: dict[tuple[str, str | None], list[Effect]] = {}
+        for effect in self.effects:
+            effects.setdefault((effect.event_id, effect.rule), []).append(effect)
         for event in self.events:
             about = ", ".join(
                 f"{name} {value}"
@@ -195,15 +203,12 @@ class Result:
             )
             indent = "  " * event.depth
             lines.append(f"{indent}{event.type} ({event.id}{', ' + about if about else ''})")
-            for outcome in self.outcomes:
-                if outcome.event_id != event.id:
-                    continue
+            for outcome in outcomes.get(event.id, ()):
                 mark = _MARKS[outcome.status]
                 lines.append(f"{indent}  {mark} {outcome.describe()}")
-                for effect in self.effects:
-                    if effect.event_id == event.id and effect.rule == outcome.rule:
-                        lines.append(f"{indent}      → {effect.summary}")
-            if not any(o.event_id == event.id for o in self.outcomes):
+                for effect in effects.get((event.id, outcome.rule), ()):
+                    lines.append(f"{indent}      → {effect.summary}")
+            if event.id not in outcomes:
                 lines.append(f"{indent}  (no rule listens to {event.type})")
         lines.extend(f"error: {error}" for error in self.errors)
         return "\n".join(lines)

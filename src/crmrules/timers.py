@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from crmrules.calendar import BusinessCalendar, Duration
 from crmrules.model import Client, Deal, Task, TaskStatus, trusted
@@ -25,6 +27,17 @@ log = logging.getLogger("crmrules.timers")
 
 #: How far ahead a cron expression is searched: 29 years covers "29 February on a Monday".
 CRON_SEARCH_DAYS = 366 * 29
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def updated(record: M, update: dict[str, Any]) -> M:
+    """``record.model_copy(update=update)`` for values of the fields' types, made as
+    ``trusted`` makes a record, without pydantic's generic copy (a timer settled, a
+    schedule's event for each client). As with ``model_copy``, the two share the values
+    not updated: ``record`` is the caller's own copy, or nobody changes either."""
+    return trusted(type(record), {**record.__dict__, **update})
 
 
 def utc(moment: datetime) -> datetime:

@@ -272,7 +272,11 @@ class _Runner:
     def expect(self, step: Step, expectation: Expectation) -> str | None:
         window = self.sim.timeline[self.mark :]
         self.mark = len(self.sim.timeline)
-        new_tasks = [task_fields(t) for t in self.sim.tasks()]
+        new_tasks: list[dict[str, Any]] = []
+        if expectation.tasks is not None:
+            new_tasks = [task_fields(t) for t in self.sim.tasks()]
+        else:  # the mark moves all the same, without a copy of every task
+            self.sim.mark_tasks()
         new_mailings = [mailing_fields(m) for m in self.sim.mailings()]
         new_notifications = [notification_fields(m) for m in self.sim.notifications()]
         timers = [timer_fields(t) for t in self.sim.pending_timers() if t.kind in RULE_TIMERS]
@@ -292,12 +296,16 @@ class _Runner:
             ),
             (
                 "open_tasks",
-                lambda: self.items(
-                    "open task",
-                    "open now",
-                    expectation.open_tasks,
-                    [task_fields(t) for t in self.sim.open_tasks()],
-                    TASK_FIELDS,
+                lambda: (
+                    None
+                    if expectation.open_tasks is None  # not asked: no copy of every open task
+                    else self.items(
+                        "open task",
+                        "open now",
+                        expectation.open_tasks,
+                        [task_fields(t) for t in self.sim.open_tasks()],
+                        TASK_FIELDS,
+                    )
                 ),
             ),
             (
