@@ -11,5 +11,9 @@ from localservers import mail
 from skipsummary import pytest_terminal_summary
 
 settings.register_profile("nightly", max_examples=2000, deadline=None)
+# No timing in unit tests: hypothesis' 200 ms deadline per example fails a test on a
+# loaded machine (a database round trip under load), so it is off unless a test sets one.
+settings.register_profile("untimed", deadline=None)
+settings.load_profile("untimed")
 
 __all__ = ["mail", "pytest_terminal_summary"]
