@@ -11,6 +11,7 @@ generators are those of test_conditions_property.py.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,7 +159,9 @@ def test_a_shared_leaf_is_tested_once_and_each_field_read_once() -> None:
     assert rule_set.results(fact) == (True, True, True)
     assert calls == ["Москва"]
     for function in rule_set.source.split("\n\n\ndef "):  # evaluate and matched
-        assert function.count(".get('region')") == 1
+        # once: by subscript from a plain dict, else (a key missing, another mapping) by get
+        assert function.count("['region']") == 1
+        assert function.count(".get('region')") == 2
 
 
 def test_an_empty_rule_set_and_missing_records() -> None:
@@ -166,3 +169,86 @@ def test_an_empty_rule_set_and_missing_records() -> None:
     condition, problems = compile_raw({"field": "deal.stage", "ne": "won"})
     assert condition is not None and not problems
     assert RuleSet([condition]).results(Facts(records={"deal": None}, now=NOW)) == (True,)
+
+
+class _Text(str):
+    """Text of a subclass: not what the branch that takes text as exactly ``str`` expects."""
+
+
+#: values a field may hold in facts built by hand, of another class than its field type's
+ODD_VALUES: dict[str, list[Any]] = {
+    "boolean": [0, 1, 2, "", "yes", _Text("")],
+    "string": [_Text(""), _Text("x"), 0, frozenset()],
+    "enum": [_Text("A"), _Text("")],
+}
+
+
+@st.composite
+def odd(
+    draw: st.DrawFn, cases: st.SearchStrategy[tuple[list[Condition], Facts]]
+) -> tuple[list[Condition], Facts]:
+    """A filled case where some flags and texts hold values of another class (1, a str subclass).
+
+    The branch that tests a flag as itself and text's emptiness as its truth
+    must not take them: they go to the careful branch, as the closures do.
+    """
+    conditions_, fact = draw(filled(cases))
+    records: dict[str, dict[str, Any] | None] = {}
+    for namespace, record in fact.records.items():
+        changed = dict(record or {})
+        for key in list(changed):
+            kind = FIELDS.get(f"{namespace}.{key}", ("", ()))[0]
+            if kind in ODD_VALUES and draw(st.booleans()):
+                changed[key] = draw(st.sampled_from(ODD_VALUES[kind]))
+        records[namespace] = changed
+    return conditions_, Facts(records=records, now=fact.now, changes=fact.changes)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=odd(one_leaf_rules()) | odd(rule_sets()))
+def test_values_of_another_class_answer_as_the_closures(
+    case: tuple[list[Condition], Facts],
+) -> None:
+    conditions_, fact = case
+    rule_set = RuleSet(conditions_)
+    try:
+        expected: Any = tuple(c(fact) for c in conditions_)
+    except Exception as error:  # an odd value some closure cannot test: the same error
+        expected = type(error)
+    try:
+        got: Any = rule_set.results(fact)
+        listed: Any = rule_set.matched(fact)
+    except Exception as error:
+        got = listed = type(error)
+    assert got == expected
+    if isinstance(expected, tuple):
+        assert listed == [i for i, result in enumerate(expected) if result]
+
+
+def test_flags_and_texts_are_tested_as_themselves_when_exactly_bool_and_str() -> None:
+    raws = [
+        {"field": "client.subscribed", "eq": True},
+        {"field": "client.subscribed", "eq": False},
+        {"field": "client.name", "is_empty": True},
+        {"not": {"field": "client.name", "is_empty": True}},
+    ]
+    compiled = [compile_raw(raw)[0] for raw in raws]
+    rule_set = RuleSet([c for c in compiled if c is not None])
+    for subscribed, name in ((True, ""), (False, "x"), (1, _Text("")), (0, _Text("x"))):
+        fact = Facts(records={"client": {"subscribed": subscribed, "name": name}}, now=NOW)
+        expected = tuple(c(fact) for c in compiled if c is not None)
+        assert rule_set.results(fact) == expected
+    assert "(v0 is True or v0 is False)" in rule_set.source or "is True or" in rule_set.source
+
+
+def test_records_of_other_mappings_and_missing_keys_are_read_with_get() -> None:
+    raws = [{"field": "client.region", "eq": "x"}, {"field": "client.name", "is_empty": True}]
+    compiled = [compile_raw(raw)[0] for raw in raws]
+    rule_set = RuleSet([c for c in compiled if c is not None])
+    with_default: defaultdict[str, Any] = defaultdict(lambda: "x", {"name": "n"})
+    for record in ({"region": "x", "name": ""}, {"region": "x"}, {}, with_default, None):
+        fact = Facts(records={"client": record}, now=NOW)
+        expected = tuple(c(fact) for c in compiled if c is not None)
+        assert rule_set.results(fact) == expected
+        assert rule_set.matched(fact) == [i for i, result in enumerate(expected) if result]
+    assert dict(with_default) == {"name": "n"}  # read, not filled in by a subscript

@@ -400,9 +400,11 @@ class Event(Model):
     after: dict[str, Any] = Field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
-        if not self.data:  # most events carry no data: the record without merging it
-            return {"id": self.id, "type": self.type, "occurred_at": self.occurred_at}
-        return {**self.data, "id": self.id, "type": self.type, "occurred_at": self.occurred_at}
+        values = self.__dict__  # exactly the model's fields (see ``_flatten``): read as a dict
+        data, at = values["data"], values["occurred_at"]
+        if not data:  # most events carry no data: the record without merging it
+            return {"id": values["id"], "type": values["type"], "occurred_at": at}
+        return {**data, "id": values["id"], "type": values["type"], "occurred_at": at}
 
 
 __all__ = [

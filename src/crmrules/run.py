@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmrules import dedup, failures, timers
 from crmrules.actions import BUILTIN_HANDLERS, ActionContext, ActionRefused
@@ -137,6 +137,8 @@ class Run:
     _matched: tuple[Event, Facts, tuple[bool, ...]] | None = None
     #: the facts of the view and what its rule set saw (see ``seen``)
     _seen: tuple[Facts, Seen] | None = None
+    #: whether the transaction lends its records (``Lending``); found out at the first view
+    _lends: bool | None = None
 
     @property
     def regulation(self) -> Regulation:
@@ -223,7 +225,8 @@ class Run:
         deal: Mapping[str, Any] | None,
         manager: Mapping[str, Any] | None,
     ) -> Facts:
-        before, after = event.before, event.after
+        values = event.__dict__  # exactly the event's fields (see ``Event.record``)
+        before, after = values["before"], values["after"]
         changes = {}
         if before or after:
             namespace = (
@@ -303,21 +306,26 @@ class Run:
         """
         found = self._view
         if found is None or found[0] is not event:
-            if getattr(self.tx, "lend_client", None) is None:
-                client, deal = self.subjects(event)
-                found = self._view = (event, client, deal, self.facts(event, client, deal))
-            else:
-                found = self._view = self._lent(event, cast(Lending, self.tx))
+            found = self._read(event)
         return found[1], found[2], found[3]
 
-    def _lent(self, event: Event, tx: Lending) -> tuple[Event, Client | None, Deal | None, Facts]:
-        """``subjects`` and ``facts`` from the records a store lends (see ``view``)."""
+    def _read(self, event: Event) -> tuple[Event, Client | None, Deal | None, Facts]:
+        """The view of ``event`` read now, from loans when the store lends (see ``view``)."""
+        lends = self._lends
+        if lends is None:  # once per run: whether its transaction lends
+            lends = self._lends = getattr(self.tx, "lend_client", None) is not None
+        if not lends:
+            client, deal = self.subjects(event)
+            found = self._view = (event, client, deal, self.facts(event, client, deal))
+            return found
+        tx: Lending = self.tx  # type: ignore[assignment]
+        values = event.__dict__  # exactly the event's fields (see ``Event.record``)
         deal = deal_record = None
-        if event.deal:
-            found = tx.lend_deal(event.deal)
-            if found is not None:
-                deal, deal_record = found
-        client_id = event.client or (deal.client if deal else None)
+        if values["deal"]:
+            lent_deal = tx.lend_deal(values["deal"])
+            if lent_deal is not None:
+                deal, deal_record = lent_deal
+        client_id = values["client"] or (deal.client if deal else None)
         client = client_record = manager_record = None
         if client_id:
             lent = tx.lend_client(client_id)
@@ -330,7 +338,9 @@ class Run:
                     else:
                         known = self.regulation.managers.get(client.responsible)
                         manager_record = known.record() if known else None
-        return event, client, deal, self._facts(event, client_record, deal_record, manager_record)
+        facts = self._facts(event, client_record, deal_record, manager_record)
+        found = self._view = (event, client, deal, facts)
+        return found
 
     def seen(self, event: Event, facts: Facts, rule: Rule, position: int | None) -> Seen:
         """What the evaluation of ``rule`` saw: once per view for the event type's rule set."""
@@ -350,12 +360,16 @@ class Run:
         fires may change the subject; the next view evaluates again.
         """
         view = self._view
-        facts = view[3] if view is not None and view[0] is event else self.view(event)[2]
+        if view is None or view[0] is not event:
+            view = self._read(event)
+        facts = view[3]
         found = self._matched
-        if found is None or found[1] is not facts:
-            results = self.setting.rule_set_for(event.type).results(facts)
-            found = self._matched = (event, facts, results)
-        return found[2]
+        if found is not None and found[1] is facts:
+            return found[2]
+        rule_set = self.setting._rule_sets.get(event.type) or self.setting.rule_set_for(event.type)
+        results = rule_set.results(facts)
+        self._matched = (event, facts, results)
+        return results
 
     def policy_hold(self, rule: Rule, client: Client | None, deal: Deal | None) -> str | None:
         scope = _once_scope(rule.once, client, deal)

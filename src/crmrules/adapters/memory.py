@@ -181,6 +181,8 @@ def _lend(
     record = stored.record()
     data = stored.__dict__
     for name in _containers(stored.__class__):
+        if name == "fields" and _IMMUTABLE.issuperset(map(type, data[name].values())):
+            continue  # every custom value immutable (the usual record): nothing to copy
         values = data[name].items() if name == "fields" else ((name, data[name]),)
         for field, value in values:
             if value.__class__ not in _IMMUTABLE and record.get(field) is value:
@@ -316,6 +318,8 @@ class MemoryTransaction:
 
     def put_client(self, client: Client) -> None:
         self._put(self._s.clients, client.id, _copy(client, kept=True))
+        # its loan made with the stored version, not at its first read (``lend_client``)
+        _lend(self._s.clients, self._s.lent_clients, client.id)
 
     def lend_client(self, client_id: str) -> tuple[Client, Mapping[str, Any]] | None:
         """The stored client itself and its flat record (``Client.record``), to read, not change.
@@ -360,6 +364,7 @@ class MemoryTransaction:
         if old is not None and old.client != deal.client:
             self._unindex(self._s.deals_by_client, old.client, deal.id)
         self._put(self._s.deals, deal.id, _copy(deal, kept=True))
+        _lend(self._s.deals, self._s.lent_deals, deal.id)  # as ``put_client``
         self._index(self._s.deals_by_client, deal.client, deal.id)
 
     def deals_of(self, client_id: str) -> list[Deal]:
@@ -372,6 +377,7 @@ class MemoryTransaction:
 
     def put_manager(self, manager: Manager) -> None:
         self._put(self._s.managers, manager.id, _copy(manager, kept=True))
+        _lend(self._s.managers, self._s.lent_managers, manager.id)  # as ``put_client``
 
     def list_managers(self) -> list[Manager]:
         return [_copy(self._s.managers[i]) for i in sorted(self._s.managers)]

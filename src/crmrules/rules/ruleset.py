@@ -102,6 +102,9 @@ class _Writer:
         self.counts: Counter[Hashable] = Counter()
         #: whether the expressions written now may take every value read as present (not None)
         self.present = False
+        #: value local -> the class the present branch's tests take it to have exactly (a flag
+        #: tested as itself, text's emptiness as its truth); the branch's guard checks it
+        self.typed: dict[str, type] = {}
         for tree in trees:
             self._count(tree)
 
@@ -198,6 +201,9 @@ class _Writer:
             return None
         value = self.read(spec.namespace, spec.key)
         if op == "is_empty":
+            if self.present and spec.type in TEXT_TYPES:  # exactly str: empty is false
+                self.typed[value] = str
+                return f"(not {value})"
             if spec.type in TEXT_TYPES:  # text's empty value is "" (a call only for odd values)
                 text = f"({value} == '' if {value}.__class__ is str else _is_empty({value}))"
                 return text if self.present else f"({value} is None or {text})"
@@ -208,6 +214,9 @@ class _Writer:
         if op in _ORDER:
             return f"({present}{value} {_ORDER[op]} {self.constant(bound)})"
         if op == "eq":
+            if self.present and spec.type is FieldType.BOOLEAN and bound.__class__ is bool:
+                self.typed[value] = bool  # exactly True or False: the flag is its own test
+                return value if bound else f"(not {value})"
             if isinstance(bound, frozenset):
                 return f"({present}_as_set({value}) == {self.constant(bound)})"
             return f"({present}{value} == {self.constant(bound)})"
@@ -231,6 +240,15 @@ class _Writer:
         if op == "contains_all":
             return f"({present}{self.constant(bound)}.issubset(_as_set({value})))"
         return None
+
+
+def _present(local: str, kind: type | None) -> str:
+    """The test that a value local is what the present branch takes it to be."""
+    if kind is bool:
+        return f"({local} is True or {local} is False)"
+    if kind is not None:
+        return f"{local}.__class__ is {kind.__name__}"
+    return f"{local} is not None"
 
 
 @dataclass(frozen=True)
@@ -264,21 +282,34 @@ class RuleSet:
         present = [writer.expression(c.tree, c) for c in self.conditions]
         prologue = ["    records = facts.records"]
         namespaces = sorted({namespace for namespace, _ in writer.reads})
-        for index, namespace in enumerate(namespaces):
-            prologue.append(f"    r{index} = records.get({namespace!r})")
-            prologue.append(f"    if r{index} is None:")
-            prologue.append(f"        r{index} = _EMPTY")
-        for (namespace, key), local in writer.reads.items():
-            prologue.append(f"    {local} = r{namespaces.index(namespace)}.get({key!r})")
+        prologue += [
+            f"    r{n} = records.get({namespace!r})" for n, namespace in enumerate(namespaces)
+        ]
+        where = [(local, namespaces.index(ns), key) for (ns, key), local in writer.reads.items()]
+        got = [f"        {local} = r{n}.get({key!r})" for local, n, key in where]
+        if where:
+            # Plain dicts (the engine's records) are read by subscript, a third of the cost of a
+            # call of ``get``; a record without one of the keys is read again with ``get``, and
+            # so is any other mapping (a ``defaultdict``'s subscript would add the key).
+            plain = " and ".join(f"r{n}.__class__ is dict" for n in range(len(namespaces)))
+            prologue += [f"    if {plain}:", "        try:"]
+            prologue += [f"            {local} = r{n}[{key!r}]" for local, n, key in where]
+            prologue += ["        except KeyError:", *[f"    {line}" for line in got], "    else:"]
+            for n in range(len(namespaces)):
+                prologue += [f"        if r{n} is None:", f"            r{n} = _EMPTY"]
+            prologue += got
         prologue.extend(writer.view_lines)
         prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
         locals_read = [*writer.reads.values(), *writer.views.values()]
-        test = " and ".join(f"{local} is not None" for local in locals_read) or "True"
-        lines = ["def evaluate(facts):", *prologue, f"    if {test}:"]
-        lines.append(
-            "        return (" + "".join(f"\n            {t}," for t in present) + "\n        )"
-        )
-        lines.append("    return (" + "".join(f"\n        {t}," for t in careful) + "\n    )")
+        test = " and ".join(_present(local, writer.typed.get(local)) for local in locals_read)
+        test = test or "True"
+        # ``True if test else False``: the test in a jump's context, where CPython's comparisons
+        # specialise, and an answer that is always a bool
+        lines = ["def evaluate(facts):", *prologue, f"    if {test}:", "        return ("]
+        lines += [f"            True if {t} else False," for t in present]
+        lines += ["        )", "    return ("]
+        lines += [f"        True if {t} else False," for t in careful]
+        lines.append("    )")
         lines += ["", "", "def matched(facts):", *prologue, "    found = []", f"    if {test}:"]
         for index, test_ in enumerate(present):
             lines += [f"        if {test_}:", f"            found.append({index})"]
