@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmrules.adapters import direct, json_values, statements
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _tables
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.adapters.tables import tables_in
 from crmrules.store import AuditEntry, ConflictError, Timer
 from databases import Database, open_database
 
@@ -91,7 +92,7 @@ rows = st.lists(
 @given(rows=rows)
 def test_direct_writes_the_rows_core_writes(database: Database, rows: list[dict[str, Any]]) -> None:
     engine = sa.create_engine(database.url)
-    audit = _tables(database.schema).audit
+    audit = tables_in(database.schema).audit
     insert = statements.insert(audit)
     keys = ("event_id", "data", "client_id")
     try:
@@ -112,7 +113,7 @@ def test_direct_writes_the_rows_core_writes(database: Database, rows: list[dict[
 
 def test_direct_reads_what_core_reads_and_counts_rows(database: Database) -> None:
     engine = sa.create_engine(database.url)
-    timers = _tables(database.schema).timers
+    timers = tables_in(database.schema).timers
     due = datetime(2026, 3, 2, 10, 30, tzinfo=timezone(timedelta(hours=3)))
     row = {
         "key": "t1",

@@ -15,7 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmrules.adapters.sqlalchemy import UTCDateTime, _dump, _load, metadata
+from crmrules.adapters.json_values import dump as _dump
+from crmrules.adapters.json_values import load as _load
+from crmrules.adapters.tables import UTCDateTime, metadata
 from crmrules.campaigns import Campaign, Request, StageMove
 
 campaigns = sa.Table(

@@ -2,7 +2,7 @@
 
 Each record is one row: the columns the store queries (ids, keys, status,
 moments to sort by) plus a JSON ``data`` column holding the whole record, so a
-field added to a model later needs no migration. The tables (all named
+field added to a model later needs no migration (crmrules.adapters.tables). The tables (all named
 ``crmrules_*``) are created and upgraded by the Alembic migrations shipped in
 ``crmrules/adapters/migrations`` (see ``crmrules.adapters.migrate``); a store
 never creates tables in a server database by itself, only in the embedded
@@ -24,8 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -33,8 +32,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session
 
 from crmrules.adapters import (
     audit_rows,
@@ -48,6 +46,7 @@ from crmrules.adapters import (
     statements,
 )
 from crmrules.adapters.host import HostRecords
+from crmrules.adapters.tables import Base, Tables, UTCDateTime, metadata, tables_in
 from crmrules.campaigns import Campaign, Request, StageMove
 from crmrules.errors import SchemaError, StoreError, require
 from crmrules.model import (
@@ -89,283 +88,6 @@ SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 CONNECT_TIMEOUT_SECONDS = 5
 
 M = TypeVar("M", bound=BaseModel)
-
-
-# -- tables
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A moment kept in UTC, so the database compares and sorts moments, not wall-clock text.
-
-    Used only for columns the store queries; the exact value, with its
-    offset, is in the record's JSON ``data``.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError(f"crmrules stores only timezone-aware datetimes, got {value}")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    """The crmrules tables; a host's own models use their own base and metadata."""
-
-    metadata = sa.MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-#: Every crmrules table; give it to a host's Alembic ``include_object`` filter.
-metadata = Base.metadata
-
-
-class ClientRow(Base):
-    __tablename__ = "crmrules_clients"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class ClientValueRow(Base):
-    """Each client's fields in typed columns, for conditions run as SQL (crmrules.rules.sql).
-
-    Written with the client; see crmrules.adapters.client_values for the layout.
-    """
-
-    __tablename__ = "crmrules_client_values"
-    __table_args__ = tuple(
-        sa.Index(f"ix_crmrules_client_values_{column}", "key", column)
-        for column in ("text_key", "folded_key", "number", "moment", "day")
-    )
-    client_id: Mapped[str] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(primary_key=True)
-    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    text: Mapped[str | None]
-    text_key: Mapped[str | None]
-    folded: Mapped[str | None]
-    folded_key: Mapped[str | None]
-    number: Mapped[Any] = mapped_column(client_values.Number(), nullable=True)
-    nudge: Mapped[int | None]
-    moment: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    day: Mapped[date | None]
-    flag: Mapped[bool | None]
-    blank: Mapped[bool]
-
-
-class DealRow(Base):
-    __tablename__ = "crmrules_deals"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(index=True)
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class ManagerRow(Base):
-    __tablename__ = "crmrules_managers"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class ContactRow(Base):
-    __tablename__ = "crmrules_contacts"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class ContactClientRow(Base):
-    """Which clients a contact has a role in: what ``contacts_of`` looks up."""
-
-    __tablename__ = "crmrules_contact_clients"
-    contact_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("crmrules_contacts.id", ondelete="CASCADE"), primary_key=True
-    )
-    client_id: Mapped[str] = mapped_column(primary_key=True, index=True)
-
-
-class InteractionRow(Base):
-    __tablename__ = "crmrules_interactions"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(index=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    #: kind and manager: what the manager activity report groups by (migration 0007_campaigns)
-    kind: Mapped[str | None]
-    manager_id: Mapped[str | None]
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class TaskRow(Base):
-    __tablename__ = "crmrules_tasks"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    idempotency_key: Mapped[str | None] = mapped_column(unique=True)
-    client_id: Mapped[str | None] = mapped_column(index=True)
-    deal_id: Mapped[str | None] = mapped_column(index=True)
-    assignee: Mapped[str | None] = mapped_column(index=True)
-    status: Mapped[str] = mapped_column(index=True)
-    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: what the reports read (migration 0007_campaigns): kind, rule, due and closing moments
-    kind: Mapped[str | None]
-    rule: Mapped[str | None] = mapped_column(index=True)
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class MailingRow(Base):
-    __tablename__ = "crmrules_mailings"
-    id: Mapped[str] = mapped_column(primary_key=True)
-    idempotency_key: Mapped[str | None] = mapped_column(unique=True)
-    client_id: Mapped[str | None] = mapped_column(index=True)
-    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class OutboxRow(Base):
-    __tablename__ = "crmrules_outbox"
-    __table_args__ = (sa.Index("ix_crmrules_outbox_due", "status", "next_attempt_at"),)
-    key: Mapped[str] = mapped_column(primary_key=True)
-    status: Mapped[str]
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    lease_owner: Mapped[str | None]
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class EventResultRow(Base):
-    __tablename__ = "crmrules_event_results"
-    event_id: Mapped[str] = mapped_column(primary_key=True)
-    result: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class RotationRow(Base):
-    __tablename__ = "crmrules_rotations"
-    key: Mapped[str] = mapped_column(primary_key=True)
-    value: Mapped[int]
-
-
-class FiredRow(Base):
-    """When a rule last fired in a scope; ``at`` is ISO 8601 text, so its offset survives."""
-
-    __tablename__ = "crmrules_fired"
-    rule_id: Mapped[str] = mapped_column(primary_key=True)
-    scope: Mapped[str] = mapped_column(primary_key=True)
-    at: Mapped[str]
-
-
-class MembershipRow(Base):
-    __tablename__ = "crmrules_memberships"
-    client_id: Mapped[str] = mapped_column(primary_key=True)
-    data: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
-
-
-class AuditRow(Base):
-    __tablename__ = "crmrules_audit"
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(index=True)
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    #: the event's client and the regulation version (``crmrules history`` reads by them)
-    client_id: Mapped[str | None] = mapped_column(index=True)
-    regulation: Mapped[str | None] = mapped_column(index=True)
-
-
-class TimerRow(Base):
-    """A timer; ``ix_crmrules_timers_due`` serves ``claim_timers``, the others ``find_timers``."""
-
-    __tablename__ = "crmrules_timers"
-    __table_args__ = (sa.Index("ix_crmrules_timers_due", "status", "due_at"),)
-    key: Mapped[str] = mapped_column(primary_key=True)
-    kind: Mapped[str]
-    rule: Mapped[str | None] = mapped_column(index=True)
-    client_id: Mapped[str | None] = mapped_column(index=True)
-    deal_id: Mapped[str | None] = mapped_column(index=True)
-    status: Mapped[str]
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    lease_owner: Mapped[str | None]
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-class FailureRow(Base):
-    """A failed rule run (see crmrules.failures); ``ix_crmrules_failures_open`` lists them."""
-
-    __tablename__ = "crmrules_failures"
-    __table_args__ = (sa.Index("ix_crmrules_failures_open", "status", "failed_at"),)
-    key: Mapped[str] = mapped_column(primary_key=True)
-    event_id: Mapped[str] = mapped_column(index=True)
-    rule: Mapped[str] = mapped_column(index=True)
-    status: Mapped[str]
-    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-
-
-@dataclass(frozen=True)
-class _Tables:
-    """The tables of one schema (the same Table objects as ``metadata`` when there is none)."""
-
-    clients: sa.Table
-    client_values: sa.Table
-    deals: sa.Table
-    managers: sa.Table
-    contacts: sa.Table
-    contact_clients: sa.Table
-    interactions: sa.Table
-    tasks: sa.Table
-    mailings: sa.Table
-    outbox: sa.Table
-    event_results: sa.Table
-    rotations: sa.Table
-    fired: sa.Table
-    memberships: sa.Table
-    audit: sa.Table
-    timers: sa.Table
-    failures: sa.Table
-
-
-@functools.cache
-def _tables(schema: str | None) -> _Tables:
-    """Copies of the tables in ``schema``: explicit, and they work the same on a host's Session."""
-    tables = metadata.tables
-    if schema is not None:
-        copy = sa.MetaData(naming_convention=metadata.naming_convention)
-        for original in metadata.sorted_tables:
-            original.to_metadata(copy, schema=schema)
-        tables = copy.tables
-    prefix = "" if schema is None else f"{schema}."
-
-    def table(name: str) -> sa.Table:
-        return tables[f"{prefix}crmrules_{name}"]
-
-    return _Tables(
-        clients=table("clients"),
-        client_values=table("client_values"),
-        deals=table("deals"),
-        managers=table("managers"),
-        contacts=table("contacts"),
-        contact_clients=table("contact_clients"),
-        interactions=table("interactions"),
-        tasks=table("tasks"),
-        mailings=table("mailings"),
-        outbox=table("outbox"),
-        event_results=table("event_results"),
-        rotations=table("rotations"),
-        fired=table("fired"),
-        memberships=table("memberships"),
-        audit=table("audit"),
-        timers=table("timers"),
-        failures=table("failures"),
-    )
 
 
 # -- values in JSON (crmrules.adapters.json_values)
@@ -672,7 +394,7 @@ class SQLAlchemyStore:
                 f"{self._shown}. Leave the schema out, or use PostgreSQL."
             )
         self._schema = schema
-        self._tables = _tables(schema)
+        self._tables = tables_in(schema)
         #: records validated from their rows' JSON, kept across transactions
         self._validated = record_cache.ValidatedRows()
         self._row_locks = dialect.name != "sqlite"  # BEGIN IMMEDIATE already serialises SQLite
@@ -816,7 +538,7 @@ class SQLAlchemyTransaction:
     def __init__(
         self,
         connection: sa.Connection,
-        tables: _Tables,
+        tables: Tables,
         *,
         row_locks: bool,
         records: HostRecords | None = None,
@@ -868,7 +590,7 @@ class SQLAlchemyTransaction:
         return self._c
 
     @property
-    def tables(self) -> _Tables:
+    def tables(self) -> Tables:
         return self._t
 
     @property
@@ -1793,8 +1515,7 @@ __all__ = [
     "metadata",
 ]
 
-# The tables of campaigns, requests and stage moves join the shared metadata here, after
-# everything that module takes from this one is defined.
+# The tables of campaigns, requests and stage moves join the shared metadata on import.
 from crmrules.adapters import campaign_tables  # noqa: E402
 
 # The tables of import, duplicate keys and merges join the metadata (and the schema copies).

@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmrules.adapters import campaign_tables
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _Tables
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore
+from crmrules.adapters.tables import Tables
 from crmrules.errors import CrmRulesError
 from crmrules.reports.periods import Span
 
@@ -35,7 +36,7 @@ class Source:
     """One report's reading: a connection in a transaction, the tables, the span and filter."""
 
     connection: sa.Connection
-    tables: _Tables
+    tables: Tables
     campaigns: campaign_tables.CampaignTables
     span: Span
     clients: sa.ColumnElement[bool] | None = None

@@ -32,7 +32,8 @@ def _schema() -> str | None:
 
 def upgrade() -> None:
     from crmrules.adapters import client_values
-    from crmrules.adapters.sqlalchemy import _load, _tables
+    from crmrules.adapters.json_values import load as _load
+    from crmrules.adapters.tables import tables_in
     from crmrules.model import TerritoryMembership
     from crmrules.rules.sql_host import casefold_sql
 
@@ -40,7 +41,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     if connection.dialect.name == "postgresql":
         op.execute(sa.text(casefold_sql(schema)))
-    t = _tables(schema)
+    t = tables_in(schema)
     own = sa.select(t.clients.c.id).where(t.clients.c.id == t.memberships.c.client_id)
     query = sa.select(t.memberships.c.client_id, t.memberships.c.data).where(~own.exists())
     for client_id, data in connection.execute(query).all():
