@@ -54,7 +54,8 @@ import sqlalchemy as sa
 
 from crmrules import sync
 from crmrules.adapters import client_values, migrate
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, _tables, make_engine
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, make_engine
+from crmrules.adapters.tables import tables_in
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.model import Client, MembershipSource, Task, TerritoryMembership
@@ -219,7 +220,7 @@ def load(url: str, schema: str | None, n: int) -> float:
     values and the memberships alike), so a million rows cost no million
     pydantic validations.
     """
-    t = _tables(schema)
+    t = tables_in(schema)
     engine = make_engine(url)
     started = time.perf_counter()
     rng = random.Random(11)
@@ -318,7 +319,7 @@ def ids_by_sql(url: str, sql: str) -> list[str]:
 
 def schedule_floor(url: str, schema: str | None) -> int:
     """Select the schedule's clients and insert a task for each, in one transaction rolled back."""
-    t = _tables(schema)
+    t = tables_in(schema)
     engine = make_engine(url)
     with engine.connect() as connection, connection.begin() as transaction:
         ids = list(connection.exec_driver_sql(schedule_sql(schema)).scalars())

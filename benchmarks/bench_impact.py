@@ -50,7 +50,8 @@ from bench_base import (
 from crmrules import timers
 from crmrules.adapters import migrate
 from crmrules.adapters.memory import MemoryStore
-from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction, _tables, make_engine
+from crmrules.adapters.sqlalchemy import SQLAlchemyTransaction, make_engine
+from crmrules.adapters.tables import tables_in
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.rules.regulation import load_regulation
@@ -88,7 +89,7 @@ def template_timers(folder: Path, n: int) -> list[Timer]:
 
 def load_timers(url: str, folder: Path, n: int) -> None:
     """A pending renewal timer for each client: template ``i % TEMPLATES`` under client i's id."""
-    t = _tables(None)
+    t = tables_in(None)
     made = sorted(template_timers(folder, n), key=lambda timer: timer.client or "")
     assert [m.client for m in made] == [f"c{i:07}" for i in range(min(n, TEMPLATES))]
     engine = make_engine(url)

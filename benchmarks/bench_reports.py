@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from crmrules.adapters import campaign_tables, migrate
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, _tables, make_engine
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, make_engine
+from crmrules.adapters.tables import tables_in
 from crmrules.campaigns import Campaign
 from crmrules.model import Manager
 from crmrules.reports import Span, compliance, demand, funnel, lead_conversion, manager_load
@@ -160,7 +161,7 @@ def chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def load(url: str, schema: str | None, n: int, work: int) -> int:
     """Fill the tables; returns the rows written. PostgreSQL by COPY, SQLite by executemany."""
-    t, c = _tables(schema), campaign_tables.tables(schema)
+    t, c = tables_in(schema), campaign_tables.tables(schema)
     parts: list[tuple[sa.Table, Iterator[dict[str, Any]]]] = [
         (t.clients, clients(n)),
         (c.requests, requests(n, 12)),
@@ -366,7 +367,7 @@ def run(name: str, url: str, schema: str | None, args: argparse.Namespace) -> No
         "compliance": lambda: compliance(store, SPAN),
     }
     floors = floor_queries(engine.dialect.name, schema)
-    moment_type = _tables(None).timers.c.due_at.type
+    moment_type = tables_in(None).timers.c.due_at.type
     binds = [
         sa.bindparam("a", SPAN.begins, type_=moment_type),
         sa.bindparam("b", SPAN.ends, type_=moment_type),

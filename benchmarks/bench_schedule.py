@@ -36,7 +36,8 @@ import sqlalchemy as sa
 from bench_select import NOW, REGULATION, load, make_clients
 
 from crmrules.adapters import migrate
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, _tables, make_engine
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, make_engine
+from crmrules.adapters.tables import tables_in
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.model import Client, Task
@@ -60,7 +61,7 @@ def floor(url: str, schema: str | None, moment: datetime, label: str) -> int:
                       AND v.key = 'employees' AND v.seq = 0 AND v.number >= 50)
         ORDER BY c.id
     """
-    t = _tables(schema)
+    t = tables_in(schema)
     engine = make_engine(url)
     threshold = sa.bindparam("threshold", moment - timedelta(days=30), type_=t.timers.c.due_at.type)
     with engine.begin() as connection:
@@ -151,7 +152,7 @@ def run(
 
 def _count_tasks(url: str, schema: str | None) -> int:
     """Tasks the engine made (the floor's own are named floor-...)."""
-    t = _tables(schema)
+    t = tables_in(schema)
     engine = make_engine(url)
     with engine.connect() as connection:
         query = sa.select(sa.func.count()).select_from(t.tasks).where(~t.tasks.c.id.like("floor-%"))

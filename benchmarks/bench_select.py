@@ -30,7 +30,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from crmrules.adapters import client_values, migrate
-from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, _tables, make_engine
+from crmrules.adapters.sqlalchemy import SQLAlchemyStore, _dump, make_engine
+from crmrules.adapters.tables import tables_in
 from crmrules.clock import SimulatedClock
 from crmrules.engine import Engine
 from crmrules.model import Client
@@ -85,7 +86,7 @@ def make_clients(n: int) -> list[Client]:
 
 def load(url: str, schema: str | None, clients: list[Client]) -> None:
     """Insert the clients as the store writes them, a batch per statement."""
-    t = _tables(schema)
+    t = tables_in(schema)
     engine = make_engine(url)
     with engine.begin() as connection:
         for start in range(0, len(clients), 2_000):
@@ -113,7 +114,7 @@ def hand_written(url: str, schema: str | None) -> int:
                       AND v.key = 'employees' AND v.seq = 0 AND v.number >= 50)
     """
     engine = make_engine(url)
-    moment = sa.bindparam("threshold", threshold, type_=_tables(None).timers.c.due_at.type)
+    moment = sa.bindparam("threshold", threshold, type_=tables_in(None).timers.c.due_at.type)
     with engine.connect() as connection:
         count = connection.execute(sa.text(sql).bindparams(moment)).scalar_one()
     engine.dispose()
