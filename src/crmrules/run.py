@@ -366,8 +366,7 @@ class Run:
         found = self._matched
         if found is not None and found[1] is facts:
             return found[2]
-        rule_set = self.setting._rule_sets.get(event.type) or self.setting.rule_set_for(event.type)
-        results = rule_set.results(facts)
+        results = self.setting.rule_set_for(event.type).results(facts)
         self._matched = (event, facts, results)
         return results
 
