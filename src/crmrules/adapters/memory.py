@@ -39,6 +39,7 @@ from crmrules.model import (
     TerritoryMembership,
 )
 from crmrules.result import NotMatched, Result
+from crmrules.rules.floats import LentRecord
 from crmrules.rules.why import Miss
 from crmrules.store import (
     AuditEntry,
@@ -187,7 +188,7 @@ def _lend(
         for field, value in values:
             if value.__class__ not in _IMMUTABLE and record.get(field) is value:
                 record[field] = _copy_value(value)
-    loan = lent[key] = (stored, record)
+    loan = lent[key] = (stored, LentRecord(record))  # with its decimals' floats, read-only
     return loan
 
 

@@ -56,7 +56,8 @@ from crmrules.rules.conditions import (
     _as_set,
     _is_empty,
 )
-from crmrules.rules.fields import TEXT_TYPES, FieldType
+from crmrules.rules.fields import TEXT_TYPES, FieldSpec, FieldType
+from crmrules.rules.floats import LentRecord, float_of
 from crmrules.rules.why import reads_of
 
 #: operators written inline as ``value <op> bound`` (what ``_ordered`` does for plain bounds)
@@ -105,6 +106,11 @@ class _Writer:
         #: value local -> the class the present branch's tests take it to have exactly (a flag
         #: tested as itself, text's emptiness as its truth); the branch's guard checks it
         self.typed: dict[str, type] = {}
+        #: whether the expressions written now compare a decimal's float first (the floats
+        #: branch: every value read present and each compared decimal's float lent with it)
+        self.floats = False
+        #: value local -> the local holding its float (see ``crmrules.rules.floats``)
+        self.float_reads: dict[str, str] = {}
         for tree in trees:
             self._count(tree)
 
@@ -212,6 +218,12 @@ class _Writer:
         if leaf.plugin is not None:
             return self._plugin(leaf, value)
         if op in _ORDER:
+            first = self._float_first(value, spec, bound)
+            if first is not None:
+                number, float_bound = first
+                strict = "<" if op in ("lt", "lte") else ">"
+                exact = f"{number} == {float_bound} and {value} {_ORDER[op]} {self.constant(bound)}"
+                return f"({number} {strict} {float_bound} or ({exact}))"
             return f"({present}{value} {_ORDER[op]} {self.constant(bound)})"
         if op == "eq":
             if self.present and spec.type is FieldType.BOOLEAN and bound.__class__ is bool:
@@ -219,11 +231,25 @@ class _Writer:
                 return value if bound else f"(not {value})"
             if isinstance(bound, frozenset):
                 return f"({present}_as_set({value}) == {self.constant(bound)})"
+            first = self._float_first(value, spec, bound)
+            if first is not None:  # unequal floats: unequal values
+                number, float_bound = first
+                return f"({number} == {float_bound} and {value} == {self.constant(bound)})"
             return f"({present}{value} == {self.constant(bound)})"
         if op == "between":
             low, high = bound
             if isinstance(low, DayRange) or isinstance(high, DayRange):
                 return None
+            above, below = self._float_first(value, spec, low), self._float_first(value, spec, high)
+            if above is not None and below is not None:
+                number, float_low = above
+                float_high = below[1]
+                low_test = f"{self.constant(low)} <= {value}"
+                high_test = f"{value} <= {self.constant(high)}"
+                return (
+                    f"(({float_low} < {number} or ({float_low} == {number} and {low_test})) and "
+                    f"({number} < {float_high} or ({number} == {float_high} and {high_test})))"
+                )
             return f"({present}{self.constant(low)} <= {value} <= {self.constant(high)})"
         if op == "in":
             return f"({present}{value} in {self.constant(bound)})"
@@ -241,6 +267,19 @@ class _Writer:
             return f"({present}{self.constant(bound)}.issubset(_as_set({value})))"
         return None
 
+    def _float_first(self, value: str, spec: FieldSpec, bound: Any) -> tuple[str, str] | None:
+        """The local of the value's float and the bound as a float, when the floats branch
+        compares them before the ``Decimal`` values (``crmrules.rules.floats``); else None."""
+        if not self.floats or spec.type is not FieldType.DECIMAL or bound.__class__ is bool:
+            return None
+        float_bound = float_of(bound)
+        if float_bound is None:
+            return None
+        number = self.float_reads.get(value)
+        if number is None:
+            number = self.float_reads[value] = f"f{len(self.float_reads)}"
+        return number, self.constant(float_bound)
+
 
 def _present(local: str, kind: type | None) -> str:
     """The test that a value local is what the present branch takes it to be."""
@@ -249,6 +288,59 @@ def _present(local: str, kind: type | None) -> str:
     if kind is not None:
         return f"{local}.__class__ is {kind.__name__}"
     return f"{local} is not None"
+
+
+def _prologue(writer: _Writer) -> tuple[list[str], str | None]:
+    """The lines that read the values (and floats, views, memos) into locals, and the test that
+    the floats branch may run (None when no test compares a decimal's float first)."""
+    prologue = ["    records = facts.records"]
+    namespaces = sorted({namespace for namespace, _ in writer.reads})
+    prologue += [f"    r{n} = records.get({namespace!r})" for n, namespace in enumerate(namespaces)]
+    where = [(local, namespaces.index(ns), key) for (ns, key), local in writer.reads.items()]
+    got = [f"        {local} = r{n}.get({key!r})" for local, n, key in where]
+    if where:
+        # Plain dicts (the engine's records, lent ones too) are read by subscript, a third of
+        # the cost of a call of ``get``; a record without one of the keys is read again with
+        # ``get``, and so is any other mapping (a ``defaultdict``'s subscript would add the key).
+        plain = " and ".join(
+            f"(r{n}.__class__ is dict or r{n}.__class__ is _Lent)" for n in range(len(namespaces))
+        )
+        prologue += [f"    if {plain}:", "        try:"]
+        prologue += [f"            {local} = r{n}[{key!r}]" for local, n, key in where]
+        prologue += ["        except KeyError:", *[f"    {line}" for line in got], "    else:"]
+        for n in range(len(namespaces)):
+            prologue += [f"        if r{n} is None:", f"            r{n} = _EMPTY"]
+        prologue += got
+    floats_test = None
+    if writer.float_reads:
+        owner = {local: n for local, n, _ in where}
+        keys = {local: key for local, _, key in where}
+        for n in sorted({owner[local] for local in writer.float_reads}):
+            prologue.append(f"    n{n} = r{n}.floats if r{n}.__class__ is _Lent else _EMPTY")
+        prologue += [
+            f"    {number} = n{owner[local]}.get({keys[local]!r})"
+            for local, number in writer.float_reads.items()
+        ]
+        floats_test = " and ".join(f"{n} is not None" for n in writer.float_reads.values())
+    prologue.extend(writer.view_lines)
+    prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
+    return prologue, floats_test
+
+
+def _branch(tests: Sequence[str], indent: int, kind: str) -> list[str]:
+    """One branch's tests, answering each condition's answer (``results``) or the positions
+    of those that hold. Each test is an ``if`` (a jump's context, where CPython's comparisons
+    specialise); most conditions fail, so most answers are left as they were made."""
+    pad = " " * indent
+    if kind == "results":
+        lines = [f"{pad}found = [False] * {len(tests)}"]
+        for index, test in enumerate(tests):
+            lines += [f"{pad}if {test}:", f"{pad}    found[{index}] = True"]
+        return [*lines, f"{pad}return tuple(found)"]
+    lines = [f"{pad}found = []"]
+    for index, test in enumerate(tests):
+        lines += [f"{pad}if {test}:", f"{pad}    found.append({index})"]
+    return [*lines, f"{pad}return found"]
 
 
 @dataclass(frozen=True)
@@ -280,45 +372,21 @@ class RuleSet:
         # the same tests for facts where every value read is present: no None tests
         writer.present = True
         present = [writer.expression(c.tree, c) for c in self.conditions]
-        prologue = ["    records = facts.records"]
-        namespaces = sorted({namespace for namespace, _ in writer.reads})
-        prologue += [
-            f"    r{n} = records.get({namespace!r})" for n, namespace in enumerate(namespaces)
-        ]
-        where = [(local, namespaces.index(ns), key) for (ns, key), local in writer.reads.items()]
-        got = [f"        {local} = r{n}.get({key!r})" for local, n, key in where]
-        if where:
-            # Plain dicts (the engine's records) are read by subscript, a third of the cost of a
-            # call of ``get``; a record without one of the keys is read again with ``get``, and
-            # so is any other mapping (a ``defaultdict``'s subscript would add the key).
-            plain = " and ".join(f"r{n}.__class__ is dict" for n in range(len(namespaces)))
-            prologue += [f"    if {plain}:", "        try:"]
-            prologue += [f"            {local} = r{n}[{key!r}]" for local, n, key in where]
-            prologue += ["        except KeyError:", *[f"    {line}" for line in got], "    else:"]
-            for n in range(len(namespaces)):
-                prologue += [f"        if r{n} is None:", f"            r{n} = _EMPTY"]
-            prologue += got
-        prologue.extend(writer.view_lines)
-        prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
+        # and again comparing decimals' floats first, for a record lent with its floats
+        writer.floats = True
+        floated = [writer.expression(c.tree, c) for c in self.conditions]
+        prologue, floats_test = _prologue(writer)
         locals_read = [*writer.reads.values(), *writer.views.values()]
         test = " and ".join(_present(local, writer.typed.get(local)) for local in locals_read)
         test = test or "True"
-        # ``True if test else False``: the test in a jump's context, where CPython's comparisons
-        # specialise, and an answer that is always a bool
-        lines = ["def evaluate(facts):", *prologue, f"    if {test}:", "        return ("]
-        lines += [f"            True if {t} else False," for t in present]
-        lines += ["        )", "    return ("]
-        lines += [f"        True if {t} else False," for t in careful]
-        lines.append("    )")
-        lines += ["", "", "def matched(facts):", *prologue, "    found = []", f"    if {test}:"]
-        for index, test_ in enumerate(present):
-            lines += [f"        if {test_}:", f"            found.append({index})"]
-        lines.append("        return found")
-        for index, test_ in enumerate(careful):
-            lines += [f"    if {test_}:", f"        found.append({index})"]
-        lines.append("    return found")
+        lines = []
+        for name, kind in (("evaluate", "results"), ("matched", "positions")):
+            lines += [f"def {name}(facts):", *prologue, f"    if {test}:"]
+            if floats_test is not None:
+                lines += [f"        if {floats_test}:", *_branch(floated, 12, kind)]
+            lines += [*_branch(present, 8, kind), *_branch(careful, 4, kind), "", ""]
         self.source = "\n".join(lines)
-        names = {**writer.names, "_EMPTY": {}}
+        names = {**writer.names, "_EMPTY": {}, "_Lent": LentRecord}
         exec(compile(self.source, "<crmrules rule set>", "exec"), names)
         # the generated functions themselves, not methods calling them (a call less an event)
         #: ``results(facts)``: each condition's answer, in order; the fast path, nothing recorded
