@@ -283,3 +283,22 @@ def test_entry_point_plugins_reach_validate_and_schema(tmp_path: Path) -> None:
     )
     leaf = json.loads(schema.stdout)["$defs"]["Condition"]["anyOf"][0]["properties"]
     assert "valid_inn" in leaf
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    @hookimpl
+    def after_action(self, action: str, rule: str, event: Event, effects: list[Effect]) -> None:
+        self.heard.append(f"{rule}/{action}")
+
+
+def test_after_action_is_heard_by_a_plugin_registered_late_and_skipped_with_none() -> None:
+    manager = PluginManager(entry_points=False)
+    event = Event(id="e1", type="visit", occurred_at=START)
+    manager.after_action("notify", "r1", event, [])  # no one listens: nothing called
+    late = _Listener()
+    manager.pluggy.register(late)
+    manager.after_action("notify", "r1", event, [])
+    assert late.heard == ["r1/notify"]

@@ -338,7 +338,24 @@ class Run:
                     else:
                         known = self.regulation.managers.get(client.responsible)
                         manager_record = known.record() if known else None
-        facts = self._facts(event, client_record, deal_record, manager_record)
+        if values["data"] or values["before"] or values["after"]:
+            facts = self._facts(event, client_record, deal_record, manager_record)
+        else:  # the usual event, no data nor changes: ``_facts`` and ``Event.record`` written out
+            record = {
+                "id": values["id"],
+                "type": values["type"],
+                "occurred_at": values["occurred_at"],
+            }
+            facts = Facts(
+                {
+                    "client": client_record,
+                    "deal": deal_record,
+                    "event": record,
+                    "manager": manager_record,
+                },
+                self.now,
+                {},
+            )
         found = self._view = (event, client, deal, facts)
         return found
 
