@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from crmrules import Client
 from crmrules.adapters import MemoryStore
+from crmrules.model import Deal
 from crmrules.rules.conditions import Condition, Facts
 from crmrules.rules.floats import LentRecord, float_of
 from crmrules.rules.ruleset import RuleSet
@@ -182,3 +183,12 @@ def test_the_memory_store_lends_records_with_their_floats() -> None:
         record = lent_client[1]
         assert isinstance(record, LentRecord) and record.floats == {"revenue": 2.25}
         assert dict(record) == lent_client[0].record()
+        tx.put_deal(Deal(id="d1", client="c1", pipeline="p", stage="s", amount=Decimal("7.5")))
+        lent_deal = tx.lend_deal("d1")
+        assert lent_deal is not None and lent_deal[1].floats == {"amount": 7.5}
+
+
+def test_a_lent_record_holds_the_floats_of_the_keys_named() -> None:
+    values = {"a": Decimal("0.5"), "b": Decimal(2), "c": "x", "d": None}
+    assert LentRecord(values, ["a", "c", "d", "missing"]).floats == {"a": 0.5}
+    assert LentRecord(values).floats == {"a": 0.5, "b": 2.0}

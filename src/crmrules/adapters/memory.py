@@ -135,6 +135,16 @@ def _containers(cls: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name, info in cls.model_fields.items() if not _immutable(info.annotation))
 
 
+@functools.cache
+def _decimals(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``cls`` that may hold a ``Decimal`` (a deal's amount): a loan's floats."""
+    return tuple(
+        name
+        for name, info in cls.model_fields.items()
+        if Decimal in (info.annotation, *typing.get_args(info.annotation))
+    )
+
+
 def _immutable(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
@@ -188,7 +198,8 @@ def _lend(
         for field, value in values:
             if value.__class__ not in _IMMUTABLE and record.get(field) is value:
                 record[field] = _copy_value(value)
-    loan = lent[key] = (stored, LentRecord(record))  # with its decimals' floats, read-only
+    numbers = (*data.get("fields", ()), *_decimals(stored.__class__))
+    loan = lent[key] = (stored, LentRecord(record, numbers))  # read-only, its decimals' floats
     return loan
 
 

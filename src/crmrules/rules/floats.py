@@ -21,7 +21,7 @@ comparison. ``tests/test_rule_set_floats.py`` checks it against
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -52,20 +52,23 @@ def _refuse(*args: Any, **kwargs: Any) -> NoReturn:
 class LentRecord(dict[str, Any]):
     """A flat record as a store lends it: read-only, with its ``Decimal`` values' floats.
 
-    ``floats`` maps each key whose value is a finite ``Decimal`` to its
-    float. Read-only, so the floats stay those of the values; a copy
+    ``floats`` maps each key (of ``keys``) whose value is a finite
+    ``Decimal`` to its float. Read-only, so the floats stay those of the values; a copy
     (``dict(record)``, ``copy``, ``pickle``) is a plain dict.
     """
 
     __slots__ = ("floats",)
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        super().__init__(values)
-        self.floats: dict[str, float] = {
-            key: float(value)
-            for key, value in values.items()
-            if value.__class__ is Decimal and value.is_finite()
-        }
+    def __init__(self, values: Mapping[str, Any], keys: Iterable[str] | None = None) -> None:
+        """``keys``: those that may hold a ``Decimal`` (all of them when None); a store names
+        its records' custom fields and decimal fields, fewer than all (made at every store)."""
+        dict.update(self, values)  # dict's own: ``update`` refuses
+        floats: dict[str, float] = {}
+        for key in values if keys is None else keys:
+            value = values.get(key)
+            if value.__class__ is Decimal and value.is_finite():
+                floats[key] = float(value)
+        self.floats = floats
 
     def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
         return dict, (dict(self),)

@@ -21,7 +21,12 @@ function, compiled once:
   membership is tested again rather than remembered (the memo costs more);
 - the tests are written twice: once for facts where every value read (and
   every view of one) is present, without the ``is not None`` tests, and
-  once, careful, for any facts; one test at the top chooses.
+  once, careful, for any facts; one test at the top chooses;
+- when a ``decimal`` field is compared with numbers, a third time, for
+  records lent with their floats (``crmrules.rules.floats.LentRecord``, what
+  the memory store lends): each comparison compares the floats first and
+  the ``Decimal`` values only when the floats are equal, which gives the
+  ``Decimal`` comparison's answer (rounding to a float keeps the order).
 
 Short-circuit order is the conditions' own, so the answers are the
 closures' answers. The conditions of one rule set share one calendar (those
