@@ -190,7 +190,7 @@ def _lend(
     if stored is None:
         return None
     record = stored.record()
-    data = stored.__dict__
+    data: dict[str, Any] = stored.__dict__
     for name in _containers(stored.__class__):
         if name == "fields" and _IMMUTABLE.issuperset(map(type, data[name].values())):
             continue  # every custom value immutable (the usual record): nothing to copy
@@ -198,7 +198,9 @@ def _lend(
         for field, value in values:
             if value.__class__ not in _IMMUTABLE and record.get(field) is value:
                 record[field] = _copy_value(value)
-    numbers = (*data.get("fields", ()), *_decimals(stored.__class__))
+    numbers: tuple[str, ...] = _decimals(stored.__class__)
+    if "fields" in data:
+        numbers = (*data["fields"], *numbers)
     loan = lent[key] = (stored, LentRecord(record, numbers))  # read-only, its decimals' floats
     return loan
 
