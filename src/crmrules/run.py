@@ -76,6 +76,8 @@ class Setting:
                     self.by_event.setdefault(event_type, []).append(rule)
         self.rules_by_id = {rule.id: rule for rule in regulation.rules}
         self._rule_sets: dict[str, RuleSet] = {}
+        #: the regulation version's id, which every outcome and audit line keeps (made once)
+        self.version = regulation.release.id
 
     def rules_for(self, event_type: str) -> list[Rule]:
         return self.by_event.get(event_type, [])
@@ -266,7 +268,7 @@ class Run:
         if not holds:  # explained when read, from what the evaluation saw (crmrules.rules.why)
             why = Why(rule.condition, self.seen(event, facts, rule, position))
             self.result.outcomes.append(NotMatched(rule.id, event.id, event.type, why))
-            self.audit.append(Miss(self.now, event, rule.id, why, self.regulation.release.id))
+            self.audit.append(Miss(self.now, event, rule.id, why, self.setting.version))
             return False
         subject = f"deal:{deal.id}" if deal else f"client:{client.id}" if client else event.id
         if (rule.id, subject) in self.fired:
@@ -361,7 +363,7 @@ class Run:
 
     def seen(self, event: Event, facts: Facts, rule: Rule, position: int | None) -> Seen:
         """What the evaluation of ``rule`` saw: once per view for the event type's rule set."""
-        version = self.regulation.release.id
+        version = self.setting.version
         if position is None:
             return Seen.take(rule.condition.reads, facts, version)
         if self._seen is None or self._seen[0] is not facts:
@@ -435,7 +437,7 @@ class Run:
                     "rule": rule,
                     "message": message,
                     "data": {},
-                    "regulation": self.regulation.release.id,
+                    "regulation": self.setting.version,
                     "client": event.client,
                 },
             )
@@ -451,7 +453,7 @@ class Run:
             "rule": effect.rule,
             "message": effect.summary,
             "data": {"effect": effect.kind, **effect.data},
-            "regulation": self.regulation.release.id,
+            "regulation": self.setting.version,
             "client": event.client,
         }
         # the engine's own values, as in ``note``; a plugin's summary is checked
@@ -632,7 +634,7 @@ def apply(
     earlier = tx.event_result(event_id)
     if earlier is not None:
         return Result.from_dict(earlier, duplicate=True)
-    result = Result(event_id, regulation=setting.regulation.release.id)
+    result = Result(event_id, regulation=setting.version)
     run = Run(setting, tx, now, result, optimistic=optimistic)
     body(run)
     failures.save(tx, run.failures)
