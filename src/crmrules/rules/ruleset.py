@@ -321,11 +321,11 @@ def _prologue(writer: _Writer) -> tuple[list[str], str | None]:
         owner = {local: n for local, n, _ in where}
         keys = {local: key for local, _, key in where}
         for n in sorted({owner[local] for local in writer.float_reads}):
-            prologue.append(f"    n{n} = r{n}.floats if r{n}.__class__ is _Lent else _EMPTY")
-        prologue += [
-            f"    {number} = n{owner[local]}.get({keys[local]!r})"
-            for local, number in writer.float_reads.items()
-        ]
+            numbers = [(local, f) for local, f in writer.float_reads.items() if owner[local] == n]
+            # a plain dict's values have no floats: not even a ``get`` for them
+            prologue += [f"    if r{n}.__class__ is _Lent:", f"        n{n} = r{n}.floats"]
+            prologue += [f"        {f} = n{n}.get({keys[local]!r})" for local, f in numbers]
+            prologue += ["    else:", f"        {' = '.join(f for _, f in numbers)} = None"]
         floats_test = " and ".join(f"{n} is not None" for n in writer.float_reads.values())
     prologue.extend(writer.view_lines)
     prologue.extend(f"    {memo} = None" for memo in writer.memo.values())
