@@ -13,17 +13,23 @@ several events and clients in any order.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crmrules.adapters import audit_rows, json_values
+from crmrules.adapters.tables import tables_in
 from crmrules.model import Event
 from crmrules.rules.conditions import Condition, Facts
 from crmrules.rules.why import Miss, Seen, Why
 from crmrules.store import AuditEntry
+from databases import Database, open_database
 from test_conditions_property import compile_raw, conditions, facts
 
 AT = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
@@ -105,3 +111,52 @@ def test_a_host_json_serializer_writes_every_line(miss: Miss) -> None:
     dialect = sa.create_engine("sqlite://", json_serializer=sorted_dumps).dialect
     written = audit_rows.Rows(dialect).row(miss)
     assert written["data"] == sorted_dumps(json_values.dump(miss.entry()))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with open_database(request.param, tmp_path) as found:
+        yield found
+
+
+def _stored(connection: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
+    """The rows as the database keeps them: the JSON as text."""
+    query = sa.select(
+        table.c.event_id, sa.cast(table.c.data, sa.Text), table.c.client_id, table.c.regulation
+    )
+    return [tuple(row) for row in connection.execute(query.order_by(table.c.id))]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+@given(found=lines())
+def test_the_rows_written_are_those_core_writes(database: Database, found: list[Miss]) -> None:
+    """The text sent is the text Core's JSON type sends for the dict, on each database,
+    through one multi-row INSERT or several (``BATCH``)."""
+    engine = sa.create_engine(database.url)
+    audit = tables_in(database.schema).audit
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.delete(audit))
+            dicts = [
+                {
+                    "event_id": miss.event_id,
+                    "data": json_values.dump(miss.entry()),
+                    "client_id": miss.client,
+                    "regulation": miss.regulation,
+                }
+                for miss in found
+            ]
+            connection.execute(sa.insert(audit), dicts)
+            core = _stored(connection, audit)
+            connection.execute(sa.delete(audit))
+            rows = audit_rows.Rows(connection.dialect)
+            audit_rows.write(connection, audit, [rows.row(miss) for miss in found])
+            fast = _stored(connection, audit)
+            connection.execute(sa.delete(audit))
+        assert fast == core
+    finally:
+        engine.dispose()
