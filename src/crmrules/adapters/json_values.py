@@ -171,7 +171,7 @@ _TEXT = frozenset({str, type(None)})
 _last_moment: tuple[datetime, str] | None = None
 
 
-def _moment(at: datetime) -> str:
+def moment(at: datetime) -> str:
     """``at`` as pydantic writes an ``AwareDatetime`` in JSON, worked out once per moment."""
     global _last_moment
     last = _last_moment
@@ -189,7 +189,7 @@ def audit_data(entry: AuditEntry) -> dict[str, Any]:
     if type(values["at"]) is not datetime or not _TEXT.issuperset(map(type, _texts(values))):
         return dump(entry)  # a subclass somewhere: pydantic's own way
     data = {name: values[name] for name in _AUDIT_FIELDS}  # dump's order
-    data["at"] = _moment(values["at"])
+    data["at"] = moment(values["at"])
     data["data"] = encode(values["data"])
     return data
 
@@ -202,7 +202,7 @@ def miss_data(miss: Miss) -> dict[str, Any]:
     if type(miss.at) is not datetime or not _TEXT.issuperset(map(type, texts)):
         return audit_data(miss.entry())
     return {  # dump's order (``_AUDIT_FIELDS``), as ``Miss.entry`` fills it
-        "at": _moment(miss.at),
+        "at": moment(miss.at),
         "event_id": miss.event_id,
         "event_type": miss.event_type,
         "kind": "not_matched",
@@ -231,4 +231,5 @@ __all__ = [
     "fresh",
     "load",
     "miss_data",
+    "moment",
 ]

@@ -566,6 +566,7 @@ class SQLAlchemyTransaction:
         self._lent: dict[tuple[str, str], tuple[Any, Mapping[str, Any]]] = {}
         # Audit rows wait here and go in as one multi-row INSERT (an event writes about ten).
         self._audit: list[dict[str, Any]] = []
+        self._audit_rows = audit_rows.Rows(connection.dialect)
         # Rows held back for one multi-row statement each (see ``deferred_writes``); None:
         # every write goes at once.
         self._deferred: deferred.Deferred | None = None
@@ -1452,7 +1453,7 @@ class SQLAlchemyTransaction:
     writes_misses = True
 
     def add_audit(self, entry: AuditEntry | Miss) -> None:
-        self._audit.append(audit_rows.row(entry))
+        self._audit.append(self._audit_rows.row(entry))
 
     def audit_log(
         self, *, event_id: str | None = None, client: str | None = None
