@@ -794,18 +794,28 @@ class SQLAlchemyTransaction:
             self._c.execute(query.with_for_update())
 
     def prepare_calls(
-        self, calls: list[tuple[str, str | None, str | None]], timers: list[str]
+        self,
+        calls: list[tuple[str, str | None, str | None]],
+        timers: list[str],
+        *,
+        results: bool = True,
     ) -> None:
         """For a batch of engine calls to come in this transaction (event id, client id, deal
         id each): lock their subjects and ``timers`` and read them, with the calls' results
         and the clients' managers, in five statements for the batch instead of about three
         per call (crmrules.adapters.prefetch). Each call's ``lock_subject``, ``event_result``
         and ``lock_timer`` then send nothing. Taken at the top of the transaction (not in a
-        savepoint, whose rollback would release the locks); with host tables, nothing."""
+        savepoint, whose rollback would release the locks); with host tables, nothing.
+
+        ``results=False``: the calls' results are taken as absent without a read, for a
+        batch whose results are written as plain INSERTs at its end: a result kept from
+        before then fails that INSERT, and the caller undoes the batch."""
         if self._records is not None or self._seen.marked:
             return
         self._settle()
-        found = prefetch.read_calls(self._c, self._t, calls, timers, lock=self._row_locks)
+        found = prefetch.read_calls(
+            self._c, self._t, calls, timers, lock=self._row_locks, results=results
+        )
         t = self._t
         for table, rows in ((t.deals, found.deals), (t.clients, found.clients)):
             for key, data in rows.items():
