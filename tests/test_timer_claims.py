@@ -109,3 +109,29 @@ def test_a_timer_whose_json_jsonb_refuses_is_claimed_all_the_same(
     got, rows = claimed_and_stored(store, [timer], SQLAlchemyTransaction.claim_timers, 5)
     assert [t.key for t in got] == [timer.key] and got[0].lease_owner == "w0"
     assert rows[0][-1]["lease_owner"] == "w0" and rows[0][-1]["note"] == "a \x00 in the note"
+
+
+def test_two_workers_claiming_at_once_never_claim_the_same_timer(
+    tmp_path: Path,
+) -> None:
+    """The first claim's rows stay locked until it commits; the second skips them."""
+    with open_database("postgresql", tmp_path) as db:
+        first, second = (SQLAlchemyStore(db.url, schema=db.schema) for _ in range(2))
+        timers = timers_of([(-1, TimerStatus.PENDING, None, 0, None)] * 5)
+        with first.transaction() as tx:
+            for timer in timers:
+                tx.plan_timer(timer)
+        with first.transaction() as one:
+            mine = one.claim_timers(NOW, 3, "w0", LEASE)
+            with second.transaction() as two:
+                theirs = two.claim_timers(NOW, 3, "w1", LEASE)
+        assert len(mine) == 3 and len(theirs) == 2
+        assert not {t.key for t in mine} & {t.key for t in theirs}
+        with first.transaction() as tx:
+            owners = {t.key: t.lease_owner for t in tx.find_timers()}
+        assert owners == {
+            **dict.fromkeys((t.key for t in mine), "w0"),
+            **dict.fromkeys((t.key for t in theirs), "w1"),
+        }
+        first.close()
+        second.close()
