@@ -133,3 +133,29 @@ def test_a_batch_that_meets_a_stored_row_fires_as_one_at_a_time(
         assert ("c1", "planted") in state(together)[1]
         alone.store.close()
     together.store.close()
+
+
+def test_a_timer_whose_result_is_kept_already_settles_and_the_batch_fires(
+    database: Database, tmp_path: Path
+) -> None:
+    """The batch does not read the timers' results: one kept from before (the timer fired,
+    its status was written back by a stale copy) fails the batch's INSERT of the results,
+    and every timer fires alone: that one is settled as fired, without firing again."""
+    from crmrules.result import Result
+
+    made, _ = engine(database, tmp_path)
+    with made.store.transaction() as tx:
+        (timer,) = tx.find_timers(client="c1")
+        kept = Result(f"timer:{timer.key}", regulation=made.regulation.release.id)
+        tx.save_event_result(kept.event_id, kept.to_dict())
+        (broken,) = tx.find_timers(client="c3")
+    report = made.run_due()
+    assert report.fired == 5 and [key for key, _ in report.failed] == [broken.key]
+    duplicate = [r for r in report.results if r.duplicate]
+    assert [r.event_id for r in duplicate] == [kept.event_id]
+    with made.store.transaction() as tx:
+        settled = tx.get_timer(timer.key)
+    assert settled is not None and settled.status is TimerStatus.FIRED
+    assert (settled.note or "").startswith("fired before")
+    assert sorted(t.client for t in made.tasks()) == ["c0", "c2", "c4", "c5"]  # not c1 again
+    made.store.close()

@@ -67,6 +67,8 @@ class ActionContext:
         self.rule = rule
         self.index = index
         self.action = action
+        #: the flat records of the subjects ``read_subjects`` was lent, by namespace
+        self._lent: dict[str, tuple[object, Mapping[str, Any]]] = {}
 
     # -- reading
 
@@ -108,7 +110,20 @@ class ActionContext:
         deal = lent_deal[0] if lent_deal is not None else None
         client_id = event.client or (deal.client if deal else None)
         lent = tx.lend_client(client_id) if client_id else None
+        self._lent = {}
+        if lent_deal is not None:
+            self._lent["deal"] = lent_deal
+        if lent is not None:
+            self._lent["client"] = lent
         return (lent[0] if lent is not None else None), deal
+
+    def _flat(self, namespace: str, record: Client | Deal) -> Mapping[str, object]:
+        """``record.record()``; the flat record lent with it if ``read_subjects`` lent it (the
+        same object: made when it was stored, shared with nothing that changes)."""
+        lent = self._lent.get(namespace)
+        if lent is not None and lent[0] is record:
+            return lent[1]
+        return record.record()
 
     def template_context(
         self,
@@ -123,9 +138,9 @@ class ActionContext:
         if "event" in namespaces:
             context["event"] = self.event.record()
         if client is not None and "client" in namespaces:
-            context["client"] = client.record()
+            context["client"] = self._flat("client", client)
         if deal is not None and "deal" in namespaces:
-            context["deal"] = deal.record()
+            context["deal"] = self._flat("deal", deal)
         if client and client.responsible and "manager" in namespaces:
             manager = self.find_manager(client.responsible)
             if manager is not None:

@@ -209,7 +209,10 @@ def _set_based(tx: Transaction, claimed: list[Timer]) -> Iterator[None]:
         yield
         return
     calls = [(f"timer:{timer.key}", timer.client, timer.deal) for timer in claimed]
-    tx.prepare_calls(calls, [timer.key for timer in claimed])
+    # A pending timer's result is almost never there: it is not read. One that is (the
+    # timer fired, its status was written back by a stale copy) fails the batch's INSERT
+    # of the results at its end, and every timer is then fired alone, which settles it.
+    tx.prepare_calls(calls, [timer.key for timer in claimed], results=False)
     with tx.deferred_writes():
         yield
 
@@ -218,7 +221,7 @@ def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callabl
     """The body of a timer's transaction: check the lease, fire, settle the timer."""
 
     def body(run: Run) -> None:
-        current = run.tx.lock_timer(timer.key)
+        current = _locked_timer(run.tx, timer.key)
         if (
             current is None
             or current.status is not TimerStatus.PENDING
@@ -233,6 +236,17 @@ def _firing(engine: Engine, timer: Timer, now: datetime, worker: str) -> Callabl
         run.tx.put_timer(timers.updated(current, settled))
 
     return body
+
+
+def _locked_timer(tx: Transaction, key: str) -> Timer | None:
+    """``tx.lock_timer(key)``; on a store that lends its timers and locks nothing (the memory
+    store), the stored timer itself: the firing reads it and settles a new record made
+    from it (``timers.updated``), never changing it in place."""
+    lend = getattr(tx, "lend_timer", None)
+    if lend is not None and getattr(tx, "locks_nothing", False):
+        timer: Timer | None = lend(key)
+        return timer
+    return tx.lock_timer(key)
 
 
 def _fire(engine: Engine, timer: Timer, now: datetime, worker: str, report: DueReport) -> None:
@@ -400,7 +414,9 @@ def _fire_timer(engine: Engine, run: Run, timer: Timer) -> tuple[TimerStatus, st
         stage = pipeline.stage(deal.stage) if pipeline else None
         if stage is None or stage.deadline is None:
             return TimerStatus.CANCELLED, "the stage has no deadline any more"
-        overdue = event.model_copy(update={"type": "deal.stage_overdue", "data": timer.data})
+        # the event's own copy of the data: the timer may be the store's own (_locked_timer)
+        data = dict(timer.data)
+        overdue = event.model_copy(update={"type": "deal.stage_overdue", "data": data})
         run.cascade(overdue)
     elif timer.kind == "task":
         task = run.tx.get_task(timer.data.get("task", ""))

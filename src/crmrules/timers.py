@@ -10,6 +10,7 @@ them never depends on the wall clock.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -112,7 +113,19 @@ def occurrence(
     month clamped to the 28th does not pull the next one back (01-31,
     02-28, 03-31), and an ``at`` time moved by the spring DST gap is
     applied anew to the next day (03:30 once, then 02:30 again).
+
+    Remembered per calendar (:func:`_remembered`): the clients that entered a contact
+    plan together (a realignment, an import) share one series, worked out once.
     """
+    # By its UTC instant: two equal moments of one zone in the repeated autumn hour are
+    # equal to Python (wall clock, fold ignored) but are not the same start.
+    return _remembered(every, at, utc(start), n, calendar)
+
+
+def worked_out(
+    every: Duration, at: time | None, start: datetime, n: int, calendar: BusinessCalendar
+) -> datetime:
+    """:func:`occurrence` computed afresh (the oracle of its property test)."""
     period = Duration(
         months=every.months * n,
         days=every.days * n,
@@ -129,6 +142,11 @@ def occurrence(
     if at is not None and not every.seconds:
         moment = calendar.combine(calendar.local(moment).date(), at)
     return utc(moment)
+
+
+#: How many occurrences are remembered (about 300 bytes each).
+REMEMBERED = 8192
+_remembered = functools.lru_cache(maxsize=REMEMBERED)(worked_out)
 
 
 def next_occurrence(

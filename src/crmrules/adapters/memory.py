@@ -730,6 +730,10 @@ class MemoryTransaction:
     def lock_timer(self, key: str) -> Timer | None:
         return self.get_timer(key)
 
+    #: ``lock_timer`` locks nothing here (one writer at a time): a firing may take the
+    #: timer from ``lend_timer`` instead (crmrules.firing)
+    locks_nothing = True
+
     #: not_matched audit lines and outcomes are kept unexplained, explained when read
     #: (crmrules.rules.why): this store lives in the process that has their rules
     keeps_explanations = True

@@ -163,10 +163,12 @@ def read_calls(
     timers: list[str],
     *,
     lock: bool,
+    results: bool = True,
 ) -> Calls:
     """For a batch of engine calls (event id, client id, deal id each): the deals, then the
     clients (the calls' and the deals'), then the timers locked (``lock``: PostgreSQL),
-    and the results and managers read; five statements for the batch."""
+    and the results and managers read; five statements for the batch. ``results=False``:
+    the calls' results are taken as absent, not read (see ``prepare_calls``)."""
     t = tables
     deal_ids = sorted({deal for _, _, deal in calls if deal is not None})
     deals: dict[str, Any] = dict.fromkeys(deal_ids)
@@ -185,7 +187,9 @@ def read_calls(
         {str(data["responsible"]) for data in clients.values() if data and data.get("responsible")}
     )
     return Calls(
-        results=_by_ids(connection, t.event_results, "result", [c[0] for c in calls], lock=False),
+        results=_by_ids(connection, t.event_results, "result", [c[0] for c in calls], lock=False)
+        if results
+        else dict.fromkeys(c[0] for c in calls),
         deals=deals,
         clients=clients,
         managers=_by_ids(connection, t.managers, "data", responsible, lock=False),

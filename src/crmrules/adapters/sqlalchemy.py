@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ from crmrules.adapters import (
     record_cache,
     row_cache,
     statements,
+    timer_claims,
 )
 from crmrules.adapters.host import HostRecords
 from crmrules.adapters.tables import Base, Tables, UTCDateTime, metadata, tables_in
@@ -94,6 +95,8 @@ M = TypeVar("M", bound=BaseModel)
 
 encode, decode = json_values.encode, json_values.decode
 _dump, _load, _fresh = json_values.dump, json_values.load, json_values.fresh
+#: A moment as a record's JSON holds it (a timer's lease written by the server).
+_MOMENT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 
 
 # -- engines and errors a person reads
@@ -792,18 +795,28 @@ class SQLAlchemyTransaction:
             self._c.execute(query.with_for_update())
 
     def prepare_calls(
-        self, calls: list[tuple[str, str | None, str | None]], timers: list[str]
+        self,
+        calls: list[tuple[str, str | None, str | None]],
+        timers: list[str],
+        *,
+        results: bool = True,
     ) -> None:
         """For a batch of engine calls to come in this transaction (event id, client id, deal
         id each): lock their subjects and ``timers`` and read them, with the calls' results
         and the clients' managers, in five statements for the batch instead of about three
         per call (crmrules.adapters.prefetch). Each call's ``lock_subject``, ``event_result``
         and ``lock_timer`` then send nothing. Taken at the top of the transaction (not in a
-        savepoint, whose rollback would release the locks); with host tables, nothing."""
+        savepoint, whose rollback would release the locks); with host tables, nothing.
+
+        ``results=False``: the calls' results are taken as absent without a read, for a
+        batch whose results are written as plain INSERTs at its end: a result kept from
+        before then fails that INSERT, and the caller undoes the batch."""
         if self._records is not None or self._seen.marked:
             return
         self._settle()
-        found = prefetch.read_calls(self._c, self._t, calls, timers, lock=self._row_locks)
+        found = prefetch.read_calls(
+            self._c, self._t, calls, timers, lock=self._row_locks, results=results
+        )
         t = self._t
         for table, rows in ((t.deals, found.deals), (t.clients, found.clients)):
             for key, data in rows.items():
@@ -1416,6 +1429,14 @@ class SQLAlchemyTransaction:
     ) -> list[Timer]:
         """Lease due timers; on PostgreSQL rows another worker is claiming are skipped."""
         self._settle()
+        if self._postgres and limit > 0:
+            return self._claim_returning(now, limit, worker, lease_until)
+        return self._claim_selected(now, limit, worker, lease_until)
+
+    def _claim_selected(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        """The due timers selected (locked, on a server), then each one's lease written."""
         t = self._t.timers
         pending = TimerStatus.PENDING.value
         claimed = self._leasable(t, Timer, pending, t.c.due_at, now, limit, worker, lease_until)
@@ -1431,6 +1452,36 @@ class SQLAlchemyTransaction:
             for key, data in dumped.items():
                 self._seen[t.name, key] = data
         return claimed
+
+    def _claim_returning(
+        self, now: datetime, limit: int, worker: str, lease_until: datetime
+    ) -> list[Timer]:
+        """PostgreSQL: the batch leased in one ``UPDATE ... RETURNING`` (its rows chosen and
+        locked by a ``FOR UPDATE SKIP LOCKED`` subquery), the lease written into ``data`` by
+        the server; what ``claim_timers``' SELECT and per-row UPDATEs did, in one statement.
+
+        A row whose JSON ``jsonb`` cannot hold (a ``\\u0000``) keeps its ``data`` in the
+        statement and gets the lease written from Python after it."""
+        t = self._t.timers
+        c = timer_claims
+        params = {
+            c.NOW: now,
+            c.LIMIT: limit,
+            c.WORKER: worker,
+            c.UNTIL: lease_until,
+            c.UNTIL_TEXT: _MOMENT.dump_python(lease_until, mode="json"),
+        }
+        claimed: list[Timer] = []
+        for data in self._c.execute(c.claim_statement(t), params).scalars().all():
+            timer = _load(Timer, data)
+            if timer.lease_owner != worker or timer.lease_until != lease_until:
+                lease = {"lease_owner": worker, "lease_until": lease_until}
+                timer = timer.model_copy(update=lease)
+                data = _dump(timer)
+                self._c.execute(sa.update(t).where(t.c.key == timer.key).values(data=data))
+            self._seen[t.name, timer.key] = data
+            claimed.append(timer)
+        return sorted(claimed, key=timer_claims.claim_order)
 
     def lock_timer(self, key: str) -> Timer | None:
         """The timer read from the database (not this transaction's cache), locked until commit.
