@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, TypeAdapter
+from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -95,8 +95,6 @@ M = TypeVar("M", bound=BaseModel)
 
 encode, decode = json_values.encode, json_values.decode
 _dump, _load, _fresh = json_values.dump, json_values.load, json_values.fresh
-#: A moment as a record's JSON holds it (a timer's lease written by the server).
-_MOMENT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 
 
 # -- engines and errors a person reads
@@ -1469,7 +1467,7 @@ class SQLAlchemyTransaction:
             c.LIMIT: limit,
             c.WORKER: worker,
             c.UNTIL: lease_until,
-            c.UNTIL_TEXT: _MOMENT.dump_python(lease_until, mode="json"),
+            c.UNTIL_TEXT: json_values.moment(lease_until),  # as the record's JSON holds it
         }
         claimed: list[Timer] = []
         for data in self._c.execute(c.claim_statement(t), params).scalars().all():
